@@ -1,0 +1,62 @@
+"""Throughput of `speechrnn transcribe` on AN4 test: audio seconds per wall second.
+
+Usage:
+    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3]
+
+Times what `speechrnn transcribe --format jsonl` does after the interpreter has started and
+imported speechrnn: loading the model, reading and resampling every file, features, the model,
+greedy decoding and writing the JSON lines (to /dev/null). Prints the best of --repeat runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from speechrnn.data import DEFAULT_AN4, an4_utterances
+from speechrnn.model import load_model
+from speechrnn.output import render
+from speechrnn.transcribe import transcribe_files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    parser.add_argument("--model", default="offline")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = [u.audio for u in an4_utterances(args.an4, "test")]
+
+    timings = []
+    with open(os.devnull, "w") as sink:
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            model = load_model(args.model)
+            results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")))
+            timings.append(time.perf_counter() - started)
+    failed = [r.audio for r in results if r.error]
+    if failed:
+        sys.exit(f"{len(failed)} files failed: {failed[:3]}")
+    audio_seconds = sum(r.duration for r in results)
+    best = min(timings)
+    print(json.dumps({
+        "files": len(paths),
+        "audio_s": round(audio_seconds, 1),
+        "wall_s": round(best, 3),
+        "x_real_time": round(audio_seconds / best, 1),
+        "model": args.model,
+        "threads": args.threads,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+        "torch": torch.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""speechrnn: streaming speech recognition with GRU-CTC models."""
+from __future__ import annotations
+
+from .audio import SAMPLE_RATE, AudioError, load_audio
+from .model import ModelConfig, SpeechModel, load_model, save_model
+from .transcribe import recognize, transcribe_files
+
+__all__ = ["SAMPLE_RATE", "AudioError", "load_audio", "ModelConfig", "SpeechModel", "load_model", "save_model", "recognize", "transcribe_files", "transcribe"]
+__version__ = "0.1.0"
+
+
+def transcribe(audio, model: SpeechModel | str = "offline") -> str:
+    """Transcribe one file path, or a ``(N,)`` array of 16 kHz samples, to text."""
+    import numpy as np
+    import torch
+
+    model = load_model(model) if isinstance(model, str) else model
+    samples = load_audio(audio) if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__") else np.asarray(audio, dtype=np.float32)
+    return recognize(model, [torch.from_numpy(samples)])[0].text

@@ -1,0 +1,122 @@
+"""Audio in: constants, loading, resampling and downmixing.
+
+Everything downstream sees mono float32 samples at ``SAMPLE_RATE`` in [-1, 1].
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from math import gcd
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16000
+N_FFT = 400  # 25 ms analysis window
+HOP_LENGTH = 160  # 10 ms between frames
+MIN_DURATION = 0.25  # seconds; shorter clips cannot hold a word and are rejected
+
+
+class AudioError(ValueError):
+    """An audio input that cannot be used; the message names the input and the reason."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file that libsndfile understands (WAV, FLAC, OGG, ...).
+
+    Args:
+        path: the file.
+        sample_rate: rate of the returned samples; the file is resampled to it.
+
+    Returns:
+        ``(N,)`` float32 mono samples.
+
+    Raises:
+        AudioError: the file is missing, unreadable, not audio, empty, too short or has
+            non-finite samples.
+    """
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise AudioError(source, "no such file")
+    if os.path.isdir(source):
+        raise AudioError(source, "is a directory, not an audio file")
+    if os.path.getsize(source) == 0:
+        raise AudioError(source, "file is empty (0 bytes)")
+    try:
+        samples, file_rate = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(source, f"not a readable audio file ({error})") from None
+    except OSError as error:
+        raise AudioError(source, f"cannot read file ({error.strerror or error})") from None
+    return prepare_samples(samples, file_rate, sample_rate, source=source)
+
+
+def prepare_samples(
+    samples: np.ndarray,
+    sample_rate: int,
+    target_rate: int = SAMPLE_RATE,
+    source: str = "<array>",
+    min_duration: float = MIN_DURATION,
+) -> np.ndarray:
+    """Turn samples of any layout into mono float32 at ``target_rate``.
+
+    Args:
+        samples: ``(N,)`` or ``(N, C)`` samples; integer types are scaled to [-1, 1].
+        sample_rate: rate of ``samples`` in Hz.
+        target_rate: rate of the result in Hz.
+        source: name used in error messages.
+        min_duration: shortest accepted duration in seconds (0 accepts anything).
+
+    Returns:
+        ``(M,)`` float32 mono samples.
+    """
+    samples = to_float32(np.asarray(samples))
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise AudioError(source, f"expected samples of shape (N,) or (N, C), got {samples.shape}")
+    if samples.size == 0:
+        raise AudioError(source, "contains no audio samples")
+    if not np.isfinite(samples).all():
+        raise AudioError(source, "contains NaN or infinite samples")
+    if sample_rate <= 0:
+        raise AudioError(source, f"invalid sample rate {sample_rate}")
+    duration = samples.size / sample_rate
+    if duration < min_duration:
+        raise AudioError(source, f"too short ({duration:.3f} s; at least {min_duration} s needed)")
+    return resample(samples, sample_rate, target_rate)
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """Scale integer PCM to [-1, 1] float32; float input is only cast."""
+    if np.issubdtype(samples.dtype, np.integer):
+        info = np.iinfo(samples.dtype)
+        if info.min == 0:  # unsigned (8-bit WAV): silence sits at the middle of the range
+            offset = scale = (info.max + 1) // 2
+        else:
+            offset, scale = 0, -info.min
+        return ((samples.astype(np.float64) - offset) / scale).astype(np.float32)
+    return samples.astype(np.float32, copy=False)
+
+
+def resample(samples: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited (windowed-sinc) resampling with torchaudio."""
+    if orig_rate == new_rate:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    kernel_rates = _reduced_rates(int(orig_rate), int(new_rate))
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), *kernel_rates)
+    return out.numpy().astype(np.float32, copy=False)
+
+
+@lru_cache(maxsize=32)
+def _reduced_rates(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    # torchaudio builds its kernel from the reduced ratio anyway; reducing here keeps the cache small.
+    g = gcd(orig_rate, new_rate)
+    return orig_rate // g, new_rate // g

@@ -1,0 +1,177 @@
+"""Datasets, manifests, length-bucketed batching and augmentation.
+
+A manifest is a JSON-lines file, one utterance a line::
+
+    {"audio": "path/to/file.wav", "text": "the transcript", "duration": 2.3, "speaker": "fash"}
+
+Relative audio paths are taken relative to the manifest's folder. ``duration`` and
+``speaker`` are optional (a missing duration is read from the file header).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from .audio import load_audio
+from .text import normalize_text
+
+DEFAULT_AN4 = Path(os.environ.get("SPEECHRNN_AN4", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "an4"))
+
+
+@dataclass
+class Utterance:
+    audio: str
+    text: str
+    duration: float = 0.0
+    speaker: str = ""
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    """Read a JSON-lines manifest; bad lines raise ``ValueError`` naming the file and line."""
+    path = Path(path)
+    utterances = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                audio = Path(row["audio"])
+                text = str(row["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}:{line_no}: not a manifest line with 'audio' and 'text' ({error})") from None
+            if not audio.is_absolute():
+                audio = path.parent / audio
+            duration = float(row.get("duration") or 0.0) or sf.info(str(audio)).duration
+            utterances.append(Utterance(str(audio), text, duration, str(row.get("speaker", ""))))
+    return utterances
+
+
+def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for utt in utterances:
+            f.write(json.dumps(asdict(utt)) + "\n")
+    os.replace(tmp, path)
+
+
+def an4_utterances(root: str | os.PathLike, split: str) -> list[Utterance]:
+    """Utterances of CMU's AN4 corpus (``split`` is ``train`` or ``test``)."""
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise ValueError(f"AN4 split must be 'train' or 'test', got {split!r}")
+    fileids = root / "etc" / f"an4_{split}.fileids"
+    transcripts = root / "etc" / f"an4_{split}.transcription"
+    if not fileids.is_file() or not transcripts.is_file():
+        raise FileNotFoundError(f"{root}: not an AN4 folder (missing {fileids.name} or {transcripts.name})")
+    ids = fileids.read_text().split()
+    lines = [line for line in transcripts.read_text().splitlines() if line.strip()]
+    if len(ids) != len(lines):
+        raise ValueError(f"{root}: {len(ids)} file ids but {len(lines)} transcripts")
+    utterances = []
+    for file_id, line in zip(ids, lines):
+        utt_id = line.rsplit("(", 1)[-1].rstrip(") ")
+        if not file_id.endswith(utt_id):
+            raise ValueError(f"{transcripts}: transcript {utt_id!r} does not match file id {file_id!r}")
+        audio = root / "wav" / f"{file_id}.wav"
+        utterances.append(Utterance(str(audio), normalize_text(line), sf.info(str(audio)).duration, file_id.split("/")[1]))
+    return utterances
+
+
+def speaker_split(utterances: Sequence[Utterance], n_dev_speakers: int, seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
+    """Split into (train, dev) with no speaker in both; dev gets ``n_dev_speakers`` speakers."""
+    speakers = sorted({u.speaker for u in utterances})
+    if n_dev_speakers >= len(speakers):
+        raise ValueError(f"cannot hold out {n_dev_speakers} of {len(speakers)} speakers")
+    dev_speakers = set(random.Random(seed).sample(speakers, n_dev_speakers))
+    train = [u for u in utterances if u.speaker not in dev_speakers]
+    dev = [u for u in utterances if u.speaker in dev_speakers]
+    return train, dev
+
+
+def load_waves(utterances: Sequence[Utterance], progress: bool = False) -> list[torch.Tensor]:
+    """Read every utterance into memory as 16 kHz float32 tensors."""
+    from tqdm import tqdm
+
+    return [torch.from_numpy(load_audio(u.audio)) for u in tqdm(utterances, desc="loading audio", disable=not progress, leave=False)]
+
+
+def length_batches(lengths: Sequence[float], batch_size: int, generator: random.Random | None = None) -> list[list[int]]:
+    """Group indices of similar length into batches; shuffled (within ties and in batch
+    order) when a generator is given."""
+    order = list(range(len(lengths)))
+    if generator is not None:
+        generator.shuffle(order)  # breaks ties between equal lengths differently each epoch
+    order.sort(key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if generator is not None:
+        generator.shuffle(batches)
+    return batches
+
+
+def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of ``(N_i,)`` -> ``(B, max N)`` zero-padded and ``(B,)`` lengths."""
+    lens = torch.tensor([w.shape[0] for w in waves])
+    return torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True), lens
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation factors, drawn uniformly
+    noise_prob: float = 0.5  # chance of adding white noise to an utterance
+    snr_db: tuple[float, float] = (10.0, 40.0)  # range of signal-to-noise ratios for that noise
+    gain_db: tuple[float, float] = (-10.0, 6.0)  # random level change
+    n_freq_masks: int = 2
+    max_freq_width: int = 15  # mel bins
+    n_time_masks: int = 2
+    max_time_width: int = 25  # frames
+    max_time_ratio: float = 0.2  # a time mask covers at most this share of the utterance
+
+
+def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
+    """Speed perturbation, gain and additive noise on one ``(N,)`` waveform."""
+    speed = rng.choice(config.speeds)
+    if speed != 1.0:
+        # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
+        wave = AF.resample(wave, int(round(speed * 100)), 100)
+    wave = wave * 10 ** (rng.uniform(*config.gain_db) / 20)
+    if rng.random() < config.noise_prob:
+        power = wave.pow(2).mean().clamp(min=1e-10)
+        snr = 10 ** (rng.uniform(*config.snr_db) / 10)
+        noise = torch.randn(wave.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+        wave = wave + noise * (power / snr).sqrt()
+    return wave.clamp(-1.0, 1.0)
+
+
+def mask_frequencies(log_mel: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
+    """SpecAugment frequency masks on one ``(T, n_mels)`` log-mel matrix (filled with its mean)."""
+    log_mel = log_mel.clone()
+    fill = log_mel.mean()
+    for _ in range(config.n_freq_masks):
+        width = rng.randint(0, config.max_freq_width)
+        start = rng.randint(0, max(0, log_mel.shape[1] - width))
+        log_mel[:, start : start + width] = fill
+    return log_mel
+
+
+def mask_times(feats: torch.Tensor, n_frames: int, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
+    """SpecAugment time masks on one ``(T, F)`` normalised feature matrix (filled with 0, the mean)."""
+    feats = feats.clone()
+    max_width = min(config.max_time_width, int(config.max_time_ratio * n_frames))
+    for _ in range(config.n_time_masks):
+        width = rng.randint(0, max(0, max_width))
+        start = rng.randint(0, max(0, n_frames - width))
+        feats[start : start + width] = 0.0
+    return feats
+

@@ -1,0 +1,46 @@
+"""Word and character error rates of a model on labelled utterances."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import jiwer
+
+from .data import Utterance, load_waves
+from .decoding import Hypothesis
+from .model import SpeechModel
+from .transcribe import recognize
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[float, float]:
+    """Corpus WER and CER in percent (jiwer)."""
+    return 100 * jiwer.wer(list(references), list(hypotheses)), 100 * jiwer.cer(list(references), list(hypotheses))
+
+
+@dataclass
+class Evaluation:
+    wer: float  # percent
+    cer: float  # percent
+    n_utterances: int
+    audio_seconds: float
+    decode_seconds: float  # features + model + decoding, audio already in memory
+    hypotheses: list[Hypothesis]
+
+    @property
+    def rtf(self) -> float:
+        return self.decode_seconds / self.audio_seconds
+
+    def summary(self) -> dict:
+        return {"wer": round(self.wer, 2), "cer": round(self.cer, 2), "n": self.n_utterances, "rtf": round(self.rtf, 4)}
+
+
+def evaluate(model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = 16) -> Evaluation:
+    """Greedy-decode ``utterances`` and score them against their transcripts."""
+    waves = load_waves(utterances)
+    started = time.perf_counter()
+    hyps = recognize(model, waves, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    wer, cer = error_rates([u.text for u in utterances], [h.text for h in hyps])
+    audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
+    return Evaluation(wer, cer, len(utterances), audio_seconds, seconds, hyps)

@@ -1,0 +1,131 @@
+"""MFCC frontend with global mean/variance normalisation.
+
+The frontend is built to stream: frames are taken without centring (frame ``t`` covers
+samples ``[t * hop, t * hop + n_fft)``) and the log uses a fixed offset rather than a
+level relative to the clip's maximum, so a frame depends only on its own samples and a
+chunked stream yields exactly the frames of the whole signal.
+
+Shapes: ``B`` batch, ``N`` samples, ``T`` frames, ``F`` features per frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+from torch import nn
+
+from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT  # window length in samples (25 ms)
+    hop_length: int = HOP_LENGTH  # frame step in samples (10 ms)
+    n_mels: int = 80  # mel filters
+    n_mfcc: int = 80  # cepstral coefficients kept (n_mfcc == n_mels keeps all information)
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    log_offset: float = 1e-6  # fixed floor added before the log (streaming-safe)
+
+    def __post_init__(self):
+        if not 0 < self.n_mfcc <= self.n_mels:
+            raise ValueError(f"n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
+        if self.hop_length <= 0 or self.n_fft <= 0:
+            raise ValueError("n_fft and hop_length must be positive")
+
+
+def num_frames(n_samples: torch.Tensor | int, config: FrontendConfig) -> torch.Tensor | int:
+    """Frames the frontend yields for ``n_samples`` samples (0 when shorter than a window)."""
+    if isinstance(n_samples, torch.Tensor):
+        return torch.clamp((n_samples - config.n_fft) // config.hop_length + 1, min=0)
+    return max(0, (n_samples - config.n_fft) // config.hop_length + 1)
+
+
+class Frontend(nn.Module):
+    """Waveform -> log-mel -> MFCC -> global CMVN.
+
+    The mel filterbank, DCT matrix and normalisation statistics are buffers, so they are
+    saved with the model. The steps are separate methods so training can augment log-mel
+    features (SpecAugment) before the DCT.
+
+    Example:
+        >>> frontend = Frontend(FrontendConfig())
+        >>> feats, feat_lens = frontend(torch.zeros(1, 16000), torch.tensor([16000]))
+        >>> feats.shape
+        torch.Size([1, 98, 80])
+    """
+
+    def __init__(self, config: FrontendConfig):
+        super().__init__()
+        self.config = config
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            f_min=config.f_min,
+            f_max=config.f_max,
+            n_mels=config.n_mels,
+            power=2.0,
+            center=False,
+        )
+        dct = torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, norm="ortho")
+        self.register_buffer("dct", dct, persistent=False)
+        self.register_buffer("cmvn_mean", torch.zeros(config.n_mfcc))
+        self.register_buffer("cmvn_std", torch.ones(config.n_mfcc))
+
+    def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies."""
+        if waves.shape[-1] < self.config.n_fft:
+            return waves.new_zeros(*waves.shape[:-1], 0, self.config.n_mels)
+        return torch.log(self.mel(waves) + self.config.log_offset).transpose(-1, -2)
+
+    def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""
+        return log_mel @ self.dct
+
+    def normalize(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """Apply the global mean/variance statistics."""
+        return (mfcc - self.cmvn_mean) / self.cmvn_std
+
+    def forward(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised MFCC of a padded batch.
+
+        Args:
+            waves: ``(B, N)`` float samples at ``config.sample_rate``.
+            wave_lens: ``(B,)`` valid samples per row.
+
+        Returns:
+            ``(B, T, n_mfcc)`` features and ``(B,)`` valid frames per row.
+        """
+        feats = self.normalize(self.mfcc(self.log_mel(waves)))
+        return feats, num_frames(wave_lens, self.config)
+
+    @torch.no_grad()
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.cmvn_mean.copy_(mean)
+        self.cmvn_std.copy_(torch.clamp(std, min=1e-5))
+
+
+class CMVNAccumulator:
+    """Running sums for global mean/variance of un-normalised MFCC frames (float64)."""
+
+    def __init__(self, n_features: int):
+        self.count = 0
+        self.total = torch.zeros(n_features, dtype=torch.float64)
+        self.total_sq = torch.zeros(n_features, dtype=torch.float64)
+
+    def update(self, frames: torch.Tensor) -> None:
+        """Add ``(T, F)`` frames."""
+        frames = frames.to(torch.float64)
+        self.count += frames.shape[0]
+        self.total += frames.sum(0)
+        self.total_sq += (frames**2).sum(0)
+
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.count == 0:
+            raise ValueError("no frames were accumulated for CMVN")
+        mean = self.total / self.count
+        var = torch.clamp(self.total_sq / self.count - mean**2, min=1e-10)
+        return mean.float(), var.sqrt().float()

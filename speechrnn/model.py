@@ -1,0 +1,223 @@
+"""The GRU/LSTM CTC acoustic model, its config, and the one-file save/load format.
+
+Shapes: ``B`` batch, ``T`` feature frames, ``U`` output frames (``T // frame_stack``),
+``F`` features, ``H`` hidden units, ``V`` vocabulary size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .features import Frontend, FrontendConfig
+from .text import VOCAB, Tokenizer
+
+FORMAT = "speechrnn-model"
+FORMAT_VERSION = 1
+BUNDLED_DIR = Path(__file__).parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    vocab: tuple[str, ...] = VOCAB
+    frame_stack: int = 3  # consecutive frames concatenated before the RNN (30 ms steps)
+    n_proj: int = 320  # width of the input projection (Linear + ReLU)
+    n_hidden: int = 320  # RNN units per direction
+    n_layers: int = 3
+    bidirectional: bool = True  # False for a streaming (causal, stateful) model
+    rnn_type: str = "gru"  # "gru" or "lstm"
+    dropout: float = 0.25
+    lookahead: int = 0  # future output frames mixed into each frame after the RNN (row convolution)
+
+    def __post_init__(self):
+        if self.rnn_type not in ("gru", "lstm"):
+            raise ValueError(f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
+        if self.frame_stack < 1 or self.n_layers < 1 or self.n_hidden < 1 or self.n_proj < 1:
+            raise ValueError("frame_stack, n_layers, n_hidden and n_proj must be positive")
+        if self.lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds between two output frames."""
+        return self.frontend.hop_length * self.frame_stack / self.frontend.sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["vocab"] = list(self.vocab)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        d["frontend"] = FrontendConfig(**d["frontend"])
+        d["vocab"] = tuple(d["vocab"])
+        return cls(**d)
+
+
+class SpeechModel(nn.Module):
+    """Frontend (with its CMVN statistics) + frame stacking + RNN + linear CTC head.
+
+    Example:
+        >>> model = SpeechModel(ModelConfig(n_hidden=64, n_proj=64, n_layers=1))
+        >>> feats, feat_lens = model.features(torch.zeros(2, 16000), torch.tensor([16000, 8000]))
+        >>> log_probs, out_lens = model(feats, feat_lens)
+        >>> log_probs.shape, out_lens.tolist()
+        (torch.Size([2, 32, 29]), [32, 16])
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tokenizer = Tokenizer(config.vocab)
+        self.frontend = Frontend(config.frontend)
+        self.proj = nn.Sequential(
+            nn.Linear(config.frontend.n_mfcc * config.frame_stack, config.n_proj),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+        )
+        rnn_class = nn.GRU if config.rnn_type == "gru" else nn.LSTM
+        self.rnn = rnn_class(
+            config.n_proj,
+            config.n_hidden,
+            num_layers=config.n_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.n_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        n_directions = 2 if config.bidirectional else 1
+        n_out = config.n_hidden * n_directions
+        # Row convolution (DeepSpeech 2): each output frame also sees `lookahead` future frames,
+        # per channel; its latency is lookahead * frame_shift.
+        self.lookahead = nn.Conv1d(n_out, n_out, config.lookahead + 1, groups=n_out, bias=False) if config.lookahead else None
+        if self.lookahead is not None:
+            with torch.no_grad():  # start as the identity: the current frame only
+                self.lookahead.weight.zero_()
+                self.lookahead.weight[:, 0, 0] = 1.0
+        self.head = nn.Linear(n_out, len(config.vocab))
+
+    def features(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N)`` samples -> ``(B, T, F)`` normalised features and ``(B,)`` lengths."""
+        return self.frontend(waves, wave_lens)
+
+    def stack_frames(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, F)`` -> ``(B, U, F * frame_stack)``, dropping a trailing partial group."""
+        k = self.config.frame_stack
+        n_out = feats.shape[1] // k
+        stacked = feats[:, : n_out * k].reshape(feats.shape[0], n_out, -1)
+        return stacked, feat_lens // k
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        """CTC log-probabilities of a padded batch.
+
+        Args:
+            feats: ``(B, T, F)`` normalised features.
+            feat_lens: ``(B,)`` valid frames per row.
+            hidden: initial RNN state ``(n_layers * directions, B, H)`` (a pair for LSTM),
+                or None for zeros.
+
+        Returns:
+            ``(B, U, V)`` log-probabilities, ``(B,)`` valid output frames.
+        """
+        x, out_lens = self.stack_frames(feats, feat_lens)
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, len(self.config.vocab)), out_lens
+        x = self.proj(x)
+        lens = torch.clamp(out_lens, min=1).cpu()  # packing rejects empty rows; they are masked out below
+        packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed, hidden)
+        x, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # zeros past each length
+        if self.lookahead is not None:
+            # Frames past the end are zeros, as a stream's last frames see at finalisation.
+            x = self.lookahead(nn.functional.pad(x.transpose(1, 2), (0, self.config.lookahead))).transpose(1, 2)
+        log_probs = self.head(self.dropout(x)).log_softmax(dim=-1)
+        return log_probs, out_lens
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def save_model(
+    path: str | os.PathLike,
+    model: SpeechModel,
+    half: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Write config, vocabulary, CMVN statistics and weights to one file, atomically.
+
+    Args:
+        half: store floating-point weights as float16 (they are loaded back as float32).
+        metadata: JSON-like facts kept beside the weights (training results, decoding defaults).
+    """
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": state,
+        "metadata": metadata or {},
+    }
+    atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """A bundled model's name (``offline``, ``streaming``) or a path -> an existing file."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return candidate
+    bundled = BUNDLED_DIR / f"{name_or_path}.pt"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.pt"))
+    raise FileNotFoundError(f"no model file {str(name_or_path)!r} and no bundled model of that name (bundled: {names})")
+
+
+def load_model(name_or_path: str | os.PathLike = "offline", device: str | torch.device = "cpu") -> SpeechModel:
+    """Load a model file written by :func:`save_model` (``weights_only=True``), in eval mode."""
+    path = resolve_model_path(name_or_path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a bad file
+        raise ValueError(f"{path}: not a readable speechrnn model file ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a speechrnn model file")
+    if payload["version"] > FORMAT_VERSION:
+        raise ValueError(f"{path}: model format version {payload['version']} is newer than this speechrnn")
+    model = SpeechModel(ModelConfig.from_dict(payload["config"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    model.load_state_dict(state)
+    model.metadata = payload.get("metadata", {})
+    model.source = str(path)
+    return model.to(device).eval()

@@ -1,0 +1,94 @@
+"""Writers for transcripts: plain text, JSON lines, SRT and WebVTT."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .decoding import WordTiming
+from .transcribe import FileResult
+
+FORMATS = ("text", "jsonl", "srt", "vtt")
+SUFFIXES = {"text": ".txt", "jsonl": ".json", "srt": ".srt", "vtt": ".vtt"}
+MAX_CUE_WORDS = 12  # a subtitle cue holds at most this many words
+MAX_CUE_GAP = 1.0  # seconds of silence between words that start a new cue
+
+
+def to_json(result: FileResult) -> dict:
+    """The JSON object of one file: transcript, duration and words, or the error."""
+    if result.error is not None:
+        return {"audio": result.audio, "error": result.error}
+    hyp = result.hypothesis
+    return {
+        "audio": result.audio,
+        "text": hyp.text,
+        "duration": result.duration,
+        "words": [w._asdict() for w in hyp.words],
+    }
+
+
+def cues(words: list[WordTiming]) -> list[tuple[float, float, str]]:
+    """Group words into subtitle cues ``(start, end, text)``, split at pauses and length."""
+    groups: list[list[WordTiming]] = []
+    for word in words:
+        if not groups or len(groups[-1]) >= MAX_CUE_WORDS or word.start - groups[-1][-1].end > MAX_CUE_GAP:
+            groups.append([])
+        groups[-1].append(word)
+    return [(g[0].start, g[-1].end, " ".join(w.word for w in g)) for g in groups]
+
+
+def timestamp(seconds: float, decimal: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
+
+
+def render(result: FileResult, fmt: str) -> str:
+    """The whole output for one successful file in ``fmt`` (ends with a newline)."""
+    if fmt == "text":
+        return result.hypothesis.text + "\n"
+    if fmt == "jsonl":
+        return json.dumps(to_json(result)) + "\n"
+    if fmt == "srt":
+        blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(cues(result.hypothesis.words), 1)]
+        return "\n".join(blocks)
+    if fmt == "vtt":
+        blocks = [f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{text}\n" for a, b, text in cues(result.hypothesis.words)]
+        return "WEBVTT\n\n" + "\n".join(blocks)
+    raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class OutputNamer:
+    """Output file names in a folder: the input's stem plus the format's suffix, with
+    ``-2``, ``-3``... added when two inputs share a stem."""
+
+    def __init__(self, folder: str | os.PathLike, fmt: str):
+        self.folder = Path(folder)
+        self.suffix = SUFFIXES[fmt]
+        self.used: set[str] = set()
+
+    def __call__(self, audio: str) -> Path:
+        stem = Path(audio).stem or "audio"
+        name, n = stem, 1
+        while name in self.used:
+            n += 1
+            name = f"{stem}-{n}"
+        self.used.add(name)
+        return self.folder / (name + self.suffix)

@@ -1,0 +1,245 @@
+"""The training loop: CTC on length-bucketed batches, single process or DDP (torchrun).
+
+A run writes into its output folder:
+
+- ``checkpoint.pt``: everything needed to resume, written atomically after every epoch;
+- ``best.pt``: the model file (see :func:`speechrnn.model.save_model`) with the lowest dev WER;
+- ``log.csv`` and ``curve.png``: loss and dev WER/CER per epoch against wall time.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
+from .evaluate import error_rates
+from .features import CMVNAccumulator, num_frames
+from .model import ModelConfig, SpeechModel, atomic_torch_save, save_model
+from .transcribe import recognize
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 70
+    batch_size: int = 16  # utterances per batch (per process under DDP)
+    lr: float = 2.5e-3  # peak learning rate
+    weight_decay: float = 0.01  # AdamW
+    warmup_steps: int = 300  # linear warm-up, then cosine decay to final_lr_ratio * lr
+    final_lr_ratio: float = 0.02
+    grad_clip: float = 5.0  # gradient-norm clipping (RNNs explode through time without it)
+    seed: int = 0
+    threads: int = 2  # CPU threads per process
+
+
+def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
+    """Set the frontend's global mean/variance from un-augmented training audio."""
+    acc = CMVNAccumulator(model.config.frontend.n_mfcc)
+    with torch.no_grad():
+        for wave in waves:
+            acc.update(model.frontend.mfcc(model.frontend.log_mel(wave[None]))[0])
+    model.frontend.set_cmvn(*acc.stats())
+
+
+def augmented_batch(
+    model: SpeechModel, waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perturb, featurise and SpecAugment a batch: ``(B, T, F)`` features and ``(B,)`` lengths."""
+    frontend = model.frontend
+    if augment is None:
+        padded, lens = pad_waves(waves)
+        return model.features(padded, lens)
+    padded, lens = pad_waves([perturb_wave(w, augment, rng) for w in waves])
+    log_mel = frontend.log_mel(padded)
+    feat_lens = num_frames(lens, frontend.config)
+    rows = []
+    for b in range(log_mel.shape[0]):
+        masked = frontend.normalize(frontend.mfcc(mask_frequencies(log_mel[b], augment, rng)))
+        rows.append(mask_times(masked, int(feat_lens[b]), augment, rng))
+    return torch.stack(rows), feat_lens
+
+
+def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    return config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train(
+    model_config: ModelConfig,
+    train_set: Sequence[Utterance],
+    dev_set: Sequence[Utterance],
+    out_dir: str | os.PathLike,
+    config: TrainConfig = TrainConfig(),
+    augment: AugmentConfig | None = AugmentConfig(),
+    resume: bool = False,
+    metadata: dict | None = None,
+) -> Path:
+    """Train a model and return the path of its best model file (lowest dev WER).
+
+    With ``resume`` and an existing ``checkpoint.pt``, training continues after the last
+    finished epoch and reaches the same weights as an uninterrupted run.
+    """
+    out_dir = Path(out_dir)
+    rank, world, local_rank = _distributed()
+    is_main = rank == 0
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / "checkpoint.pt"
+
+    train_waves = load_waves(train_set, progress=is_main)
+    dev_waves = load_waves(dev_set, progress=is_main)
+    model = SpeechModel(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size) // world
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config))
+
+    start_epoch, best_wer, elapsed, history = 1, float("inf"), 0.0, []
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if ModelConfig.from_dict(state["model_config"]) != model_config or state["train_config"] != dataclasses.asdict(config):
+            raise ValueError(f"{checkpoint_path}: was written with another model or training config; resume with the same options")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
+        if is_main:
+            print(f"resuming after epoch {state['epoch']} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
+    else:
+        compute_cmvn(model, train_waves)
+
+    model.to(device)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    lengths = [w.shape[0] for w in train_waves]
+    references = [u.text for u in dev_set]
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.time()
+        rng = random.Random(config.seed * 100003 + epoch)
+        torch.manual_seed(config.seed * 100003 + epoch + rank)
+        batches = length_batches(lengths, config.batch_size, rng)[: steps_per_epoch * world][rank::world]
+        model.train()
+        total_loss, n_batches = 0.0, 0
+        from tqdm import tqdm
+
+        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
+        for batch in bar:
+            feats, feat_lens = augmented_batch(model, [train_waves[i] for i in batch], augment, rng)
+            targets = [torch.tensor(model.tokenizer.encode(train_set[i].text)) for i in batch]
+            log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
+            loss = F.ctc_loss(
+                log_probs.transpose(0, 1),
+                torch.cat(targets).to(device),
+                out_lens.to(device),
+                torch.tensor([len(t) for t in targets], device=device),
+                blank=model.tokenizer.blank,
+                zero_infinity=True,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item()
+            n_batches += 1
+            bar.set_postfix(loss=f"{total_loss / n_batches:.3f}", refresh=False)
+        bar.close()
+        elapsed += time.time() - started
+
+        if is_main:
+            model.eval()
+            hyps = recognize(model, dev_waves)
+            dev_wer, dev_cer = error_rates(references, [h.text for h in hyps])
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": round(total_loss / max(1, n_batches), 4),
+                    "dev_wer": round(dev_wer, 2),
+                    "dev_cer": round(dev_cer, 2),
+                    "lr": scheduler.get_last_lr()[0],
+                    "wall_s": round(elapsed, 1),
+                }
+            )
+            if dev_wer < best_wer:
+                best_wer = dev_wer
+                info = {**(metadata or {}), "epoch": epoch, "dev_wer": round(dev_wer, 2), "dev_cer": round(dev_cer, 2)}
+                save_model(out_dir / "best.pt", model, metadata=info)
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "best_wer": best_wer,
+                    "elapsed": elapsed,
+                    "history": history,
+                    "model_config": model_config.to_dict(),
+                    "train_config": dataclasses.asdict(config),
+                },
+                checkpoint_path,
+            )
+            write_log(out_dir, history)
+            row = history[-1]
+            print(
+                f"epoch {epoch}: loss {row['train_loss']:.3f} dev WER {dev_wer:.2f}% CER {dev_cer:.2f}% "
+                f"(best {best_wer:.2f}%) {elapsed / 60:.1f} min",
+                file=sys.stderr,
+                flush=True,
+            )
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return out_dir / "best.pt"
+
+
+def write_log(out_dir: Path, history: list[dict]) -> None:
+    """``log.csv`` and ``curve.png`` (loss and dev WER against wall time), both atomically."""
+    tmp = out_dir / ".log.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, out_dir / "log.csv")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [row["wall_s"] / 60 for row in history]
+    fig, loss_axis = plt.subplots(figsize=(7, 4))
+    loss_axis.plot(minutes, [row["train_loss"] for row in history], color="tab:blue", label="train CTC loss")
+    loss_axis.set_xlabel("training wall time (min)")
+    loss_axis.set_ylabel("train CTC loss", color="tab:blue")
+    wer_axis = loss_axis.twinx()
+    wer_axis.plot(minutes, [row["dev_wer"] for row in history], color="tab:red", label="dev WER")
+    wer_axis.set_ylabel("dev WER (%)", color="tab:red")
+    wer_axis.set_ylim(0, min(100, max(row["dev_wer"] for row in history) * 1.05 + 1))
+    fig.tight_layout()
+    fig.savefig(out_dir / ".curve.tmp.png")
+    plt.close(fig)
+    os.replace(out_dir / ".curve.tmp.png", out_dir / "curve.png")

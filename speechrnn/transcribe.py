@@ -1,0 +1,119 @@
+"""Batched whole-utterance recognition of arrays and files."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .audio import AudioError, load_audio
+from .decoding import Hypothesis, greedy_decode
+from .data import pad_waves
+from .model import SpeechModel
+
+
+@torch.inference_mode()
+def recognize(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16) -> list[Hypothesis]:
+    """Greedy-decode many ``(N,)`` 16 kHz waveforms, batched by similar length.
+
+    Returns hypotheses in the order of ``waves``; the result of each does not depend on
+    what it was batched with.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
+    results: list[Hypothesis | None] = [None] * len(waves)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        padded, lens = pad_waves([waves[i] for i in rows])
+        feats, feat_lens = model.features(padded.to(device), lens.to(device))
+        log_probs, out_lens = model(feats, feat_lens)
+        hyps = greedy_decode(log_probs.cpu(), out_lens.cpu(), model.tokenizer, model.config.frame_shift)
+        for i, hyp in zip(rows, hyps):
+            results[i] = hyp
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class FileResult:
+    audio: str  # the path as given
+    duration: float = 0.0
+    hypothesis: Hypothesis | None = None
+    error: str | None = None
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf", ".sph", ".nist"}
+
+
+def expand_inputs(paths: Iterable[str]) -> list[str]:
+    """Files as given; folders replaced by the audio files under them (recursive, sorted).
+
+    A path that does not exist is kept, so that it is reported as an error in its turn.
+    """
+    expanded = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            expanded.extend(found)
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def transcribe_files(
+    model: SpeechModel,
+    paths: Sequence[str],
+    batch_size: int = 16,
+    max_batch_seconds: float = 300.0,
+    on_result: Callable[[FileResult], None] | None = None,
+    progress: bool = False,
+) -> list[FileResult]:
+    """Transcribe audio files; a file that fails gets an error and the rest go on.
+
+    Files are read in groups of up to ``max_batch_seconds`` of audio, each group decoded
+    in length-sorted batches. ``on_result`` is called for every file in input order, as
+    soon as that file and all before it are done.
+
+    Returns:
+        One :class:`FileResult` per path, in input order.
+    """
+    from tqdm import tqdm
+
+    results = [FileResult(audio=p) for p in paths]
+    bar = tqdm(total=len(paths), unit="file", disable=not progress, leave=False)
+    next_to_emit = 0
+    group: list[tuple[int, torch.Tensor]] = []
+    group_seconds = 0.0
+
+    def flush():
+        nonlocal group, group_seconds, next_to_emit
+        if group:
+            hyps = recognize(model, [w for _, w in group], batch_size=batch_size)
+            for (i, _), hyp in zip(group, hyps):
+                results[i].hypothesis = hyp
+            bar.update(len(group))
+        group, group_seconds = [], 0.0
+        while next_to_emit < len(results) and (results[next_to_emit].hypothesis or results[next_to_emit].error):
+            if on_result:
+                on_result(results[next_to_emit])
+            next_to_emit += 1
+
+    sample_rate = model.config.frontend.sample_rate
+    for i, path in enumerate(paths):
+        try:
+            wave = load_audio(path, sample_rate)
+        except AudioError as error:
+            results[i].error = str(error)
+            bar.update(1)
+            if not group:
+                flush()
+            continue
+        results[i].duration = round(wave.shape[0] / sample_rate, 3)
+        group.append((i, torch.from_numpy(wave)))
+        group_seconds += results[i].duration
+        if group_seconds >= max_batch_seconds:
+            flush()
+    flush()
+    bar.close()
+    return results

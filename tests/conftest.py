@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechrnn.data import DEFAULT_AN4
+from speechrnn.synth import espeak_available, speak
+
+
+@pytest.fixture(scope="session")
+def an4_root():
+    if not (DEFAULT_AN4 / "etc" / "an4_test.transcription").is_file():
+        pytest.skip(f"AN4 corpus not found at {DEFAULT_AN4} (set SPEECHRNN_AN4 to its folder)")
+    return DEFAULT_AN4
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory):
+    """Generated speech: espeak-ng saying AN4-style phrases (22.05 kHz WAV)."""
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed (bash scripts/setup.sh installs it)")
+    folder = tmp_path_factory.mktemp("speech")
+    phrases = {"enter": "enter five two", "yes": "yes", "spell": "p i t t s b u r g h", "erase": "erase c q seven"}
+    for name, text in phrases.items():
+        speak(text, folder / f"{name}.wav", voice="en-us", speed=150)
+    return folder, phrases
+
+
+@pytest.fixture
+def tone():
+    """One second of a 440 Hz tone with some noise at 16 kHz."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(16000)).astype(np.float32)
+
+
+def write_wav(path, samples, rate, subtype="PCM_16"):
+    sf.write(str(path), samples, rate, subtype=subtype)
+    return path

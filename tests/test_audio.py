@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_wav
+from speechrnn.audio import AudioError, load_audio, prepare_samples, resample, to_float32
+
+
+def test_formats_give_the_same_samples(tmp_path, tone):
+    wav = write_wav(tmp_path / "a.wav", tone, 16000)
+    flac = write_wav(tmp_path / "a.flac", tone, 16000)
+    reference = load_audio(wav)
+    assert reference.dtype == np.float32 and reference.shape == (16000,)
+    np.testing.assert_allclose(load_audio(flac), reference, atol=1.01 / 32768)  # 16-bit rounding
+    ogg = write_wav(tmp_path / "a.ogg", tone, 16000, subtype="VORBIS")
+    assert np.corrcoef(load_audio(ogg), reference)[0, 1] > 0.95  # lossy
+
+
+def test_stereo_8k_is_downmixed_and_resampled(tmp_path, tone):
+    at_8k = resample(tone, 16000, 8000)
+    stereo = np.stack([at_8k, at_8k], axis=1)
+    samples = load_audio(write_wav(tmp_path / "s.wav", stereo, 8000))
+    assert samples.shape == (16000,)
+    # A band-limited 440 Hz tone survives the round trip through 8 kHz.
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert abs(np.argmax(spectrum) - 440) <= 1
+
+
+def test_integer_scaling():
+    assert to_float32(np.array([-32768, 0, 16384], dtype=np.int16)).tolist() == [-1.0, 0.0, 0.5]
+    assert to_float32(np.array([0, 128, 255], dtype=np.uint8)).tolist() == pytest.approx([-1.0, 0.0, 127 / 128])
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_text("this is not audio\n" * 20), "not a readable audio file"),
+        (lambda p: p.write_bytes(open_wav_header(p)[:30]), "not a readable audio file"),
+    ],
+)
+def test_bad_files_raise_audio_error_naming_the_file(tmp_path, make, reason):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioError, match=reason) as info:
+        load_audio(path)
+    assert str(path) in str(info.value)
+
+
+def open_wav_header(path):
+    sf.write(str(path), np.zeros(16000, dtype=np.float32), 16000)
+    return path.read_bytes()
+
+
+def test_missing_short_and_nan_inputs(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match="too short"):
+        load_audio(write_wav(tmp_path / "short.wav", np.zeros(1600, dtype=np.float32), 16000))
+    with pytest.raises(AudioError, match="NaN"):
+        prepare_samples(np.full(16000, np.nan, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="is a directory"):
+        load_audio(tmp_path)
+
+
+def test_truncated_data_keeps_what_is_there(tmp_path, tone):
+    data = write_wav(tmp_path / "full.wav", tone, 16000).read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: 44 + 2 * 8000])
+    np.testing.assert_array_equal(load_audio(cut), load_audio(tmp_path / "full.wav")[:8000])

@@ -1,0 +1,104 @@
+"""The ``speechrnn`` command end to end, in a subprocess, with the bundled offline model."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_wav
+from speechrnn.audio import resample
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "speechrnn", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def jsonl(speech_dir):
+    folder, phrases = speech_dir
+    paths = [str(folder / f"{name}.wav") for name in phrases]
+    result = run_cli("transcribe", "--format", "jsonl", *paths)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    return paths, phrases, rows
+
+
+def test_jsonl_has_one_object_per_file_and_recognises_the_speech(jsonl):
+    paths, phrases, rows = jsonl
+    assert [row["audio"] for row in rows] == paths
+    for row in rows:
+        assert set(row) == {"audio", "text", "duration", "words"}
+        assert row["duration"] > 0.3
+        assert [w["word"] for w in row["words"]] == row["text"].split()
+        for word in row["words"]:
+            assert 0 <= word["start"] < word["end"] <= row["duration"] + 0.05
+            assert 0 < word["confidence"] <= 1
+    # The bundled model was trained with synthetic voices mixed in, but never on these files.
+    assert jiwer.wer(list(phrases.values()), [row["text"] for row in rows]) <= 0.25
+
+
+def test_text_srt_and_vtt_agree_with_jsonl(jsonl, tmp_path):
+    paths, _, rows = jsonl
+    texts = {row["audio"]: row["text"] for row in rows}
+    result = run_cli("transcribe", "--format", "text", *paths)
+    assert result.returncode == 0, result.stderr
+    assert dict(line.split("\t") for line in result.stdout.splitlines()) == texts
+
+    for fmt, suffix in (("srt", ".srt"), ("vtt", ".vtt"), ("text", ".txt"), ("jsonl", ".json")):
+        out = tmp_path / fmt
+        result = run_cli("transcribe", "--format", fmt, "--output-dir", str(out), os.path.dirname(paths[0]))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == ""
+        for path in paths:
+            content = (out / (os.path.splitext(os.path.basename(path))[0] + suffix)).read_text()
+            if fmt == "jsonl":
+                assert json.loads(content)["text"] == texts[path]
+                continue
+            if fmt == "text":
+                assert content == texts[path] + "\n"
+                continue
+            if fmt == "vtt":
+                assert content.startswith("WEBVTT\n\n")
+            stamp = r"\d\d:\d\d:\d\d[.,]\d\d\d"
+            cue_text = [line for line in content.splitlines() if line and not re.fullmatch(rf"\d+|WEBVTT|{stamp} --> {stamp}", line)]
+            assert " ".join(cue_text) == texts[path]
+            assert len(re.findall(stamp, content)) == 2 * len(cue_text)
+
+
+def test_bad_inputs_are_reported_while_the_rest_is_transcribed(speech_dir, tmp_path):
+    folder, phrases = speech_dir
+    good = str(folder / "enter.wav")
+    samples, rate = sf.read(good, dtype="float32")
+    stereo_8k = write_wav(tmp_path / "stereo8k.wav", np.stack([resample(samples, rate, 8000)] * 2, axis=1), 8000)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("hello, I am not a sound file\n" * 10)
+    (tmp_path / "truncated.wav").write_bytes(open(good, "rb").read()[:30])
+    short = write_wav(tmp_path / "short.wav", samples[: rate // 10], rate)
+    inputs = [good, str(tmp_path / "empty.wav"), str(tmp_path / "text.wav"), str(tmp_path / "truncated.wav"),
+              str(stereo_8k), str(short), str(tmp_path / "missing.wav")]
+    result = run_cli("transcribe", "--format", "jsonl", *inputs)
+    assert result.returncode == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["audio"] for row in rows] == inputs
+    errors = {row["audio"]: row["error"] for row in rows if "error" in row}
+    assert set(errors) == set(inputs) - {good, str(stereo_8k)}
+    for path, message in errors.items():
+        assert message.startswith(path + ": ")
+    assert "empty" in errors[inputs[1]] and "not a readable audio file" in errors[inputs[2]]
+    assert "too short" in errors[str(short)] and "no such file" in errors[inputs[-1]]
+    texts = {row["audio"]: row["text"] for row in rows if "text" in row}
+    # The 8 kHz stereo copy is resampled and downmixed, and recognised like the original.
+    assert jiwer.wer(phrases["enter"], texts[str(stereo_8k)]) <= jiwer.wer(phrases["enter"], texts[good]) + 0.34
+    assert all(f"speechrnn: error: {path}" in result.stderr for path in errors)
+
+
+def test_unknown_model_is_a_clear_error(speech_dir):
+    result = run_cli("transcribe", "--model", "nonexistent", str(speech_dir[0] / "yes.wav"))
+    assert result.returncode == 2 and "no bundled model" in result.stderr

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import torch
+
+from conftest import write_wav
+from speechrnn.audio import load_audio
+from speechrnn.features import CMVNAccumulator, Frontend, FrontendConfig, num_frames
+
+
+def raw_mfcc(frontend: Frontend, samples: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return frontend.mfcc(frontend.log_mel(torch.from_numpy(samples)[None]))[0].numpy()
+
+
+def test_matches_librosa_mfcc(tone):
+    """Same settings as librosa: periodic Hann, HTK mel, no filter norm, no centring.
+
+    Stated tolerance: 1e-3 absolute + 1e-4 relative on MFCCs whose range is about +-100
+    (float32 against librosa's float64 arithmetic)."""
+    config = FrontendConfig(n_mels=40, n_mfcc=13)
+    frontend = Frontend(config)
+    ours = raw_mfcc(frontend, tone)
+    mel = librosa.feature.melspectrogram(
+        y=tone.astype(np.float64), sr=16000, n_fft=400, hop_length=160, win_length=400, center=False,
+        power=2.0, n_mels=40, fmin=config.f_min, fmax=config.f_max, htk=True, norm=None,
+    )
+    theirs = librosa.feature.mfcc(S=np.log(mel + config.log_offset), n_mfcc=13, dct_type=2, norm="ortho").T
+    assert ours.shape == theirs.shape == (num_frames(16000, config), 13)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3)
+
+
+def test_path_and_array_give_identical_features(tmp_path, tone):
+    path = write_wav(tmp_path / "t.wav", tone, 16000, subtype="FLOAT")
+    frontend = Frontend(FrontendConfig())
+    from_path = frontend(torch.from_numpy(load_audio(path))[None], torch.tensor([16000]))[0]
+    from_array = frontend(torch.from_numpy(tone)[None], torch.tensor([16000]))[0]
+    assert torch.equal(from_path, from_array)
+
+
+def test_batch_rows_equal_single_rows(tone):
+    frontend = Frontend(FrontendConfig())
+    short = tone[:9000]
+    batch = torch.zeros(2, 16000)
+    batch[0], batch[1, :9000] = torch.from_numpy(tone), torch.from_numpy(short)
+    feats, lens = frontend(batch, torch.tensor([16000, 9000]))
+    assert lens.tolist() == [num_frames(16000, frontend.config), num_frames(9000, frontend.config)]
+    alone, _ = frontend(torch.from_numpy(short)[None], torch.tensor([9000]))
+    torch.testing.assert_close(feats[1, : lens[1]], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_cmvn_normalises_to_zero_mean_unit_variance(tone):
+    frontend = Frontend(FrontendConfig())
+    acc = CMVNAccumulator(frontend.config.n_mfcc)
+    raw = torch.from_numpy(raw_mfcc(frontend, tone))
+    acc.update(raw[:50])
+    acc.update(raw[50:])
+    frontend.set_cmvn(*acc.stats())
+    feats, _ = frontend(torch.from_numpy(tone)[None], torch.tensor([16000]))
+    torch.testing.assert_close(feats[0].mean(0), torch.zeros(80), atol=1e-3, rtol=0)
+    torch.testing.assert_close(feats[0].std(0, unbiased=False), torch.ones(80), atol=1e-2, rtol=0)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechrnn.audio import load_audio
+from speechrnn.data import pad_waves
+from speechrnn.decoding import greedy_decode
+from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
+from speechrnn.transcribe import recognize
+
+TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0)
+
+
+@pytest.mark.parametrize("bidirectional, rnn_type", [(True, "gru"), (False, "gru"), (True, "lstm")])
+def test_save_load_round_trip_is_exact(tmp_path, tone, bidirectional, rnn_type):
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(bidirectional=bidirectional, rnn_type=rnn_type, **TINY)).eval()
+    model.frontend.set_cmvn(torch.randn(80), torch.rand(80) + 0.5)
+    path = tmp_path / "m.pt"
+    save_model(path, model, metadata={"note": "test"})
+    loaded = load_model(path)
+    assert loaded.config == model.config and loaded.metadata == {"note": "test"}
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    wave = torch.from_numpy(tone)[None]
+    with torch.no_grad():
+        a = model(*model.features(wave, torch.tensor([16000])))[0]
+        b = loaded(*loaded.features(wave, torch.tensor([16000])))[0]
+    assert torch.equal(a, b)
+
+
+def test_half_precision_file_loads_as_float32(tmp_path):
+    model = SpeechModel(ModelConfig(**TINY))
+    save_model(tmp_path / "h.pt", model, half=True)
+    loaded = load_model(tmp_path / "h.pt")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    torch.testing.assert_close(loaded.head.weight, model.head.weight, atol=1e-3, rtol=1e-3)
+
+
+def test_load_rejects_files_that_are_not_models(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a model")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_model(bad)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a speechrnn model"):
+        load_model(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="no bundled model"):
+        load_model("no-such-model")
+
+
+def test_batch_equals_one_at_a_time(tone):
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(**TINY)).eval()
+    waves = [torch.from_numpy(tone[:n]) for n in (16000, 7000, 12345)]
+    padded, lens = pad_waves(waves)
+    with torch.no_grad():
+        batch_lp, batch_lens = model(*model.features(padded, lens))
+        for i, wave in enumerate(waves):
+            single_lp, single_lens = model(*model.features(wave[None], torch.tensor([len(wave)])))
+            assert batch_lens[i] == single_lens[0]
+            torch.testing.assert_close(batch_lp[i, : batch_lens[i]], single_lp[0], atol=1e-5, rtol=1e-5)
+
+
+def test_tiny_model_overfits_a_handful_of_utterances(speech_dir):
+    folder, phrases = speech_dir
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(n_hidden=96, n_proj=96, n_layers=2, dropout=0.0))
+    waves = [torch.from_numpy(load_audio(folder / f"{name}.wav")) for name in phrases]
+    texts = list(phrases.values())
+    padded, lens = pad_waves(waves)
+    with torch.no_grad():
+        raw = model.frontend.mfcc(model.frontend.log_mel(padded))
+        model.frontend.set_cmvn(raw.mean((0, 1)), raw.std((0, 1)))
+    targets = [torch.tensor(model.tokenizer.encode(t)) for t in texts]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for step in range(400):
+        log_probs, out_lens = model(*model.features(padded, lens))
+        loss = F.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets), out_lens, torch.tensor([len(t) for t in targets]))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if step % 25 == 24 and [h.text for h in recognize(model.eval(), waves)] == texts:
+            break
+        model.train()
+    assert [h.text for h in recognize(model.eval(), waves)] == texts
+
+
+def test_greedy_decoding_through_the_model_shapes():
+    model = SpeechModel(ModelConfig(**TINY)).eval()
+    with torch.no_grad():
+        log_probs, out_lens = model(*model.features(torch.zeros(2, 4000), torch.tensor([4000, 300])))
+    assert out_lens.tolist() == [7, 0]  # (4000 - 400) // 160 + 1 = 23 frames, stacked by 3
+    hyps = greedy_decode(log_probs, out_lens, model.tokenizer, model.config.frame_shift)
+    assert hyps[1].text == "" and hyps[1].words == []

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+import torch
+
+from speechrnn.data import AugmentConfig, Utterance, length_batches, speaker_split
+from speechrnn.model import ModelConfig, load_model
+from speechrnn.train import TrainConfig, train
+
+TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
+
+
+@pytest.fixture
+def tiny_set(speech_dir):
+    folder, phrases = speech_dir
+    return [Utterance(str(folder / f"{name}.wav"), text, 0.0, name) for name, text in phrases.items()]
+
+
+def test_resume_after_a_kill_reaches_the_same_weights(tiny_set, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=2, warmup_steps=2, threads=1)
+    augment = AugmentConfig()
+    train(TINY, tiny_set, tiny_set[:2], tmp_path / "straight", config, augment)
+    # The same run killed after its first epoch, then resumed.
+    _train_epochs(tiny_set, tmp_path / "resumed", config, augment, stop_after=1)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    train(TINY, tiny_set, tiny_set[:2], tmp_path / "resumed", config, augment, resume=True)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert straight["epoch"] == resumed["epoch"] == 3
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    rows = list(csv.DictReader(open(tmp_path / "resumed" / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert (tmp_path / "resumed" / "curve.png").stat().st_size > 1000
+    load_model(tmp_path / "resumed" / "best.pt")
+
+
+def _train_epochs(utterances, out_dir, config, augment, stop_after):
+    """Run ``train`` but kill it (KeyboardInterrupt) once ``stop_after`` epochs are saved."""
+    import speechrnn.train as train_module
+
+    original = train_module.write_log
+
+    def write_then_maybe_stop(folder, history):
+        original(folder, history)
+        if len(history) >= stop_after:
+            raise KeyboardInterrupt
+
+    train_module.write_log = write_then_maybe_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(TINY, utterances, utterances[:2], out_dir, config, augment)
+    finally:
+        train_module.write_log = original
+
+
+def test_length_batches_cover_every_index_once_and_group_lengths():
+    lengths = [random.Random(1).randint(1, 100) for _ in range(37)]
+    batches = length_batches(lengths, 8, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(37))
+    spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert max(spans) < 50
+
+
+def test_speaker_split_is_disjoint():
+    utts = [Utterance(f"{s}{i}.wav", "x", 1.0, s) for s in "abcdefgh" for i in range(3)]
+    train_set, dev = speaker_split(utts, 2, seed=0)
+    assert {u.speaker for u in train_set}.isdisjoint({u.speaker for u in dev})
+    assert len({u.speaker for u in dev}) == 2 and len(train_set) + len(dev) == len(utts)
