@@ -31,7 +31,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test"), default="test", help="AN4 split (default: %(default)s)")
     p.add_argument("--details", help="write each utterance's reference and hypothesis here (JSON lines)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("live", help="live transcription from a microphone (or a file fed as a stream)")
+    p.add_argument("--model", default="streaming", help="unidirectional model name or file (default: %(default)s)")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text", help="output format (default: %(default)s)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--device", help="input device index or name (default: the system's default input)")
+    p.add_argument("--chunk-ms", type=int, default=100, help="audio per recognition step (default: %(default)s)")
+    p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone")
+    p.add_argument("--realtime", action="store_true", help="with --from-file: feed at real-time pace")
+    p.add_argument("--no-endpoint", action="store_true", help="one utterance for the whole stream")
+    p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
+    p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
+    p.add_argument("--max-utterance", type=float, default=20.0, help="longest utterance in seconds")
+    p.set_defaults(func=cmd_live)
     return parser
+
+
+def cmd_live(args) -> int:
+    from . import live
+    from .streaming import EndpointConfig, StreamingRecognizer
+
+    if args.list_devices:
+        print(live.list_devices())
+        return 0
+    if args.chunk_ms <= 0:
+        raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
+    endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
+    recognizer = StreamingRecognizer(args.model, endpoint=endpoint)
+    printer = live.Printer(args.format)
+    if args.from_file:
+        return live.run(recognizer, live.file_chunks(args.from_file, args.chunk_ms, args.realtime), printer)
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    try:
+        microphone = live.Microphone(device, args.chunk_ms)
+    except Exception as error:  # PortAudio reports device problems with its own exception type
+        raise ValueError(f"cannot open input device {args.device or '(default)'}: {error}") from None
+    with microphone:
+        print(f"speechrnn: listening on {microphone.name!r} ({microphone.sample_rate} Hz, {microphone.channels} ch); Ctrl-C to stop", file=sys.stderr)
+        return live.run(recognizer, microphone, printer)
 
 
 def cmd_transcribe(args) -> int:
@@ -94,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, OSError) as error:
         print(f"speechrnn: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -49,78 +49,96 @@ def greedy_decode(
         raise ValueError(f"log_probs must be (B, U, {len(tokenizer)}), got {tuple(log_probs.shape)}")
     if out_lens.shape != log_probs.shape[:1]:
         raise ValueError(f"out_lens must be ({log_probs.shape[0]},), got {tuple(out_lens.shape)}")
-    best_log_probs, best = log_probs.max(dim=-1)
     hypotheses = []
     for row in range(log_probs.shape[0]):
-        n = int(out_lens[row])
-        path = best[row, :n].tolist()
-        path_scores = best_log_probs[row, :n]
-        tokens, frames, probs = collapse_path(path, path_scores.exp().tolist(), tokenizer.blank)
-        hypotheses.append(
-            Hypothesis(
-                text=tokenizer.decode(tokens),
-                tokens=tokens,
-                frames=frames,
-                score=float(path_scores.sum()),
-                words=word_timings(tokens, frames, probs, tokenizer, frame_shift, time_offset),
-            )
-        )
+        decoder = GreedyDecoder(tokenizer, frame_shift, time_offset)
+        decoder.step(log_probs[row, : int(out_lens[row])])
+        hypotheses.append(decoder.hypothesis())
     return hypotheses
 
 
-def collapse_path(path: Sequence[int], probs: Sequence[float], blank: int) -> tuple[list[int], list[int], list[float]]:
-    """Merge repeats and drop blanks of a best path.
+class GreedyDecoder:
+    """Online best-path CTC decoding: feed frames chunk by chunk, read the hypothesis any time.
 
-    Returns tokens, the frame where each token starts, and each token's peak probability.
+    The work per chunk is proportional to the chunk, not to the audio so far, and feeding
+    a sequence in any split gives the same hypothesis as feeding it whole.
+
+    Example:
+        >>> decoder = GreedyDecoder(Tokenizer(), frame_shift=0.03)
+        >>> decoder.step(torch.zeros(0, 29))
+        >>> decoder.hypothesis().text
+        ''
     """
-    tokens, frames, peaks = [], [], []
-    previous = blank
-    for t, (token, prob) in enumerate(zip(path, probs)):
-        if token != blank:
-            if token != previous:
-                tokens.append(token)
-                frames.append(t)
-                peaks.append(prob)
-            else:
-                peaks[-1] = max(peaks[-1], prob)
-        previous = token
-    return tokens, frames, peaks
 
+    def __init__(self, tokenizer: Tokenizer, frame_shift: float, time_offset: float = 0.0):
+        self.tokenizer = tokenizer
+        self.frame_shift = frame_shift
+        self.time_offset = time_offset
+        self.n_frames = 0  # frames decoded so far
+        self.last_emission = -1  # frame of the last non-blank token (-1: none yet)
+        self.tokens: list[int] = []
+        self.frames: list[int] = []
+        self.score = 0.0
+        self._previous = tokenizer.blank
+        self._words: list[WordTiming] = []
+        self._chars: list[str] = []
+        self._char_probs: list[float] = []
+        self._word_first = self._word_last = 0
 
-def word_timings(
-    tokens: Sequence[int],
-    frames: Sequence[int],
-    probs: Sequence[float],
-    tokenizer: Tokenizer,
-    frame_shift: float,
-    time_offset: float = 0.0,
-) -> list[WordTiming]:
-    """Group characters into words at the space token, with times in seconds."""
-    words: list[WordTiming] = []
-    chars: list[str] = []
-    first = last = 0
-    char_probs: list[float] = []
+    def step(self, log_probs: torch.Tensor) -> None:
+        """Decode ``(U, V)`` further frames."""
+        if log_probs.dim() != 2 or log_probs.shape[-1] != len(self.tokenizer):
+            raise ValueError(f"log_probs must be (U, {len(self.tokenizer)}), got {tuple(log_probs.shape)}")
+        best_log_probs, best = log_probs.max(dim=-1)
+        self.score += float(best_log_probs.sum())
+        blank = self.tokenizer.blank
+        for offset, (token, prob) in enumerate(zip(best.tolist(), best_log_probs.exp().tolist())):
+            frame = self.n_frames + offset
+            if token != blank:
+                if token != self._previous:
+                    self._emit(token, frame, prob)
+                elif self._char_probs and token != self.tokenizer.space:
+                    self._char_probs[-1] = max(self._char_probs[-1], prob)
+                self.last_emission = frame
+            self._previous = token
+        self.n_frames += log_probs.shape[0]
 
-    def close():
-        if chars:
-            words.append(
-                WordTiming(
-                    word="".join(chars),
-                    start=round(time_offset + first * frame_shift, 3),
-                    end=round(time_offset + (last + 1) * frame_shift, 3),
-                    confidence=round(sum(char_probs) / len(char_probs), 4),
-                )
-            )
+    def _emit(self, token: int, frame: int, prob: float) -> None:
+        self.tokens.append(token)
+        self.frames.append(frame)
+        if token == self.tokenizer.space:
+            self._close_word()
+            return
+        if not self._chars:
+            self._word_first = frame
+        self._chars.append(self.tokenizer.vocab[token])
+        self._char_probs.append(prob)
+        self._word_last = frame
 
-    for token, frame, prob in zip(tokens, frames, probs):
-        if token == tokenizer.space:
-            close()
-            chars, char_probs = [], []
-            continue
-        if not chars:
-            first = frame
-        chars.append(tokenizer.vocab[token])
-        char_probs.append(prob)
-        last = frame
-    close()
-    return words
+    def _current_word(self) -> WordTiming | None:
+        if not self._chars:
+            return None
+        return WordTiming(
+            word="".join(self._chars),
+            start=round(self.time_offset + self._word_first * self.frame_shift, 3),
+            end=round(self.time_offset + (self._word_last + 1) * self.frame_shift, 3),
+            confidence=round(sum(self._char_probs) / len(self._char_probs), 4),
+        )
+
+    def _close_word(self) -> None:
+        word = self._current_word()
+        if word is not None:
+            self._words.append(word)
+        self._chars, self._char_probs = [], []
+
+    def hypothesis(self) -> Hypothesis:
+        """The best path so far (a word still being spelled is included)."""
+        current = self._current_word()
+        words = self._words + [current] if current else list(self._words)
+        return Hypothesis(
+            text=" ".join(w.word for w in words),
+            tokens=list(self.tokens),
+            frames=list(self.frames),
+            score=self.score,
+            words=words,
+        )

@@ -1,0 +1,168 @@
+"""Live transcription: audio sources (microphone or file) feeding a StreamingRecognizer.
+
+The microphone callback only copies samples into a queue, so the audio thread never waits
+for the model; the main thread recognises and prints.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Iterator, TextIO
+
+import numpy as np
+
+from .audio import load_audio
+from .streaming import Result, StreamingRecognizer
+
+
+class SourceLost(RuntimeError):
+    """The audio source stopped delivering (a microphone unplugged, a stream that died)."""
+
+
+def list_devices() -> str:
+    import sounddevice as sd
+
+    return str(sd.query_devices())
+
+
+@dataclass
+class Chunk:
+    samples: np.ndarray  # (N, C) or (N,) float32
+    sample_rate: int
+
+
+def file_chunks(path: str, chunk_ms: int, realtime: bool) -> Iterator[Chunk]:
+    """A file read as the offline path reads it (16 kHz mono), cut into ``chunk_ms`` chunks,
+    optionally paced at real time."""
+    samples = load_audio(path)
+    step = max(1, 16000 * chunk_ms // 1000)
+    started = time.monotonic()
+    for start in range(0, len(samples), step):
+        if realtime:
+            delay = started + (start + step) / 16000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield Chunk(samples[start : start + step], 16000)
+
+
+class Microphone:
+    """Records from a sounddevice input at the device's own rate and channel count (at most 2).
+
+    Iterating yields chunks of ``chunk_ms``; overflows are counted, never fatal.
+    """
+
+    def __init__(self, device: int | str | None = None, chunk_ms: int = 100, stall_seconds: float = 2.0):
+        import sounddevice as sd
+
+        info = sd.query_devices(device, "input")
+        self.device = device
+        self.name = info["name"]
+        self.sample_rate = int(info["default_samplerate"])
+        self.channels = max(1, min(2, int(info["max_input_channels"])))
+        self.blocksize = max(1, self.sample_rate * chunk_ms // 1000)
+        self.stall_seconds = stall_seconds
+        self.overflows = 0
+        self._queue: queue.Queue[np.ndarray] = queue.Queue()
+        self._stream = sd.InputStream(
+            device=device,
+            samplerate=self.sample_rate,
+            channels=self.channels,
+            dtype="float32",
+            blocksize=self.blocksize,
+            callback=self._callback,
+        )
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        self._queue.put(indata.copy())
+
+    def __enter__(self) -> "Microphone":
+        self._stream.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._stream.stop()
+        finally:
+            self._stream.close()
+
+    def __iter__(self) -> Iterator[Chunk]:
+        while True:
+            try:
+                block = self._queue.get(timeout=self.stall_seconds)
+            except queue.Empty:
+                state = "stopped" if not self._stream.active else f"silent for {self.stall_seconds:.0f} s"
+                raise SourceLost(f"input device {self.name!r} {state}: no audio is arriving") from None
+            yield Chunk(block, self.sample_rate)
+
+
+class Printer:
+    """Writes events: JSON lines, or text with the partial rewritten in place on a terminal."""
+
+    def __init__(self, fmt: str, out: TextIO = sys.stdout):
+        self.fmt = fmt
+        self.out = out
+        self.tty = out.isatty()
+        self._last_partial = ""
+
+    def __call__(self, event: Result) -> None:
+        if event.type == "partial":
+            if event.text == self._last_partial:
+                return  # only changes are worth a line
+            self._last_partial = event.text
+            if self.fmt == "jsonl":
+                self._write(json.dumps(event.to_json()) + "\n")
+            elif self.tty:
+                self._write("\r\033[K" + event.text)
+            return
+        self._last_partial = ""
+        if self.fmt == "jsonl":
+            self._write(json.dumps(event.to_json()) + "\n")
+        else:
+            self._write(("\r\033[K" if self.tty else "") + event.text + "\n")
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+
+class _Terminate(Exception):
+    pass
+
+
+def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO = sys.stderr) -> int:
+    """Feed ``chunks`` to ``recognizer`` and print events until the source ends, Ctrl-C or
+    SIGTERM; then finalize and print the last utterance. Returns the exit status."""
+
+    def on_term(signum, frame):
+        raise _Terminate
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    status, warned = 0, 0
+    try:
+        for chunk in chunks:
+            for event in recognizer.accept_waveform(chunk.samples, chunk.sample_rate):
+                printer(event)
+            if recognizer.invalid_samples > warned:
+                print(f"speechrnn: warning: {recognizer.invalid_samples - warned} NaN/infinite samples replaced by silence", file=log)
+                warned = recognizer.invalid_samples
+            overflows = getattr(chunks, "overflows", 0)
+            if overflows:
+                print(f"speechrnn: warning: input overflow, {overflows} block(s) of audio lost", file=log)
+                chunks.overflows = 0
+    except (KeyboardInterrupt, _Terminate):
+        pass
+    except SourceLost as error:
+        print(f"speechrnn: error: {error}", file=log)
+        status = 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    final = recognizer.finalize()
+    if final.text or recognizer.endpoint is None:  # without endpointing the stream is one utterance, even an empty one
+        printer(final)
+    return status

@@ -1,0 +1,312 @@
+"""Streaming recognition: explicit stream state, chunked model steps, endpointing.
+
+A stream's state is one :class:`StreamState`: samples not yet framed, feature frames not
+yet stacked, the RNN state, RNN outputs waiting for their look-ahead, and the decoder.
+:func:`forward_chunk` advances a batch of streams by one chunk and returns the new state;
+:func:`stack_states` and :func:`unstack_state` move streams in and out of a batch.
+:class:`StreamingRecognizer` drives one stream from raw samples to partial and final results.
+
+Whatever the chunking, a stream computes the frames, log-probabilities and (without
+endpointing) the transcript of the offline pass over the whole signal.
+
+Shapes: ``B`` streams, ``N`` samples, ``T`` feature frames, ``U`` output frames, ``F``
+features, ``H`` RNN outputs per frame, ``V`` vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+from .decoding import GreedyDecoder, WordTiming
+from .features import num_frames
+from .model import SpeechModel, load_model
+
+
+@dataclass
+class StreamState:
+    samples: torch.Tensor  # (B, S) samples after the last full frame's start, S < n_fft + chunk
+    frames: torch.Tensor  # (B, R, F) normalised frames not yet stacked, R < frame_stack
+    hidden: torch.Tensor  # (n_layers, B, H) RNN hidden state
+    cell: torch.Tensor | None  # (n_layers, B, H) LSTM cell state (None for GRU)
+    pending: torch.Tensor  # (B, P, H) RNN outputs waiting for look-ahead frames, P <= lookahead
+    frames_done: int = 0  # output frames produced so far (log-probabilities returned)
+    decoders: list[GreedyDecoder] = field(default_factory=list)  # one per stream
+
+
+def init_state(model: SpeechModel, batch_size: int = 1) -> StreamState:
+    """The state of ``batch_size`` fresh streams (zeros, empty caches, new decoders)."""
+    config = model.config
+    if config.bidirectional:
+        raise ValueError("a bidirectional model cannot stream; use a model trained with bidirectional=False")
+    device = next(model.parameters()).device
+    zeros = torch.zeros(config.n_layers, batch_size, config.n_hidden, device=device)
+    return StreamState(
+        samples=torch.zeros(batch_size, 0, device=device),
+        frames=torch.zeros(batch_size, 0, config.frontend.n_mfcc, device=device),
+        hidden=zeros,
+        cell=zeros.clone() if config.rnn_type == "lstm" else None,
+        pending=torch.zeros(batch_size, 0, config.n_hidden, device=device),
+        decoders=[GreedyDecoder(model.tokenizer, config.frame_shift) for _ in range(batch_size)],
+    )
+
+
+@torch.inference_mode()
+def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+    """Chunk-exact features: ``(B, N)`` new samples -> ``(B, T, F)`` the frames they complete.
+
+    Frames are emitted once their whole window has arrived, so any chunking emits exactly
+    the frames of the whole signal.
+    """
+    config = model.config.frontend
+    buffer = torch.cat([state.samples, samples.to(state.samples.dtype)], dim=1)
+    n = num_frames(buffer.shape[1], config)
+    if n == 0:
+        return state.frames.new_zeros(buffer.shape[0], 0, config.n_mfcc), dataclasses.replace(state, samples=buffer)
+    frontend = model.frontend
+    feats = frontend.normalize(frontend.mfcc(frontend.log_mel(buffer[:, : (n - 1) * config.hop_length + config.n_fft])))
+    return feats, dataclasses.replace(state, samples=buffer[:, n * config.hop_length :])
+
+
+@torch.inference_mode()
+def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+    """Advance the acoustic model over one chunk of frames.
+
+    Args:
+        model: a unidirectional model in eval mode.
+        feats: ``(B, T, F)`` normalised frames following those already given (any ``T >= 0``).
+        state: the streams' state before the chunk.
+
+    Returns:
+        ``(B, U, V)`` log-probabilities of the output frames this chunk completes (frames
+        ``state.frames_done`` onwards), and the state after the chunk.
+    """
+    config = model.config
+    feats = torch.cat([state.frames, feats], dim=1)
+    k = config.frame_stack
+    n_stacked = feats.shape[1] // k
+    state = dataclasses.replace(state, frames=feats[:, n_stacked * k :])
+    if n_stacked == 0:
+        return feats.new_zeros(feats.shape[0], 0, len(config.vocab)), state
+    x = model.proj(feats[:, : n_stacked * k].reshape(feats.shape[0], n_stacked, -1))
+    if state.cell is None:
+        out, hidden = model.rnn(x, state.hidden)
+        state = dataclasses.replace(state, hidden=hidden)
+    else:
+        out, (hidden, cell) = model.rnn(x, (state.hidden, state.cell))
+        state = dataclasses.replace(state, hidden=hidden, cell=cell)
+    return _emit(model, out, state, final=False)
+
+
+@torch.inference_mode()
+def flush(model: SpeechModel, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+    """End of stream: emit the frames held back for look-ahead (their future is silence,
+    zeros, as in the offline pass). Samples and frames too few for a whole frame or stack
+    are dropped, as offline."""
+    empty = state.pending.new_zeros(state.pending.shape[0], 0, state.pending.shape[2])
+    return _emit(model, empty, state, final=True)
+
+
+def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool) -> tuple[torch.Tensor, StreamState]:
+    lookahead = model.config.lookahead
+    buffer = torch.cat([state.pending, out], dim=1)
+    if lookahead:
+        if final:
+            n_ready = buffer.shape[1]
+            buffer = torch.nn.functional.pad(buffer, (0, 0, 0, lookahead))
+        else:
+            n_ready = max(0, buffer.shape[1] - lookahead)
+        pending = buffer[:, n_ready:] if not final else buffer[:, :0]
+        mixed = model.lookahead(buffer[:, : n_ready + lookahead].transpose(1, 2)).transpose(1, 2) if n_ready else buffer[:, :0]
+    else:
+        mixed, pending = buffer, buffer[:, :0]
+    log_probs = model.head(mixed).log_softmax(dim=-1)
+    return log_probs, dataclasses.replace(state, pending=pending, frames_done=state.frames_done + log_probs.shape[1])
+
+
+def stack_states(states: Sequence[StreamState]) -> StreamState:
+    """Join streams into one batch (their caches must have equal shapes, which streams fed
+    equal chunks since their start have)."""
+    for name in ("samples", "frames", "pending"):
+        shapes = {tuple(getattr(s, name).shape[1:]) for s in states}
+        if len(shapes) > 1:
+            raise ValueError(f"cannot stack streams whose {name} caches differ in shape: {sorted(shapes)}")
+    if len({s.frames_done for s in states}) > 1:
+        raise ValueError("cannot stack streams at different frame counts")
+    return StreamState(
+        samples=torch.cat([s.samples for s in states]),
+        frames=torch.cat([s.frames for s in states]),
+        hidden=torch.cat([s.hidden for s in states], dim=1),
+        cell=None if states[0].cell is None else torch.cat([s.cell for s in states], dim=1),
+        pending=torch.cat([s.pending for s in states]),
+        frames_done=states[0].frames_done,
+        decoders=[d for s in states for d in s.decoders],
+    )
+
+
+def unstack_state(state: StreamState) -> list[StreamState]:
+    """Split a batch of streams into one state per stream."""
+    return [
+        StreamState(
+            samples=state.samples[b : b + 1],
+            frames=state.frames[b : b + 1],
+            hidden=state.hidden[:, b : b + 1],
+            cell=None if state.cell is None else state.cell[:, b : b + 1],
+            pending=state.pending[b : b + 1],
+            frames_done=state.frames_done,
+            decoders=state.decoders[b : b + 1],
+        )
+        for b in range(state.samples.shape[0])
+    ]
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    trailing_silence: float = 0.8  # seconds without a new character after speech that end an utterance
+    no_speech: float = 2.4  # seconds with no character at all after which the (empty) utterance restarts
+    max_utterance: float = 20.0  # an utterance is cut at this length
+
+    def __post_init__(self):
+        if min(self.trailing_silence, self.no_speech, self.max_utterance) <= 0:
+            raise ValueError("endpoint durations must be positive")
+
+
+class Result(NamedTuple):
+    type: str  # "partial" (may still change) or "final"
+    text: str
+    start: float  # seconds from stream start to the utterance's start
+    end: float  # seconds from stream start to the end of the audio decoded for it
+    words: list[WordTiming]  # times absolute from stream start
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end, "words": [w._asdict() for w in self.words]}
+
+
+class StreamingRecognizer:
+    """Live recognition of one audio stream with a unidirectional model.
+
+    Feed samples as they arrive; each call returns the utterances that endpointing
+    finished during the chunk (``type == "final"``) followed by the current partial result.
+    With ``endpoint=None`` the whole stream is one utterance and the final text equals
+    offline decoding of the whole signal with the same model.
+
+    Example:
+        >>> recognizer = StreamingRecognizer("streaming")  # doctest: +SKIP
+        >>> for chunk in chunks:  # doctest: +SKIP
+        ...     events = recognizer.accept_waveform(chunk, 48000)
+        >>> recognizer.finalize().text  # doctest: +SKIP
+    """
+
+    def __init__(self, model: SpeechModel | str = "streaming", endpoint: EndpointConfig | None = EndpointConfig()):
+        self.model = load_model(model) if isinstance(model, str) else model.eval()
+        self.endpoint = endpoint
+        self.sample_rate = self.model.config.frontend.sample_rate
+        self.frame_shift = self.model.config.frame_shift
+        self.invalid_samples = 0  # NaN or infinite input samples, replaced by zeros
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new stream starting at time 0."""
+        self.state = init_state(self.model)
+        self._resampler = None
+        self._input_rate: int | None = None
+        self._utterance_start = 0  # output frame where the current utterance begins
+
+    @property
+    def decoder(self) -> GreedyDecoder:
+        return self.state.decoders[0]
+
+    def accept_waveform(self, samples: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> list[Result]:
+        """Feed ``(N,)`` or ``(N, C)`` samples (float in [-1, 1] or integer PCM) at ``sample_rate``.
+
+        Returns:
+            The finals completed in this chunk (endpointing), then the current partial.
+        """
+        samples = self._to_model_rate(samples, sample_rate, last=False)
+        self._decode(samples)
+        events = []
+        reason = self._endpoint_reason()
+        if reason == "final":
+            events.append(self._end_utterance())
+        elif reason == "restart":
+            self._end_utterance()
+        events.append(self._result("partial"))
+        return events
+
+    def finalize(self) -> Result:
+        """End of stream: decode everything left and return the last utterance's final."""
+        samples = self._to_model_rate(np.zeros(0, dtype=np.float32), self._input_rate or self.sample_rate, last=True)
+        self._decode(samples)  # the resampler's tail; no endpoint check, the stream ends here anyway
+        log_probs, self.state = flush(self.model, self.state)
+        self.decoder.step(log_probs[0])
+        result = self._result("final")
+        self.reset()
+        return result
+
+    def _to_model_rate(self, samples, sample_rate: int, last: bool) -> torch.Tensor:
+        from .audio import to_float32
+
+        samples = to_float32(np.asarray(samples))
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1)
+        if samples.ndim != 1:
+            raise ValueError(f"samples must be (N,) or (N, C), got shape {samples.shape}")
+        bad = ~np.isfinite(samples)
+        if bad.any():
+            self.invalid_samples += int(bad.sum())
+            samples = np.where(bad, 0.0, samples).astype(np.float32)
+        if self._input_rate is None:
+            self._input_rate = int(sample_rate)
+        elif sample_rate != self._input_rate:
+            raise ValueError(f"sample rate changed mid-stream from {self._input_rate} to {sample_rate} Hz; call reset() first")
+        if sample_rate != self.sample_rate:
+            import soxr
+
+            # A streaming resampler keeps its filter state between chunks, so chunk edges leave no clicks.
+            if self._resampler is None:
+                self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
+            samples = self._resampler.resample_chunk(samples, last=last)
+        return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+
+    def _decode(self, samples: torch.Tensor) -> None:
+        feats, self.state = extract_chunk(self.model, samples, self.state)
+        log_probs, self.state = forward_chunk(self.model, feats, self.state)
+        self.decoder.step(log_probs[0])
+
+    def _endpoint_reason(self) -> str | None:
+        if self.endpoint is None:
+            return None
+        decoder, shift = self.decoder, self.frame_shift
+        if decoder.n_frames * shift >= self.endpoint.max_utterance:
+            return "final" if decoder.tokens else "restart"
+        if not decoder.tokens:
+            return "restart" if decoder.n_frames * shift >= self.endpoint.no_speech else None
+        silence = (decoder.n_frames - 1 - decoder.last_emission) * shift
+        return "final" if silence >= self.endpoint.trailing_silence else None
+
+    def _end_utterance(self) -> Result:
+        """Close the current utterance and start the next at the following frame: the RNN
+        and decoder restart, the audio and frames already buffered are kept."""
+        log_probs, self.state = flush(self.model, self.state)
+        self.decoder.step(log_probs[0])
+        result = self._result("final")
+        fresh = init_state(self.model)
+        self._utterance_start = self.state.frames_done
+        offset = self._utterance_start * self.frame_shift
+        self.state = dataclasses.replace(
+            fresh,
+            samples=self.state.samples,
+            frames=self.state.frames,
+            frames_done=self.state.frames_done,
+            decoders=[GreedyDecoder(self.model.tokenizer, self.frame_shift, time_offset=offset)],
+        )
+        return result
+
+    def _result(self, kind: str) -> Result:
+        hyp = self.decoder.hypothesis()
+        start = self._utterance_start * self.frame_shift
+        return Result(kind, hyp.text, round(start, 3), round(start + self.decoder.n_frames * self.frame_shift, 3), hyp.words)

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from speechrnn.audio import load_audio
+from speechrnn.data import pad_waves
+from speechrnn.decoding import greedy_decode
+from speechrnn.model import ModelConfig, SpeechModel
+from speechrnn.streaming import (
+    EndpointConfig,
+    StreamingRecognizer,
+    extract_chunk,
+    flush,
+    forward_chunk,
+    init_state,
+    stack_states,
+    unstack_state,
+)
+
+TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False)
+
+
+def random_chunks(n: int, rng: random.Random) -> list[int]:
+    """Chunk sizes covering n samples: 1 sample, 10 ms, 37 ms, 1 s and random sizes mixed."""
+    sizes, total = [], 0
+    while total < n:
+        size = min(n - total, rng.choice([1, 160, 592, 16000, rng.randint(1, 5000), 0]))
+        sizes.append(size)
+        total += size
+    return sizes
+
+
+@pytest.fixture(scope="module", params=[0, 2], ids=["no-lookahead", "lookahead-2"])
+def model(request):
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(lookahead=request.param, **TINY)).eval()
+    model.frontend.set_cmvn(torch.randn(80) * 3 - 5, torch.rand(80) * 3 + 1)
+    with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it
+        if model.lookahead is not None:
+            model.lookahead.weight.normal_()
+    return model
+
+
+def offline(model, wave: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        log_probs, lens = model(*model.features(wave[None], torch.tensor([len(wave)])))
+    return log_probs[0, : lens[0]]
+
+
+def stream(model, wave: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    state, feats_all, out = init_state(model), [], []
+    position = 0
+    for size in sizes:
+        feats, state = extract_chunk(model, wave[None, position : position + size], state)
+        position += size
+        feats_all.append(feats[0])
+        log_probs, state = forward_chunk(model, feats, state)
+        out.append(log_probs[0])
+    log_probs, state = flush(model, state)
+    out.append(log_probs[0])
+    return torch.cat(feats_all), torch.cat(out)
+
+
+def test_any_chunking_gives_the_offline_frames_and_log_probs(model, tone):
+    wave = torch.from_numpy(np.concatenate([tone, tone[:7777] * 0.5]))
+    whole_feats, _ = model.features(wave[None], torch.tensor([len(wave)]))
+    reference = offline(model, wave)
+    for seed in range(4):
+        feats, log_probs = stream(model, wave, random_chunks(len(wave), random.Random(seed)))
+        torch.testing.assert_close(feats, whole_feats[0], atol=1e-4, rtol=1e-4)
+        assert log_probs.shape == reference.shape
+        torch.testing.assert_close(log_probs, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_lookahead_sees_exactly_its_future_frames(model):
+    """Changing the input after output frame t changes frame t only through the look-ahead."""
+    torch.manual_seed(1)
+    feats = torch.randn(1, 60, 80)
+    base, _ = model(feats, torch.tensor([60]))
+    changed = feats.clone()
+    changed[0, 30:] += 1.0  # output frames from 10 on (frame_stack 3)
+    moved, _ = model(changed, torch.tensor([60]))
+    differs = (base - moved).abs().amax(-1)[0] > 1e-6
+    first = int(differs.nonzero()[0])
+    assert first == 10 - model.config.lookahead
+
+
+def test_stacked_streams_advance_like_single_streams(model, tone):
+    waves = [torch.from_numpy(tone), torch.from_numpy(tone[::-1].copy()), torch.from_numpy(tone * 0.1)]
+    singles = [stream(model, w, [1600] * 10)[1] for w in waves]
+    states = [init_state(model) for _ in waves]
+    outputs = [[] for _ in waves]
+    for start in range(0, 16000, 1600):
+        chunk_feats = []
+        for i, w in enumerate(waves):
+            feats, states[i] = extract_chunk(model, w[None, start : start + 1600], states[i])
+            chunk_feats.append(feats)
+        log_probs, batch_state = forward_chunk(model, torch.cat(chunk_feats), stack_states(states))
+        states = unstack_state(batch_state)
+        for i in range(len(waves)):
+            outputs[i].append(log_probs[i])
+    for i, state in enumerate(states):
+        outputs[i].append(flush(model, state)[0][0])
+        torch.testing.assert_close(torch.cat(outputs[i]), singles[i], atol=1e-5, rtol=1e-5)
+
+
+def test_stack_rejects_streams_of_different_ages(model, tone):
+    young = init_state(model)
+    _, old = extract_chunk(model, torch.from_numpy(tone[None, :500]), init_state(model))
+    with pytest.raises(ValueError, match="samples caches differ"):
+        stack_states([young, old])
+
+
+def test_bidirectional_model_refuses_to_stream():
+    with pytest.raises(ValueError, match="bidirectional"):
+        init_state(SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)))
+
+
+def test_recognizer_final_equals_offline_text_for_any_chunking(model, speech_dir):
+    folder, phrases = speech_dir
+    for name in phrases:
+        samples = load_audio(folder / f"{name}.wav")
+        wave = torch.from_numpy(samples)
+        expected = greedy_decode(offline(model, wave)[None], torch.tensor([len(offline(model, wave))]), model.tokenizer, model.config.frame_shift)[0]
+        recognizer = StreamingRecognizer(model, endpoint=None)
+        position = 0
+        for size in random_chunks(len(samples), random.Random(name)):
+            events = recognizer.accept_waveform(samples[position : position + size])
+            position += size
+            assert [e.type for e in events] == ["partial"]
+        final = recognizer.finalize()
+        assert final.type == "final" and final.text == expected.text and final.words == expected.words
+
+
+def test_bad_chunks_do_not_break_the_stream(model, tone):
+    recognizer = StreamingRecognizer(model, endpoint=None)
+    assert recognizer.accept_waveform(np.zeros(0, dtype=np.float32))[-1].text == ""
+    noisy = tone.copy()
+    noisy[100:200] = np.nan
+    noisy[300] = np.inf
+    recognizer.accept_waveform(noisy)
+    assert recognizer.invalid_samples == 101
+    stereo_48k = np.stack([tone, tone], axis=1).repeat(3, axis=0)
+    with pytest.raises(ValueError, match="sample rate changed"):
+        recognizer.accept_waveform(stereo_48k, 48000)
+    recognizer.reset()
+    recognizer.accept_waveform(np.clip(stereo_48k * 10, -1, 1), 48000)  # clipped 48 kHz stereo
+    final = recognizer.finalize()
+    assert final.end == pytest.approx(1.0, abs=0.05)
+
+
+def scripted(recognizer, chunks: list[str]):
+    """Make ``recognizer`` see scripted model outputs: one string per chunk, a character per
+    output frame ('_' blank), instead of running the network."""
+    tok, script = recognizer.model.tokenizer, iter(chunks)
+
+    def decode(samples):
+        path = next(script)
+        log_probs = torch.full((len(path), len(tok)), -20.0)
+        for t, symbol in enumerate(path):
+            log_probs[t, 0 if symbol == "_" else tok.index[symbol]] = 0.0
+        recognizer.state = dataclasses.replace(recognizer.state, frames_done=recognizer.state.frames_done + len(path))
+        recognizer.decoder.step(log_probs)
+
+    recognizer._decode = decode
+
+
+def test_endpointing_splits_utterances_with_absolute_times(model):
+    endpoint = EndpointConfig(trailing_silence=0.3, no_speech=0.6, max_utterance=1.2)
+    recognizer = StreamingRecognizer(model, endpoint=endpoint)
+    silence_9 = "_" * 9  # 0.27 s at 30 ms frames
+    scripted(recognizer, ["_go_", "_" * 5, "_" * 6, "__ye", "s" + silence_9, "_", "_" * 21, "_" * 10, "a_b_" * 10, "c", ""])  # the last for finalize
+    events = [recognizer.accept_waveform(np.zeros(1)) for _ in range(10)]
+    types = [[e.type for e in chunk] for chunk in events]
+    # 'go', then 11 blank frames (0.33 s >= 0.3 s): final in the third chunk.
+    assert types[:3] == [["partial"], ["partial"], ["final", "partial"]]
+    go = events[2][0]
+    assert go.text == "go" and go.start == 0.0 and go.end == pytest.approx(15 * 0.03)
+    assert go.words[0].start == pytest.approx(0.03) and go.words[0].end == pytest.approx(0.09)
+    # 'yes' starts a new utterance at frame 15; its times are absolute.
+    assert events[3][-1].text == "ye" and events[3][-1].start == pytest.approx(15 * 0.03)
+    assert events[4][-1].text == "yes" and types[4] == ["partial"]
+    assert types[5] == ["final", "partial"] and events[5][0].text == "yes"
+    assert events[5][0].words[0].start == pytest.approx((15 + 2) * 0.03)
+    # 21 blank frames (0.63 s >= no_speech): the empty utterance restarts with no final.
+    assert types[6] == ["partial"] and events[6][-1].start == pytest.approx((15 + 15 + 21) * 0.03)
+    # A long utterance is cut at max_utterance (1.2 s = 40 frames): 10 + 40 frames here.
+    assert types[8] == ["final", "partial"] and events[8][0].end - events[8][0].start == pytest.approx(1.5)
+    assert recognizer.finalize().text == "c"
+
+
+def test_no_endpointing_keeps_one_utterance(model):
+    recognizer = StreamingRecognizer(model, endpoint=None)
+    scripted(recognizer, ["_go_" + "_" * 200, "yes", ""])
+    recognizer.accept_waveform(np.zeros(1))
+    assert [e.type for e in recognizer.accept_waveform(np.zeros(1))] == ["partial"]
+    assert recognizer.finalize().text == "goyes"
