@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from .audio import SAMPLE_RATE, AudioError, load_audio
 from .model import ModelConfig, SpeechModel, load_model, save_model
+from .streaming import StreamingRecognizer
 from .transcribe import recognize, transcribe_files
 
-__all__ = ["SAMPLE_RATE", "AudioError", "load_audio", "ModelConfig", "SpeechModel", "load_model", "save_model", "recognize", "transcribe_files", "transcribe"]
+__all__ = ["SAMPLE_RATE", "AudioError", "load_audio", "ModelConfig", "SpeechModel", "load_model", "save_model", "recognize", "transcribe_files", "transcribe", "StreamingRecognizer"]
 __version__ = "0.1.0"
 
 

@@ -129,8 +129,8 @@ def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 @dataclass(frozen=True)
 class AugmentConfig:
     speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation factors, drawn uniformly
-    noise_prob: float = 0.5  # chance of adding white noise to an utterance
-    snr_db: tuple[float, float] = (10.0, 40.0)  # range of signal-to-noise ratios for that noise
+    noise_prob: float = 0.3  # chance of adding white noise to an utterance
+    snr_db: tuple[float, float] = (15.0, 40.0)  # range of signal-to-noise ratios for that noise
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level change
     n_freq_masks: int = 2
     max_freq_width: int = 15  # mel bins
@@ -154,6 +154,10 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) 
     return wave.clamp(-1.0, 1.0)
 
 
+# SpecAugment is written here rather than taken from torchaudio's FrequencyMasking/TimeMasking:
+# those size time masks by the padded batch length, not each utterance's own length, and draw
+# from torch's global generator, while these draw from the epoch's seeded generator so that a
+# resumed run repeats the same masks.
 def mask_frequencies(log_mel: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
     """SpecAugment frequency masks on one ``(T, n_mels)`` log-mel matrix (filled with its mean)."""
     log_mel = log_mel.clone()

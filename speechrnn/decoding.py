@@ -57,6 +57,8 @@ def greedy_decode(
     return hypotheses
 
 
+# Written here: torchaudio's CTC decoders are batch-only beam searches (flashlight-text); best-path
+# decoding that can be stepped chunk by chunk and keeps word times is a few lines of its own.
 class GreedyDecoder:
     """Online best-path CTC decoding: feed frames chunk by chunk, read the hypothesis any time.
 

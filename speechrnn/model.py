@@ -185,6 +185,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

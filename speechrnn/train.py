@@ -32,7 +32,7 @@ from .transcribe import recognize
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 70
+    epochs: int = 80
     batch_size: int = 16  # utterances per batch (per process under DDP)
     lr: float = 2.5e-3  # peak learning rate
     weight_decay: float = 0.01  # AdamW
@@ -57,17 +57,18 @@ def augmented_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Perturb, featurise and SpecAugment a batch: ``(B, T, F)`` features and ``(B,)`` lengths."""
     frontend = model.frontend
+    device = frontend.cmvn_mean.device
     if augment is None:
         padded, lens = pad_waves(waves)
-        return model.features(padded, lens)
+        return model.features(padded.to(device), lens.to(device))
     padded, lens = pad_waves([perturb_wave(w, augment, rng) for w in waves])
-    log_mel = frontend.log_mel(padded)
+    log_mel = frontend.log_mel(padded.to(device))
     feat_lens = num_frames(lens, frontend.config)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.mfcc(mask_frequencies(log_mel[b], augment, rng)))
         rows.append(mask_times(masked, int(feat_lens[b]), augment, rng))
-    return torch.stack(rows), feat_lens
+    return torch.stack(rows), feat_lens.to(device)
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:

@@ -119,3 +119,36 @@ def test_live_transcribes_speech_played_into_the_microphone(virtual_mic, speech_
     assert code == 0, err
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert jiwer.wer(phrases["enter"], finals) <= 0.34, (finals, err)
+
+
+class FakeMicrophone:
+    """Yields chunks of a file, reports overflows, then disappears."""
+
+    def __init__(self, samples, n_chunks: int):
+        self.samples, self.n_chunks, self.overflows = samples, n_chunks, 0
+
+    def __iter__(self):
+        from speechrnn.live import Chunk, SourceLost
+
+        for i in range(self.n_chunks):
+            if i == 2:
+                self.overflows += 1
+            yield Chunk(self.samples[i * 4410 : (i + 1) * 4410], 44100)
+        raise SourceLost("input device 'fake' stopped: no audio is arriving")
+
+
+def test_a_microphone_that_disappears_ends_the_session_with_the_utterance_kept(tiny_streaming_model, speech_dir):
+    import io
+
+    from speechrnn.audio import load_audio, resample
+    from speechrnn.live import Printer, run
+    from speechrnn.streaming import StreamingRecognizer
+
+    samples = resample(load_audio(speech_dir[0] / "spell.wav"), 16000, 44100)
+    out, log = io.StringIO(), io.StringIO()
+    status = run(StreamingRecognizer(tiny_streaming_model, endpoint=None), FakeMicrophone(samples, 10), Printer("jsonl", out), log)
+    assert status == 1
+    assert "input overflow, 1 block(s) of audio lost" in log.getvalue()
+    assert "speechrnn: error: input device 'fake' stopped" in log.getvalue()
+    final = events_of(out.getvalue())[-1]
+    assert final["type"] == "final" and final["end"] == pytest.approx(1.0, abs=0.05)  # 10 chunks of 0.1 s

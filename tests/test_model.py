@@ -17,7 +17,8 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0)
 def test_save_load_round_trip_is_exact(tmp_path, tone, bidirectional, rnn_type):
     torch.manual_seed(0)
     model = SpeechModel(ModelConfig(bidirectional=bidirectional, rnn_type=rnn_type, **TINY)).eval()
-    model.frontend.set_cmvn(torch.randn(80), torch.rand(80) + 0.5)
+    n = model.config.frontend.n_mfcc
+    model.frontend.set_cmvn(torch.randn(n), torch.rand(n) + 0.5)
     path = tmp_path / "m.pt"
     save_model(path, model, metadata={"note": "test"})
     loaded = load_model(path)

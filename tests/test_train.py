@@ -70,3 +70,30 @@ def test_speaker_split_is_disjoint():
     train_set, dev = speaker_split(utts, 2, seed=0)
     assert {u.speaker for u in train_set}.isdisjoint({u.speaker for u in dev})
     assert len({u.speaker for u in dev}) == 2 and len(train_set) + len(dev) == len(utts)
+
+
+def test_ddp_with_two_cpu_processes(tiny_set, tmp_path):
+    """torchrun with two gloo processes trains and rank 0 writes the checkpoint."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        "import json, sys\n"
+        "from speechrnn.data import Utterance\n"
+        "from speechrnn.model import ModelConfig\n"
+        "from speechrnn.train import TrainConfig, train\n"
+        "utts = [Utterance(**u) for u in json.loads(sys.argv[2])]\n"
+        "config = ModelConfig(n_hidden=32, n_proj=32, n_layers=1)\n"
+        "train(config, utts, utts[:2], sys.argv[1], TrainConfig(epochs=2, batch_size=1, warmup_steps=1, threads=1))\n"
+    )
+    utts = json.dumps([u.__dict__ for u in tiny_set])
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "out"), utts],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    load_model(tmp_path / "out" / "best.pt")

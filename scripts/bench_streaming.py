@@ -1,0 +1,154 @@
+"""Streaming figures on AN4 test: WER, real-time factor, word latency, partial stability,
+and memory and per-chunk time over a long stream.
+
+Usage:
+    .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
+        [--reference offline] [--long-minutes 60] [--an4 ../shared/data/an4]
+
+- WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
+- RTF: recognizer compute time / audio time (features, model, decoding), one thread.
+- Latency: real-time feeding is simulated: chunk i is available at its end time in the audio,
+  its result after that plus the measured compute time. A word's latency is the time of the
+  first partial that holds it minus the word's end in the audio, taken from the --reference
+  model's word times (the bidirectional model aligns words better than a causal one).
+- Stability: share of partials whose text is a prefix of the utterance's final text.
+- Long stream: test utterances with silences between them, looped to --long-minutes, with
+  endpointing on; reports RSS and the mean per-chunk time in the first and last tenths.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from speechrnn.data import DEFAULT_AN4, an4_utterances
+from speechrnn.audio import load_audio
+from speechrnn.evaluate import error_rates
+from speechrnn.model import load_model
+from speechrnn.streaming import EndpointConfig, StreamingRecognizer
+from speechrnn.transcribe import recognize
+
+
+def stream_utterance(recognizer: StreamingRecognizer, samples: np.ndarray, step: int):
+    """Feed one utterance in chunks; returns per-chunk (available_at, done_at, words) and the final."""
+    timeline, compute = [], 0.0
+    for start in range(0, len(samples), step):
+        chunk = samples[start : start + step]
+        t0 = time.perf_counter()
+        partial = recognizer.accept_waveform(chunk)[-1]
+        spent = time.perf_counter() - t0
+        compute += spent
+        available = (start + len(chunk)) / 16000
+        timeline.append((available, available + spent, partial))
+    t0 = time.perf_counter()
+    final = recognizer.finalize()
+    compute += time.perf_counter() - t0
+    return timeline, final, compute
+
+
+def word_latencies(timeline, final, reference_words) -> list[float]:
+    """Latency of each final word that the reference also has (matched in order)."""
+    final_words = [w.word for w in final.words]
+    matcher = difflib.SequenceMatcher(a=final_words, b=[w.word for w in reference_words], autojunk=False)
+    latencies = []
+    for block in matcher.get_matching_blocks():
+        for offset in range(block.size):
+            k, ref = block.a + offset, reference_words[block.b + offset]
+            for _, done_at, partial in timeline:
+                if len(partial.words) > k and [w.word for w in partial.words[: k + 1]] == final_words[: k + 1]:
+                    latencies.append(done_at - ref.end)
+                    break
+            else:  # only the final has it
+                latencies.append(timeline[-1][1] - ref.end if timeline else 0.0)
+    return latencies
+
+
+def long_stream(recognizer: StreamingRecognizer, waves: list[np.ndarray], minutes: float, step: int) -> dict:
+    silence = np.zeros(16000, dtype=np.float32)
+    chunk_times, finals = [], 0
+    total = int(minutes * 60 * 16000)
+    fed, i = 0, 0
+    rss_start = None
+    while fed < total:
+        audio = np.concatenate([waves[i % len(waves)], silence])
+        i += 1
+        for start in range(0, len(audio), step):
+            t0 = time.perf_counter()
+            events = recognizer.accept_waveform(audio[start : start + step])
+            chunk_times.append(time.perf_counter() - t0)
+            finals += sum(e.type == "final" for e in events)
+        fed += len(audio)
+        if rss_start is None and fed > total * 0.1:
+            rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    recognizer.finalize()
+    tenth = max(1, len(chunk_times) // 10)
+    return {
+        "minutes": round(fed / 16000 / 60, 1),
+        "finals": finals,
+        "chunk_ms_first_tenth": round(1000 * statistics.mean(chunk_times[:tenth]), 3),
+        "chunk_ms_last_tenth": round(1000 * statistics.mean(chunk_times[-tenth:]), 3),
+        "max_rss_mb_at_10pct": round(rss_start or 0, 1),
+        "max_rss_mb_at_end": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    parser.add_argument("--model", default="streaming")
+    parser.add_argument("--reference", default="offline", help="model whose word end times are the reference")
+    parser.add_argument("--chunk-ms", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    utterances = an4_utterances(args.an4, "test")
+    waves = [load_audio(u.audio) for u in utterances]
+    model = load_model(args.model)
+    reference_model = load_model(args.reference)
+    references = recognize(reference_model, [torch.from_numpy(w) for w in waves])
+    step = 16000 * args.chunk_ms // 1000
+
+    recognizer = StreamingRecognizer(model, endpoint=None)
+    texts, latencies, compute, audio_seconds, partials, stable = [], [], 0.0, 0.0, 0, 0
+    for wave, reference in zip(waves, references):
+        timeline, final, spent = stream_utterance(recognizer, wave, step)
+        texts.append(final.text)
+        compute += spent
+        audio_seconds += len(wave) / 16000
+        latencies += word_latencies(timeline, final, reference.words)
+        for _, _, partial in timeline:
+            partials += 1
+            stable += final.text.startswith(partial.text)
+    wer, cer = error_rates([u.text for u in utterances], texts)
+    report = {
+        "model": args.model,
+        "chunk_ms": args.chunk_ms,
+        "threads": args.threads,
+        "test_wer": round(wer, 2),
+        "test_cer": round(cer, 2),
+        "rtf": round(compute / audio_seconds, 4),
+        "latency_ms_median": round(1000 * statistics.median(latencies), 1),
+        "latency_ms_p95": round(1000 * float(np.percentile(latencies, 95)), 1),
+        "words_timed": len(latencies),
+        "partials_prefix_of_final": round(stable / max(1, partials), 4),
+        "lookahead_ms": round(1000 * model.config.lookahead * model.config.frame_shift, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+    }
+    if args.long_minutes > 0:
+        report["long_stream"] = long_stream(StreamingRecognizer(model, endpoint=EndpointConfig()), waves, args.long_minutes, step)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The AN4 data pipeline and the bundled models' published figures (needs the corpus)."""
+from __future__ import annotations
+
+import pytest
+
+from speechrnn.data import an4_utterances, speaker_split
+from speechrnn.evaluate import evaluate
+from speechrnn.model import BUNDLED_DIR, load_model
+
+
+def test_an4_reader_and_speaker_disjoint_dev(an4_root):
+    train = an4_utterances(an4_root, "train")
+    test = an4_utterances(an4_root, "test")
+    assert (len(train), len(test)) == (948, 130)
+    assert test[0].text == "rubout g m e f three nine" and test[0].speaker == "fcaw"
+    assert all(u.text and u.duration > 0.3 for u in train + test)
+    fit, dev = speaker_split(train, 6, seed=0)
+    assert {u.speaker for u in fit}.isdisjoint({u.speaker for u in dev})
+    assert {u.speaker for u in train}.isdisjoint({u.speaker for u in test})
+
+
+@pytest.mark.parametrize("name", ["offline", "streaming"])
+def test_bundled_model_reproduces_its_published_test_wer(an4_root, name):
+    """The WER stored in the bundled model (and quoted in the README) is recomputed here."""
+    if not (BUNDLED_DIR / f"{name}.pt").is_file():
+        pytest.skip(f"no bundled {name} model yet (recipes/an4/run.py --bundle)")
+    model = load_model(name)
+    result = evaluate(model, an4_utterances(an4_root, "test"))
+    assert result.wer == pytest.approx(model.metadata["an4_test_wer"], abs=0.01)
+    assert result.cer == pytest.approx(model.metadata["an4_test_cer"], abs=0.01)
