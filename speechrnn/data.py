@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF

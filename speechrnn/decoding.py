@@ -4,7 +4,7 @@ Shapes: ``B`` batch, ``U`` output frames, ``V`` vocabulary size.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 

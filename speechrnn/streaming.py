@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, to_float32
 from .decoding import GreedyDecoder, WordTiming
 from .features import num_frames
 from .model import SpeechModel, load_model
@@ -248,8 +248,6 @@ class StreamingRecognizer:
         return result
 
     def _to_model_rate(self, samples, sample_rate: int, last: bool) -> torch.Tensor:
-        from .audio import to_float32
-
         samples = to_float32(np.asarray(samples))
         if samples.ndim == 2:
             samples = samples.mean(axis=1)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from speechrnn.audio import load_audio
-from speechrnn.data import pad_waves
 from speechrnn.decoding import greedy_decode
 from speechrnn.model import ModelConfig, SpeechModel
 from speechrnn.streaming import (
