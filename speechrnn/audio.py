@@ -77,11 +77,10 @@ def prepare_samples(
     Returns:
         ``(M,)`` float32 mono samples.
     """
-    samples = to_float32(np.asarray(samples))
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1)
-    if samples.ndim != 1:
-        raise AudioError(source, f"expected samples of shape (N,) or (N, C), got {samples.shape}")
+    try:
+        samples = to_mono_float32(samples)
+    except ValueError as error:
+        raise AudioError(source, str(error)) from None
     if samples.size == 0:
         raise AudioError(source, "contains no audio samples")
     if not np.isfinite(samples).all():
@@ -92,6 +91,16 @@ def prepare_samples(
     if duration < min_duration:
         raise AudioError(source, f"too short ({duration:.3f} s; at least {min_duration} s needed)")
     return resample(samples, sample_rate, target_rate)
+
+
+def to_mono_float32(samples) -> np.ndarray:
+    """``(N,)`` or ``(N, C)`` samples of any numeric type -> ``(N,)`` float32 (channels averaged)."""
+    samples = to_float32(np.asarray(samples))
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise ValueError(f"expected samples of shape (N,) or (N, C), got {samples.shape}")
+    return samples
 
 
 def to_float32(samples: np.ndarray) -> np.ndarray:

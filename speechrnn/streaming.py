@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, to_float32
+from .audio import SAMPLE_RATE, to_mono_float32
 from .decoding import GreedyDecoder, WordTiming
 from .features import num_frames
 from .model import SpeechModel, load_model
@@ -214,7 +214,6 @@ class StreamingRecognizer:
         self.state = init_state(self.model)
         self._resampler = None
         self._input_rate: int | None = None
-        self._utterance_start = 0  # output frame where the current utterance begins
 
     @property
     def decoder(self) -> GreedyDecoder:
@@ -248,11 +247,7 @@ class StreamingRecognizer:
         return result
 
     def _to_model_rate(self, samples, sample_rate: int, last: bool) -> torch.Tensor:
-        samples = to_float32(np.asarray(samples))
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1)
-        if samples.ndim != 1:
-            raise ValueError(f"samples must be (N,) or (N, C), got shape {samples.shape}")
+        samples = to_mono_float32(samples)
         bad = ~np.isfinite(samples)
         if bad.any():
             self.invalid_samples += int(bad.sum())
@@ -293,8 +288,7 @@ class StreamingRecognizer:
         self.decoder.step(log_probs[0])
         result = self._result("final")
         fresh = init_state(self.model)
-        self._utterance_start = self.state.frames_done
-        offset = self._utterance_start * self.frame_shift
+        offset = self.state.frames_done * self.frame_shift  # the next utterance starts at the next frame
         self.state = dataclasses.replace(
             fresh,
             samples=self.state.samples,
@@ -306,5 +300,5 @@ class StreamingRecognizer:
 
     def _result(self, kind: str) -> Result:
         hyp = self.decoder.hypothesis()
-        start = self._utterance_start * self.frame_shift
+        start = self.decoder.time_offset  # where the current utterance began, from stream start
         return Result(kind, hyp.text, round(start, 3), round(start + self.decoder.n_frames * self.frame_shift, 3), hyp.words)

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from .data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
 from .evaluate import error_rates
@@ -144,8 +145,6 @@ def train(
         batches = length_batches(lengths, config.batch_size, rng)[: steps_per_epoch * world][rank::world]
         model.train()
         total_loss, n_batches = 0.0, 0
-        from tqdm import tqdm
-
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
         for batch in bar:
             feats, feat_lens = augmented_batch(model, [train_waves[i] for i in batch], augment, rng)
