@@ -3,7 +3,7 @@ and memory and per-chunk time over a long stream.
 
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
-        [--reference offline] [--long-minutes 60] [--an4 ../shared/data/an4]
+        [--reference offline] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread.
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from speechrnn.data import DEFAULT_AN4, an4_utterances
+from speechrnn.decoding import beam_search_for
 from speechrnn.audio import load_audio
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
+    parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -118,7 +120,8 @@ def main() -> None:
     references = recognize(reference_model, [torch.from_numpy(w) for w in waves])
     step = 16000 * args.chunk_ms // 1000
 
-    recognizer = StreamingRecognizer(model, endpoint=None)
+    search = beam_search_for(model, args.lm)
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
     texts, latencies, compute, audio_seconds, partials, stable = [], [], 0.0, 0.0, 0, 0
     for wave, reference in zip(waves, references):
         timeline, final, spent = stream_utterance(recognizer, wave, step)
@@ -133,6 +136,7 @@ def main() -> None:
     report = {
         "model": args.model,
         "chunk_ms": args.chunk_ms,
+        "decoding": "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"},
         "threads": args.threads,
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),
@@ -146,7 +150,7 @@ def main() -> None:
         "torch": torch.__version__,
     }
     if args.long_minutes > 0:
-        report["long_stream"] = long_stream(StreamingRecognizer(model, endpoint=EndpointConfig()), waves, args.long_minutes, step)
+        report["long_stream"] = long_stream(StreamingRecognizer(model, endpoint=EndpointConfig(), lm=search), waves, args.long_minutes, step)
     print(json.dumps(report, indent=1))
 
 

@@ -7,6 +7,32 @@ import sys
 from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
+from .tuning import LM_WEIGHTS, WORD_SCORES
+
+
+def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> None:
+    g = p.add_argument_group("decoding (beam search with a word LM)")
+    g.add_argument("--lm", default="default", metavar="PATH|none", help="ARPA word LM, or 'none' for greedy decoding (default: the model's tuned LM if it has one)")
+    g.add_argument("--lexicon", metavar="PATH|none", help="only spell this lexicon's words, or 'none' for any letters (default: the tuned setting; none with --lm PATH)")
+    g.add_argument("--lm-weight", type=float, help="weight of the LM (default: the tuned value)")
+    g.add_argument("--word-score", type=float, help="bonus per word (default: the tuned value)")
+    g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default: the tuned value, else 32)")
+    if nbest:
+        g.add_argument("--nbest", type=int, help="with --format jsonl, also list the N best transcripts and their scores")
+
+
+def beam_search(args, model):
+    from .decoding import beam_search_for
+
+    return beam_search_for(
+        model,
+        args.lm,
+        args.lexicon,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+        beam_size=args.beam_size,
+        nbest=getattr(args, "nbest", None),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="write one file per input here instead of printing")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_decoding_options(p, nbest=True)
     p.set_defaults(func=cmd_transcribe)
 
     p = commands.add_parser("evaluate", help="WER/CER of a model on AN4 or on a manifest")
@@ -30,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--an4", nargs="?", const="", default="", help="AN4 folder (default: ../shared/data/an4)")
     p.add_argument("--split", choices=("train", "test"), default="test", help="AN4 split (default: %(default)s)")
     p.add_argument("--details", help="write each utterance's reference and hypothesis here (JSON lines)")
+    add_decoding_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("live", help="live transcription from a microphone (or a file fed as a stream)")
@@ -44,7 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
     p.add_argument("--max-utterance", type=float, default=20.0, help="longest utterance in seconds")
+    add_decoding_options(p)
     p.set_defaults(func=cmd_live)
+
+    lm = commands.add_parser("lm", help="word language models: build one, tune a model's decoding").add_subparsers(dest="lm_command", required=True)
+    p = lm.add_parser("build", help="word n-gram LM (ARPA, modified Kneser-Ney) and lexicon from transcripts")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="transcript files: one utterance per line (AN4 .transcription files too)")
+    p.add_argument("-o", "--output", required=True, help="ARPA file to write")
+    p.add_argument("--lexicon", help="lexicon file to write (default: beside the ARPA file, .lexicon.txt)")
+    p.add_argument("--order", type=int, default=3, help="n-gram order (default: %(default)s)")
+    p.set_defaults(func=cmd_lm_build)
+
+    p = lm.add_parser("tune", help="choose LM weight and word bonus on a dev set; write them beside the model")
+    p.add_argument("--model", default="offline", help="bundled model name or model file (default: %(default)s)")
+    p.add_argument("--lm", required=True, help="ARPA word LM")
+    p.add_argument("--lexicon", help="lexicon (default: lexicon-free search)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="dev set: JSON-lines manifest with 'audio' and 'text' per line")
+    source.add_argument("--an4-dev", nargs="?", const="", metavar="AN4", help="dev set: the speaker-disjoint split of AN4 train that recipes/an4 holds out")
+    p.add_argument("--lm-weights", default=",".join(map(str, LM_WEIGHTS)), help="LM weights to try (default: %(default)s)")
+    p.add_argument("--word-scores", default=",".join(map(str, WORD_SCORES)), help="word bonuses to try (default: %(default)s)")
+    p.add_argument("--beam-size", type=int, default=32)
+    p.add_argument("-o", "--output", help="settings file (default: MODEL.lm.json beside the model file)")
+    p.set_defaults(func=cmd_lm_tune)
     return parser
 
 
@@ -58,7 +108,10 @@ def cmd_live(args) -> int:
     if args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
-    recognizer = StreamingRecognizer(args.model, endpoint=endpoint)
+    from .model import load_model
+
+    model = load_model(args.model)
+    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model))
     printer = live.Printer(args.format)
     if args.from_file:
         return live.run(recognizer, live.file_chunks(args.from_file, args.chunk_ms, args.realtime), printer)
@@ -92,7 +145,7 @@ def cmd_transcribe(args) -> int:
             if args.format == "jsonl" and namer is None:
                 print(json.dumps(to_json(result)), flush=True)
             return
-        text = render(result, args.format)
+        text = render(result, args.format, nbest=bool(args.nbest and args.nbest > 1))
         if namer is not None:
             write_atomic(namer(result.audio), text)
         elif args.format == "text" and len(paths) > 1:
@@ -101,7 +154,7 @@ def cmd_transcribe(args) -> int:
             print(text, end="", flush=True)
 
     progress = not args.no_progress and len(paths) > 1 and sys.stderr.isatty()
-    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress)
+    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model))
     return 1 if failed else 0
 
 
@@ -116,12 +169,63 @@ def cmd_evaluate(args) -> int:
     else:
         root = args.an4 or str(DEFAULT_AN4)
         utterances, source = an4_utterances(root, args.split), f"AN4 {args.split} ({root})"
-    result = evaluate(model, utterances)
+    search = beam_search(args, model)
+    if search is not None and search.arpa is not None:
+        warn_oov(search, utterances, source)
+    result = evaluate(model, utterances, search=search)
     if args.details:
         lines = [json.dumps({"audio": u.audio, "reference": u.text, "hypothesis": h.text}) for u, h in zip(utterances, result.hypotheses)]
         write_atomic(Path(args.details), "\n".join(lines) + "\n")
-    print(json.dumps({"model": model.source, "data": source, **result.summary()}))
+    decoding = "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"}
+    print(json.dumps({"model": model.source, "data": source, "decoding": decoding, **result.summary()}))
     return 0
+
+
+def warn_oov(search, utterances, source: str) -> None:
+    """Say on stderr how many reference words the LM (and lexicon) cannot produce."""
+    words = [w for u in utterances for w in u.text.split()]
+    known = search.arpa.vocabulary if search.lexicon is None else set(search.lexicon)
+    missing = sorted({w for w in words if w not in known})
+    if missing:
+        share = 100 * sum(w not in known for w in words) / max(1, len(words))
+        where = search.config.lexicon or search.config.lm
+        print(f"speechrnn: warning: {share:.1f}% of the words of {source} are not in {where} ({len(missing)} distinct: {' '.join(missing[:10])}{' ...' if len(missing) > 10 else ''})", file=sys.stderr)
+
+
+def cmd_lm_build(args) -> int:
+    from .lm import build_lm_files
+
+    lexicon = args.lexicon or str(Path(args.output).with_suffix("")) + ".lexicon.txt"
+    summary = build_lm_files(args.texts, args.output, lexicon, args.order)
+    print(json.dumps({"arpa": args.output, "lexicon": lexicon, **summary}))
+    return 0
+
+
+def cmd_lm_tune(args) -> int:
+    from .data import DEFAULT_AN4, an4_dev_split, read_manifest
+    from .decoding import BeamSearchConfig, tuning_path
+    from .model import load_model
+    from .tuning import tune, write_tuning
+
+    model = load_model(args.model)
+    if args.manifest:
+        utterances, source = read_manifest(args.manifest), args.manifest
+    else:
+        root = args.an4_dev or str(DEFAULT_AN4)
+        utterances, source = an4_dev_split(root), f"AN4 dev split of train ({root})"
+    base = BeamSearchConfig(lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size)
+    result = tune(model, utterances, base, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
+    output = Path(args.output) if args.output else tuning_path(model.source)
+    write_tuning(output, result, source)
+    print(json.dumps({"settings": str(output), "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
+    return 0
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,6 +99,14 @@ def speaker_split(utterances: Sequence[Utterance], n_dev_speakers: int, seed: in
     return train, dev
 
 
+AN4_DEV_SPEAKERS = 6  # speakers of AN4 train held out as the dev set
+
+
+def an4_dev_split(root: str | os.PathLike, n_dev_speakers: int = AN4_DEV_SPEAKERS) -> list[Utterance]:
+    """The dev set recipes/an4 holds out of AN4 train (speaker-disjoint, seed 0)."""
+    return speaker_split(an4_utterances(root, "train"), n_dev_speakers, seed=0)[1]
+
+
 def load_waves(utterances: Sequence[Utterance], progress: bool = False) -> list[torch.Tensor]:
     """Read every utterance into memory as 16 kHz float32 tensors."""
     from tqdm import tqdm
@@ -131,6 +139,7 @@ class AugmentConfig:
     noise_prob: float = 0.3  # chance of adding white noise to an utterance
     snr_db: tuple[float, float] = (15.0, 40.0)  # range of signal-to-noise ratios for that noise
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level change
+    narrowband_prob: float = 0.15  # chance of a round trip through 8 kHz (telephone-band audio)
     n_freq_masks: int = 2
     max_freq_width: int = 15  # mel bins
     n_time_masks: int = 2
@@ -139,11 +148,14 @@ class AugmentConfig:
 
 
 def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
-    """Speed perturbation, gain and additive noise on one ``(N,)`` waveform."""
+    """Speed perturbation, band limiting, gain and additive noise on one ``(N,)`` waveform."""
     speed = rng.choice(config.speeds)
     if speed != 1.0:
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
         wave = AF.resample(wave, int(round(speed * 100)), 100)
+    if rng.random() < config.narrowband_prob:
+        # Audio recorded at 8 kHz and resampled to 16 kHz has nothing above 4 kHz.
+        wave = AF.resample(AF.resample(wave, 2, 1), 1, 2)[: wave.shape[0]]
     wave = wave * 10 ** (rng.uniform(*config.gain_db) / 20)
     if rng.random() < config.noise_prob:
         power = wave.pow(2).mean().clamp(min=1e-10)
@@ -157,10 +169,11 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) 
 # those size time masks by the padded batch length, not each utterance's own length, and draw
 # from torch's global generator, while these draw from the epoch's seeded generator so that a
 # resumed run repeats the same masks.
-def mask_frequencies(log_mel: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
-    """SpecAugment frequency masks on one ``(T, n_mels)`` log-mel matrix (filled with its mean)."""
+def mask_frequencies(log_mel: torch.Tensor, n_frames: int, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
+    """SpecAugment frequency masks on one ``(T, n_mels)`` log-mel matrix (filled with the mean
+    of its first ``n_frames`` frames, the utterance without padding)."""
     log_mel = log_mel.clone()
-    fill = log_mel.mean()
+    fill = log_mel[:n_frames].mean() if n_frames > 0 else 0.0
     for _ in range(config.n_freq_masks):
         width = rng.randint(0, config.max_freq_width)
         start = rng.randint(0, max(0, log_mel.shape[1] - width))

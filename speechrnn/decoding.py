@@ -4,8 +4,18 @@ Shapes: ``B`` batch, ``U`` output frames, ``V`` vocabulary size.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
+import flashlight.lib.text.decoder as fl
+import flashlight.lib.text.dictionary as fl_dictionary
+from flashlight.lib.text.decoder.kenlm import KenLM
 import torch
 
 from .text import Tokenizer
@@ -22,8 +32,9 @@ class Hypothesis(NamedTuple):
     text: str  # the transcript, normalised (lower case, single spaces)
     tokens: list[int]  # collapsed token indices, blanks removed
     frames: list[int]  # output frame of each token's first emission
-    score: float  # sum of the best path's log-probabilities
+    score: float  # greedy: the best path's log-probability; beam search: the search's total score
     words: list[WordTiming]
+    alternatives: tuple["Hypothesis", ...] = ()  # beam search with nbest > 1: the runners-up, best first
 
 
 def greedy_decode(
@@ -93,8 +104,17 @@ class GreedyDecoder:
             raise ValueError(f"log_probs must be (U, {len(self.tokenizer)}), got {tuple(log_probs.shape)}")
         best_log_probs, best = log_probs.max(dim=-1)
         self.score += float(best_log_probs.sum())
+        self.follow(best.tolist(), best_log_probs.exp().tolist())
+
+    def finish(self) -> None:
+        """End of the utterance (nothing is held back in best-path decoding)."""
+
+    def follow(self, path: list[int], probs: list[float]) -> None:
+        """Extend the hypothesis by a frame-level path: one token per frame with its
+        posterior probability (the best path here; a beam search's path in
+        :class:`BeamSearchDecoder`)."""
         blank = self.tokenizer.blank
-        for offset, (token, prob) in enumerate(zip(best.tolist(), best_log_probs.exp().tolist())):
+        for offset, (token, prob) in enumerate(zip(path, probs)):
             frame = self.n_frames + offset
             if token != blank:
                 if token != self._previous:
@@ -103,7 +123,7 @@ class GreedyDecoder:
                     self._char_probs[-1] = max(self._char_probs[-1], prob)
                 self.last_emission = frame
             self._previous = token
-        self.n_frames += log_probs.shape[0]
+        self.n_frames += len(path)
 
     def _emit(self, token: int, frame: int, prob: float) -> None:
         self.tokens.append(token)
@@ -144,3 +164,323 @@ class GreedyDecoder:
             score=self.score,
             words=words,
         )
+
+
+# --- Beam search with a word language model -------------------------------------------------
+#
+# The search itself is flashlight-text's CTC beam search (the engine under torchaudio's
+# ``ctc_decoder``), used directly: one lexicon trie and one loaded LM are shared by every
+# utterance and stream, where torchaudio's wrapper rebuilds both per decoder, and the decoder's
+# best partial hypothesis (flashlight's ``get_best_hypothesis``) is reachable for live results.
+
+SILENCE = "|"  # flashlight's name for the word boundary token (our space)
+
+
+@dataclass(frozen=True)
+class BeamSearchConfig:
+    lm: str | None = None  # ARPA word n-gram file (None: beam search on acoustic scores alone)
+    lexicon: str | None = None  # lexicon file: only its words are spelled (None: any letter sequence)
+    lm_weight: float = 0.5  # weight of the LM's log10 probabilities against the acoustic natural logs
+    word_score: float = 0.0  # added for every word (insertion bonus; negative to penalise)
+    beam_size: int = 32  # hypotheses kept after each frame
+    beam_size_token: int = 10  # most likely tokens tried per frame
+    beam_threshold: float = 25.0  # hypotheses this far below the best are dropped
+    nbest: int = 1  # hypotheses returned at the end
+
+    def __post_init__(self):
+        if self.beam_size < 1 or self.beam_size_token < 1 or self.nbest < 1:
+            raise ValueError("beam_size, beam_size_token and nbest must be positive")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, base: str | os.PathLike | None = None) -> "BeamSearchConfig":
+        """Build from a dict (e.g. a tuning file); relative paths are taken from ``base``."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in fields}
+        for key in ("lm", "lexicon"):
+            if d.get(key) and base is not None and not Path(d[key]).is_absolute():
+                d[key] = str(Path(base) / d[key])
+        return cls(**d)
+
+
+def _quiet_stdio(function, *args):
+    """Run ``function`` with the process's stdout and stderr pointed at /dev/null: KenLM
+    prints a progress bar when it reads an ARPA file, which would corrupt JSON output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        return function(*args)
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [null]:
+            os.close(fd)
+
+
+class BeamSearch:
+    """Everything beam search shares between utterances: token and word dictionaries, the
+    lexicon trie and the loaded LM. :meth:`decoder` makes one per utterance or stream.
+
+    Example:
+        >>> search = BeamSearch(BeamSearchConfig(), Tokenizer())
+        >>> decoder = search.decoder(frame_shift=0.03)
+        >>> decoder.step(torch.zeros(0, 29)); decoder.finish()
+        >>> decoder.hypothesis().text
+        ''
+    """
+
+    def __init__(self, config: BeamSearchConfig, tokenizer: Tokenizer):
+        from . import lm as lm_module
+
+        self.config = config
+        self.tokenizer = tokenizer
+        names = [SILENCE if token == tokenizer.vocab[tokenizer.space] else token for token in tokenizer.vocab]
+        self.tokens = fl_dictionary.Dictionary(names)
+        self.silence = tokenizer.space
+        self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
+        self.lexicon = None
+        if config.lexicon:
+            lexicon = lm_module.read_lexicon(config.lexicon, tokenizer)
+            if not lexicon:
+                raise ValueError(f"{config.lexicon}: the lexicon has no usable words")
+            self.lexicon = lexicon
+            spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
+            spellings.setdefault("<unk>", [["<unk>"]])
+            self.words = fl_dictionary.create_word_dict(spellings)
+            self.words.set_default_index(self.words.get_index("<unk>"))
+            if self.arpa is not None:
+                missing = sorted(set(lexicon) - self.arpa.vocabulary)
+                if missing:
+                    warnings.warn(f"{config.lexicon}: {len(missing)} lexicon words are not in the LM {config.lm} (scored as <unk>): {' '.join(missing[:10])}", stacklevel=2)
+                self.lm = _quiet_stdio(KenLM, config.lm, self.words)
+            else:
+                self.lm = fl.ZeroLM()
+            self.trie = fl.Trie(self.tokens.index_size(), self.silence)
+            start = self.lm.start(False)
+            for word, spelling in lexicon.items():
+                index = self.words.get_index(word)
+                _, score = self.lm.score(start, index)
+                self.trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
+            self.trie.smear(fl.SmearingMode.MAX)
+            self.options = fl.LexiconDecoderOptions(
+                beam_size=config.beam_size,
+                beam_size_token=min(config.beam_size_token, len(tokenizer)),
+                beam_threshold=config.beam_threshold,
+                lm_weight=config.lm_weight,
+                word_score=config.word_score,
+                unk_score=float("-inf"),
+                sil_score=0.0,
+                log_add=False,
+                criterion_type=fl.CriterionType.CTC,
+            )
+        else:
+            # Without a lexicon flashlight scores the LM per token; our word LM is applied at
+            # word boundaries by a small adapter, and the word bonus goes with each boundary.
+            self.options = fl.LexiconFreeDecoderOptions(
+                beam_size=config.beam_size,
+                beam_size_token=min(config.beam_size_token, len(tokenizer)),
+                beam_threshold=config.beam_threshold,
+                lm_weight=config.lm_weight,
+                sil_score=config.word_score,
+                log_add=False,
+                criterion_type=fl.CriterionType.CTC,
+            )
+
+    def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
+        """A fresh decoder for one utterance (or stream)."""
+        if self.lexicon is not None:
+            engine = fl.LexiconDecoder(self.options, self.trie, self.lm, self.silence, self.tokenizer.blank, self.words.get_index("<unk>"), [], False)
+            lm = self.lm
+        else:
+            lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
+            engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
+        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest)
+
+
+class WordLMAdapter(fl.LM):
+    """A word n-gram LM scored by a lexicon-free beam search, which feeds it characters:
+    letters of a word cost nothing, the word boundary (and the end of the utterance) score the
+    finished word, so words outside the LM are still spelled, as ``<unk>``.
+
+    flashlight merges hypotheses whose LM states are the same object, so each distinct
+    (word history, letters so far) has exactly one state here.
+    """
+
+    def __init__(self, arpa, tokenizer: Tokenizer):
+        super().__init__()
+        self.arpa = arpa
+        self.tokenizer = tokenizer
+        self.history = max(0, arpa.order - 1)
+        self.letters = {i: c for i, c in enumerate(tokenizer.vocab) if i not in (tokenizer.blank, tokenizer.space)}
+        self._keys: dict = {}  # LMState -> (history words, letters)
+        self._states: dict = {}  # (history words, letters) -> LMState
+
+    def _state(self, parent, key):
+        state = self._states.get(key)
+        if state is None:
+            state = parent.child(len(self._states))
+            self._states[key] = state
+            self._keys[state] = key
+        return state
+
+    def start(self, start_with_nothing: bool):
+        self._keys.clear()
+        self._states.clear()
+        self._root = fl.LMState()
+        key = ((), "") if start_with_nothing else (("<s>",), "")
+        self._states[key] = self._root
+        self._keys[self._root] = key
+        return self._root
+
+    def score(self, state, token: int):
+        history, letters = self._keys[state]
+        if token == self.tokenizer.space:
+            if not letters:
+                return state, 0.0
+            return self._state(state, (self._push(history, letters), "")), self.arpa.score(history, letters)
+        letter = self.letters.get(token)
+        if letter is None:
+            return state, 0.0
+        return self._state(state, (history, letters + letter)), 0.0
+
+    def finish(self, state):
+        history, letters = self._keys[state]
+        total = 0.0
+        if letters:
+            total += self.arpa.score(history, letters)
+            history = self._push(history, letters)
+        total += self.arpa.score(history, "</s>")
+        return self._state(state, (history, "\0end")), total
+
+    def _push(self, history: tuple, word: str) -> tuple:
+        return (history + (word,))[-self.history :] if self.history else ()
+
+
+class BeamSearchDecoder:
+    """One utterance's beam search, fed chunk by chunk like :class:`GreedyDecoder`.
+
+    :meth:`hypothesis` returns, before :meth:`finish`, the best hypothesis's words that are
+    complete so far (a word being spelled shows once the search has settled on it), and after
+    it the best final hypothesis. Word times and confidences come from the best path's frames
+    and posteriors, as in greedy decoding.
+    """
+
+    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int):
+        self.engine = engine
+        self.lm = lm  # kept alive as long as the engine that calls it
+        self.tokenizer = tokenizer
+        self.frame_shift = frame_shift
+        self.time_offset = time_offset
+        self.nbest = nbest
+        self.n_frames = 0
+        self.last_emission = -1  # last frame whose best token is not blank (for endpointing)
+        self.finished = False
+        self._log_probs: list[torch.Tensor] = []
+        engine.decode_begin()
+
+    def step(self, log_probs: torch.Tensor) -> None:
+        """Decode ``(U, V)`` further frames."""
+        if log_probs.dim() != 2 or log_probs.shape[-1] != len(self.tokenizer):
+            raise ValueError(f"log_probs must be (U, {len(self.tokenizer)}), got {tuple(log_probs.shape)}")
+        if self.finished:
+            raise RuntimeError("the decoder has finished; start a new one")
+        if log_probs.shape[0] == 0:
+            return
+        emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
+        self.engine.decode_step(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+        self._log_probs.append(emissions)
+        speech = (emissions.argmax(dim=-1) != self.tokenizer.blank).nonzero()
+        if len(speech):
+            self.last_emission = self.n_frames + int(speech[-1])
+        self.n_frames += emissions.shape[0]
+
+    def finish(self) -> None:
+        """End of the utterance: the LM scores the end of sentence, and the search ends."""
+        if not self.finished:
+            self.engine.decode_end()
+            self.finished = True
+
+    def hypothesis(self) -> Hypothesis:
+        if self.finished:
+            results = self.engine.get_all_final_hypothesis()[: self.nbest] or [None]
+            best = self._to_hypothesis(results[0])
+            return best._replace(alternatives=tuple(self._to_hypothesis(r) for r in results[1:]))
+        return self._to_hypothesis(self.engine.get_best_hypothesis(0) if self.n_frames else None)
+
+    def hypotheses(self) -> list[Hypothesis]:
+        """The n best final hypotheses, best first (after :meth:`finish`)."""
+        if not self.finished:
+            raise RuntimeError("n-best lists are available after finish()")
+        return [self._to_hypothesis(r) for r in self.engine.get_all_final_hypothesis()[: self.nbest]]
+
+    def _to_hypothesis(self, result) -> Hypothesis:
+        # flashlight's path has one token before the first frame (the start state) and, once
+        # finished, one after the last; token i + 1 belongs to frame i.
+        path = list(result.tokens)[1 : self.n_frames + 1] if result is not None else []
+        path = [self.tokenizer.blank if t < 0 else t for t in path]
+        builder = GreedyDecoder(self.tokenizer, self.frame_shift, self.time_offset)
+        if path:
+            log_probs = torch.cat(self._log_probs)[: len(path)]
+            probs = log_probs.gather(1, torch.tensor(path)[:, None])[:, 0].exp().tolist()
+            builder.follow(path, probs)
+        hyp = builder.hypothesis()
+        return hyp._replace(score=float(result.score) if result is not None else 0.0)
+
+
+def tuning_path(model_path: str | os.PathLike) -> Path:
+    """Where a model's decoding settings live: ``MODEL.lm.json`` beside ``MODEL.pt``."""
+    return Path(model_path).with_suffix(".lm.json")
+
+
+def beam_search_for(
+    model,
+    lm: str | os.PathLike | None = "default",
+    lexicon: str | os.PathLike | None = None,
+    **overrides,
+) -> BeamSearch | None:
+    """The beam search a model decodes with, or None for greedy decoding.
+
+    Args:
+        model: a loaded :class:`~speechrnn.model.SpeechModel` (its file's ``.lm.json``, written
+            by ``speechrnn lm tune``, holds its LM and tuned weights).
+        lm: ``"default"`` (the model's tuned LM if it has one, else greedy), ``"none"``/None
+            (greedy), or the path of an ARPA file (decoded with the model's tuned weights if
+            any; without a lexicon unless ``lexicon`` is given).
+        lexicon: a lexicon file, ``"none"`` for lexicon-free search, or None (the setting's own).
+        overrides: :class:`BeamSearchConfig` fields to change (None values are ignored).
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    tuned = tuning_path(model.source) if getattr(model, "source", None) else None
+    config = None
+    if tuned is not None and tuned.is_file():
+        try:
+            config = BeamSearchConfig.from_dict(json.loads(tuned.read_text()), base=tuned.parent)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{tuned}: not a readable decoding settings file ({error})") from None
+    if lm is None or str(lm) == "none":
+        return None
+    if str(lm) != "default":
+        if not Path(lm).is_file():
+            raise FileNotFoundError(f"no LM file {str(lm)!r}")
+        config = dataclasses.replace(config or BeamSearchConfig(), lm=str(lm), lexicon=None)
+    if lexicon is not None:
+        if str(lexicon) != "none" and not Path(lexicon).is_file():
+            raise FileNotFoundError(f"no lexicon file {str(lexicon)!r}")
+        config = dataclasses.replace(config or BeamSearchConfig(), lexicon=None if str(lexicon) == "none" else str(lexicon))
+    if config is None and not overrides:
+        return None
+    config = dataclasses.replace(config or BeamSearchConfig(), **overrides)
+    return BeamSearch(config, model.tokenizer)
+
+
+def new_decoder(model, search: BeamSearch | None, time_offset: float = 0.0) -> "GreedyDecoder | BeamSearchDecoder":
+    """A decoder for one utterance of ``model``: greedy, or ``search``'s beam search."""
+    if search is None:
+        return GreedyDecoder(model.tokenizer, model.config.frame_shift, time_offset)
+    return search.decoder(model.config.frame_shift, time_offset)

@@ -8,7 +8,7 @@ from typing import Sequence
 import jiwer
 
 from .data import Utterance, load_waves
-from .decoding import Hypothesis
+from .decoding import BeamSearch, Hypothesis
 from .model import SpeechModel
 from .transcribe import recognize
 
@@ -35,11 +35,11 @@ class Evaluation:
         return {"wer": round(self.wer, 2), "cer": round(self.cer, 2), "n": self.n_utterances, "rtf": round(self.rtf, 4)}
 
 
-def evaluate(model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = 16) -> Evaluation:
-    """Greedy-decode ``utterances`` and score them against their transcripts."""
+def evaluate(model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = 16, search: BeamSearch | None = None) -> Evaluation:
+    """Decode ``utterances`` (greedy, or with ``search``) and score them against their transcripts."""
     waves = load_waves(utterances)
     started = time.perf_counter()
-    hyps = recognize(model, waves, batch_size=batch_size)
+    hyps = recognize(model, waves, batch_size=batch_size, search=search)
     seconds = time.perf_counter() - started
     wer, cer = error_rates([u.text for u in utterances], [h.text for h in hyps])
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate

@@ -28,12 +28,20 @@ class FrontendConfig:
     f_min: float = 20.0
     f_max: float = 7600.0
     log_offset: float = 1e-6  # fixed floor added before the log (streaming-safe)
+    kind: str = "mfcc"  # "mfcc" (n_mfcc cepstra) or "logmel" (the n_mels log energies themselves)
 
     def __post_init__(self):
+        if self.kind not in ("mfcc", "logmel"):
+            raise ValueError(f"frontend kind must be 'mfcc' or 'logmel', got {self.kind!r}")
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ValueError(f"n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.hop_length <= 0 or self.n_fft <= 0:
             raise ValueError("n_fft and hop_length must be positive")
+
+    @property
+    def n_features(self) -> int:
+        """Values per frame the frontend emits."""
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
 
 def num_frames(n_samples: torch.Tensor | int, config: FrontendConfig) -> torch.Tensor | int:
@@ -44,7 +52,7 @@ def num_frames(n_samples: torch.Tensor | int, config: FrontendConfig) -> torch.T
 
 
 class Frontend(nn.Module):
-    """Waveform -> log-mel -> MFCC -> global CMVN.
+    """Waveform -> log-mel -> MFCC (or the log-mel itself) -> global CMVN.
 
     The mel filterbank, DCT matrix and normalisation statistics are buffers, so they are
     saved with the model. The steps are separate methods so training can augment log-mel
@@ -72,8 +80,8 @@ class Frontend(nn.Module):
         )
         dct = torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, norm="ortho")
         self.register_buffer("dct", dct, persistent=False)
-        self.register_buffer("cmvn_mean", torch.zeros(config.n_mfcc))
-        self.register_buffer("cmvn_std", torch.ones(config.n_mfcc))
+        self.register_buffer("cmvn_mean", torch.zeros(config.n_features))
+        self.register_buffer("cmvn_std", torch.ones(config.n_features))
 
     def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
         """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies."""
@@ -85,21 +93,25 @@ class Frontend(nn.Module):
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""
         return log_mel @ self.dct
 
-    def normalize(self, mfcc: torch.Tensor) -> torch.Tensor:
+    def transform(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """``(..., n_mels)`` log-mel -> ``(..., n_features)`` un-normalised features of the configured kind."""
+        return self.mfcc(log_mel) if self.config.kind == "mfcc" else log_mel
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
         """Apply the global mean/variance statistics."""
-        return (mfcc - self.cmvn_mean) / self.cmvn_std
+        return (feats - self.cmvn_mean) / self.cmvn_std
 
     def forward(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised MFCC of a padded batch.
+        """Normalised features of a padded batch.
 
         Args:
             waves: ``(B, N)`` float samples at ``config.sample_rate``.
             wave_lens: ``(B,)`` valid samples per row.
 
         Returns:
-            ``(B, T, n_mfcc)`` features and ``(B,)`` valid frames per row.
+            ``(B, T, n_features)`` features and ``(B,)`` valid frames per row.
         """
-        feats = self.normalize(self.mfcc(self.log_mel(waves)))
+        feats = self.normalize(self.transform(self.log_mel(waves)))
         return feats, num_frames(wave_lens, self.config)
 
     @torch.no_grad()
@@ -111,7 +123,7 @@ class Frontend(nn.Module):
 # torchaudio keeps global CMVN statistics only inside its pretrained pipelines; accumulating them
 # over a training set is these few lines.
 class CMVNAccumulator:
-    """Running sums for global mean/variance of un-normalised MFCC frames (float64)."""
+    """Running sums for global mean/variance of un-normalised feature frames (float64)."""
 
     def __init__(self, n_features: int):
         self.count = 0

@@ -34,7 +34,8 @@ class ModelConfig:
     n_layers: int = 3
     bidirectional: bool = True  # False for a streaming (causal, stateful) model
     rnn_type: str = "gru"  # "gru" or "lstm"
-    dropout: float = 0.25
+    dropout: float = 0.25  # between RNN layers
+    io_dropout: float = 0.25  # on the input projection's output and before the CTC head
     lookahead: int = 0  # future output frames mixed into each frame after the RNN (row convolution)
 
     def __post_init__(self):
@@ -80,9 +81,9 @@ class SpeechModel(nn.Module):
         self.tokenizer = Tokenizer(config.vocab)
         self.frontend = Frontend(config.frontend)
         self.proj = nn.Sequential(
-            nn.Linear(config.frontend.n_mfcc * config.frame_stack, config.n_proj),
+            nn.Linear(config.frontend.n_features * config.frame_stack, config.n_proj),
             nn.ReLU(),
-            nn.Dropout(config.dropout),
+            nn.Dropout(config.io_dropout),
         )
         rnn_class = nn.GRU if config.rnn_type == "gru" else nn.LSTM
         self.rnn = rnn_class(
@@ -93,7 +94,7 @@ class SpeechModel(nn.Module):
             bidirectional=config.bidirectional,
             dropout=config.dropout if config.n_layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.io_dropout)
         n_directions = 2 if config.bidirectional else 1
         n_out = config.n_hidden * n_directions
         # Row convolution (DeepSpeech 2): each output frame also sees `lookahead` future frames,

@@ -15,17 +15,21 @@ MAX_CUE_WORDS = 12  # a subtitle cue holds at most this many words
 MAX_CUE_GAP = 1.0  # seconds of silence between words that start a new cue
 
 
-def to_json(result: FileResult) -> dict:
-    """The JSON object of one file: transcript, duration and words, or the error."""
+def to_json(result: FileResult, nbest: bool = False) -> dict:
+    """The JSON object of one file: transcript, duration and words, or the error; with
+    ``nbest``, also the n-best list of a beam search (``[{"text", "score"}]``, best first)."""
     if result.error is not None:
         return {"audio": result.audio, "error": result.error}
     hyp = result.hypothesis
-    return {
+    obj = {
         "audio": result.audio,
         "text": hyp.text,
         "duration": result.duration,
         "words": [w._asdict() for w in hyp.words],
     }
+    if nbest:
+        obj["nbest"] = [{"text": h.text, "score": round(h.score, 4)} for h in (hyp, *hyp.alternatives)]
+    return obj
 
 
 def cues(words: list[WordTiming]) -> list[tuple[float, float, str]]:
@@ -46,12 +50,12 @@ def timestamp(seconds: float, decimal: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
 
 
-def render(result: FileResult, fmt: str) -> str:
+def render(result: FileResult, fmt: str, nbest: bool = False) -> str:
     """The whole output for one successful file in ``fmt`` (ends with a newline)."""
     if fmt == "text":
         return result.hypothesis.text + "\n"
     if fmt == "jsonl":
-        return json.dumps(to_json(result)) + "\n"
+        return json.dumps(to_json(result, nbest)) + "\n"
     if fmt == "srt":
         blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(cues(result.hypothesis.words), 1)]
         return "\n".join(blocks)
@@ -68,6 +72,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a transcript is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

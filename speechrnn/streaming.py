@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, to_mono_float32
-from .decoding import GreedyDecoder, WordTiming
+from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import num_frames
 from .model import SpeechModel, load_model
 
@@ -35,11 +35,12 @@ class StreamState:
     cell: torch.Tensor | None  # (n_layers, B, H) LSTM cell state (None for GRU)
     pending: torch.Tensor  # (B, P, H) RNN outputs waiting for look-ahead frames, P <= lookahead
     frames_done: int = 0  # output frames produced so far (log-probabilities returned)
-    decoders: list[GreedyDecoder] = field(default_factory=list)  # one per stream
+    decoders: list[GreedyDecoder | BeamSearchDecoder] = field(default_factory=list)  # one per stream
 
 
-def init_state(model: SpeechModel, batch_size: int = 1) -> StreamState:
-    """The state of ``batch_size`` fresh streams (zeros, empty caches, new decoders)."""
+def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None) -> StreamState:
+    """The state of ``batch_size`` fresh streams (zeros, empty caches, new decoders: greedy,
+    or ``search``'s beam search)."""
     config = model.config
     if config.bidirectional:
         raise ValueError("a bidirectional model cannot stream; use a model trained with bidirectional=False")
@@ -47,11 +48,11 @@ def init_state(model: SpeechModel, batch_size: int = 1) -> StreamState:
     zeros = torch.zeros(config.n_layers, batch_size, config.n_hidden, device=device)
     return StreamState(
         samples=torch.zeros(batch_size, 0, device=device),
-        frames=torch.zeros(batch_size, 0, config.frontend.n_mfcc, device=device),
+        frames=torch.zeros(batch_size, 0, config.frontend.n_features, device=device),
         hidden=zeros,
         cell=zeros.clone() if config.rnn_type == "lstm" else None,
         pending=torch.zeros(batch_size, 0, config.n_hidden, device=device),
-        decoders=[GreedyDecoder(model.tokenizer, config.frame_shift) for _ in range(batch_size)],
+        decoders=[new_decoder(model, search) for _ in range(batch_size)],
     )
 
 
@@ -66,9 +67,9 @@ def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     buffer = torch.cat([state.samples, samples.to(state.samples.dtype)], dim=1)
     n = num_frames(buffer.shape[1], config)
     if n == 0:
-        return state.frames.new_zeros(buffer.shape[0], 0, config.n_mfcc), dataclasses.replace(state, samples=buffer)
+        return state.frames.new_zeros(buffer.shape[0], 0, config.n_features), dataclasses.replace(state, samples=buffer)
     frontend = model.frontend
-    feats = frontend.normalize(frontend.mfcc(frontend.log_mel(buffer[:, : (n - 1) * config.hop_length + config.n_fft])))
+    feats = frontend.normalize(frontend.transform(frontend.log_mel(buffer[:, : (n - 1) * config.hop_length + config.n_fft])))
     return feats, dataclasses.replace(state, samples=buffer[:, n * config.hop_length :])
 
 
@@ -201,8 +202,21 @@ class StreamingRecognizer:
         >>> recognizer.finalize().text  # doctest: +SKIP
     """
 
-    def __init__(self, model: SpeechModel | str = "streaming", endpoint: EndpointConfig | None = EndpointConfig()):
+    def __init__(
+        self,
+        model: SpeechModel | str = "streaming",
+        endpoint: EndpointConfig | None = EndpointConfig(),
+        lm: BeamSearch | str | None = "default",
+    ):
+        """
+        Args:
+            model: a unidirectional model or its bundled name or path.
+            endpoint: endpointing rules, or None for one utterance per stream.
+            lm: a :class:`BeamSearch`, or what :func:`~speechrnn.decoding.beam_search_for`
+                takes (``"default"``: the model's tuned LM if any; ``"none"``: greedy).
+        """
         self.model = load_model(model) if isinstance(model, str) else model.eval()
+        self.search = lm if isinstance(lm, BeamSearch) or lm is None else beam_search_for(self.model, lm)
         self.endpoint = endpoint
         self.sample_rate = self.model.config.frontend.sample_rate
         self.frame_shift = self.model.config.frame_shift
@@ -211,12 +225,12 @@ class StreamingRecognizer:
 
     def reset(self) -> None:
         """Forget everything: a new stream starting at time 0."""
-        self.state = init_state(self.model)
+        self.state = init_state(self.model, search=self.search)
         self._resampler = None
         self._input_rate: int | None = None
 
     @property
-    def decoder(self) -> GreedyDecoder:
+    def decoder(self) -> GreedyDecoder | BeamSearchDecoder:
         return self.state.decoders[0]
 
     def accept_waveform(self, samples: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> list[Result]:
@@ -242,6 +256,7 @@ class StreamingRecognizer:
         self._decode(samples)  # the resampler's tail; no endpoint check, the stream ends here anyway
         log_probs, self.state = flush(self.model, self.state)
         self.decoder.step(log_probs[0])
+        self.decoder.finish()
         result = self._result("final")
         self.reset()
         return result
@@ -275,8 +290,8 @@ class StreamingRecognizer:
             return None
         decoder, shift = self.decoder, self.frame_shift
         if decoder.n_frames * shift >= self.endpoint.max_utterance:
-            return "final" if decoder.tokens else "restart"
-        if not decoder.tokens:
+            return "final" if decoder.last_emission >= 0 else "restart"
+        if decoder.last_emission < 0:
             return "restart" if decoder.n_frames * shift >= self.endpoint.no_speech else None
         silence = (decoder.n_frames - 1 - decoder.last_emission) * shift
         return "final" if silence >= self.endpoint.trailing_silence else None
@@ -286,6 +301,7 @@ class StreamingRecognizer:
         and decoder restart, the audio and frames already buffered are kept."""
         log_probs, self.state = flush(self.model, self.state)
         self.decoder.step(log_probs[0])
+        self.decoder.finish()
         result = self._result("final")
         fresh = init_state(self.model)
         offset = self.state.frames_done * self.frame_shift  # the next utterance starts at the next frame
@@ -294,7 +310,7 @@ class StreamingRecognizer:
             samples=self.state.samples,
             frames=self.state.frames,
             frames_done=self.state.frames_done,
-            decoders=[GreedyDecoder(self.model.tokenizer, self.frame_shift, time_offset=offset)],
+            decoders=[new_decoder(self.model, self.search, time_offset=offset)],
         )
         return result
 

@@ -46,10 +46,10 @@ class TrainConfig:
 
 def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
     """Set the frontend's global mean/variance from un-augmented training audio."""
-    acc = CMVNAccumulator(model.config.frontend.n_mfcc)
+    acc = CMVNAccumulator(model.config.frontend.n_features)
     with torch.no_grad():
         for wave in waves:
-            acc.update(model.frontend.mfcc(model.frontend.log_mel(wave[None]))[0])
+            acc.update(model.frontend.transform(model.frontend.log_mel(wave[None]))[0])
     model.frontend.set_cmvn(*acc.stats())
 
 
@@ -67,7 +67,7 @@ def augmented_batch(
     feat_lens = num_frames(lens, frontend.config)
     rows = []
     for b in range(log_mel.shape[0]):
-        masked = frontend.normalize(frontend.mfcc(mask_frequencies(log_mel[b], augment, rng)))
+        masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))
         rows.append(mask_times(masked, int(feat_lens[b]), augment, rng))
     return torch.stack(rows), feat_lens.to(device)
 

@@ -4,34 +4,47 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from .audio import AudioError, load_audio
-from .decoding import Hypothesis, greedy_decode
+from .decoding import BeamSearch, Hypothesis, new_decoder
 from .data import pad_waves
 from .model import SpeechModel
 
 
 @torch.inference_mode()
-def recognize(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16) -> list[Hypothesis]:
-    """Greedy-decode many ``(N,)`` 16 kHz waveforms, batched by similar length.
-
-    Returns hypotheses in the order of ``waves``; the result of each does not depend on
-    what it was batched with.
-    """
+def emissions(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(index, (U, V) CTC log-probabilities)`` of each ``(N,)`` 16 kHz waveform, computed in
+    batches of similar length (in that order, not the input order); the log-probabilities of
+    a waveform do not depend on what it was batched with."""
     device = next(model.parameters()).device
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
-    results: list[Hypothesis | None] = [None] * len(waves)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         padded, lens = pad_waves([waves[i] for i in rows])
         feats, feat_lens = model.features(padded.to(device), lens.to(device))
         log_probs, out_lens = model(feats, feat_lens)
-        hyps = greedy_decode(log_probs.cpu(), out_lens.cpu(), model.tokenizer, model.config.frame_shift)
-        for i, hyp in zip(rows, hyps):
-            results[i] = hyp
+        log_probs = log_probs.cpu()
+        for row, i in enumerate(rows):
+            yield i, log_probs[row, : int(out_lens[row])]
+
+
+def decode(model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None) -> Hypothesis:
+    """Decode one utterance's ``(U, V)`` log-probabilities, greedily or with ``search``."""
+    decoder = new_decoder(model, search)
+    decoder.step(log_probs)
+    decoder.finish()
+    return decoder.hypothesis()
+
+
+def recognize(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16, search: BeamSearch | None = None) -> list[Hypothesis]:
+    """Decode many ``(N,)`` 16 kHz waveforms (greedy, or with ``search``), batched by similar
+    length; returns hypotheses in the order of ``waves``."""
+    results: list[Hypothesis | None] = [None] * len(waves)
+    for i, log_probs in emissions(model, waves, batch_size):
+        results[i] = decode(model, log_probs, search)
     return results  # type: ignore[return-value]
 
 
@@ -68,11 +81,12 @@ def transcribe_files(
     max_batch_seconds: float = 300.0,
     on_result: Callable[[FileResult], None] | None = None,
     progress: bool = False,
+    search: BeamSearch | None = None,
 ) -> list[FileResult]:
     """Transcribe audio files; a file that fails gets an error and the rest go on.
 
     Files are read in groups of up to ``max_batch_seconds`` of audio, each group decoded
-    in length-sorted batches. ``on_result`` is called for every file in input order, as
+    in length-sorted batches, and decoded greedily or with ``search``. ``on_result`` is called for every file in input order, as
     soon as that file and all before it are done.
 
     Returns:
@@ -89,7 +103,7 @@ def transcribe_files(
     def flush():
         nonlocal group, group_seconds, next_to_emit
         if group:
-            hyps = recognize(model, [w for _, w in group], batch_size=batch_size)
+            hyps = recognize(model, [w for _, w in group], batch_size=batch_size, search=search)
             for (i, _), hyp in zip(group, hyps):
                 results[i].hypothesis = hyp
             bar.update(len(group))

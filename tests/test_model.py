@@ -17,7 +17,7 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0)
 def test_save_load_round_trip_is_exact(tmp_path, tone, bidirectional, rnn_type):
     torch.manual_seed(0)
     model = SpeechModel(ModelConfig(bidirectional=bidirectional, rnn_type=rnn_type, **TINY)).eval()
-    n = model.config.frontend.n_mfcc
+    n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n), torch.rand(n) + 0.5)
     path = tmp_path / "m.pt"
     save_model(path, model, metadata={"note": "test"})
@@ -73,7 +73,7 @@ def test_tiny_model_overfits_a_handful_of_utterances(speech_dir):
     texts = list(phrases.values())
     padded, lens = pad_waves(waves)
     with torch.no_grad():
-        raw = model.frontend.mfcc(model.frontend.log_mel(padded))
+        raw = model.frontend.transform(model.frontend.log_mel(padded))
         model.frontend.set_cmvn(raw.mean((0, 1)), raw.std((0, 1)))
     targets = [torch.tensor(model.tokenizer.encode(t)) for t in texts]
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)

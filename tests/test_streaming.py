@@ -38,7 +38,7 @@ def random_chunks(n: int, rng: random.Random) -> list[int]:
 def model(request):
     torch.manual_seed(0)
     model = SpeechModel(ModelConfig(lookahead=request.param, **TINY)).eval()
-    n = model.config.frontend.n_mfcc
+    n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)
     with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it
         if model.lookahead is not None:
@@ -80,7 +80,7 @@ def test_any_chunking_gives_the_offline_frames_and_log_probs(model, tone):
 def test_lookahead_sees_exactly_its_future_frames(model):
     """Changing the input after output frame t changes frame t only through the look-ahead."""
     torch.manual_seed(1)
-    feats = torch.randn(1, 60, model.config.frontend.n_mfcc)
+    feats = torch.randn(1, 60, model.config.frontend.n_features)
     base, _ = model(feats, torch.tensor([60]))
     changed = feats.clone()
     changed[0, 30:] += 1.0  # output frames from 10 on (frame_stack 3)

@@ -20,17 +20,21 @@ import json
 import platform
 import random
 import shlex
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from speechrnn.data import DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
+from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, save_model
 from speechrnn.synth import random_voice, speak
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
+from speechrnn.lm import build_lm_files
+from speechrnn.tuning import tune, write_tuning
 from speechrnn.train import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +64,32 @@ def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[st
     return {name: evaluate(model, utterances).summary() for name, utterances in sets.items()}
 
 
-def write_results(path: Path, args, config: ModelConfig, train_config: TrainConfig, results: dict, exp: Path, n_params: int) -> None:
+def lm_step(model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, order: int) -> tuple[dict, dict]:
+    """Build a word LM from the training transcripts (never test text), tune the beam search on
+    dev, write the settings beside the model and evaluate dev and test with them."""
+    lm_dir = exp / "lm"
+    lm_dir.mkdir(parents=True, exist_ok=True)
+    texts = lm_dir / "train.txt"
+    texts.write_text("".join(u.text + "\n" for u in train_set))
+    arpa, lexicon = lm_dir / "an4.arpa", lm_dir / "an4.lexicon.txt"
+    summary = build_lm_files([texts], arpa, lexicon, order)
+    model = load_model(model_path)
+    tuning = tune(model, dev, BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon)), log=sys.stderr)
+    write_tuning(tuning_path(model_path), tuning, "AN4 dev split of train")
+    search = BeamSearch(tuning.best, model.tokenizer)
+    results = {f"{name} + LM": evaluate(model, utterances, search=search).summary() for name, utterances in (("dev", dev), ("test", test))}
+    info = {"lm": summary, "lm_weight": tuning.best.lm_weight, "word_score": tuning.best.word_score, "beam_size": tuning.best.beam_size, "greedy_dev_wer": round(tuning.greedy_wer, 2)}
+    return results, info
+
+
+def command(exp: Path) -> str:
+    """The command that trained the experiment (kept when it started; --resume and
+    --evaluate-only runs do not replace it)."""
+    saved = exp / "command.txt"
+    return saved.read_text().strip() if saved.exists() else " ".join(["python", "recipes/an4/run.py"] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def write_results(path: Path, args, config: ModelConfig, train_config: TrainConfig, results: dict, exp: Path, n_params: int, lm_info: dict | None) -> None:
     state = torch.load(exp / "checkpoint.pt", map_location="cpu", weights_only=True)
     history = state["history"]
     best = min(history, key=lambda row: row["dev_wer"])
@@ -68,7 +97,7 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
     lines = [
         f"## {args.name}: {config.n_layers}x{config.n_hidden} {kind} {config.rnn_type.upper()}, {n_params / 1e6:.2f} M parameters",
         "",
-        f"Command: `{' '.join(['.venv/bin/python', 'recipes/an4/run.py'] + [shlex.quote(a) for a in sys.argv[1:]])}`  ",
+        f"Command: `{command(exp)}`  ",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
         f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
         f"Training: {len(history)} epochs, {state['elapsed'] / 60:.1f} min wall time; best dev WER at epoch {best['epoch']}  ",
@@ -80,6 +109,13 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
     ]
     for name, r in results.items():
         lines.append(f"| {name} | {r['n']} | {r['wer']:.2f} | {r['cer']:.2f} | {r['rtf']:.4f} |")
+    if lm_info is not None:
+        lines += [
+            "",
+            f"LM: {len(lm_info['lm']['ngrams'])}-gram modified Kneser-Ney from the {lm_info['lm']['sentences']} training transcripts "
+            f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
+            f"{lm_info['beam_size']}; tuned on dev: LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
+        ]
     lines += ["", "Learning curve (dev, greedy):", "", "| epoch | wall min | train loss | dev WER % | dev CER % |", "|---|---|---|---|---|"]
     for row in history:
         if row["epoch"] % 5 == 0 or row["epoch"] == len(history) or row["epoch"] <= 2:
@@ -91,7 +127,10 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
         for chunk in path.read_text().split("\n## ")[1:]:
             sections[chunk.split(":", 1)[0]] = "## " + chunk.rstrip("\n") + "\n"
     sections[args.name] = section
-    header = "# AN4 results\n\nWritten by `recipes/an4/run.py`; greedy CTC decoding. Dev is a speaker-disjoint split of AN4 train.\n\n"
+    header = (
+        "# AN4 results\n\nWritten by `recipes/an4/run.py`: greedy CTC decoding, and beam search with a word LM (rows '+ LM'). "
+        "Dev is a speaker-disjoint split of AN4 train.\n\n"
+    )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(header + "\n".join(sections[k] for k in sorted(sections)))
     tmp.replace(path)
@@ -107,7 +146,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--frame-stack", type=int, default=ModelConfig.frame_stack)
     parser.add_argument("--n-mfcc", type=int, default=FrontendConfig.n_mfcc)
-    parser.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    parser.add_argument("--features", choices=("mfcc", "logmel"), default=FrontendConfig.kind, help="frontend output (default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout between RNN layers")
+    parser.add_argument("--io-dropout", type=float, default=ModelConfig.io_dropout, help="dropout after the input projection and before the head")
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
     parser.add_argument("--hidden", type=int, default=320)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -116,10 +157,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng")
-    parser.add_argument("--dev-speakers", type=int, default=6)
+    parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
-    parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16)")
+    parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if that changes nothing)")
+    parser.add_argument("--lm-order", type=int, default=3, help="n-gram order of the word LM (0: no LM step)")
     args = parser.parse_args()
 
     exp = Path(args.exp or HERE / "exp" / args.name)
@@ -131,12 +173,13 @@ def main() -> None:
 
     lookahead = args.lookahead if args.lookahead is not None else (2 if args.streaming else 0)
     config = ModelConfig(
-        frontend=FrontendConfig(n_mfcc=args.n_mfcc),
+        frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
         n_hidden=args.hidden,
         n_proj=args.hidden,
         dropout=args.dropout,
+        io_dropout=args.io_dropout,
         bidirectional=not args.streaming,
         lookahead=lookahead,
     )
@@ -145,11 +188,18 @@ def main() -> None:
     if args.evaluate_only:
         best = exp / "best.pt"
     else:
+        if not (args.resume and (exp / "checkpoint.pt").exists()):
+            exp.mkdir(parents=True, exist_ok=True)
+            (exp / "command.txt").write_text(" ".join([".venv/bin/python", "recipes/an4/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
         best = train(config, train_set + synth, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "an4", "name": args.name})
     if int(__import__("os").environ.get("RANK", "0")) != 0:
         return
 
     results = evaluate_sets(best, {"dev": dev, "test": test})
+    lm_info = None
+    if args.lm_order > 0:
+        lm_results, lm_info = lm_step(best, train_set, dev, test, exp, args.lm_order)
+        results.update(lm_results)
     model = load_model(best)
     if args.bundle:
         # Ship float16 weights when that leaves test WER and CER unchanged, else float32; the
@@ -161,9 +211,19 @@ def main() -> None:
             if (shipped["wer"], shipped["cer"]) == (results["test"]["wer"], results["test"]["cer"]):
                 break
         info = {**model.metadata, "an4_test_wer": shipped["wer"], "an4_test_cer": shipped["cer"], "float16": half}
+        if lm_info is not None:
+            # The LM and lexicon ship beside the models; the tuned settings travel as NAME.lm.json.
+            for name in ("an4.arpa", "an4.lexicon.txt"):
+                shutil.copyfile(exp / "lm" / name, BUNDLED_DIR / name)
+            settings = json.loads(tuning_path(best).read_text())
+            settings.update(lm="an4.arpa", lexicon="an4.lexicon.txt")
+            tuning_path(target).write_text(json.dumps(settings, indent=2) + "\n")
+            shipped_lm = evaluate(load_model(target), test, search=BeamSearch(BeamSearchConfig.from_dict(settings, BUNDLED_DIR), model.tokenizer)).summary()
+            info.update(an4_test_wer_lm=shipped_lm["wer"], an4_test_cer_lm=shipped_lm["cer"])
+            results[f"test + LM (bundled, float{16 if half else 32})"] = shipped_lm
         save_model(target, model, half=half, metadata=info)
         results[f"test (bundled, float{16 if half else 32})"] = shipped
-    write_results(HERE / "RESULTS.md", args, config, train_config, results, exp, model.n_params)
+    write_results(HERE / "RESULTS.md", args, config, train_config, results, exp, model.n_params, lm_info)
     print(json.dumps(results), flush=True)
 
 

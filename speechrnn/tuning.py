@@ -1,0 +1,87 @@
+"""Tuning a model's beam search (LM weight and word bonus) on a development set.
+
+The acoustic model runs once; every setting then decodes the same stored log-probabilities.
+The chosen settings are written beside the model (``MODEL.lm.json``), where
+:func:`speechrnn.decoding.beam_search_for` finds them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .data import Utterance, load_waves
+from .decoding import BeamSearch, BeamSearchConfig
+from .evaluate import error_rates
+from .model import SpeechModel
+from .output import write_atomic
+from .transcribe import decode, emissions
+
+LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+@dataclass
+class Tuning:
+    best: BeamSearchConfig
+    dev_wer: float  # percent, with ``best``
+    dev_cer: float
+    greedy_wer: float  # percent, greedy decoding of the same set
+    grid: list[dict]  # {"lm_weight", "word_score", "wer", "cer"} for every setting tried
+    n_utterances: int
+    decode_rtf: float  # beam search seconds per audio second at the best setting (one process)
+
+
+def tune(
+    model: SpeechModel,
+    utterances: Sequence[Utterance],
+    base: BeamSearchConfig,
+    lm_weights: Sequence[float] = LM_WEIGHTS,
+    word_scores: Sequence[float] = WORD_SCORES,
+    log=None,
+) -> Tuning:
+    """Grid search of ``lm_weight`` x ``word_score`` (other settings from ``base``) for the
+    lowest WER on ``utterances``; ties go to the smaller LM weight, then the smaller bonus."""
+    waves = load_waves(utterances)
+    stored = dict(emissions(model, waves))
+    log_probs = [stored[i] for i in range(len(waves))]
+    references = [u.text for u in utterances]
+    greedy_wer, _ = error_rates(references, [decode(model, lp).text for lp in log_probs])
+    audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
+    grid, best = [], None
+    for lm_weight in lm_weights:
+        for word_score in word_scores:
+            config = dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score)
+            search = BeamSearch(config, model.tokenizer)
+            started = time.perf_counter()
+            hyps = [decode(model, lp, search).text for lp in log_probs]
+            seconds = time.perf_counter() - started
+            wer, cer = error_rates(references, hyps)
+            grid.append({"lm_weight": lm_weight, "word_score": word_score, "wer": round(wer, 2), "cer": round(cer, 2)})
+            if best is None or (wer, cer) < best[0]:
+                best = ((wer, cer), config, seconds)
+            if log:
+                print(f"lm_weight {lm_weight:g} word_score {word_score:g}: WER {wer:.2f}% CER {cer:.2f}%", file=log, flush=True)
+    (wer, cer), config, seconds = best
+    return Tuning(config, wer, cer, greedy_wer, grid, len(utterances), seconds / audio_seconds)
+
+
+def write_tuning(path: str | os.PathLike, tuning: Tuning, data: str) -> None:
+    """Write the best settings as a ``.lm.json`` file (LM and lexicon paths relative to it)."""
+    path = Path(path)
+    settings = tuning.best.to_dict()
+    for key in ("lm", "lexicon"):
+        if settings[key]:
+            settings[key] = os.path.relpath(Path(settings[key]).resolve(), path.parent.resolve())
+    settings["tuned"] = {
+        "data": data,
+        "utterances": tuning.n_utterances,
+        "dev_wer": round(tuning.dev_wer, 2),
+        "dev_cer": round(tuning.dev_cer, 2),
+        "greedy_dev_wer": round(tuning.greedy_wer, 2),
+    }
+    write_atomic(path, json.dumps(settings, indent=2) + "\n")

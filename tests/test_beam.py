@@ -1,0 +1,193 @@
+"""Beam search with a word LM: lexicon and lexicon-free, chunked = whole, n-best, tuning, CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from speechrnn.cli import main
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, beam_search_for, greedy_decode, tuning_path
+from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
+from speechrnn.text import Tokenizer
+
+TOK = Tokenizer()
+SENTENCES = ["yes", "no", "yes please", "enter one two", "enter two one", "go", "erase one", "yes no"]
+
+
+def log_probs_for(path: str, peak: float = 0.9, alternatives: dict[int, tuple[str, float]] | None = None) -> torch.Tensor:
+    """(U, V) log-probabilities whose best path spells ``path`` ('_' blank); ``alternatives``
+    gives frame -> (symbol, probability) for a runner-up at that frame."""
+    probs = torch.full((len(path), len(TOK)), 0.01)
+    for t, symbol in enumerate(path):
+        probs[t, 0 if symbol == "_" else TOK.index[symbol]] = peak
+    for t, (symbol, p) in (alternatives or {}).items():
+        probs[t, TOK.index[symbol]] = p
+    return (probs / probs.sum(-1, keepdim=True)).log()
+
+
+@pytest.fixture(scope="module")
+def lm_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm")
+    arpa, lexicon = folder / "lm.arpa", folder / "lexicon.txt"
+    write_arpa(arpa, build_arpa(SENTENCES, order=2))
+    write_lexicon(lexicon, {w for s in SENTENCES for w in s.split()}, TOK)
+    return arpa, lexicon
+
+
+def decode(search: BeamSearch, log_probs: torch.Tensor, chunks: list[int] | None = None):
+    decoder = search.decoder(frame_shift=0.03)
+    start = 0
+    for size in chunks or [log_probs.shape[0]]:
+        decoder.step(log_probs[start : start + size])
+        start += size
+    decoder.step(log_probs[start:])
+    decoder.finish()
+    return decoder
+
+
+def test_without_lm_matches_greedy_text_and_word_times():
+    log_probs = log_probs_for("__gg_o__ _yyee_s__")
+    greedy = greedy_decode(log_probs[None], torch.tensor([log_probs.shape[0]]), TOK, 0.03)[0]
+    hyp = decode(BeamSearch(BeamSearchConfig(), TOK), log_probs).hypothesis()
+    assert hyp.text == greedy.text == "go yes"
+    assert [(w.word, w.start, w.end) for w in hyp.words] == [(w.word, w.start, w.end) for w in greedy.words]
+    assert hyp.words[0].confidence == pytest.approx(greedy.words[0].confidence, abs=1e-4)
+
+
+def test_lexicon_and_lm_correct_a_misspelling(lm_files):
+    arpa, lexicon = lm_files
+    # The acoustics slightly prefer "yez"; "yes" is the only lexicon word that fits.
+    log_probs = log_probs_for("_yy_ee_z__", alternatives={7: ("s", 0.6)})
+    assert greedy_decode(log_probs[None], torch.tensor([10]), TOK, 0.03)[0].text == "yez"
+    hyp = decode(BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK), log_probs).hypothesis()
+    assert hyp.text == "yes"
+    assert hyp.words[0].word == "yes" and 0 < hyp.words[0].confidence < 0.9
+
+
+def test_lm_prefers_the_likely_word_sequence(lm_files):
+    arpa, _ = lm_files
+    # "enter one" vs "enter won": acoustically even at the 'o'/'w' frame; only the LM knows "one".
+    log_probs = log_probs_for("_ee_nn_t_ee_r__ _oo_n_e__", alternatives={17: ("w", 0.9)})
+    config = BeamSearchConfig(lm=str(arpa), lm_weight=2.0)
+    assert decode(BeamSearch(config, TOK), log_probs).hypothesis().text == "enter one"
+
+
+def test_lexicon_free_search_still_spells_words_outside_the_lm(lm_files):
+    arpa, _ = lm_files
+    log_probs = log_probs_for("_zz_ee_bb_rr_aa__")
+    hyp = decode(BeamSearch(BeamSearchConfig(lm=str(arpa), lm_weight=0.5), TOK), log_probs).hypothesis()
+    assert hyp.text == "zebra"
+
+
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_chunked_decoding_equals_whole(lm_files, lexicon):
+    arpa, lexicon_path = lm_files
+    torch.manual_seed(0)
+    log_probs = torch.randn(90, len(TOK)).mul(3).log_softmax(-1)
+    search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon_path) if lexicon else None, lm_weight=1.0, nbest=3), TOK)
+    whole = decode(search, log_probs).hypothesis()
+    chunked = decode(search, log_probs, chunks=[1, 7, 0, 30, 13]).hypothesis()
+    assert chunked.text == whole.text and chunked.score == pytest.approx(whole.score)
+    assert chunked.words == whole.words
+
+
+def test_nbest_is_sorted_and_distinct(lm_files):
+    arpa, lexicon = lm_files
+    log_probs = log_probs_for("_yy_ee_s__ _nn_oo__", alternatives={2: ("g", 0.5), 13: ("g", 0.5)})
+    decoder = decode(BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), nbest=4), TOK), log_probs)
+    nbest = decoder.hypotheses()
+    assert 2 <= len(nbest) <= 4
+    assert [h.score for h in nbest] == sorted((h.score for h in nbest), reverse=True)
+    assert nbest[0].text == decoder.hypothesis().text
+    assert list(decoder.hypothesis().alternatives) == nbest[1:]
+
+
+def test_partial_hypothesis_grows_by_whole_words(lm_files):
+    arpa, lexicon = lm_files
+    log_probs = log_probs_for("_ee_nn_t_ee_r__ _oo_n_e__ _t_ww_oo___")
+    decoder = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon)), TOK).decoder(0.03)
+    partials = []
+    for t in range(0, log_probs.shape[0], 3):
+        decoder.step(log_probs[t : t + 3])
+        partials.append(decoder.hypothesis().text)
+    decoder.finish()
+    final = decoder.hypothesis().text
+    assert final == "enter one two"
+    assert all(final.startswith(p) for p in partials) and "enter" in partials
+
+
+def test_bad_lm_and_lexicon_files_are_named(tmp_path):
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tyes\nnot a line\n\\end\\\n")
+    with pytest.raises(LMError, match="bad.arpa"):
+        BeamSearch(BeamSearchConfig(lm=str(bad)), TOK)
+    empty = tmp_path / "empty.arpa"
+    empty.write_text("")
+    with pytest.raises(LMError, match="empty.arpa"):
+        BeamSearch(BeamSearchConfig(lm=str(empty)), TOK)
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("café c a f é |\nyes y e s |\n")
+    with pytest.warns(UserWarning, match=r"lexicon.txt:1"):
+        search = BeamSearch(BeamSearchConfig(lexicon=str(lexicon)), TOK)
+    assert decode(search, log_probs_for("_yy_ee_s__")).hypothesis().text == "yes"
+
+
+def test_tuned_settings_are_found_beside_the_model(tmp_path, lm_files):
+    from speechrnn.model import ModelConfig, SpeechModel, save_model, load_model
+
+    arpa, lexicon = lm_files
+    path = tmp_path / "tiny.pt"
+    save_model(path, SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1)))
+    model = load_model(path)
+    assert beam_search_for(model) is None  # no settings: greedy
+    tuning_path(path).write_text(json.dumps({"lm": str(arpa), "lexicon": str(lexicon), "lm_weight": 0.7, "word_score": 1.5}))
+    search = beam_search_for(model)
+    assert (search.config.lm_weight, search.config.word_score, search.config.lexicon) == (0.7, 1.5, str(lexicon))
+    assert beam_search_for(model, "none") is None
+    assert beam_search_for(model, lexicon="none").config.lexicon is None
+    assert beam_search_for(model, lm_weight=2.0).config.lm_weight == 2.0
+
+
+def test_cli_builds_an_lm_and_decodes_with_it(tmp_path, speech_dir, capsys):
+    folder, phrases = speech_dir
+    texts = tmp_path / "train.txt"
+    texts.write_text("\n".join(phrases.values()) + "\n")
+    arpa = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(texts), "-o", str(arpa), "--order", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["lexicon"].endswith("lm.lexicon.txt") and arpa.is_file()
+    wav = str(folder / "yes.wav")
+    assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--nbest", "3"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["text"] == "yes" and row["nbest"][0]["text"] == "yes"
+    assert main(["transcribe", wav, "--lm", str(tmp_path / "missing.arpa")]) == 2
+    assert "missing.arpa" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_streaming_final_with_lm_equals_offline_decoding(lm_files, lexicon):
+    import numpy as np
+
+    from speechrnn.model import ModelConfig, SpeechModel
+    from speechrnn.streaming import StreamingRecognizer
+    from speechrnn.transcribe import recognize
+
+    arpa, lexicon_path = lm_files
+    torch.manual_seed(1)
+    model = SpeechModel(ModelConfig(bidirectional=False, n_hidden=32, n_proj=32, n_layers=2, lookahead=1)).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(30)  # confident, varied outputs from an untrained model
+    search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon_path) if lexicon else None, lm_weight=1.0, word_score=1.0), TOK)
+    samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
+    offline = recognize(model, [torch.from_numpy(samples)], search=search)[0]
+    assert offline.text  # the comparison below is not between two empty strings
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
+    rng = np.random.default_rng(1)
+    start = 0
+    while start < len(samples):
+        size = int(rng.integers(1, 4000))
+        recognizer.accept_waveform(samples[start : start + size])
+        start += size
+    final = recognizer.finalize()
+    assert final.text == offline.text and final.words == offline.words
