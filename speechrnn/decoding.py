@@ -320,6 +320,7 @@ class WordLMAdapter(fl.LM):
         self.letters = {i: c for i, c in enumerate(tokenizer.vocab) if i not in (tokenizer.blank, tokenizer.space)}
         self._keys: dict = {}  # LMState -> (history words, letters)
         self._states: dict = {}  # (history words, letters) -> LMState
+        self._transitions: dict = {}  # (LMState, token) -> (LMState, score), as the search repeats them
 
     def _state(self, parent, key):
         state = self._states.get(key)
@@ -332,6 +333,7 @@ class WordLMAdapter(fl.LM):
     def start(self, start_with_nothing: bool):
         self._keys.clear()
         self._states.clear()
+        self._transitions.clear()
         self._root = fl.LMState()
         key = ((), "") if start_with_nothing else (("<s>",), "")
         self._states[key] = self._root
@@ -339,6 +341,12 @@ class WordLMAdapter(fl.LM):
         return self._root
 
     def score(self, state, token: int):
+        cached = self._transitions.get((state, token))
+        if cached is None:
+            cached = self._transitions[state, token] = self._score(state, token)
+        return cached
+
+    def _score(self, state, token: int):
         history, letters = self._keys[state]
         if token == self.tokenizer.space:
             if not letters:

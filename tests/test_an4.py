@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from speechrnn.data import an4_utterances, speaker_split
+from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, load_model
 
@@ -28,3 +29,31 @@ def test_bundled_model_reproduces_its_published_test_wer(an4_root, name):
     result = evaluate(model, an4_utterances(an4_root, "test"))
     assert result.wer == pytest.approx(model.metadata["an4_test_wer"], abs=0.01)
     assert result.cer == pytest.approx(model.metadata["an4_test_cer"], abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["offline", "streaming"])
+def test_bundled_model_with_its_lm_reproduces_its_published_test_wer(an4_root, name):
+    """The same for beam search with the bundled AN4 LM and the model's tuned weights."""
+    if not (BUNDLED_DIR / f"{name}.lm.json").is_file():
+        pytest.skip(f"no bundled {name} model with a tuned LM yet (recipes/an4/run.py --bundle)")
+    model = load_model(name)
+    search = beam_search_for(model)
+    assert search is not None and search.lexicon is not None
+    result = evaluate(model, an4_utterances(an4_root, "test"), search=search)
+    assert result.wer == pytest.approx(model.metadata["an4_test_wer_lm"], abs=0.01)
+    assert result.cer == pytest.approx(model.metadata["an4_test_cer_lm"], abs=0.01)
+
+
+def test_lm_is_built_from_training_text_only(an4_root):
+    """The bundled LM must not have seen AN4 test sentences it was not also trained on."""
+    from speechrnn.lm import read_arpa
+
+    arpa = BUNDLED_DIR / "an4.arpa"
+    if not arpa.is_file():
+        pytest.skip("no bundled AN4 LM yet")
+    lm = read_arpa(arpa)
+    train_words = {w for u in an4_utterances(an4_root, "train") for w in u.text.split()}
+    assert lm.vocabulary <= train_words
+    # Test-only words exist in AN4 and must be unknown to the LM.
+    test_only = {w for u in an4_utterances(an4_root, "test") for w in u.text.split()} - train_words
+    assert test_only and not (test_only & lm.vocabulary)

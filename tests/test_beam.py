@@ -191,3 +191,23 @@ def test_streaming_final_with_lm_equals_offline_decoding(lm_files, lexicon):
         start += size
     final = recognizer.finalize()
     assert final.text == offline.text and final.words == offline.words
+
+
+def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
+    folder, phrases = speech_dir
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text}) + "\n" for name, text in phrases.items()))
+    texts = tmp_path / "train.txt"
+    texts.write_text("\n".join(phrases.values()) + "\n")
+    arpa = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(texts), "-o", str(arpa)]) == 0
+    capsys.readouterr()
+    settings = tmp_path / "model.lm.json"
+    args = ["lm", "tune", "--lm", str(arpa), "--lexicon", str(tmp_path / "lm.lexicon.txt"), "--manifest", str(manifest)]
+    assert main(args + ["--lm-weights", "0.5,1", "--word-scores", "0,1", "-o", str(settings)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    written = json.loads(settings.read_text())
+    assert (written["lm_weight"], written["word_score"]) == (summary["lm_weight"], summary["word_score"])
+    assert written["lm_weight"] in (0.5, 1.0) and written["word_score"] in (0.0, 1.0)
+    assert written["lm"] == "lm.arpa" and written["tuned"]["utterances"] == 4  # paths relative to the settings file
+    assert written["tuned"]["dev_wer"] <= written["tuned"]["greedy_dev_wer"]

@@ -121,7 +121,7 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
         if row["epoch"] % 5 == 0 or row["epoch"] == len(history) or row["epoch"] <= 2:
             lines.append(f"| {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |")
     section = "\n".join(lines) + "\n"
-    # Keep the other models' sections of RESULTS.md.
+    # Keep the other models' sections of RESULTS.md, and hand-written "## Notes..." sections (last).
     sections = {}
     if path.exists():
         for chunk in path.read_text().split("\n## ")[1:]:
@@ -132,7 +132,7 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
         "Dev is a speaker-disjoint split of AN4 train.\n\n"
     )
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + "\n".join(sections[k] for k in sorted(sections)))
+    tmp.write_text(header + "\n".join(sections[k] for k in sorted(sections, key=lambda k: (k.startswith("Notes"), k))))
     tmp.replace(path)
 
 

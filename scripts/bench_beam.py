@@ -1,0 +1,57 @@
+"""Cost and gain of beam search with the LM: decoding time per audio second (the acoustic
+model excluded) and AN4 test WER, greedy against the model's tuned beam search.
+
+Usage:
+    .venv/bin/python scripts/bench_beam.py [--model offline] [--lm default|ARPA] [--threads 1]
+        [--an4 ../shared/data/an4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from speechrnn.data import DEFAULT_AN4, an4_utterances, load_waves
+from speechrnn.decoding import beam_search_for
+from speechrnn.evaluate import error_rates
+from speechrnn.model import load_model
+from speechrnn.transcribe import decode, emissions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    parser.add_argument("--model", default="offline")
+    parser.add_argument("--lm", default="default", help="'default' (the model's tuned LM) or an ARPA path")
+    parser.add_argument("--lexicon", default=None, help="a lexicon, or 'none' for lexicon-free search (default: the tuned setting)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    utterances = an4_utterances(args.an4, "test")
+    model = load_model(args.model)
+    search = beam_search_for(model, args.lm, args.lexicon)
+    if search is None:
+        raise SystemExit(f"{args.model}: no tuned LM; pass --lm ARPA")
+    waves = load_waves(utterances)
+    audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
+    stored = dict(emissions(model, waves))
+    log_probs = [stored[i] for i in range(len(waves))]
+    references = [u.text for u in utterances]
+    report = {"model": args.model, "decoding": {k: v for k, v in search.config.to_dict().items() if k != "nbest"}, "threads": args.threads}
+    for name, decoder in (("greedy", None), ("beam", search)):
+        started = time.perf_counter()
+        texts = [decode(model, lp, decoder).text for lp in log_probs]
+        seconds = time.perf_counter() - started
+        wer, cer = error_rates(references, texts)
+        report[name] = {"test_wer": round(wer, 2), "test_cer": round(cer, 2), "decode_rtf": round(seconds / audio_seconds, 5)}
+    report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
