@@ -152,3 +152,14 @@ def test_a_microphone_that_disappears_ends_the_session_with_the_utterance_kept(t
     assert "speechrnn: error: input device 'fake' stopped" in log.getvalue()
     final = events_of(out.getvalue())[-1]
     assert final["type"] == "final" and final["end"] == pytest.approx(1.0, abs=0.05)  # 10 chunks of 0.1 s
+
+
+@pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
+def test_bundled_streaming_model_with_its_lm_live_equals_transcribe(speech_dir):
+    """The same promise with the bundled model's default decoding: beam search with the AN4 LM."""
+    wav = str(speech_dir[0] / "enter.wav")
+    live = speechrnn("live", "--from-file", wav, "--no-endpoint", "--chunk-ms", "100")
+    batch = speechrnn("transcribe", "--model", "streaming", wav)
+    assert live.wait(120) == 0 and batch.wait(120) == 0
+    text = batch.stdout.read()
+    assert text.strip() and live.stdout.read() == text
