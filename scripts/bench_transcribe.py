@@ -19,6 +19,7 @@ import time
 import torch
 
 from speechrnn.data import DEFAULT_AN4, an4_utterances
+from speechrnn.decoding import beam_search_for
 from speechrnn.model import load_model
 from speechrnn.output import render
 from speechrnn.transcribe import transcribe_files
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="offline")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = [u.audio for u in an4_utterances(args.an4, "test")]
@@ -39,7 +41,8 @@ def main() -> None:
         for _ in range(args.repeat):
             started = time.perf_counter()
             model = load_model(args.model)
-            results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")))
+            search = beam_search_for(model, args.lm)  # LM loading counts, as model loading does
+            results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search)
             timings.append(time.perf_counter() - started)
     failed = [r.audio for r in results if r.error]
     if failed:
@@ -52,6 +55,7 @@ def main() -> None:
         "wall_s": round(best, 3),
         "x_real_time": round(audio_seconds / best, 1),
         "model": args.model,
+        "lm": args.lm,
         "threads": args.threads,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
         "torch": torch.__version__,
