@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import shlex
@@ -98,7 +99,7 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
         f"## {args.name}: {config.n_layers}x{config.n_hidden} {kind} {config.rnn_type.upper()}, {n_params / 1e6:.2f} M parameters",
         "",
         f"Command: `{command(exp)}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, trained on {train_config.threads} CPU thread(s), torch {torch.__version__}, "
         f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
         f"Training: {len(history)} epochs, {state['elapsed'] / 60:.1f} min wall time; best dev WER at epoch {best['epoch']}  ",
         f"Model config: `{json.dumps({k: v for k, v in config.to_dict().items() if k not in ('vocab', 'frontend')})}`  ",
@@ -116,7 +117,8 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
             f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
             f"{lm_info['beam_size']}; tuned on dev: LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
         ]
-    lines += ["", "Learning curve (dev, greedy):", "", "| epoch | wall min | train loss | dev WER % | dev CER % |", "|---|---|---|---|---|"]
+    shutil.copyfile(exp / "curve.png", path.parent / f"{args.name}_curve.png")
+    lines += ["", f"Learning curve (dev, greedy; plot: [{args.name}_curve.png]({args.name}_curve.png)):", "", "| epoch | wall min | train loss | dev WER % | dev CER % |", "|---|---|---|---|---|"]
     for row in history:
         if row["epoch"] % 5 == 0 or row["epoch"] == len(history) or row["epoch"] <= 2:
             lines.append(f"| {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |")
@@ -192,7 +194,7 @@ def main() -> None:
             exp.mkdir(parents=True, exist_ok=True)
             (exp / "command.txt").write_text(" ".join([".venv/bin/python", "recipes/an4/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
         best = train(config, train_set + synth, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "an4", "name": args.name})
-    if int(__import__("os").environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0:
         return
 
     results = evaluate_sets(best, {"dev": dev, "test": test})
