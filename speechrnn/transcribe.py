@@ -85,9 +85,9 @@ def transcribe_files(
 ) -> list[FileResult]:
     """Transcribe audio files; a file that fails gets an error and the rest go on.
 
-    Files are read in groups of up to ``max_batch_seconds`` of audio, each group decoded
-    in length-sorted batches, and decoded greedily or with ``search``. ``on_result`` is called for every file in input order, as
-    soon as that file and all before it are done.
+    Files are read in groups of up to ``max_batch_seconds`` of audio, each group run through
+    the model in length-sorted batches and decoded greedily or with ``search``. ``on_result``
+    is called for every file in input order, as soon as that file and all before it are done.
 
     Returns:
         One :class:`FileResult` per path, in input order.
