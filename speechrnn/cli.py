@@ -158,17 +158,25 @@ def cmd_transcribe(args) -> int:
     return 1 if failed else 0
 
 
+def labelled_set(manifest: str | None, an4: str | None, split: str):
+    """``(utterances, description)`` from a manifest, or from an AN4 folder's ``train``,
+    ``test`` or ``dev`` (the split recipes/an4 holds out of train) utterances."""
+    from .data import DEFAULT_AN4, an4_dev_split, an4_utterances, read_manifest
+
+    if manifest:
+        return read_manifest(manifest), manifest
+    root = an4 or str(DEFAULT_AN4)
+    if split == "dev":
+        return an4_dev_split(root), f"AN4 dev split of train ({root})"
+    return an4_utterances(root, split), f"AN4 {split} ({root})"
+
+
 def cmd_evaluate(args) -> int:
-    from .data import DEFAULT_AN4, an4_utterances, read_manifest
     from .evaluate import evaluate
     from .model import load_model
 
     model = load_model(args.model)
-    if args.manifest:
-        utterances, source = read_manifest(args.manifest), args.manifest
-    else:
-        root = args.an4 or str(DEFAULT_AN4)
-        utterances, source = an4_utterances(root, args.split), f"AN4 {args.split} ({root})"
+    utterances, source = labelled_set(args.manifest, args.an4, args.split)
     search = beam_search(args, model)
     if search is not None and search.arpa is not None:
         warn_oov(search, utterances, source)
@@ -202,17 +210,12 @@ def cmd_lm_build(args) -> int:
 
 
 def cmd_lm_tune(args) -> int:
-    from .data import DEFAULT_AN4, an4_dev_split, read_manifest
     from .decoding import BeamSearchConfig, tuning_path
     from .model import load_model
     from .tuning import tune, write_tuning
 
     model = load_model(args.model)
-    if args.manifest:
-        utterances, source = read_manifest(args.manifest), args.manifest
-    else:
-        root = args.an4_dev or str(DEFAULT_AN4)
-        utterances, source = an4_dev_split(root), f"AN4 dev split of train ({root})"
+    utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
     base = BeamSearchConfig(lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size)
     result = tune(model, utterances, base, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     output = Path(args.output) if args.output else tuning_path(model.source)
