@@ -4,6 +4,7 @@ Shapes: ``B`` batch, ``U`` output frames, ``V`` vocabulary size.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ import flashlight.lib.text.dictionary as fl_dictionary
 from flashlight.lib.text.decoder.kenlm import KenLM
 import torch
 
+from . import lm as lm_module
 from .text import Tokenizer
 
 
@@ -173,9 +175,6 @@ class GreedyDecoder:
 # utterance and stream, where torchaudio's wrapper rebuilds both per decoder, and the decoder's
 # best partial hypothesis (flashlight's ``get_best_hypothesis``) is reachable for live results.
 
-SILENCE = "|"  # flashlight's name for the word boundary token (our space)
-
-
 @dataclass(frozen=True)
 class BeamSearchConfig:
     lm: str | None = None  # ARPA word n-gram file (None: beam search on acoustic scores alone)
@@ -236,12 +235,10 @@ class BeamSearch:
     """
 
     def __init__(self, config: BeamSearchConfig, tokenizer: Tokenizer):
-        from . import lm as lm_module
-
         self.config = config
         self.tokenizer = tokenizer
-        names = [SILENCE if token == tokenizer.vocab[tokenizer.space] else token for token in tokenizer.vocab]
-        self.tokens = fl_dictionary.Dictionary(names)
+        space = tokenizer.vocab[tokenizer.space]
+        self.tokens = fl_dictionary.Dictionary([lm_module.WORD_BOUNDARY if token == space else token for token in tokenizer.vocab])
         self.silence = tokenizer.space
         self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
         self.lexicon = None
@@ -251,9 +248,10 @@ class BeamSearch:
                 raise ValueError(f"{config.lexicon}: the lexicon has no usable words")
             self.lexicon = lexicon
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
-            spellings.setdefault("<unk>", [["<unk>"]])
+            spellings.setdefault(lm_module.UNK, [[lm_module.UNK]])
             self.words = fl_dictionary.create_word_dict(spellings)
-            self.words.set_default_index(self.words.get_index("<unk>"))
+            self.unk = self.words.get_index(lm_module.UNK)
+            self.words.set_default_index(self.unk)
             if self.arpa is not None:
                 missing = sorted(set(lexicon) - self.arpa.vocabulary)
                 if missing:
@@ -268,34 +266,34 @@ class BeamSearch:
                 _, score = self.lm.score(start, index)
                 self.trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
             self.trie.smear(fl.SmearingMode.MAX)
-            self.options = fl.LexiconDecoderOptions(
-                beam_size=config.beam_size,
-                beam_size_token=min(config.beam_size_token, len(tokenizer)),
-                beam_threshold=config.beam_threshold,
-                lm_weight=config.lm_weight,
-                word_score=config.word_score,
-                unk_score=float("-inf"),
-                sil_score=0.0,
-                log_add=False,
-                criterion_type=fl.CriterionType.CTC,
-            )
-        else:
-            # Without a lexicon flashlight scores the LM per token; our word LM is applied at
-            # word boundaries by a small adapter, and the word bonus goes with each boundary.
-            self.options = fl.LexiconFreeDecoderOptions(
-                beam_size=config.beam_size,
-                beam_size_token=min(config.beam_size_token, len(tokenizer)),
-                beam_threshold=config.beam_threshold,
-                lm_weight=config.lm_weight,
-                sil_score=config.word_score,
-                log_add=False,
-                criterion_type=fl.CriterionType.CTC,
-            )
+        self.options = self._options(config)
+
+    def _options(self, config: BeamSearchConfig):
+        common = dict(
+            beam_size=config.beam_size,
+            beam_size_token=min(config.beam_size_token, len(self.tokenizer)),
+            beam_threshold=config.beam_threshold,
+            lm_weight=config.lm_weight,
+            log_add=False,
+            criterion_type=fl.CriterionType.CTC,
+        )
+        if self.lexicon is not None:
+            return fl.LexiconDecoderOptions(word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0, **common)
+        # Without a lexicon flashlight scores the LM per token; our word LM is applied at word
+        # boundaries by a small adapter, and the word bonus goes with each boundary.
+        return fl.LexiconFreeDecoderOptions(sil_score=config.word_score, **common)
+
+    def reweighted(self, lm_weight: float, word_score: float) -> "BeamSearch":
+        """The same search (sharing the loaded LM, lexicon and trie) with other weights."""
+        search = copy.copy(self)
+        search.config = dataclasses.replace(self.config, lm_weight=lm_weight, word_score=word_score)
+        search.options = self._options(search.config)
+        return search
 
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
         """A fresh decoder for one utterance (or stream)."""
         if self.lexicon is not None:
-            engine = fl.LexiconDecoder(self.options, self.trie, self.lm, self.silence, self.tokenizer.blank, self.words.get_index("<unk>"), [], False)
+            engine = fl.LexiconDecoder(self.options, self.trie, self.lm, self.silence, self.tokenizer.blank, self.unk, [], False)
             lm = self.lm
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
@@ -335,7 +333,7 @@ class WordLMAdapter(fl.LM):
         self._states.clear()
         self._transitions.clear()
         self._root = fl.LMState()
-        key = ((), "") if start_with_nothing else (("<s>",), "")
+        key = ((), "") if start_with_nothing else ((lm_module.BOS,), "")
         self._states[key] = self._root
         self._keys[self._root] = key
         return self._root
@@ -363,7 +361,7 @@ class WordLMAdapter(fl.LM):
         if letters:
             total += self.arpa.score(history, letters)
             history = self._push(history, letters)
-        total += self.arpa.score(history, "</s>")
+        total += self.arpa.score(history, lm_module.EOS)
         return self._state(state, (history, "\0end")), total
 
     def _push(self, history: tuple, word: str) -> tuple:
@@ -389,7 +387,7 @@ class BeamSearchDecoder:
         self.n_frames = 0
         self.last_emission = -1  # last frame whose best token is not blank (for endpointing)
         self.finished = False
-        self._log_probs: list[torch.Tensor] = []
+        self._log_probs = torch.empty(0, len(tokenizer))  # (capacity, V); the first n_frames rows are filled
         engine.decode_begin()
 
     def step(self, log_probs: torch.Tensor) -> None:
@@ -402,7 +400,12 @@ class BeamSearchDecoder:
             return
         emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
         self.engine.decode_step(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
-        self._log_probs.append(emissions)
+        end = self.n_frames + emissions.shape[0]
+        if end > self._log_probs.shape[0]:  # grow by doubling: appending stays O(1) per frame
+            grown = torch.empty(max(end, 2 * self._log_probs.shape[0]), emissions.shape[1])
+            grown[: self.n_frames] = self._log_probs[: self.n_frames]
+            self._log_probs = grown
+        self._log_probs[self.n_frames : end] = emissions
         speech = (emissions.argmax(dim=-1) != self.tokenizer.blank).nonzero()
         if len(speech):
             self.last_emission = self.n_frames + int(speech[-1])
@@ -425,7 +428,8 @@ class BeamSearchDecoder:
         """The n best final hypotheses, best first (after :meth:`finish`)."""
         if not self.finished:
             raise RuntimeError("n-best lists are available after finish()")
-        return [self._to_hypothesis(r) for r in self.engine.get_all_final_hypothesis()[: self.nbest]]
+        best = self.hypothesis()
+        return [best._replace(alternatives=()), *best.alternatives]
 
     def _to_hypothesis(self, result) -> Hypothesis:
         # flashlight's path has one token before the first frame (the start state) and, once
@@ -434,8 +438,7 @@ class BeamSearchDecoder:
         path = [self.tokenizer.blank if t < 0 else t for t in path]
         builder = GreedyDecoder(self.tokenizer, self.frame_shift, self.time_offset)
         if path:
-            log_probs = torch.cat(self._log_probs)[: len(path)]
-            probs = log_probs.gather(1, torch.tensor(path)[:, None])[:, 0].exp().tolist()
+            probs = self._log_probs[: len(path)].gather(1, torch.tensor(path)[:, None])[:, 0].exp().tolist()
             builder.follow(path, probs)
         hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
@@ -463,6 +466,8 @@ def beam_search_for(
         lexicon: a lexicon file, ``"none"`` for lexicon-free search, or None (the setting's own).
         overrides: :class:`BeamSearchConfig` fields to change (None values are ignored).
     """
+    if lm is None or str(lm) == "none":
+        return None
     overrides = {k: v for k, v in overrides.items() if v is not None}
     tuned = tuning_path(model.source) if getattr(model, "source", None) else None
     config = None
@@ -471,8 +476,6 @@ def beam_search_for(
             config = BeamSearchConfig.from_dict(json.loads(tuned.read_text()), base=tuned.parent)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{tuned}: not a readable decoding settings file ({error})") from None
-    if lm is None or str(lm) == "none":
-        return None
     if str(lm) != "default":
         if not Path(lm).is_file():
             raise FileNotFoundError(f"no LM file {str(lm)!r}")

@@ -29,7 +29,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .output import write_atomic
 from .text import BLANK, SPACE, Tokenizer, normalize_text
 
 BOS = "<s>"
@@ -188,6 +187,13 @@ def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
 
 def write_arpa(path: str | os.PathLike, text: str) -> None:
     """Write ARPA text atomically (readers never see a half-written file)."""
+    _write(path, text)
+
+
+def _write(path: str | os.PathLike, text: str) -> None:
+    # Imported here: output imports the decoders, which import this module.
+    from .output import write_atomic
+
     write_atomic(Path(path), text)
 
 
@@ -378,7 +384,7 @@ def build_lexicon(words: Iterable[str], tokenizer: Tokenizer | None = None) -> d
 def write_lexicon(path: str | os.PathLike, words: Iterable[str], tokenizer: Tokenizer | None = None) -> dict[str, list[str]]:
     """Write the lexicon of ``words`` atomically, one ``word c h a r s |`` line each; returns it."""
     lexicon = build_lexicon(words, tokenizer)
-    write_atomic(Path(path), "".join(f"{word} {' '.join(spelling)}\n" for word, spelling in lexicon.items()))
+    _write(path, "".join(f"{word} {' '.join(spelling)}\n" for word, spelling in lexicon.items()))
     return lexicon
 
 

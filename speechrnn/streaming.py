@@ -38,9 +38,9 @@ class StreamState:
     decoders: list[GreedyDecoder | BeamSearchDecoder] = field(default_factory=list)  # one per stream
 
 
-def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None) -> StreamState:
+def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
     """The state of ``batch_size`` fresh streams (zeros, empty caches, new decoders: greedy,
-    or ``search``'s beam search)."""
+    or ``search``'s beam search, with times counted from ``time_offset`` seconds)."""
     config = model.config
     if config.bidirectional:
         raise ValueError("a bidirectional model cannot stream; use a model trained with bidirectional=False")
@@ -52,7 +52,7 @@ def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | Non
         hidden=zeros,
         cell=zeros.clone() if config.rnn_type == "lstm" else None,
         pending=torch.zeros(batch_size, 0, config.n_hidden, device=device),
-        decoders=[new_decoder(model, search) for _ in range(batch_size)],
+        decoders=[new_decoder(model, search, time_offset) for _ in range(batch_size)],
     )
 
 
@@ -303,14 +303,12 @@ class StreamingRecognizer:
         self.decoder.step(log_probs[0])
         self.decoder.finish()
         result = self._result("final")
-        fresh = init_state(self.model)
         offset = self.state.frames_done * self.frame_shift  # the next utterance starts at the next frame
         self.state = dataclasses.replace(
-            fresh,
+            init_state(self.model, search=self.search, time_offset=offset),
             samples=self.state.samples,
             frames=self.state.frames,
             frames_done=self.state.frames_done,
-            decoders=[new_decoder(self.model, self.search, time_offset=offset)],
         )
         return result
 

@@ -6,7 +6,6 @@ The chosen settings are written beside the model (``MODEL.lm.json``), where
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -52,11 +51,12 @@ def tune(
     references = [u.text for u in utterances]
     greedy_wer, _ = error_rates(references, [decode(model, lp).text for lp in log_probs])
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
+    loaded = BeamSearch(base, model.tokenizer)  # the LM and lexicon are read once
     grid, best = [], None
     for lm_weight in lm_weights:
         for word_score in word_scores:
-            config = dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score)
-            search = BeamSearch(config, model.tokenizer)
+            search = loaded.reweighted(lm_weight, word_score)
+            config = search.config
             started = time.perf_counter()
             hyps = [decode(model, lp, search).text for lp in log_probs]
             seconds = time.perf_counter() - started
