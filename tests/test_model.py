@@ -65,6 +65,30 @@ def test_batch_equals_one_at_a_time(tone):
             torch.testing.assert_close(batch_lp[i, : batch_lens[i]], single_lp[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("bidirectional, lookahead", [(True, 0), (False, 2)])
+def test_padded_gru_path_equals_packed_sequences(bidirectional, lookahead):
+    """The CPU fast path (each direction on padded rows) gives the packed module's outputs and
+    gradients on every valid frame, and zeros past each length."""
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(bidirectional=bidirectional, lookahead=lookahead, io_dropout=0.0, **TINY)).train()
+    feats = torch.randn(3, 40, model.config.frontend.n_features)
+    feat_lens = torch.tensor([40, 29, 2])  # the last row has no output frame at all
+
+    def run(force_packed: bool):
+        model.zero_grad()
+        hidden = torch.zeros(model.config.n_layers * (2 if bidirectional else 1), 3, model.config.n_hidden) if force_packed else None
+        log_probs, out_lens = model(feats, feat_lens, hidden)
+        valid = (torch.arange(log_probs.shape[1])[None] < out_lens[:, None])[..., None]
+        (log_probs * valid).sum().backward()
+        return log_probs * valid, [p.grad.clone() for p in model.parameters()]
+
+    fast, fast_grads = run(force_packed=False)
+    packed, packed_grads = run(force_packed=True)
+    torch.testing.assert_close(fast, packed, atol=1e-5, rtol=1e-5)
+    for a, b in zip(fast_grads, packed_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 def test_tiny_model_overfits_a_handful_of_utterances(speech_dir):
     folder, phrases = speech_dir
     torch.manual_seed(0)
