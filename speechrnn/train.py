@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames
-from .model import ModelConfig, SpeechModel, atomic_torch_save, save_model
+from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model
 from .transcribe import recognize
 
 
@@ -96,11 +96,14 @@ def train(
     augment: AugmentConfig | None = AugmentConfig(),
     resume: bool = False,
     metadata: dict | None = None,
+    init_from: str | os.PathLike | None = None,
 ) -> Path:
     """Train a model and return the path of its best model file (lowest dev WER).
 
     With ``resume`` and an existing ``checkpoint.pt``, training continues after the last
-    finished epoch and reaches the same weights as an uninterrupted run.
+    finished epoch and reaches the same weights as an uninterrupted run. ``init_from`` (a model
+    file or bundled model name with the same config) starts from its weights and CMVN
+    statistics instead of from scratch: fine-tuning.
     """
     out_dir = Path(out_dir)
     rank, world, local_rank = _distributed()
@@ -130,6 +133,11 @@ def train(
         start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
         if is_main:
             print(f"resuming after epoch {state['epoch']} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
+    elif init_from is not None:
+        start = load_model(init_from)
+        if start.config != model_config:
+            raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options")
+        model.load_state_dict(start.state_dict())
     else:
         compute_cmvn(model, train_waves)
 

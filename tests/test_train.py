@@ -38,6 +38,21 @@ def test_resume_after_a_kill_reaches_the_same_weights(tiny_set, tmp_path):
     load_model(tmp_path / "resumed" / "best.pt")
 
 
+def test_fine_tuning_starts_from_the_given_model(tiny_set, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
+    first = train(TINY, tiny_set, tiny_set[:2], tmp_path / "first", config, None)
+    start = load_model(first)
+    # With a learning rate of ~0 the fine-tuned weights stay those of the starting model.
+    still = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1, lr=1e-12, weight_decay=0.0)
+    tuned = load_model(train(TINY, tiny_set[:2], tiny_set[:2], tmp_path / "tuned", still, None, init_from=first))
+    for key, value in start.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[key], value, atol=1e-6, rtol=0, msg=key)
+    fresh = load_model(train(TINY, tiny_set[:2], tiny_set[:2], tmp_path / "fresh", still, None))
+    assert not torch.equal(fresh.head.weight, start.head.weight)  # the check above can fail
+    with pytest.raises(ValueError, match="model config differs"):
+        train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "other", config, None, init_from=first)
+
+
 def _train_epochs(utterances, out_dir, config, augment, stop_after):
     """Run ``train`` but kill it (KeyboardInterrupt) once ``stop_after`` epochs are saved."""
     import speechrnn.train as train_module

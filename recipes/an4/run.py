@@ -1,21 +1,25 @@
 """Train and evaluate a speechrnn model on CMU's AN4 corpus.
 
 Usage:
-    .venv/bin/python recipes/an4/run.py                       # offline (bidirectional) model
+    .venv/bin/python recipes/an4/run.py --bundle              # offline (bidirectional) model, shipped as 'offline'
+    .venv/bin/python recipes/an4/run.py --streaming --name streaming --bundle
     .venv/bin/python recipes/an4/run.py --resume              # continue a killed run (a finished one: re-evaluate)
-    .venv/bin/python recipes/an4/run.py --streaming --name streaming --hidden 384 --bundle
-    .venv/bin/python recipes/an4/run.py --bundle              # also ship it as the 'offline' model
     .venv/bin/python recipes/an4/run.py --evaluate-only --bundle   # evaluate and ship a stopped run's best.pt
     torchrun --nproc_per_node 4 recipes/an4/run.py            # DDP on 4 GPUs (or CPU processes)
 
-Steps: a speaker-disjoint dev split is carved from AN4 train; espeak-ng speaks about 30% of
-the remaining training transcripts in random voices (so the model also copes with synthetic
-speech); the model trains with speed perturbation, noise and SpecAugment, keeping the
-checkpoint with the lowest dev WER; dev and test WER/CER go to recipes/an4/RESULTS.md.
+Steps: a speaker-disjoint dev split is carved from AN4 train. The clean stage trains on the
+real training speech with speed perturbation and SpecAugment (exp/NAME/clean). The robust
+stage fine-tunes its best model on that speech plus espeak-ng renderings of about 30% of the
+transcripts in random voices, with random gain, white noise and telephone-band (8 kHz)
+audio, so the model also copes with synthetic voices and other recording conditions
+(exp/NAME). Each stage keeps the checkpoint with the lowest dev WER. Then a word LM is built
+from the training transcripts and tuned on dev; dev and test WER/CER go to
+recipes/an4/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -36,7 +40,7 @@ from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.lm import build_lm_files
 from speechrnn.tuning import tune, write_tuning
-from speechrnn.train import TrainConfig, train
+from speechrnn.train import TrainConfig, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,20 +94,48 @@ def command(exp: Path) -> str:
     return saved.read_text().strip() if saved.exists() else " ".join(["python", "recipes/an4/run.py"] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
-def write_results(path: Path, args, config: ModelConfig, train_config: TrainConfig, results: dict, exp: Path, n_params: int, lm_info: dict | None) -> None:
-    state = torch.load(exp / "checkpoint.pt", map_location="cpu", weights_only=True)
-    history = state["history"]
-    best = min(history, key=lambda row: row["dev_wer"])
+@dataclasses.dataclass
+class Stage:
+    """One training run of the recipe: its folder, data, augmentation and schedule."""
+
+    name: str  # "" for a one-stage recipe
+    exp: Path
+    data: list[Utterance]
+    augment: AugmentConfig
+    train_config: TrainConfig
+
+
+def stage_histories(stages: list[Stage]) -> list[dict]:
+    """The stages' per-epoch rows, one list, with wall time counted from the first stage's start."""
+    rows, offset = [], 0.0
+    for stage in stages:
+        state = torch.load(stage.exp / "checkpoint.pt", map_location="cpu", weights_only=True)
+        for row in state["history"]:
+            rows.append({**row, "stage": stage.name, "wall_s": round(row["wall_s"] + offset, 1)})
+        offset += state["elapsed"]
+    return rows
+
+
+def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], results: dict, n_params: int, lm_info: dict | None) -> None:
+    exp = stages[-1].exp
+    history = stage_histories(stages)
+    final = [row for row in history if row["stage"] == stages[-1].name]
+    best = min(final, key=lambda row: row["dev_wer"])
     kind = "bidirectional" if config.bidirectional else "unidirectional"
+    training = "; ".join(
+        f"{stage.name + ' stage: ' if stage.name else ''}{sum(r['stage'] == stage.name for r in history)} epochs "
+        f"on {len(stage.data)} utterances, train config `{json.dumps(dataclasses.asdict(stage.train_config))}`"
+        for stage in stages
+    )
     lines = [
         f"## {args.name}: {config.n_layers}x{config.n_hidden} {kind} {config.rnn_type.upper()}, {n_params / 1e6:.2f} M parameters",
         "",
         f"Command: `{command(exp)}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, trained on {train_config.threads} CPU thread(s), torch {torch.__version__}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, trained on {stages[-1].train_config.threads} CPU thread(s), torch {torch.__version__}, "
         f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
-        f"Training: {len(history)} epochs, {state['elapsed'] / 60:.1f} min wall time; best dev WER at epoch {best['epoch']}  ",
-        f"Model config: `{json.dumps({k: v for k, v in config.to_dict().items() if k not in ('vocab', 'frontend')})}`  ",
-        f"Train config: `{json.dumps(train_config.__dict__)}`",
+        f"Training: {history[-1]['wall_s'] / 60:.1f} min wall time in all; best dev WER at epoch {best['epoch']} of the last stage  ",
+        f"Stages: {training}  ",
+        f"Model config: `{json.dumps({k: v for k, v in config.to_dict().items() if k not in ('vocab', 'frontend')})}`",
         "",
         "| set | utterances | WER % | CER % | decode RTF |",
         "|---|---|---|---|---|",
@@ -117,11 +149,22 @@ def write_results(path: Path, args, config: ModelConfig, train_config: TrainConf
             f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
             f"{lm_info['beam_size']}; tuned on dev: LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
         ]
-    shutil.copyfile(exp / "curve.png", path.parent / f"{args.name}_curve.png")
-    lines += ["", f"Learning curve (dev, greedy; plot: [{args.name}_curve.png]({args.name}_curve.png)):", "", "| epoch | wall min | train loss | dev WER % | dev CER % |", "|---|---|---|---|---|"]
-    for row in history:
-        if row["epoch"] % 5 == 0 or row["epoch"] == len(history) or row["epoch"] <= 2:
-            lines.append(f"| {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |")
+    (exp / "all-stages").mkdir(exist_ok=True)
+    write_log(exp / "all-stages", history)  # the whole learning curve, both stages
+    shutil.copyfile(exp / "all-stages" / "curve.png", path.parent / f"{args.name}_curve.png")
+    lines += [
+        "",
+        f"Learning curve (dev, greedy; plot: [{args.name}_curve.png]({args.name}_curve.png)):",
+        "",
+        "| stage | epoch | wall min | train loss | dev WER % | dev CER % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(history):
+        last_of_stage = i + 1 == len(history) or history[i + 1]["stage"] != row["stage"]
+        if row["epoch"] % 5 == 0 or row["epoch"] <= 2 or last_of_stage:
+            lines.append(
+                f"| {row['stage'] or '-'} | {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |"
+            )
     section = "\n".join(lines) + "\n"
     # Keep the other models' sections of RESULTS.md, and hand-written "## Notes..." sections (last).
     sections = {}
@@ -146,20 +189,26 @@ def main() -> None:
     parser.add_argument("--streaming", action="store_true", help="unidirectional (streaming) model")
     parser.add_argument("--lookahead", type=int, default=None, help="look-ahead output frames (default: 2 streaming, 0 offline)")
     parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--frame-stack", type=int, default=ModelConfig.frame_stack)
+    parser.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     parser.add_argument("--n-mfcc", type=int, default=FrontendConfig.n_mfcc)
-    parser.add_argument("--features", choices=("mfcc", "logmel"), default=FrontendConfig.kind, help="frontend output (default: %(default)s)")
+    parser.add_argument("--features", choices=("mfcc", "logmel"), default="logmel", help="frontend output (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout between RNN layers")
-    parser.add_argument("--io-dropout", type=float, default=ModelConfig.io_dropout, help="dropout after the input projection and before the head")
+    parser.add_argument("--io-dropout", type=float, default=0.0, help="dropout after the input projection and before the head (default: %(default)s)")
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
-    parser.add_argument("--hidden", type=int, default=320)
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng")
+    parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
+    parser.add_argument("--robust-epochs", type=int, default=15, help="epochs of the robust stage (default: %(default)s; 0: one stage, robust from the start)")
+    parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
+    parser.add_argument("--robust-warmup-steps", type=int, default=100)
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
+    parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
+    parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if that changes nothing)")
@@ -185,15 +234,35 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=lookahead,
     )
-    augment = AugmentConfig(noise_prob=0.0, gain_db=(0.0, 0.0)) if args.no_level_augment else AugmentConfig()
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, threads=args.threads, seed=args.seed)
+    robust = AugmentConfig(narrowband_prob=args.narrowband_prob)
+    if args.no_level_augment:
+        robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
+    schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+    main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
+    if args.robust_epochs > 0:
+        # Two stages: real speech with speed perturbation and SpecAugment only, which learns
+        # fastest; then fine-tuning on it plus synthetic voices, level changes, noise and
+        # telephone-band audio, which the first stage's model does not cope with.
+        clean = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0)
+        stages = [
+            Stage("clean", exp / "clean", train_set, clean, main_config),
+            Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **schedule)),
+        ]
+    else:
+        stages = [Stage("", exp, train_set + synth, robust, main_config)]
     if args.evaluate_only:
         best = exp / "best.pt"
     else:
-        if not (args.resume and (exp / "checkpoint.pt").exists()):
+        if not (args.resume and (exp / "command.txt").exists()):
             exp.mkdir(parents=True, exist_ok=True)
             (exp / "command.txt").write_text(" ".join([".venv/bin/python", "recipes/an4/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
-        best = train(config, train_set + synth, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "an4", "name": args.name})
+        start = args.init_from
+        for stage in stages:
+            if stage.name:
+                print(f"{stage.name} stage: {len(stage.data)} utterances, {stage.train_config.epochs} epochs", file=sys.stderr)
+            metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
+            best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start)
+            start = best
     if int(os.environ.get("RANK", "0")) != 0:
         return
 
@@ -225,7 +294,7 @@ def main() -> None:
             results[f"test + LM (bundled, float{16 if half else 32})"] = shipped_lm
         save_model(target, model, half=half, metadata=info)
         results[f"test (bundled, float{16 if half else 32})"] = shipped
-    write_results(HERE / "RESULTS.md", args, config, train_config, results, exp, model.n_params, lm_info)
+    write_results(HERE / "RESULTS.md", args, config, stages, results, model.n_params, lm_info)
     print(json.dumps(results), flush=True)
 
 
