@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if that changes nothing)")
     parser.add_argument("--lm-order", type=int, default=3, help="n-gram order of the word LM (0: no LM step)")
+    parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
     args = parser.parse_args()
 
     exp = Path(args.exp or HERE / "exp" / args.name)
@@ -294,7 +295,7 @@ def main() -> None:
             results[f"test + LM (bundled, float{16 if half else 32})"] = shipped_lm
         save_model(target, model, half=half, metadata=info)
         results[f"test (bundled, float{16 if half else 32})"] = shipped
-    write_results(HERE / "RESULTS.md", args, config, stages, results, model.n_params, lm_info)
+    write_results(Path(args.results), args, config, stages, results, model.n_params, lm_info)
     print(json.dumps(results), flush=True)
 
 
