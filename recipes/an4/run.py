@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
     parser.add_argument("--robust-epochs", type=int, default=15, help="epochs of the robust stage (default: %(default)s; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
-    parser.add_argument("--robust-warmup-steps", type=int, default=100)
+    parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
     parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
