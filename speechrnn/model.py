@@ -165,8 +165,9 @@ class SpeechModel(nn.Module):
         """
         rnn, (batch, steps, _) = self.rnn, x.shape
         t = torch.arange(steps, device=x.device)[None]
-        valid = t < lens.to(x.device)[:, None]  # (B, U)
-        reverse = torch.where(valid, lens.to(x.device)[:, None] - 1 - t, t)  # flips each row within its length
+        lens = lens.to(x.device)[:, None]
+        valid = t < lens  # (B, U)
+        reverse = torch.where(valid, lens - 1 - t, t)[..., None]  # flips each row within its length
         directions = ("", "_reverse") if self.config.bidirectional else ("",)
         for layer in range(rnn.num_layers):
             outs = []
@@ -174,9 +175,9 @@ class SpeechModel(nn.Module):
                 weights = [getattr(rnn, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                 h0 = x.new_zeros(1, batch, rnn.hidden_size)
                 if suffix:
-                    flipped = x.gather(1, reverse[..., None].expand(-1, -1, x.shape[2]))
+                    flipped = x.gather(1, reverse.expand(-1, -1, x.shape[2]))
                     out = torch._VF.gru(flipped, h0, weights, True, 1, 0.0, self.training, False, True)[0]
-                    out = out.gather(1, reverse[..., None].expand(-1, -1, out.shape[2]))
+                    out = out.gather(1, reverse.expand(-1, -1, out.shape[2]))
                 else:
                     out = torch._VF.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)[0]
                 outs.append(out)
