@@ -97,14 +97,22 @@ def train(
     resume: bool = False,
     metadata: dict | None = None,
     init_from: str | os.PathLike | None = None,
+    keep: str = "best",
 ) -> Path:
-    """Train a model and return the path of its best model file (lowest dev WER).
+    """Train a model and return the path of its model file, ``best.pt``.
+
+    ``keep="best"`` writes the epoch with the lowest dev WER there; ``keep="last"`` the last
+    epoch, for a fine-tuning stage whose aim the dev set does not measure (robustness to
+    voices and recording conditions it does not hold), where picking by dev WER alone would
+    throw the fine-tuning away.
 
     With ``resume`` and an existing ``checkpoint.pt``, training continues after the last
     finished epoch and reaches the same weights as an uninterrupted run. ``init_from`` (a model
     file or bundled model name with the same config) starts from its weights and CMVN
     statistics instead of from scratch: fine-tuning.
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     out_dir = Path(out_dir)
     rank, world, local_rank = _distributed()
     is_main = rank == 0
@@ -191,8 +199,9 @@ def train(
                     "wall_s": round(elapsed, 1),
                 }
             )
-            if dev_wer < best_wer:
-                best_wer = dev_wer
+            improved = dev_wer < best_wer
+            best_wer = min(best_wer, dev_wer)
+            if improved or keep == "last":
                 info = {**(metadata or {}), "epoch": epoch, "dev_wer": round(dev_wer, 2), "dev_cer": round(dev_cer, 2)}
                 save_model(out_dir / "best.pt", model, metadata=info)
             atomic_torch_save(
@@ -219,6 +228,11 @@ def train(
             )
         if world > 1:
             dist.barrier()
+    if keep == "last" and is_main and start_epoch > config.epochs and history:
+        # Resuming a finished run: the model file follows the rule asked for now.
+        last = history[-1]
+        info = {**(metadata or {}), "epoch": last["epoch"], "dev_wer": last["dev_wer"], "dev_cer": last["dev_cer"]}
+        save_model(out_dir / "best.pt", model, metadata=info)
     if world > 1:
         dist.destroy_process_group()
     return out_dir / "best.pt"

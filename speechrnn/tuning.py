@@ -21,7 +21,7 @@ from .output import write_atomic
 from .transcribe import decode, emissions
 
 LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 @dataclass

@@ -53,6 +53,23 @@ def test_fine_tuning_starts_from_the_given_model(tiny_set, tmp_path):
         train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "other", config, None, init_from=first)
 
 
+def test_keep_last_makes_the_last_epoch_the_model_file(tiny_set, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=2, warmup_steps=2, threads=1)
+    path = train(TINY, tiny_set, tiny_set[:2], tmp_path, config, None)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    lowest = min(rows, key=lambda r: float(r["dev_wer"]))  # the first of equals, as training keeps it
+    assert load_model(path).metadata["epoch"] == int(lowest["epoch"])
+    # Resuming the finished run with keep="last" rewrites the model file from the last epoch.
+    path = train(TINY, tiny_set, tiny_set[:2], tmp_path, config, None, resume=True, keep="last")
+    model = load_model(path)
+    assert model.metadata["epoch"] == 3 and model.metadata["dev_wer"] == float(rows[-1]["dev_wer"])
+    last = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, last[key]), key
+    with pytest.raises(ValueError, match="keep must be"):
+        train(TINY, tiny_set, tiny_set[:2], tmp_path, config, None, keep="newest")
+
+
 def _train_epochs(utterances, out_dir, config, augment, stop_after):
     """Run ``train`` but kill it (KeyboardInterrupt) once ``stop_after`` epochs are saved."""
     import speechrnn.train as train_module
