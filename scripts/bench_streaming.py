@@ -4,6 +4,7 @@ and memory and per-chunk time over a long stream.
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference offline] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
+        [--no-tentative]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread.
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
+    parser.add_argument("--no-tentative", action="store_true", help="partials leave out the frames still waiting for look-ahead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -121,7 +123,7 @@ def main() -> None:
     step = 16000 * args.chunk_ms // 1000
 
     search = beam_search_for(model, args.lm)
-    recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
     texts, latencies, compute, audio_seconds, partials, stable = [], [], 0.0, 0.0, 0, 0
     for wave, reference in zip(waves, references):
         timeline, final, spent = stream_utterance(recognizer, wave, step)
@@ -138,6 +140,7 @@ def main() -> None:
         "chunk_ms": args.chunk_ms,
         "decoding": "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"},
         "threads": args.threads,
+        "tentative_partials": not args.no_tentative,
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),
         "rtf": round(compute / audio_seconds, 4),
@@ -150,7 +153,7 @@ def main() -> None:
         "torch": torch.__version__,
     }
     if args.long_minutes > 0:
-        report["long_stream"] = long_stream(StreamingRecognizer(model, endpoint=EndpointConfig(), lm=search), waves, args.long_minutes, step)
+        report["long_stream"] = long_stream(StreamingRecognizer(model, endpoint=EndpointConfig(), lm=search, tentative=not args.no_tentative), waves, args.long_minutes, step)
     print(json.dumps(report, indent=1))
 
 

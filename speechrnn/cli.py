@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="with --from-file: feed at real-time pace")
     p.add_argument("--no-endpoint", action="store_true", help="one utterance for the whole stream")
+    p.add_argument(
+        "--no-tentative",
+        action="store_true",
+        help="partials show only frames whose look-ahead has arrived (steadier, up to a chunk later; greedy decoding only)",
+    )
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
     p.add_argument("--max-utterance", type=float, default=20.0, help="longest utterance in seconds")
@@ -111,7 +116,7 @@ def cmd_live(args) -> int:
     from .model import load_model
 
     model = load_model(args.model)
-    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model))
+    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative)
     printer = live.Printer(args.format)
     if args.from_file:
         return live.run(recognizer, live.file_chunks(args.from_file, args.chunk_ms, args.realtime), printer)

@@ -127,6 +127,15 @@ class GreedyDecoder:
             self._previous = token
         self.n_frames += len(path)
 
+    def peek(self, log_probs: torch.Tensor) -> Hypothesis:
+        """The hypothesis as if ``(U, V)`` further frames followed, leaving the decoder as it is
+        (for tentative frames that a later chunk may still change)."""
+        ahead = copy.copy(self)
+        for name in ("tokens", "frames", "_words", "_chars", "_char_probs"):
+            setattr(ahead, name, list(getattr(self, name)))
+        ahead.step(log_probs)
+        return ahead.hypothesis()
+
     def _emit(self, token: int, frame: int, prob: float) -> None:
         self.tokens.append(token)
         self.frames.append(frame)

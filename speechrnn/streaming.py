@@ -207,6 +207,7 @@ class StreamingRecognizer:
         model: SpeechModel | str = "streaming",
         endpoint: EndpointConfig | None = EndpointConfig(),
         lm: BeamSearch | str | None = "default",
+        tentative: bool = True,
     ):
         """
         Args:
@@ -214,10 +215,15 @@ class StreamingRecognizer:
             endpoint: endpointing rules, or None for one utterance per stream.
             lm: a :class:`BeamSearch`, or what :func:`~speechrnn.decoding.beam_search_for`
                 takes (``"default"``: the model's tuned LM if any; ``"none"``: greedy).
+            tentative: with greedy decoding and a look-ahead model, partial results also
+                decode the output frames still waiting for their look-ahead, as if silence
+                followed (as at the end of a stream); the next chunk may change those. This
+                shows a word up to a chunk earlier. Finals never use it.
         """
         self.model = load_model(model) if isinstance(model, str) else model.eval()
         self.search = lm if isinstance(lm, BeamSearch) or lm is None else beam_search_for(self.model, lm)
         self.endpoint = endpoint
+        self.tentative = tentative
         self.sample_rate = self.model.config.frontend.sample_rate
         self.frame_shift = self.model.config.frame_shift
         self.invalid_samples = 0  # NaN or infinite input samples, replaced by zeros
@@ -313,6 +319,12 @@ class StreamingRecognizer:
         return result
 
     def _result(self, kind: str) -> Result:
-        hyp = self.decoder.hypothesis()
-        start = self.decoder.time_offset  # where the current utterance began, from stream start
-        return Result(kind, hyp.text, round(start, 3), round(start + self.decoder.n_frames * self.frame_shift, 3), hyp.words)
+        decoder, n_frames = self.decoder, self.decoder.n_frames
+        if kind == "partial" and self.tentative and isinstance(decoder, GreedyDecoder) and self.state.pending.shape[1]:
+            # flush() returns a new state; the stream's own state keeps the frames pending.
+            ahead, _ = flush(self.model, self.state)
+            hyp, n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
+        else:
+            hyp = decoder.hypothesis()
+        start = decoder.time_offset  # where the current utterance began, from stream start
+        return Result(kind, hyp.text, round(start, 3), round(start + n_frames * self.frame_shift, 3), hyp.words)

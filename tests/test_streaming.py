@@ -137,6 +137,24 @@ def test_recognizer_final_equals_offline_text_for_any_chunking(model, speech_dir
         assert final.type == "final" and final.text == expected.text and final.words == expected.words
 
 
+def test_tentative_partial_is_what_the_stream_would_finalize_to_now(model, speech_dir):
+    folder, phrases = speech_dir
+    samples = load_audio(folder / "spell.wav")
+    tentative, plain = StreamingRecognizer(model, endpoint=None), StreamingRecognizer(model, endpoint=None, tentative=False)
+    differ = 0
+    for end in range(1600, len(samples), 1600):
+        partial = tentative.accept_waveform(samples[end - 1600 : end])[-1]
+        held_back = plain.accept_waveform(samples[end - 1600 : end])[-1]
+        ended_here = StreamingRecognizer(model, endpoint=None)
+        ended_here.accept_waveform(samples[:end])
+        final = ended_here.finalize()
+        assert (partial.text, partial.words, partial.end) == (final.text, final.words, final.end)
+        differ += held_back.text != partial.text
+    # Without look-ahead nothing is held back; with it the tentative frames change partials.
+    assert (differ > 0) == (model.config.lookahead > 0)
+    assert tentative.finalize().text == plain.finalize().text
+
+
 def test_bad_chunks_do_not_break_the_stream(model, tone):
     recognizer = StreamingRecognizer(model, endpoint=None)
     assert recognizer.accept_waveform(np.zeros(0, dtype=np.float32))[-1].text == ""
