@@ -130,11 +130,16 @@ class GreedyDecoder:
     def peek(self, log_probs: torch.Tensor) -> Hypothesis:
         """The hypothesis as if ``(U, V)`` further frames followed, leaving the decoder as it is
         (for tentative frames that a later chunk may still change)."""
-        ahead = copy.copy(self)
-        for name in ("tokens", "frames", "_words", "_chars", "_char_probs"):
-            setattr(ahead, name, list(getattr(self, name)))
+        ahead = self.copy()
         ahead.step(log_probs)
         return ahead.hypothesis()
+
+    def copy(self) -> "GreedyDecoder":
+        """An independent decoder in the same state."""
+        twin = copy.copy(self)
+        for name in ("tokens", "frames", "_words", "_chars", "_char_probs"):
+            setattr(twin, name, list(getattr(self, name)))
+        return twin
 
     def _emit(self, token: int, frame: int, prob: float) -> None:
         self.tokens.append(token)
@@ -384,7 +389,18 @@ class BeamSearchDecoder:
     complete so far (a word being spelled shows once the search has settled on it), and after
     it the best final hypothesis. Word times and confidences come from the best path's frames
     and posteriors, as in greedy decoding.
+
+    A long utterance (a stream without endpointing) would keep its whole search history. At
+    every ``prune_every`` frames from the utterance's start the search forgets what lies more
+    than ``prune_lookback`` frames back (flashlight's ``prune``; it goes further back to the
+    last finished word), and the best path up to there is committed: later hypotheses all
+    continue it. The boundaries are fixed frame counts, so any chunking of the same frames
+    decodes identically; utterances shorter than ``prune_every`` frames are never pruned.
     """
+
+    prune_every = 500  # frames: 10 s at 20 ms steps
+    prune_lookback = 150  # frames: 3 s at 20 ms steps
+    _LOOKBACK_SLACK = 100  # flashlight walks up to this many frames further back (kLookBackLimit)
 
     def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int):
         self.engine = engine
@@ -396,8 +412,14 @@ class BeamSearchDecoder:
         self.n_frames = 0
         self.last_emission = -1  # last frame whose best token is not blank (for endpointing)
         self.finished = False
-        self._log_probs = torch.empty(0, len(tokenizer))  # (capacity, V); the first n_frames rows are filled
+        self._committed = GreedyDecoder(tokenizer, frame_shift, time_offset)  # the pruned-away prefix
+        self._log_probs = torch.empty(0, len(tokenizer))  # (capacity, V); rows of frames committed onwards
         engine.decode_begin()
+
+    @property
+    def frames_in_search(self) -> int:
+        """Frames the search still holds (those after the committed prefix)."""
+        return self.n_frames - self._committed.n_frames
 
     def step(self, log_probs: torch.Tensor) -> None:
         """Decode ``(U, V)`` further frames."""
@@ -405,20 +427,39 @@ class BeamSearchDecoder:
             raise ValueError(f"log_probs must be (U, {len(self.tokenizer)}), got {tuple(log_probs.shape)}")
         if self.finished:
             raise RuntimeError("the decoder has finished; start a new one")
-        if log_probs.shape[0] == 0:
-            return
-        emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        while emissions.shape[0]:
+            boundary = (self.n_frames // self.prune_every + 1) * self.prune_every
+            block, emissions = emissions[: boundary - self.n_frames], emissions[boundary - self.n_frames :]
+            self._decode(block.contiguous())
+            if self.n_frames == boundary:
+                self._prune()
+
+    def _decode(self, emissions: torch.Tensor) -> None:
         self.engine.decode_step(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
-        end = self.n_frames + emissions.shape[0]
+        held, end = self.frames_in_search, self.frames_in_search + emissions.shape[0]
         if end > self._log_probs.shape[0]:  # grow by doubling: appending stays O(1) per frame
             grown = torch.empty(max(end, 2 * self._log_probs.shape[0]), emissions.shape[1])
-            grown[: self.n_frames] = self._log_probs[: self.n_frames]
+            grown[:held] = self._log_probs[:held]
             self._log_probs = grown
-        self._log_probs[self.n_frames : end] = emissions
+        self._log_probs[held:end] = emissions
         speech = (emissions.argmax(dim=-1) != self.tokenizer.blank).nonzero()
         if len(speech):
             self.last_emission = self.n_frames + int(speech[-1])
         self.n_frames += emissions.shape[0]
+
+    def _prune(self) -> None:
+        if self.frames_in_search <= self.prune_lookback + self._LOOKBACK_SLACK:
+            return
+        # The best hypothesis's ancestor at the frame where prune() cuts (both look back alike).
+        ancestor = self.engine.get_best_hypothesis(self.prune_lookback)
+        path = self._path(ancestor, len(ancestor.tokens) - 1)
+        if not path:
+            return
+        self.engine.prune(self.prune_lookback)
+        self._committed.follow(path, self._path_probs(path))
+        held = self.frames_in_search
+        self._log_probs = self._log_probs[len(path) : len(path) + held].clone()
 
     def finish(self) -> None:
         """End of the utterance: the LM scores the end of sentence, and the search ends."""
@@ -440,15 +481,21 @@ class BeamSearchDecoder:
         best = self.hypothesis()
         return [best._replace(alternatives=()), *best.alternatives]
 
+    def _path(self, result, n_frames: int) -> list[int]:
+        # flashlight's path has one token before the first frame it holds (the start state, or
+        # after pruning the last committed frame's) and, once finished, one after the last;
+        # token i + 1 belongs to held frame i.
+        path = list(result.tokens)[1 : n_frames + 1] if result is not None else []
+        return [self.tokenizer.blank if t < 0 else t for t in path]
+
+    def _path_probs(self, path: list[int]) -> list[float]:
+        return self._log_probs[: len(path)].gather(1, torch.tensor(path)[:, None])[:, 0].exp().tolist()
+
     def _to_hypothesis(self, result) -> Hypothesis:
-        # flashlight's path has one token before the first frame (the start state) and, once
-        # finished, one after the last; token i + 1 belongs to frame i.
-        path = list(result.tokens)[1 : self.n_frames + 1] if result is not None else []
-        path = [self.tokenizer.blank if t < 0 else t for t in path]
-        builder = GreedyDecoder(self.tokenizer, self.frame_shift, self.time_offset)
+        path = self._path(result, self.frames_in_search)
+        builder = self._committed.copy()
         if path:
-            probs = self._log_probs[: len(path)].gather(1, torch.tensor(path)[:, None])[:, 0].exp().tolist()
-            builder.follow(path, probs)
+            builder.follow(path, self._path_probs(path))
         hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speechrnn.cli import main
-from speechrnn.decoding import BeamSearch, BeamSearchConfig, beam_search_for, greedy_decode, tuning_path
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, BeamSearchDecoder, beam_search_for, greedy_decode, tuning_path
 from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
 from speechrnn.text import Tokenizer
 
@@ -90,6 +90,26 @@ def test_chunked_decoding_equals_whole(lm_files, lexicon):
     chunked = decode(search, log_probs, chunks=[1, 7, 0, 30, 13]).hypothesis()
     assert chunked.text == whole.text and chunked.score == pytest.approx(whole.score)
     assert chunked.words == whole.words
+
+
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_long_utterance_search_is_pruned_with_the_same_result(lm_files, lexicon, monkeypatch):
+    arpa, lexicon_path = lm_files
+    search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon_path) if lexicon else None, lm_weight=1.0), TOK)
+    log_probs = log_probs_for("_ee_nn_t_ee_r__ _oo_n_e__ _t_ww_oo___ _yy_ee_s__ " * 20)  # 980 frames
+    unpruned = decode(search, log_probs).hypothesis()
+    monkeypatch.setattr(BeamSearchDecoder, "prune_every", 100)
+    monkeypatch.setattr(BeamSearchDecoder, "prune_lookback", 30)
+    whole = decode(search, log_probs)
+    decoder, held, start = search.decoder(frame_shift=0.03), [], 0
+    for size in [7, 93, 1, 250, 33] * 4:
+        decoder.step(log_probs[start : start + size])
+        start += size
+        held.append(decoder.frames_in_search)
+    decoder.finish()
+    assert whole.frames_in_search < log_probs.shape[0] and max(held) <= 100 + 30 + 100 + 250  # the search forgot
+    assert decoder.hypothesis().text == whole.hypothesis().text == unpruned.text == " ".join(["enter one two yes"] * 20)
+    assert decoder.hypothesis().words == whole.hypothesis().words == unpruned.words
 
 
 def test_nbest_is_sorted_and_distinct(lm_files):
