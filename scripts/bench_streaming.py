@@ -4,7 +4,7 @@ and memory and per-chunk time over a long stream.
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference offline] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
-        [--no-tentative]
+        [--no-tentative] [--long-no-endpoint]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread.
@@ -14,7 +14,8 @@ Usage:
   model's word times (the bidirectional model aligns words better than a causal one).
 - Stability: share of partials whose text is a prefix of the utterance's final text.
 - Long stream: test utterances with silences between them, looped to --long-minutes, with
-  endpointing on; reports RSS and the mean per-chunk time in the first and last tenths.
+  endpointing on (or off: --long-no-endpoint); reports RSS and the mean per-chunk time in the
+  first and last tenths.
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
+    parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--no-tentative", action="store_true", help="partials leave out the frames still waiting for look-ahead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -153,7 +155,9 @@ def main() -> None:
         "torch": torch.__version__,
     }
     if args.long_minutes > 0:
-        report["long_stream"] = long_stream(StreamingRecognizer(model, endpoint=EndpointConfig(), lm=search, tentative=not args.no_tentative), waves, args.long_minutes, step)
+        endpoint = None if args.long_no_endpoint else EndpointConfig()
+        recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=search, tentative=not args.no_tentative)
+        report["long_stream"] = {"endpointing": endpoint is not None, **long_stream(recognizer, waves, args.long_minutes, step)}
     print(json.dumps(report, indent=1))
 
 
