@@ -120,6 +120,26 @@ class Frontend(nn.Module):
         self.cmvn_std.copy_(torch.clamp(std, min=1e-5))
 
 
+def speech_level_db(waves: torch.Tensor, wave_lens: torch.Tensor, config: FrontendConfig) -> torch.Tensor:
+    """``(B,)`` speech level of each row in dB full scale: the 90th percentile of its frames'
+    power (frames as the frontend takes them), which speech rather than pauses decides."""
+    levels = []
+    for wave, n in zip(waves, wave_lens.tolist()):
+        if n < config.n_fft:
+            levels.append(waves.new_tensor(float("-inf")))
+            continue
+        power = wave[:n].unfold(0, config.n_fft, config.hop_length).pow(2).mean(-1)
+        levels.append(10 * torch.log10(torch.quantile(power, 0.9).clamp(min=1e-20)))
+    return torch.stack(levels) if levels else waves.new_zeros(0)
+
+
+def normalize_level(waves: torch.Tensor, wave_lens: torch.Tensor, target_db: float, config: FrontendConfig) -> torch.Tensor:
+    """Scale each row so its :func:`speech_level_db` is ``target_db`` (by -20 to +30 dB at
+    most, so silence and faint noise are not raised to speech level)."""
+    gain_db = (target_db - speech_level_db(waves, wave_lens, config)).clamp(-20.0, 30.0)
+    return waves * (10 ** (gain_db / 20))[:, None]
+
+
 # torchaudio keeps global CMVN statistics only inside its pretrained pipelines; accumulating them
 # over a training set is these few lines.
 class CMVNAccumulator:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .features import Frontend, FrontendConfig
+from .features import Frontend, FrontendConfig, normalize_level
 from .text import VOCAB, Tokenizer
 
 FORMAT = "speechrnn-model"
@@ -37,8 +37,14 @@ class ModelConfig:
     dropout: float = 0.25  # between RNN layers
     io_dropout: float = 0.25  # on the input projection's output and before the CTC head
     lookahead: int = 0  # future output frames mixed into each frame after the RNN (row convolution)
+    # Whole-utterance level normalisation (bidirectional models, which see the whole input
+    # anyway): each input is scaled so its speech level is this many dB full scale, the median
+    # of the training speech (None: off). A streaming model cannot know a level in advance.
+    level_db: float | None = None
 
     def __post_init__(self):
+        if self.level_db is not None and not self.bidirectional:
+            raise ValueError("level_db (whole-utterance level normalisation) needs a bidirectional model")
         if self.rnn_type not in ("gru", "lstm"):
             raise ValueError(f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
         if self.frame_stack < 1 or self.n_layers < 1 or self.n_hidden < 1 or self.n_proj < 1:
@@ -108,6 +114,8 @@ class SpeechModel(nn.Module):
 
     def features(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, N)`` samples -> ``(B, T, F)`` normalised features and ``(B,)`` lengths."""
+        if self.config.level_db is not None:
+            waves = normalize_level(waves, wave_lens, self.config.level_db, self.config.frontend)
         return self.frontend(waves, wave_lens)
 
     def stack_frames(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

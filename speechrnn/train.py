@@ -143,7 +143,7 @@ def train(
             print(f"resuming after epoch {state['epoch']} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
     elif init_from is not None:
         start = load_model(init_from)
-        if start.config != model_config:
+        if dataclasses.replace(start.config, level_db=None) != dataclasses.replace(model_config, level_db=None):
             raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options")
         model.load_state_dict(start.state_dict())
     else:

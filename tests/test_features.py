@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
+import pytest
 import torch
 
 from conftest import write_wav
 from speechrnn.audio import load_audio
-from speechrnn.features import CMVNAccumulator, Frontend, FrontendConfig, num_frames
+from speechrnn.features import CMVNAccumulator, Frontend, FrontendConfig, normalize_level, num_frames, speech_level_db
 
 
 def raw_mfcc(frontend: Frontend, samples: np.ndarray) -> np.ndarray:
@@ -60,3 +61,18 @@ def test_cmvn_normalises_to_zero_mean_unit_variance(tone):
     feats, _ = frontend(torch.from_numpy(tone)[None], torch.tensor([16000]))
     torch.testing.assert_close(feats[0].mean(0), torch.zeros(frontend.config.n_mfcc), atol=1e-3, rtol=0)
     torch.testing.assert_close(feats[0].std(0, unbiased=False), torch.ones(frontend.config.n_mfcc), atol=1e-2, rtol=0)
+
+
+def test_level_normalisation_undoes_a_gain_within_its_range(tone):
+    config = FrontendConfig()
+    wave = torch.from_numpy(tone)
+    waves = torch.stack([wave, wave * 0.01, wave * 0.3, torch.zeros_like(wave)])
+    lens = torch.tensor([len(tone)] * 3 + [len(tone) // 2])
+    levels = speech_level_db(waves, lens, config).tolist()
+    assert levels[1] == pytest.approx(levels[0] - 40, abs=1e-3) and levels[2] == pytest.approx(levels[0] + 20 * np.log10(0.3), abs=1e-3)
+    normalised = normalize_level(waves, lens, -25.0, config)
+    assert speech_level_db(normalised[:3], lens[:3], config).tolist() == pytest.approx([-25.0] * 3, abs=1e-3)
+    torch.testing.assert_close(normalised[1], normalised[0], rtol=1e-4, atol=1e-6)
+    assert torch.equal(normalised[3], waves[3])  # silence is not raised
+    quiet = normalize_level(waves[:1] * 1e-3, lens[:1], -25.0, config)  # 60 dB down: raised by 30 dB only
+    assert float(speech_level_db(quiet, lens[:1], config)[0]) == pytest.approx(levels[0] - 30, abs=1e-3)

@@ -121,3 +121,19 @@ def test_greedy_decoding_through_the_model_shapes():
     assert out_lens.tolist() == [7, 0]  # (4000 - 400) // 160 + 1 = 23 frames, stacked by 3
     hyps = greedy_decode(log_probs, out_lens, model.tokenizer, model.config.frame_shift)
     assert hyps[1].text == "" and hyps[1].words == []
+
+
+def test_level_normalised_model_hears_a_quiet_input_as_a_loud_one(tmp_path, tone):
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, level_db=-25.0)).eval()
+    wave = torch.from_numpy(tone)
+    lens = torch.tensor([len(tone), len(tone)])
+    feats, _ = model.features(torch.stack([wave, wave * 0.02]), lens)
+    torch.testing.assert_close(feats[1], feats[0], rtol=1e-3, atol=1e-3)
+    plain = SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1))
+    plain_feats, _ = plain.features(torch.stack([wave, wave * 0.02]), lens)
+    assert (plain_feats[1] - plain_feats[0]).abs().max() > 1  # without it the features differ
+    save_model(tmp_path / "m.pt", model)
+    assert load_model(tmp_path / "m.pt").config.level_db == -25.0
+    with pytest.raises(ValueError, match="bidirectional"):
+        ModelConfig(bidirectional=False, level_db=-25.0)

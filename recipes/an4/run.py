@@ -27,6 +27,7 @@ import platform
 import random
 import shlex
 import shutil
+import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,8 +35,9 @@ from pathlib import Path
 import torch
 
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
-from speechrnn.features import FrontendConfig
-from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, save_model
+from speechrnn.audio import load_audio
+from speechrnn.features import FrontendConfig, speech_level_db
+from speechrnn.model import BUNDLED_DIR, ModelConfig, SpeechModel, load_model, save_model
 from speechrnn.synth import random_voice, speak
 from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
@@ -44,6 +46,22 @@ from speechrnn.tuning import tune, write_tuning
 from speechrnn.train import TrainConfig, train, write_log
 
 HERE = Path(__file__).resolve().parent
+
+
+def calibrate_level(model_path: Path, train_set: list[Utterance]) -> None:
+    """Give a bidirectional model whole-utterance level normalisation: inputs are scaled to the
+    median speech level of the real training speech (training itself saw levels spread by
+    the gain augmentation instead)."""
+    model = load_model(model_path)
+    levels = []
+    for utterance in train_set:
+        wave = torch.from_numpy(load_audio(utterance.audio))
+        levels.append(float(speech_level_db(wave[None], torch.tensor([wave.shape[0]]), model.config.frontend)[0]))
+    level = round(statistics.median(levels), 1)
+    calibrated = SpeechModel(dataclasses.replace(model.config, level_db=level))
+    calibrated.load_state_dict(model.state_dict())
+    save_model(model_path, calibrated, metadata={**model.metadata, "level_db_from": f"median of {len(levels)} training utterances"})
+    print(f"level normalisation: inputs scaled to {level} dB FS speech level", file=sys.stderr)
 
 
 def synthesize(utterances: list[Utterance], out_dir: Path, share: float, seed: int) -> list[Utterance]:
@@ -268,6 +286,8 @@ def main() -> None:
             start = best
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if config.bidirectional and not args.evaluate_only:
+        calibrate_level(best, train_set)
 
     results = evaluate_sets(best, {"dev": dev, "test": test})
     lm_info = None
