@@ -215,6 +215,10 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout between RNN layers")
     parser.add_argument("--io-dropout", type=float, default=0.0, help="dropout after the input projection and before the head (default: %(default)s)")
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
+    parser.add_argument(
+        "--gain-db", type=float, nargs=2, default=AugmentConfig.gain_db, metavar=("LOW", "HIGH"),
+        help="random level change of the robust stage, in dB (default: %(default)s)",
+    )
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=60)
@@ -255,7 +259,7 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=lookahead,
     )
-    robust = AugmentConfig(narrowband_prob=args.narrowband_prob)
+    robust = AugmentConfig(narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db))
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
