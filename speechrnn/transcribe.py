@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -15,20 +16,43 @@ from .model import SpeechModel
 
 
 @torch.inference_mode()
-def emissions(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16) -> Iterator[tuple[int, torch.Tensor]]:
+def _batch_emissions(model: SpeechModel, waves: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    padded, lens = pad_waves(waves)
+    feats, feat_lens = model.features(padded.to(device), lens.to(device))
+    log_probs, out_lens = model(feats, feat_lens)
+    log_probs = log_probs.cpu()
+    return [log_probs[row, : int(out_lens[row])] for row in range(len(waves))]
+
+
+def emissions(
+    model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16, workers: int | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
     """``(index, (U, V) CTC log-probabilities)`` of each ``(N,)`` 16 kHz waveform, computed in
     batches of similar length (in that order, not the input order); the log-probabilities of
-    a waveform do not depend on what it was batched with."""
+    a waveform do not depend on what it was batched with.
+
+    On the CPU, ``workers`` batches (default: torch's thread count) run at once, one thread
+    each: a GRU's per-step matrix products are too small to share between threads well, so
+    whole batches side by side use the cores better.
+    """
     device = next(model.parameters()).device
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        padded, lens = pad_waves([waves[i] for i in rows])
-        feats, feat_lens = model.features(padded.to(device), lens.to(device))
-        log_probs, out_lens = model(feats, feat_lens)
-        log_probs = log_probs.cpu()
-        for row, i in enumerate(rows):
-            yield i, log_probs[row, : int(out_lens[row])]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    workers = min(len(batches), torch.get_num_threads() if workers is None else workers) if device.type == "cpu" else 1
+    if workers <= 1:
+        results: Iterable[list[torch.Tensor]] = (_batch_emissions(model, [waves[i] for i in rows], device) for rows in batches)
+        for rows, outputs in zip(batches, results):
+            yield from zip(rows, outputs)
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per worker; restored below
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            results = pool.map(lambda rows: _batch_emissions(model, [waves[i] for i in rows], device), batches)
+            for rows, outputs in zip(batches, results):
+                yield from zip(rows, outputs)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def decode(model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None) -> Hypothesis:

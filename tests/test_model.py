@@ -137,3 +137,18 @@ def test_level_normalised_model_hears_a_quiet_input_as_a_loud_one(tmp_path, tone
     assert load_model(tmp_path / "m.pt").config.level_db == -25.0
     with pytest.raises(ValueError, match="bidirectional"):
         ModelConfig(bidirectional=False, level_db=-25.0)
+
+
+def test_emissions_from_concurrent_batches_equal_one_batch_at_a_time(tone):
+    from speechrnn.transcribe import emissions
+
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(**TINY)).eval()
+    waves = [torch.from_numpy(tone[: 4000 + 997 * i]) for i in range(9)]
+    threads = torch.get_num_threads()
+    serial = dict(emissions(model, waves, batch_size=2, workers=1))
+    concurrent = dict(emissions(model, waves, batch_size=2, workers=3))
+    assert torch.get_num_threads() == threads  # restored
+    assert sorted(concurrent) == list(range(9))
+    for i, log_probs in serial.items():
+        torch.testing.assert_close(concurrent[i], log_probs, atol=1e-5, rtol=1e-5)
