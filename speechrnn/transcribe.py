@@ -39,17 +39,19 @@ def emissions(
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     workers = min(len(batches), torch.get_num_threads() if workers is None else workers) if device.type == "cpu" else 1
+
+    def run(rows: list[int]) -> list[torch.Tensor]:
+        return _batch_emissions(model, [waves[i] for i in rows], device)
+
     if workers <= 1:
-        results: Iterable[list[torch.Tensor]] = (_batch_emissions(model, [waves[i] for i in rows], device) for rows in batches)
-        for rows, outputs in zip(batches, results):
-            yield from zip(rows, outputs)
+        for rows in batches:
+            yield from zip(rows, run(rows))
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per worker; restored below
     try:
         with ThreadPoolExecutor(workers) as pool:
-            results = pool.map(lambda rows: _batch_emissions(model, [waves[i] for i in rows], device), batches)
-            for rows, outputs in zip(batches, results):
+            for rows, outputs in zip(batches, pool.map(run, batches)):
                 yield from zip(rows, outputs)
     finally:
         torch.set_num_threads(threads)
