@@ -149,6 +149,11 @@ def train(
     else:
         compute_cmvn(model, train_waves)
 
+    def save_kept(row: dict) -> None:
+        """Write the model as it is now to ``best.pt``, with its epoch's log row."""
+        info = {**(metadata or {}), "epoch": row["epoch"], "dev_wer": row["dev_wer"], "dev_cer": row["dev_cer"]}
+        save_model(out_dir / "best.pt", model, metadata=info)
+
     model.to(device)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     lengths = [w.shape[0] for w in train_waves]
@@ -202,8 +207,7 @@ def train(
             improved = dev_wer < best_wer
             best_wer = min(best_wer, dev_wer)
             if improved or keep == "last":
-                info = {**(metadata or {}), "epoch": epoch, "dev_wer": round(dev_wer, 2), "dev_cer": round(dev_cer, 2)}
-                save_model(out_dir / "best.pt", model, metadata=info)
+                save_kept(history[-1])
             atomic_torch_save(
                 {
                     "model": model.state_dict(),
@@ -230,9 +234,7 @@ def train(
             dist.barrier()
     if keep == "last" and is_main and start_epoch > config.epochs and history:
         # Resuming a finished run: the model file follows the rule asked for now.
-        last = history[-1]
-        info = {**(metadata or {}), "epoch": last["epoch"], "dev_wer": last["dev_wer"], "dev_cer": last["dev_cer"]}
-        save_model(out_dir / "best.pt", model, metadata=info)
+        save_kept(history[-1])
     if world > 1:
         dist.destroy_process_group()
     return out_dir / "best.pt"
