@@ -36,6 +36,7 @@ class StreamState:
     pending: torch.Tensor  # (B, P, H) RNN outputs waiting for look-ahead frames, P <= lookahead
     frames_done: int = 0  # output frames produced so far (log-probabilities returned)
     decoders: list[GreedyDecoder | BeamSearchDecoder] = field(default_factory=list)  # one per stream
+    tentative: torch.Tensor | None = None  # (B, P, V) log-probabilities of the pending frames if silence followed
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -115,18 +116,17 @@ def flush(model: SpeechModel, state: StreamState) -> tuple[torch.Tensor, StreamS
 def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool) -> tuple[torch.Tensor, StreamState]:
     lookahead = model.config.lookahead
     buffer = torch.cat([state.pending, out], dim=1)
+    n_ready = buffer.shape[1] if final else max(0, buffer.shape[1] - lookahead)
     if lookahead:
-        if final:
-            n_ready = buffer.shape[1]
-            buffer = torch.nn.functional.pad(buffer, (0, 0, 0, lookahead))
-        else:
-            n_ready = max(0, buffer.shape[1] - lookahead)
-        pending = buffer[:, n_ready:] if not final else buffer[:, :0]
-        mixed = model.lookahead(buffer[:, : n_ready + lookahead].transpose(1, 2)).transpose(1, 2) if n_ready else buffer[:, :0]
+        # Frames past the buffer are taken as silence (zeros): what a stream's last frames see
+        # at the end, and the tentative reading of the frames still waiting for look-ahead.
+        buffer_mixed = model.mix_lookahead(torch.nn.functional.pad(buffer, (0, 0, 0, lookahead)))
     else:
-        mixed, pending = buffer, buffer[:, :0]
-    log_probs = model.head(mixed).log_softmax(dim=-1)
-    return log_probs, dataclasses.replace(state, pending=pending, frames_done=state.frames_done + log_probs.shape[1])
+        buffer_mixed = buffer
+    log_probs = model.head(buffer_mixed).log_softmax(dim=-1)
+    return log_probs[:, :n_ready], dataclasses.replace(
+        state, pending=buffer[:, n_ready:], tentative=log_probs[:, n_ready:], frames_done=state.frames_done + n_ready
+    )
 
 
 def stack_states(states: Sequence[StreamState]) -> StreamState:
@@ -146,6 +146,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         pending=torch.cat([s.pending for s in states]),
         frames_done=states[0].frames_done,
         decoders=[d for s in states for d in s.decoders],
+        tentative=None if any(s.tentative is None for s in states) else torch.cat([s.tentative for s in states]),
     )
 
 
@@ -160,6 +161,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             pending=state.pending[b : b + 1],
             frames_done=state.frames_done,
             decoders=state.decoders[b : b + 1],
+            tentative=None if state.tentative is None else state.tentative[b : b + 1],
         )
         for b in range(state.samples.shape[0])
     ]
@@ -320,9 +322,8 @@ class StreamingRecognizer:
 
     def _result(self, kind: str) -> Result:
         decoder, n_frames = self.decoder, self.decoder.n_frames
-        if kind == "partial" and self.tentative and isinstance(decoder, GreedyDecoder) and self.state.pending.shape[1]:
-            # flush() returns a new state; the stream's own state keeps the frames pending.
-            ahead, _ = flush(self.model, self.state)
+        ahead = self.state.tentative
+        if kind == "partial" and self.tentative and isinstance(decoder, GreedyDecoder) and ahead is not None and ahead.shape[1]:
             hyp, n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
         else:
             hyp = decoder.hypothesis()
