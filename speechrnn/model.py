@@ -165,7 +165,7 @@ class SpeechModel(nn.Module):
 
         The sum of shifted products is the Conv1d's arithmetic, written out because PyTorch's
         depthwise convolution costs ~135 us per call on the CPU even for the few frames of a
-        streaming chunk, ~4x this (and about the same on whole utterances).
+        streaming chunk, about 4x as long as this sum (on whole utterances the two cost the same).
         """
         weight, n = self.lookahead.weight[:, 0], x.shape[1] - self.config.lookahead
         out = x[:, :n] * weight[:, 0]
