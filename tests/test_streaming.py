@@ -104,6 +104,8 @@ def test_stacked_streams_advance_like_single_streams(model, tone):
         states = unstack_state(batch_state)
         for i in range(len(waves)):
             outputs[i].append(log_probs[i])
+            # Each stream's tentative frames are what it would emit if it ended here.
+            torch.testing.assert_close(states[i].tentative, flush(model, states[i])[0], atol=1e-5, rtol=1e-5)
     for i, state in enumerate(states):
         outputs[i].append(flush(model, state)[0][0])
         torch.testing.assert_close(torch.cat(outputs[i]), singles[i], atol=1e-5, rtol=1e-5)
