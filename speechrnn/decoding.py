@@ -4,6 +4,7 @@ Shapes: ``B`` batch, ``U`` output frames, ``V`` vocabulary size.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -96,6 +97,7 @@ class GreedyDecoder:
         self.score = 0.0
         self._previous = tokenizer.blank
         self._words: list[WordTiming] = []
+        self._text = ""  # the finished words' text, kept as they finish: a partial costs no re-join
         self._chars: list[str] = []
         self._char_probs: list[float] = []
         self._word_first = self._word_last = 0
@@ -127,19 +129,29 @@ class GreedyDecoder:
             self._previous = token
         self.n_frames += len(path)
 
-    def peek(self, log_probs: torch.Tensor) -> Hypothesis:
-        """The hypothesis as if ``(U, V)`` further frames followed, leaving the decoder as it is
-        (for tentative frames that a later chunk may still change)."""
-        ahead = self.copy()
-        ahead.step(log_probs)
-        return ahead.hypothesis()
+    def peek(self, log_probs: torch.Tensor) -> tuple[str, list[WordTiming]]:
+        """The :meth:`transcript` as if ``(U, V)`` further frames followed, leaving the decoder
+        as it is (for tentative frames that a later chunk may still change)."""
+        with self.tentatively():
+            self.step(log_probs)
+            return self.transcript()
 
-    def copy(self) -> "GreedyDecoder":
-        """An independent decoder in the same state."""
-        twin = copy.copy(self)
-        for name in ("tokens", "frames", "_words", "_chars", "_char_probs"):
-            setattr(twin, name, list(getattr(self, name)))
-        return twin
+    @contextlib.contextmanager
+    def tentatively(self):
+        """Undo on exit whatever is decoded inside the block.
+
+        The cost is that of the block plus the current word, not of the whole utterance: the
+        finished words and tokens are only appended to in the block, so they are cut back.
+        """
+        lengths = len(self.tokens), len(self.frames), len(self._words)
+        scalars = (self.n_frames, self.last_emission, self.score, self._previous, self._text, self._word_first, self._word_last)
+        chars, char_probs = list(self._chars), list(self._char_probs)
+        try:
+            yield self
+        finally:
+            del self.tokens[lengths[0] :], self.frames[lengths[1] :], self._words[lengths[2] :]
+            self.n_frames, self.last_emission, self.score, self._previous, self._text, self._word_first, self._word_last = scalars
+            self._chars, self._char_probs = chars, char_probs
 
     def _emit(self, token: int, frame: int, prob: float) -> None:
         self.tokens.append(token)
@@ -167,19 +179,21 @@ class GreedyDecoder:
         word = self._current_word()
         if word is not None:
             self._words.append(word)
+            self._text = f"{self._text} {word.word}" if self._text else word.word
         self._chars, self._char_probs = [], []
 
     def hypothesis(self) -> Hypothesis:
         """The best path so far (a word still being spelled is included)."""
+        text, words = self.transcript()
+        return Hypothesis(text=text, tokens=list(self.tokens), frames=list(self.frames), score=self.score, words=words)
+
+    def transcript(self) -> tuple[str, list[WordTiming]]:
+        """The text and words of :meth:`hypothesis`, without copying its token lists (a live
+        partial's cost then hardly grows with the utterance's length)."""
         current = self._current_word()
-        words = self._words + [current] if current else list(self._words)
-        return Hypothesis(
-            text=" ".join(w.word for w in words),
-            tokens=list(self.tokens),
-            frames=list(self.frames),
-            score=self.score,
-            words=words,
-        )
+        if current is None:
+            return self._text, list(self._words)
+        return (f"{self._text} {current.word}" if self._text else current.word), [*self._words, current]
 
 
 # --- Beam search with a word language model -------------------------------------------------
@@ -491,13 +505,27 @@ class BeamSearchDecoder:
     def _path_probs(self, path: list[int]) -> list[float]:
         return self._log_probs[: len(path)].gather(1, torch.tensor(path)[:, None])[:, 0].exp().tolist()
 
+    def transcript(self) -> tuple[str, list[WordTiming]]:
+        """The text and words of :meth:`hypothesis` (for live partials: no token lists copied)."""
+        if self.finished:  # once per utterance
+            best = self.hypothesis()
+            return best.text, best.words
+        with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None) as builder:
+            return builder.transcript()
+
     def _to_hypothesis(self, result) -> Hypothesis:
-        path = self._path(result, self.frames_in_search)
-        builder = self._committed.copy()
-        if path:
-            builder.follow(path, self._path_probs(path))
-        hyp = builder.hypothesis()
+        with self._follow(result) as builder:
+            hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
+
+    @contextlib.contextmanager
+    def _follow(self, result):
+        """The committed prefix continued by ``result``'s path, undone on exit."""
+        path = self._path(result, self.frames_in_search)
+        with self._committed.tentatively() as builder:
+            if path:
+                builder.follow(path, self._path_probs(path))
+            yield builder
 
 
 def tuning_path(model_path: str | os.PathLike) -> Path:

@@ -324,8 +324,8 @@ class StreamingRecognizer:
         decoder, n_frames = self.decoder, self.decoder.n_frames
         ahead = self.state.tentative
         if kind == "partial" and self.tentative and isinstance(decoder, GreedyDecoder) and ahead is not None and ahead.shape[1]:
-            hyp, n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
+            (text, words), n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
         else:
-            hyp = decoder.hypothesis()
+            text, words = decoder.transcript()
         start = decoder.time_offset  # where the current utterance began, from stream start
-        return Result(kind, hyp.text, round(start, 3), round(start + n_frames * self.frame_shift, 3), hyp.words)
+        return Result(kind, text, round(start, 3), round(start + n_frames * self.frame_shift, 3), words)

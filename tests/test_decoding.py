@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechrnn.decoding import greedy_decode
+from speechrnn.decoding import GreedyDecoder, greedy_decode
 from speechrnn.text import Tokenizer
 
 TOK = Tokenizer()
@@ -45,3 +45,22 @@ def test_rejects_wrong_shapes():
         greedy_decode(torch.zeros(3, 29), torch.tensor([3]), TOK, 0.03)
     with pytest.raises(ValueError, match="out_lens"):
         greedy_decode(torch.zeros(1, 3, 29), torch.tensor([3, 3]), TOK, 0.03)
+
+
+def test_peek_leaves_the_decoder_as_it_was():
+    # Peeking at frames that close a word, start another and repeat a letter must undo all of it.
+    frames = log_probs_for(list("__gg_o_ _yy"))[0]
+    ahead = log_probs_for(list("yee_s _nn"))[0]
+    rest = log_probs_for(list("oo__ _"))[0]
+    peeked, plain = GreedyDecoder(TOK, 0.02), GreedyDecoder(TOK, 0.02)
+    peeked.step(frames), plain.step(frames)
+
+    text, words = peeked.peek(ahead)
+    assert text == "go yes n" and [w.word for w in words] == ["go", "yes", "n"]
+    assert peeked.hypothesis() == plain.hypothesis()
+    assert (peeked.n_frames, peeked.last_emission) == (plain.n_frames, plain.last_emission)
+
+    peeked.step(rest), plain.step(rest)
+    assert peeked.hypothesis() == plain.hypothesis()
+    assert peeked.hypothesis().text == "go yo"
+    assert peeked.transcript() == (peeked.hypothesis().text, peeked.hypothesis().words)
