@@ -326,7 +326,7 @@ class BeamSearch:
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
-        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest)
+        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, lexicon=self.lexicon is not None)
 
 
 class WordLMAdapter(fl.LM):
@@ -416,8 +416,9 @@ class BeamSearchDecoder:
     prune_lookback = 150  # frames: 3 s at 20 ms steps
     _LOOKBACK_SLACK = 100  # flashlight walks up to this many frames further back (kLookBackLimit)
 
-    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int):
+    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, lexicon: bool = False):
         self.engine = engine
+        self.lexicon = lexicon  # lexicon-constrained search: words end at a word boundary
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
@@ -478,8 +479,21 @@ class BeamSearchDecoder:
     def finish(self) -> None:
         """End of the utterance: the LM scores the end of sentence, and the search ends."""
         if not self.finished:
+            if self.lexicon:
+                self._end_word()
             self.engine.decode_end()
             self.finished = True
+
+    def _end_word(self) -> None:
+        # The lexicon spells every word with a closing word boundary, and flashlight drops the
+        # hypotheses still inside a word when the search ends, but the acoustic model does not
+        # end an utterance with a space: a last word whose letters also make a word of their
+        # own would lose its ending ("a l a n" -> "a l a", the search keeping "a"). One more
+        # frame that is certainly the boundary closes it. It is not a frame of the audio: it
+        # stays out of n_frames, times and the paths read back (`_path` cuts at n_frames).
+        frame = torch.full((1, len(self.tokenizer)), -1e4)
+        frame[0, self.tokenizer.space] = 0.0
+        self.engine.decode_step(frame.data_ptr(), 1, frame.shape[1])
 
     def hypothesis(self) -> Hypothesis:
         if self.finished:
