@@ -231,3 +231,19 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
     assert written["lm_weight"] in (0.5, 1.0) and written["word_score"] in (0.0, 1.0)
     assert written["lm"] == "lm.arpa" and written["tuned"]["utterances"] == 4  # paths relative to the settings file
     assert written["tuned"]["dev_wer"] <= written["tuned"]["greedy_dev_wer"]
+
+
+def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):
+    # The lexicon spells each word with its closing boundary, but the acoustic model ends an
+    # utterance with silence, not a space: here "yes n" and then certain blanks. Reading the
+    # 'n' frame as a space would close "yes" cheaply and drop the "n" (AN4 "a l a n" -> "a l a").
+    lexicon = tmp_path / "lexicon.txt"
+    write_lexicon(lexicon, {"yes", "n", "no"}, TOK)
+    log_probs = log_probs_for("_yy_ee_s__ _n___")
+    log_probs[-3:] = torch.full((len(TOK),), 1e-9).index_fill(0, torch.tensor([TOK.blank]), 1.0).log()
+    decoder = decode(BeamSearch(BeamSearchConfig(lexicon=str(lexicon)), TOK), log_probs)
+    hyp = decoder.hypothesis()
+    assert hyp.text == "yes n"
+    greedy = greedy_decode(log_probs[None], torch.tensor([log_probs.shape[0]]), TOK, 0.03)[0]
+    assert hyp.words == greedy.words  # the closing boundary is no audio frame: times as greedy
+    assert decoder.n_frames == log_probs.shape[0]
