@@ -22,7 +22,7 @@ from speechrnn.data import DEFAULT_AN4, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.model import load_model
 from speechrnn.output import render
-from speechrnn.transcribe import transcribe_files
+from speechrnn.transcribe import BATCH_SIZE, transcribe_files
 
 
 def main() -> None:
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="offline")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="as `speechrnn transcribe --batch-size` (default: %(default)s)")
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -42,7 +43,7 @@ def main() -> None:
             started = time.perf_counter()
             model = load_model(args.model)
             search = beam_search_for(model, args.lm)  # LM loading counts, as model loading does
-            results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search)
+            results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search, batch_size=args.batch_size)
             timings.append(time.perf_counter() - started)
     failed = [r.audio for r in results if r.error]
     if failed:
@@ -57,6 +58,7 @@ def main() -> None:
         "model": args.model,
         "lm": args.lm,
         "threads": args.threads,
+        "batch_size": args.batch_size,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
         "torch": torch.__version__,
     }))

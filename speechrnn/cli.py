@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
+from .transcribe import BATCH_SIZE
 from .tuning import LM_WEIGHTS, WORD_SCORES
 
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="offline", help="bundled model name or model file (default: %(default)s)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: %(default)s)")
     p.add_argument("--output-dir", help="write one file per input here instead of printing")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="utterances per forward pass (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_decoding_options(p, nbest=True)
     p.set_defaults(func=cmd_transcribe)

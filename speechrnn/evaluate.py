@@ -10,7 +10,7 @@ import jiwer
 from .data import Utterance, load_waves
 from .decoding import BeamSearch, Hypothesis
 from .model import SpeechModel
-from .transcribe import recognize
+from .transcribe import BATCH_SIZE, recognize
 
 
 def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[float, float]:
@@ -35,7 +35,7 @@ class Evaluation:
         return {"wer": round(self.wer, 2), "cer": round(self.cer, 2), "n": self.n_utterances, "rtf": round(self.rtf, 4)}
 
 
-def evaluate(model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = 16, search: BeamSearch | None = None) -> Evaluation:
+def evaluate(model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None) -> Evaluation:
     """Decode ``utterances`` (greedy, or with ``search``) and score them against their transcripts."""
     waves = load_waves(utterances)
     started = time.perf_counter()

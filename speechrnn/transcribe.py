@@ -14,6 +14,8 @@ from .decoding import BeamSearch, Hypothesis, new_decoder
 from .data import pad_waves
 from .model import SpeechModel
 
+BATCH_SIZE = 16  # utterances per forward pass in whole-file recognition
+
 
 @torch.inference_mode()
 def _batch_emissions(model: SpeechModel, waves: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -25,7 +27,7 @@ def _batch_emissions(model: SpeechModel, waves: Sequence[torch.Tensor], device: 
 
 
 def emissions(
-    model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16, workers: int | None = None
+    model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = BATCH_SIZE, workers: int | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """``(index, (U, V) CTC log-probabilities)`` of each ``(N,)`` 16 kHz waveform, computed in
     batches of similar length (in that order, not the input order); the log-probabilities of
@@ -65,7 +67,7 @@ def decode(model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | Non
     return decoder.hypothesis()
 
 
-def recognize(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = 16, search: BeamSearch | None = None) -> list[Hypothesis]:
+def recognize(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None) -> list[Hypothesis]:
     """Decode many ``(N,)`` 16 kHz waveforms (greedy, or with ``search``), batched by similar
     length; returns hypotheses in the order of ``waves``."""
     results: list[Hypothesis | None] = [None] * len(waves)
@@ -103,7 +105,7 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
 def transcribe_files(
     model: SpeechModel,
     paths: Sequence[str],
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     max_batch_seconds: float = 300.0,
     on_result: Callable[[FileResult], None] | None = None,
     progress: bool = False,
