@@ -206,6 +206,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
 # than a bidirectional one (twice the clean epochs), underfits rather than overfits (less
 # dropout), and cannot normalise its input level in advance (a wider gain range).
 STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0)}
+OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db}
 
 
 def main() -> None:
@@ -219,22 +220,22 @@ def main() -> None:
     parser.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     parser.add_argument("--n-mfcc", type=int, default=FrontendConfig.n_mfcc)
     parser.add_argument("--features", choices=("mfcc", "logmel"), default="logmel", help="frontend output (default: %(default)s)")
-    parser.add_argument("--dropout", type=float, default=None, help=f"dropout between RNN layers (default: {ModelConfig.dropout}, streaming {STREAMING_DEFAULTS['dropout']})")
+    parser.add_argument("--dropout", type=float, default=None, help=f"dropout between RNN layers (default: {OFFLINE_DEFAULTS['dropout']}, streaming {STREAMING_DEFAULTS['dropout']})")
     parser.add_argument("--io-dropout", type=float, default=0.0, help="dropout after the input projection and before the head (default: %(default)s)")
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-        help=f"random level change of the robust stage, in dB (default: {AugmentConfig.gain_db}, streaming {STREAMING_DEFAULTS['gain_db']})",
+        help=f"random level change of the robust stage, in dB (default: {OFFLINE_DEFAULTS['gain_db']}, streaming {STREAMING_DEFAULTS['gain_db']})",
     )
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: 60, streaming {STREAMING_DEFAULTS['epochs']})")
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: {OFFLINE_DEFAULTS['epochs']}, streaming {STREAMING_DEFAULTS['epochs']})")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
-    parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: 15, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
+    parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: {OFFLINE_DEFAULTS['robust_epochs']}, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
@@ -246,8 +247,7 @@ def main() -> None:
     parser.add_argument("--lm-order", type=int, default=3, help="n-gram order of the word LM (0: no LM step)")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
     args = parser.parse_args()
-    defaults = STREAMING_DEFAULTS if args.streaming else {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db}
-    for key, value in defaults.items():
+    for key, value in (STREAMING_DEFAULTS if args.streaming else OFFLINE_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
 
