@@ -269,12 +269,13 @@ class BeamSearch:
         self.tokens = fl_dictionary.Dictionary([lm_module.WORD_BOUNDARY if token == space else token for token in tokenizer.vocab])
         self.silence = tokenizer.space
         self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
-        self.lexicon = None
+        self.lexicon = self.prefixes = None
         if config.lexicon:
             lexicon = lm_module.read_lexicon(config.lexicon, tokenizer)
             if not lexicon:
                 raise ValueError(f"{config.lexicon}: the lexicon has no usable words")
             self.lexicon = lexicon
+            self.prefixes = frozenset(word[:n] for word in lexicon for n in range(1, len(word) + 1))
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
             spellings.setdefault(lm_module.UNK, [[lm_module.UNK]])
             self.words = fl_dictionary.create_word_dict(spellings)
@@ -326,7 +327,7 @@ class BeamSearch:
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
-        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, lexicon=self.lexicon is not None)
+        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, self.prefixes)
 
 
 class WordLMAdapter(fl.LM):
@@ -399,9 +400,9 @@ class WordLMAdapter(fl.LM):
 class BeamSearchDecoder:
     """One utterance's beam search, fed chunk by chunk like :class:`GreedyDecoder`.
 
-    :meth:`hypothesis` returns, before :meth:`finish`, the best hypothesis's words that are
-    complete so far (a word being spelled shows once the search has settled on it), and after
-    it the best final hypothesis. Word times and confidences come from the best path's frames
+    :meth:`hypothesis` returns, before :meth:`finish`, the best hypothesis up to its last
+    finished word followed by the best path of the frames since (the word being spoken, read
+    letter by letter until the search settles on it), and after it the best final hypothesis. Word times and confidences come from the best path's frames
     and posteriors, as in greedy decoding.
 
     A long utterance (a stream without endpointing) would keep its whole search history. At
@@ -416,9 +417,10 @@ class BeamSearchDecoder:
     prune_lookback = 150  # frames: 3 s at 20 ms steps
     _LOOKBACK_SLACK = 100  # flashlight walks up to this many frames further back (kLookBackLimit)
 
-    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, lexicon: bool = False):
+    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, prefixes: frozenset[str] | None = None):
         self.engine = engine
-        self.lexicon = lexicon  # lexicon-constrained search: words end at a word boundary
+        self.lexicon = prefixes is not None  # lexicon-constrained search: words end at a word boundary
+        self.prefixes = prefixes  # every start of a lexicon word (None: any spelling)
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
@@ -532,10 +534,37 @@ class BeamSearchDecoder:
             hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
 
+    def _spellable(self, tail: list[int]) -> list[int]:
+        """``tail`` (a best path starting after a finished word) cut where it stops spelling
+        the start of a lexicon word, so a partial does not show what the search cannot end on."""
+        if self.prefixes is None:
+            return tail
+        word, previous = "", self.tokenizer.blank
+        for i, token in enumerate(tail):
+            if token != previous and token != self.tokenizer.blank:
+                if token == self.tokenizer.space:
+                    if word and word not in self.prefixes:
+                        return tail[:i]
+                    word = ""
+                else:
+                    word += self.tokenizer.vocab[token]
+                    if word not in self.prefixes:
+                        return tail[:i]
+            previous = token
+        return tail
+
     @contextlib.contextmanager
     def _follow(self, result):
-        """The committed prefix continued by ``result``'s path, undone on exit."""
+        """The committed prefix continued by ``result``'s path, undone on exit.
+
+        Before :meth:`finish`, flashlight's best partial hypothesis ends at its last finished
+        word (``get_best_hypothesis`` walks back to it), so the frames after it are read on the
+        best path, as greedy decoding reads them: a partial shows the word being spoken before
+        the search settles on it (and may respell it then).
+        """
         path = self._path(result, self.frames_in_search)
+        if not self.finished:
+            path += self._spellable(self._log_probs[len(path) : self.frames_in_search].argmax(dim=-1).tolist())
         with self._committed.tentatively() as builder:
             if path:
                 builder.follow(path, self._path_probs(path))

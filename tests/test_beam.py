@@ -247,3 +247,17 @@ def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):
     greedy = greedy_decode(log_probs[None], torch.tensor([log_probs.shape[0]]), TOK, 0.03)[0]
     assert hyp.words == greedy.words  # the closing boundary is no audio frame: times as greedy
     assert decoder.n_frames == log_probs.shape[0]
+
+
+def test_lexicon_partial_shows_the_word_being_spoken_as_far_as_the_lexicon_spells_it(lm_files):
+    # The search's best partial ends at its last finished word ("yes"); the frames after it are
+    # read on the best path, cut where they stop spelling the start of a lexicon word.
+    arpa, lexicon = lm_files
+    search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK)
+    spoken, garbled = search.decoder(frame_shift=0.03), search.decoder(frame_shift=0.03)
+    spoken.step(log_probs_for("_yy_ee_s__ _nn_o"))
+    garbled.step(log_probs_for("_yy_ee_s__ _nn_x"))
+    assert spoken.hypothesis().text == spoken.transcript()[0] == "yes no"
+    assert garbled.hypothesis().text == "yes n"  # "nx" starts no lexicon word
+    spoken.step(log_probs_for("__")), spoken.finish()
+    assert spoken.hypothesis().text == "yes no"
