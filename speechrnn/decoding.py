@@ -275,7 +275,8 @@ class BeamSearch:
             if not lexicon:
                 raise ValueError(f"{config.lexicon}: the lexicon has no usable words")
             self.lexicon = lexicon
-            self.prefixes = frozenset(word[:n] for word in lexicon for n in range(1, len(word) + 1))
+            # Every start of a lexicon word, and every word followed by a space (a finished word).
+            self.prefixes = frozenset({word[:n] for word in lexicon for n in range(1, len(word) + 1)} | {f"{word} " for word in lexicon})
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
             spellings.setdefault(lm_module.UNK, [[lm_module.UNK]])
             self.words = fl_dictionary.create_word_dict(spellings)
@@ -402,8 +403,9 @@ class BeamSearchDecoder:
 
     :meth:`hypothesis` returns, before :meth:`finish`, the best hypothesis up to its last
     finished word followed by the best path of the frames since (the word being spoken, read
-    letter by letter until the search settles on it), and after it the best final hypothesis. Word times and confidences come from the best path's frames
-    and posteriors, as in greedy decoding.
+    letter by letter until the search settles on it), and after it the best final hypothesis.
+    Word times and confidences come from the best path's frames and posteriors, as in greedy
+    decoding.
 
     A long utterance (a stream without endpointing) would keep its whole search history. At
     every ``prune_every`` frames from the utterance's start the search forgets what lies more
@@ -420,7 +422,7 @@ class BeamSearchDecoder:
     def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, prefixes: frozenset[str] | None = None):
         self.engine = engine
         self.lexicon = prefixes is not None  # lexicon-constrained search: words end at a word boundary
-        self.prefixes = prefixes  # every start of a lexicon word (None: any spelling)
+        self.prefixes = prefixes  # starts of lexicon words, and its words + " " (None: any spelling)
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
@@ -539,17 +541,18 @@ class BeamSearchDecoder:
         the start of a lexicon word, so a partial does not show what the search cannot end on."""
         if self.prefixes is None:
             return tail
-        word, previous = "", self.tokenizer.blank
+        word, start, previous = "", 0, self.tokenizer.blank
         for i, token in enumerate(tail):
             if token != previous and token != self.tokenizer.blank:
                 if token == self.tokenizer.space:
-                    if word and word not in self.prefixes:
-                        return tail[:i]
+                    if word and f"{word} " not in self.prefixes:
+                        return tail[:start]  # a finished non-word: drop it whole
                     word = ""
                 else:
+                    start = i if not word else start
                     word += self.tokenizer.vocab[token]
                     if word not in self.prefixes:
-                        return tail[:i]
+                        return tail[:i]  # keep the part that starts a lexicon word
             previous = token
         return tail
 

@@ -259,5 +259,8 @@ def test_lexicon_partial_shows_the_word_being_spoken_as_far_as_the_lexicon_spell
     garbled.step(log_probs_for("_yy_ee_s__ _nn_x"))
     assert spoken.hypothesis().text == spoken.transcript()[0] == "yes no"
     assert garbled.hypothesis().text == "yes n"  # "nx" starts no lexicon word
+    unfinished = search.decoder(frame_shift=0.03)
+    unfinished.step(log_probs_for("_yy_ee_s__ _nn_ _yy"))
+    assert unfinished.hypothesis().text == "yes"  # "n" is no lexicon word: cut at its end
     spoken.step(log_probs_for("__")), spoken.finish()
     assert spoken.hypothesis().text == "yes no"
