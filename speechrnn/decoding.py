@@ -421,8 +421,7 @@ class BeamSearchDecoder:
 
     def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, prefixes: frozenset[str] | None = None):
         self.engine = engine
-        self.lexicon = prefixes is not None  # lexicon-constrained search: words end at a word boundary
-        self.prefixes = prefixes  # starts of lexicon words, and its words + " " (None: any spelling)
+        self.prefixes = prefixes  # starts of lexicon words, and its words + " " (None: no lexicon)
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
@@ -483,7 +482,7 @@ class BeamSearchDecoder:
     def finish(self) -> None:
         """End of the utterance: the LM scores the end of sentence, and the search ends."""
         if not self.finished:
-            if self.lexicon:
+            if self.prefixes is not None:  # lexicon words end at a word boundary
                 self._end_word()
             self.engine.decode_end()
             self.finished = True
