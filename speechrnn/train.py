@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from .data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
@@ -42,6 +43,7 @@ class TrainConfig:
     grad_clip: float = 5.0  # gradient-norm clipping (RNNs explode through time without it)
     seed: int = 0
     threads: int = 2  # CPU threads per process
+    average_epochs: int = 0  # with keep="last": the model file averages the weights of the last N epochs
 
 
 def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
@@ -113,6 +115,8 @@ def train(
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    if config.average_epochs and (keep != "last" or not 0 < config.average_epochs <= config.epochs):
+        raise ValueError(f"average_epochs needs keep='last' and 1..epochs ({config.epochs}) epochs, got {config.average_epochs}")
     out_dir = Path(out_dir)
     rank, world, local_rank = _distributed()
     is_main = rank == 0
@@ -131,11 +135,15 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config))
 
     start_epoch, best_wer, elapsed, history = 1, float("inf"), 0.0, []
+    averaged = None
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if ModelConfig.from_dict(state["model_config"]) != model_config or state["train_config"] != dataclasses.asdict(config):
+        if ModelConfig.from_dict(state["model_config"]) != model_config or TrainConfig(**state["train_config"]) != config:
             raise ValueError(f"{checkpoint_path}: was written with another model or training config; resume with the same options")
         model.load_state_dict(state["model"])
+        if "averaged" in state:
+            averaged = AveragedModel(model, use_buffers=True)
+            averaged.load_state_dict(state["averaged"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
@@ -150,8 +158,15 @@ def train(
         compute_cmvn(model, train_waves)
 
     def save_kept(row: dict) -> None:
-        """Write the model as it is now to ``best.pt``, with its epoch's log row."""
+        """Write the model as it is now to ``best.pt``, with its epoch's log row; at the end
+        of an averaging run, the average of the last epochs with its own dev figures."""
         info = {**(metadata or {}), "epoch": row["epoch"], "dev_wer": row["dev_wer"], "dev_cer": row["dev_cer"]}
+        if averaged is not None and row["epoch"] == config.epochs:
+            dev_wer, dev_cer = error_rates(references, [h.text for h in recognize(averaged.module.eval(), dev_waves)])
+            info.update(averaged_epochs=config.average_epochs, dev_wer=round(dev_wer, 2), dev_cer=round(dev_cer, 2), last_epoch_dev_wer=row["dev_wer"])
+            save_model(out_dir / "best.pt", averaged.module, metadata=info)
+            print(f"average of the last {config.average_epochs} epochs: dev WER {dev_wer:.2f}% CER {dev_cer:.2f}%", file=sys.stderr, flush=True)
+            return
         save_model(out_dir / "best.pt", model, metadata=info)
 
     model.to(device)
@@ -188,6 +203,9 @@ def train(
             n_batches += 1
             bar.set_postfix(loss=f"{total_loss / n_batches:.3f}", refresh=False)
         bar.close()
+        if config.average_epochs and epoch > config.epochs - config.average_epochs:
+            averaged = averaged or AveragedModel(model, use_buffers=True)
+            averaged.update_parameters(model)  # an equal-weight running mean of the epochs so far
         elapsed += time.time() - started
 
         if is_main:
@@ -219,6 +237,7 @@ def train(
                     "history": history,
                     "model_config": model_config.to_dict(),
                     "train_config": dataclasses.asdict(config),
+                    **({"averaged": averaged.state_dict()} if averaged is not None else {}),
                 },
                 checkpoint_path,
             )

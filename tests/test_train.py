@@ -70,7 +70,25 @@ def test_keep_last_makes_the_last_epoch_the_model_file(tiny_set, tmp_path):
         train(TINY, tiny_set, tiny_set[:2], tmp_path, config, None, keep="newest")
 
 
-def _train_epochs(utterances, out_dir, config, augment, stop_after):
+def test_averaging_keeps_the_mean_of_the_last_epochs_also_across_a_resume(tiny_set, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=2, warmup_steps=2, threads=1, average_epochs=2)
+    _train_epochs(tiny_set, tmp_path, config, None, stop_after=2, keep="last")
+    second = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    path = train(TINY, tiny_set, tiny_set[:2], tmp_path, config, None, resume=True, keep="last")
+    third = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    model = load_model(path)
+    assert model.metadata["averaged_epochs"] == 2 and model.metadata["epoch"] == 3
+    changed = 0
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (second[key] + third[key]) / 2, msg=key)
+            changed += not torch.equal(second[key], third[key])
+    assert changed > 0  # the two epochs differ, so the mean is neither of them
+    with pytest.raises(ValueError, match="average_epochs needs keep='last'"):
+        train(TINY, tiny_set, tiny_set[:2], tmp_path / "best", config, None)
+
+
+def _train_epochs(utterances, out_dir, config, augment, stop_after, keep="best"):
     """Run ``train`` but kill it (KeyboardInterrupt) once ``stop_after`` epochs are saved."""
     import speechrnn.train as train_module
 
@@ -84,7 +102,7 @@ def _train_epochs(utterances, out_dir, config, augment, stop_after):
     train_module.write_log = write_then_maybe_stop
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(TINY, utterances, utterances[:2], out_dir, config, augment)
+            train(TINY, utterances, utterances[:2], out_dir, config, augment, keep=keep)
     finally:
         train_module.write_log = original
 

@@ -142,6 +142,8 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
     history = stage_histories(stages)
     final = [row for row in history if row["stage"] == stages[-1].name]
     best = final[-1] if stages[-1].keep == "last" else min(final, key=lambda row: row["dev_wer"])
+    n_averaged = stages[-1].train_config.average_epochs
+    kept = f"the average of its last {n_averaged} epochs" if n_averaged else ("its last" if stages[-1].keep == "last" else "lowest dev WER")
     kind = "bidirectional" if config.bidirectional else "unidirectional"
     training = "; ".join(
         f"{stage.name + ' stage: ' if stage.name else ''}{sum(r['stage'] == stage.name for r in history)} epochs "
@@ -154,7 +156,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
         f"Command: `{command(exp)}`  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, trained on {stages[-1].train_config.threads} CPU thread(s), torch {torch.__version__}, "
         f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
-        f"Training: {history[-1]['wall_s'] / 60:.1f} min wall time in all; model: epoch {best['epoch']} of the last stage ({'its last' if stages[-1].keep == 'last' else 'lowest dev WER'})  ",
+        f"Training: {history[-1]['wall_s'] / 60:.1f} min wall time in all; model: epoch {best['epoch']} of the last stage ({kept})  ",
         f"Stages: {training}  ",
         f"Model config: `{json.dumps({k: v for k, v in config.to_dict().items() if k not in ('vocab', 'frontend')})}`",
         "",
@@ -237,6 +239,7 @@ def main() -> None:
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
     parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: {OFFLINE_DEFAULTS['robust_epochs']}, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
+    parser.add_argument("--average-epochs", type=int, default=0, help="the robust stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
@@ -282,7 +285,7 @@ def main() -> None:
         clean = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0)
         stages = [
             Stage("clean", exp / "clean", train_set, clean, main_config),
-            Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **schedule), keep="last"),
+            Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),
         ]
     else:
         stages = [Stage("", exp, train_set + synth, robust, main_config)]
