@@ -32,6 +32,20 @@ def test_matches_librosa_mfcc(tone):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3)
 
 
+def test_log_mel_is_torchaudios_mel_spectrogram_exactly(tone):
+    import torchaudio
+
+    config = FrontendConfig()
+    frontend = Frontend(config)
+    reference = torchaudio.transforms.MelSpectrogram(
+        sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        f_min=config.f_min, f_max=config.f_max, n_mels=config.n_mels, power=2.0, center=False,
+    )
+    waves = torch.stack([torch.from_numpy(tone), torch.from_numpy(tone[::-1].copy()) * 0.1])
+    expected = torch.log(reference(waves) + config.log_offset).transpose(-1, -2)
+    assert torch.equal(frontend.log_mel(waves), expected)
+
+
 def test_path_and_array_give_identical_features(tmp_path, tone):
     path = write_wav(tmp_path / "t.wav", tone, 16000, subtype="FLOAT")
     frontend = Frontend(FrontendConfig())
