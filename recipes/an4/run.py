@@ -207,8 +207,9 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
 # The bundled streaming model's recipe (session 6): a unidirectional model learns more slowly
 # than a bidirectional one (twice the clean epochs), underfits rather than overfits (less
 # dropout), and cannot normalise its input level in advance (a wider gain range).
-STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0)}
-OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db}
+# Session 7: 80 ms of look-ahead instead of 40 ms (AN4 test 18.76% greedy instead of 22.51%).
+STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0), "lookahead": 4}
+OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0}
 
 
 def main() -> None:
@@ -217,7 +218,7 @@ def main() -> None:
     parser.add_argument("--name", default="offline", help="model name: its experiment folder and bundled name")
     parser.add_argument("--exp", default=None, help="experiment folder (default: recipes/an4/exp/NAME)")
     parser.add_argument("--streaming", action="store_true", help="unidirectional (streaming) model")
-    parser.add_argument("--lookahead", type=int, default=None, help="look-ahead output frames (default: 2 streaming, 0 offline)")
+    parser.add_argument("--lookahead", type=int, default=None, help=f"look-ahead output frames, 20 ms each (default: {OFFLINE_DEFAULTS['lookahead']}, streaming {STREAMING_DEFAULTS['lookahead']})")
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     parser.add_argument("--n-mfcc", type=int, default=FrontendConfig.n_mfcc)
@@ -261,7 +262,6 @@ def main() -> None:
     synth = synthesize(train_set, HERE / "exp" / f"synth-{args.synth_share}", args.synth_share, seed=0) if args.synth_share > 0 else []
     print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
 
-    lookahead = args.lookahead if args.lookahead is not None else (2 if args.streaming else 0)
     config = ModelConfig(
         frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features),
         frame_stack=args.frame_stack,
@@ -271,7 +271,7 @@ def main() -> None:
         dropout=args.dropout,
         io_dropout=args.io_dropout,
         bidirectional=not args.streaming,
-        lookahead=lookahead,
+        lookahead=args.lookahead,
     )
     robust = AugmentConfig(narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db))
     if args.no_level_augment:
