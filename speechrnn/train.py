@@ -157,12 +157,15 @@ def train(
     else:
         compute_cmvn(model, train_waves)
 
+    def dev_error_rates(network: SpeechModel) -> tuple[float, float]:
+        return error_rates(references, [h.text for h in recognize(network.eval(), dev_waves)])
+
     def save_kept(row: dict) -> None:
         """Write the model as it is now to ``best.pt``, with its epoch's log row; at the end
         of an averaging run, the average of the last epochs with its own dev figures."""
         info = {**(metadata or {}), "epoch": row["epoch"], "dev_wer": row["dev_wer"], "dev_cer": row["dev_cer"]}
         if averaged is not None and row["epoch"] == config.epochs:
-            dev_wer, dev_cer = error_rates(references, [h.text for h in recognize(averaged.module.eval(), dev_waves)])
+            dev_wer, dev_cer = dev_error_rates(averaged.module)
             info.update(averaged_epochs=config.average_epochs, dev_wer=round(dev_wer, 2), dev_cer=round(dev_cer, 2), last_epoch_dev_wer=row["dev_wer"])
             save_model(out_dir / "best.pt", averaged.module, metadata=info)
             print(f"average of the last {config.average_epochs} epochs: dev WER {dev_wer:.2f}% CER {dev_cer:.2f}%", file=sys.stderr, flush=True)
@@ -204,14 +207,13 @@ def train(
             bar.set_postfix(loss=f"{total_loss / n_batches:.3f}", refresh=False)
         bar.close()
         if config.average_epochs and epoch > config.epochs - config.average_epochs:
-            averaged = averaged or AveragedModel(model, use_buffers=True)
+            if averaged is None:
+                averaged = AveragedModel(model, use_buffers=True)
             averaged.update_parameters(model)  # an equal-weight running mean of the epochs so far
         elapsed += time.time() - started
 
         if is_main:
-            model.eval()
-            hyps = recognize(model, dev_waves)
-            dev_wer, dev_cer = error_rates(references, [h.text for h in hyps])
+            dev_wer, dev_cer = dev_error_rates(model)
             history.append(
                 {
                     "epoch": epoch,
