@@ -2,9 +2,10 @@
 
 Usage:
     .venv/bin/python scripts/bench_robustness.py [--model offline streaming] [--lm none|default]
-        [--an4 ../shared/data/an4] [--threads 2]
+        [--an4 ../shared/data/an4] [--threads 2] [--split test|dev]
 
-Conditions, each on all 130 AN4 test utterances:
+Conditions, each on all 130 AN4 test utterances (or, with ``--split dev``, on the recipe's dev
+split carved from AN4 train: what comparisons between training variants are made on):
 - clean: as recorded;
 - 8 kHz: a round trip through 8 kHz (telephone band), as torchaudio resamples;
 - noise 10 dB: white noise at 10 dB SNR (below the 15-40 dB the recipe trains with);
@@ -29,7 +30,7 @@ import torch
 import torchaudio
 
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, an4_utterances
+from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
@@ -67,10 +68,11 @@ def main() -> None:
     parser.add_argument("--model", nargs="+", default=["offline", "streaming"])
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    utterances = an4_utterances(args.an4, "test")
+    utterances = an4_utterances(args.an4, "test") if args.split == "test" else an4_dev_split(args.an4)
     texts = [u.text for u in utterances]
     with tempfile.TemporaryDirectory() as tmp:
         sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp))
@@ -84,6 +86,7 @@ def main() -> None:
             wer, cer = error_rates(texts, [h.text for h in hyps])
             report[name][condition] = {"wer": round(wer, 2), "cer": round(cer, 2)}
     print(json.dumps({
+        "split": args.split,
         "utterances": len(texts),
         "lm": args.lm,
         "wer_cer": report,

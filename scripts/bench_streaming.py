@@ -36,7 +36,7 @@ from speechrnn.decoding import beam_search_for
 from speechrnn.audio import load_audio
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
-from speechrnn.streaming import EndpointConfig, StreamingRecognizer
+from speechrnn.streaming import EndpointConfig, StreamingRecognizer, set_threads
 from speechrnn.transcribe import recognize
 
 
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--no-tentative", action="store_true", help="partials leave out the frames still waiting for look-ahead")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # torch's and NumPy's (the stream's GRU steps)
 
     utterances = an4_utterances(args.an4, "test")
     waves = [load_audio(u.audio) for u in utterances]

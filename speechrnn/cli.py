@@ -38,7 +38,7 @@ def beam_search(args, model):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechrnn", description="Speech recognition with GRU-CTC models.")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch and NumPy (default: their own choice)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("transcribe", help="transcribe audio files and folders")
@@ -240,9 +240,9 @@ def parse_floats(text: str) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
-        import torch
+        from .streaming import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, OSError) as error:

@@ -9,6 +9,7 @@ Shapes: ``B`` batch, ``N`` samples, ``T`` frames, ``F`` features per frame.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,9 @@ class FrontendConfig:
     f_max: float = 7600.0
     log_offset: float = 1e-6  # fixed floor added before the log (streaming-safe)
     kind: str = "mfcc"  # "mfcc" (n_mfcc cepstra) or "logmel" (the n_mels log energies themselves)
+    # Causal level normalisation (0: off): each frame's log-mel energies are taken relative to the
+    # loudest frame so far, whose level falls by this many dB per second (see Frontend.track_level).
+    level_decay_db: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("mfcc", "logmel"):
@@ -37,6 +41,8 @@ class FrontendConfig:
             raise ValueError(f"n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.hop_length <= 0 or self.n_fft <= 0:
             raise ValueError("n_fft and hop_length must be positive")
+        if self.level_decay_db < 0:
+            raise ValueError(f"level_decay_db must be >= 0, got {self.level_decay_db}")
 
     @property
     def n_features(self) -> int:
@@ -84,7 +90,12 @@ class Frontend(nn.Module):
         self.register_buffer("cmvn_std", torch.ones(config.n_features))
 
     def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
-        """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies."""
+        """``(B, N)`` samples, each from its signal's start -> ``(B, T, n_mels)`` log-mel energies
+        (level-normalised when ``config.level_decay_db`` is set)."""
+        return self.track_level(self.mel_energies(waves))[0]
+
+    def mel_energies(self, waves: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies, each frame from its own samples only."""
         config = self.config
         if waves.shape[-1] < config.n_fft:
             return waves.new_zeros(*waves.shape[:-1], 0, config.n_mels)
@@ -94,6 +105,43 @@ class Frontend(nn.Module):
         spec = torch.stft(waves, config.n_fft, config.hop_length, window=self.mel.spectrogram.window, center=False, return_complex=True)
         power = spec.abs().pow(2.0).transpose(-1, -2)  # (B, T, n_fft // 2 + 1)
         return torch.log(power @ self.mel.mel_scale.fb + config.log_offset)
+
+    def track_level(self, log_mel: torch.Tensor, peak: torch.Tensor | None = None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Causal level normalisation of ``(B, T, n_mels)`` log-mel frames ``start`` onwards.
+
+        A frame's level is the log of its total mel power. The running level at frame ``t`` is
+        the loudest frame so far, lowered by the decay for each frame since: ``max over s <= t of
+        (level_s - decay * (t - s))``; each frame is divided by it (its log subtracted). Scaling a
+        signal by any gain then leaves every frame unchanged (short of the log's fixed floor),
+        so a streaming model no longer needs to learn every microphone level, while a pause
+        lets the running level fall towards the speech that follows. Computed as a running
+        maximum of ``level_s + decay * s`` with absolute frame numbers in float64, so a stream
+        fed in chunks gets the frames of the whole signal, however long it runs.
+
+        Args:
+            log_mel: ``(B, T, n_mels)`` from :meth:`mel_energies`.
+            peak: ``(B,)`` float64 running maximum carried from the frames before ``start``
+                (None: ``start`` is the signal's first frame).
+            start: the number of frames before these.
+
+        Returns:
+            the normalised frames and the running maximum to carry to the next chunk (both
+            unchanged when ``config.level_decay_db`` is 0).
+        """
+        config = self.config
+        if not config.level_decay_db:
+            return log_mel, peak
+        if log_mel.shape[-2] == 0:
+            return log_mel, peak
+        # dB per second -> natural-log power units per frame.
+        decay = config.level_decay_db * config.hop_length / config.sample_rate * math.log(10) / 10
+        frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
+        lifted = torch.logsumexp(log_mel.double(), dim=-1) + decay * frame  # (B, T)
+        if peak is not None:
+            lifted = torch.cat([peak[:, None], lifted], dim=1)
+        running = torch.cummax(lifted, dim=1).values[:, -log_mel.shape[-2] :]
+        level = running - decay * frame
+        return log_mel - level[..., None].to(log_mel.dtype), running[:, -1]
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""

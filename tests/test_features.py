@@ -90,3 +90,31 @@ def test_level_normalisation_undoes_a_gain_within_its_range(tone):
     assert torch.equal(normalised[3], waves[3])  # silence is not raised
     quiet = normalize_level(waves[:1] * 1e-3, lens[:1], -25.0, config)  # 60 dB down: raised by 30 dB only
     assert float(speech_level_db(quiet, lens[:1], config)[0]) == pytest.approx(levels[0] - 30, abs=1e-3)
+
+
+def test_level_tracking_divides_by_the_decaying_peak():
+    """Against the rule written as a loop: frame t minus max over s <= t of (level_s - decay * (t - s))."""
+    config = FrontendConfig(level_decay_db=10.0)
+    decay = 10.0 * config.hop_length / config.sample_rate * np.log(10) / 10
+    torch.manual_seed(0)
+    log_mel = torch.randn(2, 50, config.n_mels) * 3
+    log_mel[0, 10] += 20  # a loud frame: the next frames are measured against it, less each frame
+    out, _ = Frontend(config).track_level(log_mel)
+    levels = torch.logsumexp(log_mel.double(), -1)
+    for b in range(2):
+        for t in range(50):
+            running = max(float(levels[b, s]) - decay * (t - s) for s in range(t + 1))
+            torch.testing.assert_close(out[b, t], log_mel[b, t] - running, atol=1e-5, rtol=0)
+    assert float(out[0, 10].logsumexp(-1)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_level_tracking_makes_features_independent_of_gain(tone):
+    noisy = tone + 0.05 * np.random.default_rng(1).standard_normal(len(tone)).astype(np.float32)
+    waves = torch.from_numpy(noisy)[None]
+    tracked = Frontend(FrontendConfig(level_decay_db=10.0))
+    plain = Frontend(FrontendConfig())
+    for gain in (0.3, 10.0):  # -10.5 and +20 dB
+        # Equal up to the log's fixed floor (1e-6), which the faintest mel bins come near at -10 dB.
+        difference = (tracked.log_mel(waves * gain) - tracked.log_mel(waves)).abs()
+        assert difference.max() < 0.05 and difference.mean() < 1e-3
+        assert (plain.log_mel(waves * gain) - plain.log_mel(waves)).abs().median() > 2.0

@@ -9,6 +9,7 @@ import torch
 
 from speechrnn.audio import load_audio
 from speechrnn.decoding import greedy_decode
+from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, SpeechModel
 from speechrnn.streaming import (
     EndpointConfig,
@@ -16,6 +17,7 @@ from speechrnn.streaming import (
     extract_chunk,
     flush,
     forward_chunk,
+    gru_steps,
     init_state,
     stack_states,
     unstack_state,
@@ -34,10 +36,11 @@ def random_chunks(n: int, rng: random.Random) -> list[int]:
     return sizes
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["no-lookahead", "lookahead-2"])
+@pytest.fixture(scope="module", params=[(0, 0.0), (2, 0.0), (2, 10.0)], ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking"])
 def model(request):
     torch.manual_seed(0)
-    model = SpeechModel(ModelConfig(lookahead=request.param, **TINY)).eval()
+    lookahead, level_decay_db = request.param
+    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=FrontendConfig(level_decay_db=level_decay_db), **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)
     with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it
@@ -220,3 +223,17 @@ def test_no_endpointing_keeps_one_utterance(model):
     recognizer.accept_waveform(np.zeros(1))
     assert [e.type for e in recognizer.accept_waveform(np.zeros(1))] == ["partial"]
     assert recognizer.finalize().text == "goyes"
+
+
+def test_gru_steps_compute_what_nn_gru_computes():
+    torch.manual_seed(2)
+    rnn = torch.nn.GRU(24, 32, num_layers=3, batch_first=True).eval()
+    x, hidden = torch.randn(3, 7, 24), torch.randn(3, 3, 32)
+    with torch.inference_mode():
+        expected, expected_hidden = rnn(x, hidden)
+        out, new_hidden = gru_steps(rnn, x, hidden)
+        empty, same_hidden = gru_steps(rnn, x[:, :0], hidden)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(new_hidden, expected_hidden, atol=1e-5, rtol=1e-5)
+    assert empty.shape == (3, 0, 32)
+    torch.testing.assert_close(same_hidden, hidden)

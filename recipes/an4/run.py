@@ -208,8 +208,8 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
 # than a bidirectional one (twice the clean epochs), underfits rather than overfits (less
 # dropout), and cannot normalise its input level in advance (a wider gain range).
 # Session 7: 80 ms of look-ahead instead of 40 ms (AN4 test 18.76% greedy instead of 22.51%).
-STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0), "lookahead": 4}
-OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0}
+STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0), "lookahead": 4, "level_decay_db": 0.0}
+OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0, "level_decay_db": 0.0}
 
 
 def main() -> None:
@@ -225,6 +225,10 @@ def main() -> None:
     parser.add_argument("--features", choices=("mfcc", "logmel"), default="logmel", help="frontend output (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=None, help=f"dropout between RNN layers (default: {OFFLINE_DEFAULTS['dropout']}, streaming {STREAMING_DEFAULTS['dropout']})")
     parser.add_argument("--io-dropout", type=float, default=0.0, help="dropout after the input projection and before the head (default: %(default)s)")
+    parser.add_argument(
+        "--level-decay-db", type=float, default=None,
+        help=f"causal level normalisation in the frontend: dB per second its tracked peak falls (default: {OFFLINE_DEFAULTS['level_decay_db']}, off; streaming {STREAMING_DEFAULTS['level_decay_db']})",
+    )
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -263,7 +267,7 @@ def main() -> None:
     print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
 
     config = ModelConfig(
-        frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features),
+        frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features, level_decay_db=args.level_decay_db),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
         n_hidden=args.hidden,
