@@ -15,6 +15,7 @@ features, ``H`` RNN outputs per frame, ``V`` vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
@@ -125,22 +126,18 @@ def gru_steps(rnn: torch.nn.GRU, x: torch.Tensor, hidden: torch.Tensor) -> tuple
     this project's 2-core CPU (the recurrent matrix products, the real work, about 0.4 ms).
     The outputs agree with ``nn.GRU``'s to float32 rounding (tests/test_streaming.py).
     """
-    if x.device.type != "cpu" or x.dtype != torch.float32 or rnn.bidirectional or not rnn.batch_first or rnn.training:
+    if x.device.type != "cpu" or x.dtype != torch.float32 or rnn.bidirectional or not rnn.batch_first or not rnn.bias or rnn.training:
         return rnn(x, hidden)
-    n_hidden = rnn.hidden_size
     layer_in = x.numpy()
     state_in = hidden.numpy()
     state_out = np.empty_like(state_in)
-    for layer in range(rnn.num_layers):
-        w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{layer}").detach().numpy() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        # Input terms of all steps in one product; the reset and update gates' two biases merged.
-        gates_in = layer_in @ w_ih.T + b_ih  # (B, U, 3H): reset, update, new
-        gates_in[..., : 2 * n_hidden] += b_hh[: 2 * n_hidden]
-        b_hn = b_hh[2 * n_hidden :]
+    for layer, (w_ih_t, w_hh_t, b_in, b_hn) in enumerate(_numpy_gru_weights(rnn)):
+        n_hidden = w_hh_t.shape[0]
+        gates_in = layer_in @ w_ih_t + b_in  # (B, U, 3H): reset, update, new; all steps in one product
         h = state_in[layer].copy()  # (B, H)
         layer_out = np.empty(gates_in.shape[:2] + (n_hidden,), dtype=np.float32)
         for t in range(layer_out.shape[1]):
-            gates_h = h @ w_hh.T  # (B, 3H)
+            gates_h = h @ w_hh_t  # (B, 3H)
             reset_update = gates_in[:, t, : 2 * n_hidden] + gates_h[:, : 2 * n_hidden]
             reset_update = 0.5 * np.tanh(0.5 * reset_update) + 0.5  # the sigmoid, without exp's overflow warnings
             reset, update = reset_update[:, :n_hidden], reset_update[:, n_hidden:]
@@ -150,6 +147,29 @@ def gru_steps(rnn: torch.nn.GRU, x: torch.Tensor, hidden: torch.Tensor) -> tuple
         state_out[layer] = h
         layer_in = layer_out
     return torch.from_numpy(layer_in), torch.from_numpy(state_out)
+
+
+_gru_weights_cache: "weakref.WeakKeyDictionary[torch.nn.GRU, tuple[tuple, list]]" = weakref.WeakKeyDictionary()
+
+
+def _numpy_gru_weights(rnn: torch.nn.GRU) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per layer: the input and recurrent weights transposed into contiguous ``(in, 3H)`` arrays
+    (a row vector times them is the fastest product), the input biases with the reset and
+    update gates' recurrent biases added, and the new gate's recurrent bias. Cached until a
+    weight changes (in place: its version; replaced: its storage)."""
+    weights = rnn._flat_weights
+    key = tuple((w.data_ptr(), w._version) for w in weights)
+    cached = _gru_weights_cache.get(rnn)
+    if cached is None or cached[0] != key:
+        layers = []
+        for layer in range(rnn.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{layer}").detach().numpy() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            n_hidden = w_hh.shape[1]
+            b_in = b_ih.copy()
+            b_in[: 2 * n_hidden] += b_hh[: 2 * n_hidden]
+            layers.append((np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T), b_in, b_hh[2 * n_hidden :].copy()))
+        cached = _gru_weights_cache[rnn] = (key, layers)
+    return cached[1]
 
 
 @torch.inference_mode()

@@ -237,3 +237,9 @@ def test_gru_steps_compute_what_nn_gru_computes():
     torch.testing.assert_close(new_hidden, expected_hidden, atol=1e-5, rtol=1e-5)
     assert empty.shape == (3, 0, 32)
     torch.testing.assert_close(same_hidden, hidden)
+    with torch.no_grad():  # weights changed in place, then replaced: not the cached ones
+        rnn.weight_hh_l1.mul_(-1.0)
+        rnn.bias_ih_l2 = torch.nn.Parameter(rnn.bias_ih_l2 + 1.0)
+        rnn.flatten_parameters()
+    with torch.inference_mode():
+        torch.testing.assert_close(gru_steps(rnn, x, hidden)[0], rnn(x, hidden)[0], atol=1e-5, rtol=1e-5)
