@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-tentative",
         action="store_true",
-        help="partials show only frames whose look-ahead has arrived (steadier, up to a chunk later; greedy decoding only)",
+        help="partials show only frames whose look-ahead has arrived (steadier, up to a chunk later)",
     )
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")

@@ -530,6 +530,15 @@ class BeamSearchDecoder:
         with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None) as builder:
             return builder.transcript()
 
+    def peek(self, log_probs: torch.Tensor) -> tuple[str, list[WordTiming]]:
+        """The :meth:`transcript` as if ``(U, V)`` further frames followed, leaving the search as
+        it is: they extend the best path's reading of the word being spoken (for tentative
+        frames that a later chunk may still change)."""
+        if self.finished:
+            return self.transcript()
+        with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None, ahead=log_probs) as builder:
+            return builder.transcript()
+
     def _to_hypothesis(self, result) -> Hypothesis:
         with self._follow(result) as builder:
             hyp = builder.hypothesis()
@@ -556,20 +565,26 @@ class BeamSearchDecoder:
         return tail
 
     @contextlib.contextmanager
-    def _follow(self, result):
+    def _follow(self, result, ahead: torch.Tensor | None = None):
         """The committed prefix continued by ``result``'s path, undone on exit.
 
         Before :meth:`finish`, flashlight's best partial hypothesis ends at its last finished
-        word (``get_best_hypothesis`` walks back to it), so the frames after it are read on the
-        best path, as greedy decoding reads them: a partial shows the word being spoken before
-        the search settles on it (and may respell it then).
+        word (``get_best_hypothesis`` walks back to it), so the frames after it, and then the
+        ``(U, V)`` frames ``ahead`` if given, are read on the best path, as greedy decoding reads
+        them: a partial shows the word being spoken before the search settles on it (and may
+        respell it then).
         """
         path = self._path(result, self.frames_in_search)
+        probs = self._path_probs(path)
         if not self.finished:
-            path += self._spellable(self._log_probs[len(path) : self.frames_in_search].argmax(dim=-1).tolist())
+            tail = self._log_probs[len(path) : self.frames_in_search]
+            tail_probs, tail_path = (tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])).max(dim=-1)
+            spelled = self._spellable(tail_path.tolist())
+            path += spelled
+            probs += tail_probs[: len(spelled)].exp().tolist()
         with self._committed.tentatively() as builder:
             if path:
-                builder.follow(path, self._path_probs(path))
+                builder.follow(path, probs)
             yield builder
 
 

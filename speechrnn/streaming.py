@@ -289,10 +289,11 @@ class StreamingRecognizer:
             endpoint: endpointing rules, or None for one utterance per stream.
             lm: a :class:`BeamSearch`, or what :func:`~speechrnn.decoding.beam_search_for`
                 takes (``"default"``: the model's tuned LM if any; ``"none"``: greedy).
-            tentative: with greedy decoding and a look-ahead model, partial results also
-                decode the output frames still waiting for their look-ahead, as if silence
-                followed (as at the end of a stream); the next chunk may change those. This
-                shows a word up to a chunk earlier. Finals never use it.
+            tentative: with a look-ahead model, partial results also read the output frames
+                still waiting for their look-ahead, as if silence followed (as at the end of a
+                stream): greedy decoding decodes them, beam search reads them on the best path
+                after its words. The next chunk may change those. This shows a word up to a
+                chunk earlier. Finals never use it.
         """
         self.model = load_model(model) if isinstance(model, str) else model.eval()
         self.search = lm if isinstance(lm, BeamSearch) or lm is None else beam_search_for(self.model, lm)
@@ -397,7 +398,7 @@ class StreamingRecognizer:
     def _result(self, kind: str) -> Result:
         decoder, n_frames = self.decoder, self.decoder.n_frames
         ahead = self.state.tentative
-        if kind == "partial" and self.tentative and isinstance(decoder, GreedyDecoder) and ahead is not None and ahead.shape[1]:
+        if kind == "partial" and self.tentative and ahead is not None and ahead.shape[1]:
             (text, words), n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
         else:
             text, words = decoder.transcript()

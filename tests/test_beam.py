@@ -264,3 +264,20 @@ def test_lexicon_partial_shows_the_word_being_spoken_as_far_as_the_lexicon_spell
     assert unfinished.hypothesis().text == "yes"  # "n" is no lexicon word: cut at its end
     spoken.step(log_probs_for("__")), spoken.finish()
     assert spoken.hypothesis().text == "yes no"
+
+
+def test_lexicon_peek_reads_the_tentative_frames_without_changing_the_search(lm_files):
+    arpa, lexicon = lm_files
+    search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK)
+    frames = log_probs_for("_yy_ee_s__ _nn_oo__")
+    peeked, plain = search.decoder(frame_shift=0.03), search.decoder(frame_shift=0.03)
+    for decoder in (peeked, plain):
+        decoder.step(frames[:13])  # "yes", then the first frame of "n"
+    assert peeked.transcript()[0] == "yes n"
+    assert peeked.peek(frames[13:17])[0] == "yes no"  # the next frames, read as the best path
+    assert peeked.peek(log_probs_for("_x_"))[0] == "yes n"  # "nx" starts no lexicon word
+    assert peeked.transcript() == plain.transcript()  # the search is as it was
+    for decoder in (peeked, plain):
+        decoder.step(frames[13:]), decoder.finish()
+    assert peeked.hypothesis() == plain.hypothesis()
+    assert peeked.hypothesis().text == "yes no"
