@@ -532,8 +532,9 @@ class BeamSearchDecoder:
 
     def peek(self, log_probs: torch.Tensor) -> tuple[str, list[WordTiming]]:
         """The :meth:`transcript` as if ``(U, V)`` further frames followed, leaving the search as
-        it is: they extend the best path's reading of the word being spoken (for tentative
-        frames that a later chunk may still change)."""
+        it is: they extend the best path's reading of the word being spoken, but do not start
+        a new word (for tentative frames that a later chunk may still change: a word begun only
+        in them was the partials' most frequent revision on AN4)."""
         if self.finished:
             return self.transcript()
         with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None, ahead=log_probs) as builder:
@@ -564,6 +565,21 @@ class BeamSearchDecoder:
             previous = token
         return tail
 
+    def _no_new_word(self, tail: list[int], start: int) -> list[int]:
+        """``tail`` (a best path starting after a finished word) cut where a word begins at or
+        after frame ``start``: frames still waiting for look-ahead may continue a word, not start one."""
+        in_word, previous = False, self.tokenizer.blank
+        for i, token in enumerate(tail):
+            if token != previous and token != self.tokenizer.blank:
+                if token == self.tokenizer.space:
+                    in_word = False
+                elif not in_word:
+                    if i >= start:
+                        return tail[:i]
+                    in_word = True
+            previous = token
+        return tail
+
     @contextlib.contextmanager
     def _follow(self, result, ahead: torch.Tensor | None = None):
         """The committed prefix continued by ``result``'s path, undone on exit.
@@ -580,6 +596,8 @@ class BeamSearchDecoder:
             tail = self._log_probs[len(path) : self.frames_in_search]
             tail_probs, tail_path = (tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])).max(dim=-1)
             spelled = self._spellable(tail_path.tolist())
+            if ahead is not None:
+                spelled = self._no_new_word(spelled, tail.shape[0])
             path += spelled
             probs += tail_probs[: len(spelled)].exp().tolist()
         with self._committed.tentatively() as builder:

@@ -292,7 +292,7 @@ class StreamingRecognizer:
             tentative: with a look-ahead model, partial results also read the output frames
                 still waiting for their look-ahead, as if silence followed (as at the end of a
                 stream): greedy decoding decodes them, beam search reads them on the best path
-                after its words. The next chunk may change those. This shows a word up to a
+                after its words (continuing a word, not starting one). The next chunk may change those. This shows a word up to a
                 chunk earlier. Finals never use it.
         """
         self.model = load_model(model) if isinstance(model, str) else model.eval()

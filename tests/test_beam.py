@@ -266,7 +266,7 @@ def test_lexicon_partial_shows_the_word_being_spoken_as_far_as_the_lexicon_spell
     assert spoken.hypothesis().text == "yes no"
 
 
-def test_lexicon_peek_reads_the_tentative_frames_without_changing_the_search(lm_files):
+def test_lexicon_peek_continues_the_word_with_the_tentative_frames_without_changing_the_search(lm_files):
     arpa, lexicon = lm_files
     search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK)
     frames = log_probs_for("_yy_ee_s__ _nn_oo__")
@@ -276,6 +276,9 @@ def test_lexicon_peek_reads_the_tentative_frames_without_changing_the_search(lm_
     assert peeked.transcript()[0] == "yes n"
     assert peeked.peek(frames[13:17])[0] == "yes no"  # the next frames, read as the best path
     assert peeked.peek(log_probs_for("_x_"))[0] == "yes n"  # "nx" starts no lexicon word
+    between_words = search.decoder(frame_shift=0.03)
+    between_words.step(frames[:12])  # "yes", then a blank
+    assert between_words.peek(frames[12:17])[0] == "yes"  # they continue a word, never start one
     assert peeked.transcript() == plain.transcript()  # the search is as it was
     for decoder in (peeked, plain):
         decoder.step(frames[13:]), decoder.finish()
