@@ -118,6 +118,11 @@ class Frontend(nn.Module):
         maximum of ``level_s + decay * s`` with absolute frame numbers in float64, so a stream
         fed in chunks gets the frames of the whole signal, however long it runs.
 
+        Written here rather than taken from torchaudio's ``SlidingWindowCmn`` (Kaldi's sliding
+        CMN): with ``center=False`` its first ``min_cmn_window`` frames are normalised over a
+        window that reaches ahead of them, which a stream cannot see, and a chunked stream
+        would keep and re-sum the window's frames every chunk; this needs one number per stream.
+
         Args:
             log_mel: ``(B, T, n_mels)`` from :meth:`mel_energies`.
             peak: ``(B,)`` float64 running maximum carried from the frames before ``start``
