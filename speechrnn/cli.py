@@ -120,7 +120,10 @@ def cmd_live(args) -> int:
     recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative)
     printer = live.Printer(args.format)
     if args.from_file:
-        return live.run(recognizer, live.file_chunks(args.from_file, args.chunk_ms, args.realtime), printer)
+        chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)
+        if args.realtime:  # like a microphone: say when the stream starts
+            print(f"speechrnn: streaming {args.from_file} in real time; Ctrl-C to stop", file=sys.stderr)
+        return live.run(recognizer, chunks, printer)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     try:
         microphone = live.Microphone(device, args.chunk_ms)

@@ -51,7 +51,9 @@ def test_sigterm_and_sigint_finalize_the_last_utterance(tiny_streaming_model, sp
     wav = str(speech_dir[0] / "spell.wav")
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = speechrnn("live", "--model", tiny_streaming_model, "--format", "jsonl", "--no-endpoint", "--from-file", wav, "--realtime")
-        time.sleep(4.0)  # imports, model load, then about a second of real-time audio
+        started = proc.stderr.readline()  # after imports and model load, however long they take
+        assert "in real time" in started, started
+        time.sleep(1.0)  # about a second of real-time audio
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
