@@ -1,7 +1,8 @@
 """Streaming recognition: explicit stream state, chunked model steps, endpointing.
 
-A stream's state is one :class:`StreamState`: samples not yet framed, feature frames not
-yet stacked, the RNN state, RNN outputs waiting for their look-ahead, and the decoder.
+A stream's state is one :class:`StreamState`: samples not yet framed, the frontend's running
+level (when it tracks one), feature frames not yet stacked, the RNN state, RNN outputs waiting
+for their look-ahead, and the decoder.
 :func:`forward_chunk` advances a batch of streams by one chunk and returns the new state;
 :func:`stack_states` and :func:`unstack_state` move streams in and out of a batch.
 :class:`StreamingRecognizer` drives one stream from raw samples to partial and final results.
