@@ -134,9 +134,7 @@ class Frontend(nn.Module):
             unchanged when ``config.level_decay_db`` is 0).
         """
         config = self.config
-        if not config.level_decay_db:
-            return log_mel, peak
-        if log_mel.shape[-2] == 0:
+        if not config.level_decay_db or log_mel.shape[-2] == 0:
             return log_mel, peak
         # dB per second -> natural-log power units per frame.
         decay = config.level_decay_db * config.hop_length / config.sample_rate * math.log(10) / 10
