@@ -15,7 +15,7 @@ Usage:
 - Stability: share of partials whose text is a prefix of the utterance's final text.
 - Long stream: test utterances with silences between them, looped to --long-minutes, with
   endpointing on (or off: --long-no-endpoint); reports RSS and the mean per-chunk time in the
-  first and last tenths.
+  first and last tenths and in each whole pass over the test set (the same audio each pass).
 """
 from __future__ import annotations
 
@@ -77,16 +77,20 @@ def word_latencies(timeline, final, reference_words) -> list[float]:
 def long_stream(recognizer: StreamingRecognizer, waves: list[np.ndarray], minutes: float, step: int) -> dict:
     silence = np.zeros(16000, dtype=np.float32)
     chunk_times, finals = [], 0
+    pass_times: list[list[float]] = []  # per pass over the test set: the same audio each time
     total = int(minutes * 60 * 16000)
     fed, i = 0, 0
     rss_start = None
     while fed < total:
         audio = np.concatenate([waves[i % len(waves)], silence])
+        if i % len(waves) == 0:
+            pass_times.append([])
         i += 1
         for start in range(0, len(audio), step):
             t0 = time.perf_counter()
             events = recognizer.accept_waveform(audio[start : start + step])
             chunk_times.append(time.perf_counter() - t0)
+            pass_times[-1].append(chunk_times[-1])
             finals += sum(e.type == "final" for e in events)
         fed += len(audio)
         if rss_start is None and fed > total * 0.1:
@@ -98,6 +102,8 @@ def long_stream(recognizer: StreamingRecognizer, waves: list[np.ndarray], minute
         "finals": finals,
         "chunk_ms_first_tenth": round(1000 * statistics.mean(chunk_times[:tenth]), 3),
         "chunk_ms_last_tenth": round(1000 * statistics.mean(chunk_times[-tenth:]), 3),
+        # The tenths hold different utterances; whole passes over the test set compare like with like.
+        "chunk_ms_per_whole_pass": [round(1000 * statistics.mean(times), 3) for times in pass_times[:-1] or pass_times],
         "max_rss_mb_at_10pct": round(rss_start or 0, 1),
         "max_rss_mb_at_end": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
