@@ -205,7 +205,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         shapes = {tuple(getattr(s, name).shape[1:]) for s in states}
         if len(shapes) > 1:
             raise ValueError(f"cannot stack streams whose {name} caches differ in shape: {sorted(shapes)}")
-    if len({(s.frames_done, s.features_done) for s in states}) > 1 or len({s.level is None for s in states}) > 1:
+    if len({(s.frames_done, s.features_done) for s in states}) > 1:  # (equal counts: all have a level or none)
         raise ValueError("cannot stack streams at different frame counts")
     return StreamState(
         samples=torch.cat([s.samples for s in states]),
