@@ -18,6 +18,7 @@ from typing import NamedTuple
 import flashlight.lib.text.decoder as fl
 import flashlight.lib.text.dictionary as fl_dictionary
 from flashlight.lib.text.decoder.kenlm import KenLM
+import numpy as np
 import torch
 
 from . import lm as lm_module
@@ -106,9 +107,11 @@ class GreedyDecoder:
         """Decode ``(U, V)`` further frames."""
         if log_probs.dim() != 2 or log_probs.shape[-1] != len(self.tokenizer):
             raise ValueError(f"log_probs must be (U, {len(self.tokenizer)}), got {tuple(log_probs.shape)}")
-        best_log_probs, best = log_probs.max(dim=-1)
+        scores = log_probs.detach().cpu().numpy()  # NumPy: a streaming chunk's few frames cost ATen more in calls than in work
+        best = scores.argmax(axis=-1)
+        best_log_probs = np.take_along_axis(scores, best[:, None], axis=-1)[:, 0]
         self.score += float(best_log_probs.sum())
-        self.follow(best.tolist(), best_log_probs.exp().tolist())
+        self.follow(best.tolist(), np.exp(best_log_probs).tolist())
 
     def finish(self) -> None:
         """End of the utterance (nothing is held back in best-path decoding)."""

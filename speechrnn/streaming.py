@@ -16,7 +16,6 @@ features, ``H`` RNN outputs per frame, ``V`` vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
@@ -28,6 +27,7 @@ from .audio import SAMPLE_RATE, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import num_frames
 from .model import SpeechModel, load_model
+from .numpy_model import NumpyModel, numpy_model
 
 
 @dataclass
@@ -100,77 +100,24 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -
     state = dataclasses.replace(state, frames=feats[:, n_stacked * k :])
     if n_stacked == 0:
         return feats.new_zeros(feats.shape[0], 0, len(config.vocab)), state
-    x = model.proj(feats[:, : n_stacked * k].reshape(feats.shape[0], n_stacked, -1))
-    if state.cell is None:
-        out, hidden = gru_steps(model.rnn, x, state.hidden)
+    stacked = feats[:, : n_stacked * k].reshape(feats.shape[0], n_stacked, -1)
+    arrays = numpy_model(model)
+    if arrays is not None:  # on the CPU: the same steps in NumPy, at a fraction of ATen's per-call overhead
+        out, hidden = arrays.rnn(stacked.numpy(), state.hidden.numpy())
+        out, state = torch.from_numpy(out), dataclasses.replace(state, hidden=torch.from_numpy(hidden))
+    elif state.cell is None:
+        out, hidden = model.rnn(model.proj(stacked), state.hidden)
         state = dataclasses.replace(state, hidden=hidden)
     else:
-        out, (hidden, cell) = model.rnn(x, (state.hidden, state.cell))
+        out, (hidden, cell) = model.rnn(model.proj(stacked), (state.hidden, state.cell))
         state = dataclasses.replace(state, hidden=hidden, cell=cell)
-    return _emit(model, out, state, final=False)
+    return _emit(model, out, state, final=False, arrays=arrays)
 
 
 def set_threads(n: int) -> None:
-    """Compute with ``n`` threads: torch's operators and the BLAS behind NumPy (:func:`gru_steps`)."""
+    """Compute with ``n`` threads: torch's operators and the BLAS behind NumPy (the stream's GRU steps)."""
     torch.set_num_threads(n)
     threadpool_limits(n, user_api="blas")
-
-
-def gru_steps(rnn: torch.nn.GRU, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rnn(x, hidden)`` for a unidirectional, batch-first ``nn.GRU`` in eval mode: ``(B, U, I)``
-    inputs and ``(L, B, H)`` state -> ``(B, U, H)`` outputs and the new state.
-
-    On the CPU the steps run in NumPy, with nn.GRU's equations and weights. Written here because
-    a stream advances a few streams by a few 20 ms steps at a time, where ATen spends most of
-    each step on per-operator overhead rather than arithmetic: for one stream of the bundled
-    3x320 model, five steps (one 100 ms chunk) took 2.7 ms through ``nn.GRU`` and 1.6 ms here on
-    this project's 2-core CPU (the recurrent matrix products, the real work, about 0.4 ms).
-    The outputs agree with ``nn.GRU``'s to float32 rounding (tests/test_streaming.py).
-    """
-    if x.device.type != "cpu" or x.dtype != torch.float32 or rnn.bidirectional or not rnn.batch_first or not rnn.bias or rnn.training:
-        return rnn(x, hidden)
-    layer_in = x.numpy()
-    state_in = hidden.numpy()
-    state_out = np.empty_like(state_in)
-    for layer, (w_ih_t, w_hh_t, b_in, b_hn) in enumerate(_numpy_gru_weights(rnn)):
-        n_hidden = w_hh_t.shape[0]
-        gates_in = layer_in @ w_ih_t + b_in  # (B, U, 3H): reset, update, new; all steps in one product
-        h = state_in[layer].copy()  # (B, H)
-        layer_out = np.empty(gates_in.shape[:2] + (n_hidden,), dtype=np.float32)
-        for t in range(layer_out.shape[1]):
-            gates_h = h @ w_hh_t  # (B, 3H)
-            reset_update = gates_in[:, t, : 2 * n_hidden] + gates_h[:, : 2 * n_hidden]
-            reset_update = 0.5 * np.tanh(0.5 * reset_update) + 0.5  # the sigmoid, without exp's overflow warnings
-            reset, update = reset_update[:, :n_hidden], reset_update[:, n_hidden:]
-            new = np.tanh(gates_in[:, t, 2 * n_hidden :] + reset * (gates_h[:, 2 * n_hidden :] + b_hn))
-            h = new + update * (h - new)  # (1 - z) * n + z * h
-            layer_out[:, t] = h
-        state_out[layer] = h
-        layer_in = layer_out
-    return torch.from_numpy(layer_in), torch.from_numpy(state_out)
-
-
-_gru_weights_cache: "weakref.WeakKeyDictionary[torch.nn.GRU, tuple[tuple, list]]" = weakref.WeakKeyDictionary()
-
-
-def _numpy_gru_weights(rnn: torch.nn.GRU) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per layer: the input and recurrent weights transposed into contiguous ``(in, 3H)`` arrays
-    (a row vector times them is the fastest product), the input biases with the reset and
-    update gates' recurrent biases added, and the new gate's recurrent bias. Cached until a
-    weight changes (in place: its version; replaced: its storage)."""
-    weights = rnn._flat_weights
-    key = tuple((w.data_ptr(), w._version) for w in weights)
-    cached = _gru_weights_cache.get(rnn)
-    if cached is None or cached[0] != key:
-        layers = []
-        for layer in range(rnn.num_layers):
-            w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{layer}").detach().numpy() for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            n_hidden = w_hh.shape[1]
-            b_in = b_ih.copy()
-            b_in[: 2 * n_hidden] += b_hh[: 2 * n_hidden]
-            layers.append((np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T), b_in, b_hh[2 * n_hidden :].copy()))
-        cached = _gru_weights_cache[rnn] = (key, layers)
-    return cached[1]
 
 
 @torch.inference_mode()
@@ -179,20 +126,22 @@ def flush(model: SpeechModel, state: StreamState) -> tuple[torch.Tensor, StreamS
     zeros, as in the offline pass). Samples and frames too few for a whole frame or stack
     are dropped, as offline."""
     empty = state.pending.new_zeros(state.pending.shape[0], 0, state.pending.shape[2])
-    return _emit(model, empty, state, final=True)
+    return _emit(model, empty, state, final=True, arrays=numpy_model(model))
 
 
-def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool) -> tuple[torch.Tensor, StreamState]:
+def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool, arrays: NumpyModel | None) -> tuple[torch.Tensor, StreamState]:
     lookahead = model.config.lookahead
     buffer = torch.cat([state.pending, out], dim=1)
     n_ready = buffer.shape[1] if final else max(0, buffer.shape[1] - lookahead)
-    if lookahead:
+    if arrays is not None:
+        log_probs = torch.from_numpy(arrays.head(buffer.numpy()))
+    elif lookahead:
         # Frames past the buffer are taken as silence (zeros): what a stream's last frames see
         # at the end, and the tentative reading of the frames still waiting for look-ahead.
         buffer_mixed = model.mix_lookahead(torch.nn.functional.pad(buffer, (0, 0, 0, lookahead)))
+        log_probs = model.head(buffer_mixed).log_softmax(dim=-1)
     else:
-        buffer_mixed = buffer
-    log_probs = model.head(buffer_mixed).log_softmax(dim=-1)
+        log_probs = model.head(buffer).log_softmax(dim=-1)
     return log_probs[:, :n_ready], dataclasses.replace(
         state, pending=buffer[:, n_ready:], tentative=log_probs[:, n_ready:], frames_done=state.frames_done + n_ready
     )

@@ -92,14 +92,22 @@ def test_level_normalisation_undoes_a_gain_within_its_range(tone):
     assert float(speech_level_db(quiet, lens[:1], config)[0]) == pytest.approx(levels[0] - 30, abs=1e-3)
 
 
-def test_level_tracking_divides_by_the_decaying_peak():
-    """Against the rule written as a loop: frame t minus max over s <= t of (level_s - decay * (t - s))."""
+@pytest.mark.parametrize("through", ["numpy", "torch"])
+def test_level_tracking_divides_by_the_decaying_peak(through):
+    """Against the rule written as a loop: frame t minus max over s <= t of (level_s - decay * (t - s)).
+    On the CPU it runs in NumPy; a tensor that requires grad (as on a GPU) takes the torch path."""
     config = FrontendConfig(level_decay_db=10.0)
     decay = 10.0 * config.hop_length / config.sample_rate * np.log(10) / 10
     torch.manual_seed(0)
     log_mel = torch.randn(2, 50, config.n_mels) * 3
     log_mel[0, 10] += 20  # a loud frame: the next frames are measured against it, less each frame
-    out, _ = Frontend(config).track_level(log_mel)
+    frontend = Frontend(config)
+    track = (lambda x, *args: frontend.track_level(x.clone().requires_grad_(), *args)) if through == "torch" else frontend.track_level
+    out, _ = track(log_mel)
+    out = out.detach()
+    first, peak = track(log_mel[:, :23])
+    second, _ = track(log_mel[:, 23:], peak.detach(), 23)  # in two chunks, the peak carried
+    torch.testing.assert_close(torch.cat([first, second], dim=1).detach(), out, atol=0, rtol=0)
     levels = torch.logsumexp(log_mel.double(), -1)
     for b in range(2):
         for t in range(50):

@@ -17,7 +17,6 @@ from speechrnn.streaming import (
     extract_chunk,
     flush,
     forward_chunk,
-    gru_steps,
     init_state,
     stack_states,
     unstack_state,
@@ -223,23 +222,3 @@ def test_no_endpointing_keeps_one_utterance(model):
     recognizer.accept_waveform(np.zeros(1))
     assert [e.type for e in recognizer.accept_waveform(np.zeros(1))] == ["partial"]
     assert recognizer.finalize().text == "goyes"
-
-
-def test_gru_steps_compute_what_nn_gru_computes():
-    torch.manual_seed(2)
-    rnn = torch.nn.GRU(24, 32, num_layers=3, batch_first=True).eval()
-    x, hidden = torch.randn(3, 7, 24), torch.randn(3, 3, 32)
-    with torch.inference_mode():
-        expected, expected_hidden = rnn(x, hidden)
-        out, new_hidden = gru_steps(rnn, x, hidden)
-        empty, same_hidden = gru_steps(rnn, x[:, :0], hidden)
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(new_hidden, expected_hidden, atol=1e-5, rtol=1e-5)
-    assert empty.shape == (3, 0, 32)
-    torch.testing.assert_close(same_hidden, hidden)
-    with torch.no_grad():  # weights changed in place, then replaced: not the cached ones
-        rnn.weight_hh_l1.mul_(-1.0)
-        rnn.bias_ih_l2 = torch.nn.Parameter(rnn.bias_ih_l2 + 1.0)
-        rnn.flatten_parameters()
-    with torch.inference_mode():
-        torch.testing.assert_close(gru_steps(rnn, x, hidden)[0], rnn(x, hidden)[0], atol=1e-5, rtol=1e-5)
