@@ -30,8 +30,8 @@ def emissions(
     model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = BATCH_SIZE, workers: int | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """``(index, (U, V) CTC log-probabilities)`` of each ``(N,)`` 16 kHz waveform, computed in
-    batches of similar length (in that order, not the input order); the log-probabilities of
-    a waveform do not depend on what it was batched with.
+    batches of similar length, the longest batch first (in that order, not the input order); the
+    log-probabilities of a waveform do not depend on what it was batched with.
 
     On the CPU, ``workers`` batches (default: torch's thread count) run at once, one thread
     each: a GRU's per-step matrix products are too small to share between threads well, so
@@ -39,7 +39,8 @@ def emissions(
     """
     device = next(model.parameters()).device
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    # Longest first: with several workers the short batches at the end even out their finishing times.
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)][::-1]
     workers = min(len(batches), torch.get_num_threads() if workers is None else workers) if device.type == "cpu" else 1
 
     def run(rows: list[int]) -> list[torch.Tensor]:
@@ -106,15 +107,16 @@ def transcribe_files(
     model: SpeechModel,
     paths: Sequence[str],
     batch_size: int = BATCH_SIZE,
-    max_batch_seconds: float = 300.0,
+    max_batch_seconds: float = 1000.0,
     on_result: Callable[[FileResult], None] | None = None,
     progress: bool = False,
     search: BeamSearch | None = None,
 ) -> list[FileResult]:
     """Transcribe audio files; a file that fails gets an error and the rest go on.
 
-    Files are read in groups of up to ``max_batch_seconds`` of audio, each group run through
-    the model in length-sorted batches and decoded greedily or with ``search``. ``on_result``
+    Files are read in groups of up to ``max_batch_seconds`` of audio (64 MB of samples for the
+    default; each group ends with workers waiting for the last batch, so fewer groups use the
+    cores better), each group run through the model in length-sorted batches and decoded greedily or with ``search``. ``on_result``
     is called for every file in input order, as soon as that file and all before it are done.
 
     Returns:
