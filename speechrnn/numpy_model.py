@@ -9,11 +9,10 @@ module's to float32 rounding (tests/test_numpy_model.py).
 
 Written here because no library runs a PyTorch GRU step by step without that overhead:
 TorchScript still dispatches each operator through ATen, and ONNX Runtime would add a large
-dependency and an export step. A numba kernel (numba comes with librosa) for the recurrent loop
-was tried: about 20% faster (the bundled model's three GRU layers over a 100 ms chunk, one
-thread: 1.04-1.11 ms, against 1.35-1.38 ms here with the input projection too), but it
-compiles on first use (about 2 s, then 0.5 s per process from its cache), which every
-``speechrnn`` command and test process would pay; not taken for now.
+dependency and an export step. A numba kernel (numba comes with librosa) for the recurrent
+loop was tried: from as fast as this to 20% faster on the bundled model's GRU in trials here,
+but it compiles on first use (1-2.5 s, then about 0.5 s per process from its cache), which
+every process that streams would pay; not taken.
 
 Shapes: ``B`` streams, ``U`` output frames, ``I`` stacked features per frame, ``H`` RNN
 outputs per frame, ``V`` vocabulary.
