@@ -107,7 +107,7 @@ class GreedyDecoder:
         """Decode ``(U, V)`` further frames."""
         if log_probs.dim() != 2 or log_probs.shape[-1] != len(self.tokenizer):
             raise ValueError(f"log_probs must be (U, {len(self.tokenizer)}), got {tuple(log_probs.shape)}")
-        scores = log_probs.detach().cpu().numpy()  # NumPy: a streaming chunk's few frames cost ATen more in calls than in work
+        scores = log_probs.detach().float().cpu().numpy()  # NumPy: a streaming chunk's few frames cost ATen more in calls than in work
         best = scores.argmax(axis=-1)
         best_log_probs = np.take_along_axis(scores, best[:, None], axis=-1)[:, 0]
         self.score += float(best_log_probs.sum())
