@@ -4,10 +4,11 @@ and memory and per-chunk time over a long stream.
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference offline] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
-        [--no-tentative] [--long-no-endpoint]
+        [--no-tentative] [--long-no-endpoint] [--repeat 1]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
-- RTF: recognizer compute time / audio time (features, model, decoding), one thread.
+- RTF: recognizer compute time / audio time (features, model, decoding), one thread; with
+  --repeat N, the fastest of N passes (the others are listed).
 - Latency: real-time feeding is simulated: chunk i is available at its end time in the audio,
   its result after that plus the measured compute time. A word's latency is the time of the
   first partial that holds it minus the word's end in the audio, taken from the --reference
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
     parser.add_argument("--no-tentative", action="store_true", help="partials leave out the frames still waiting for look-ahead")
     args = parser.parse_args()
     set_threads(args.threads)  # torch's and NumPy's (the stream's GRU steps)
@@ -132,16 +134,22 @@ def main() -> None:
 
     search = beam_search_for(model, args.lm)
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
-    texts, latencies, compute, audio_seconds, partials, stable = [], [], 0.0, 0.0, 0, 0
-    for wave, reference in zip(waves, references):
-        timeline, final, spent = stream_utterance(recognizer, wave, step)
-        texts.append(final.text)
-        compute += spent
-        audio_seconds += len(wave) / 16000
-        latencies += word_latencies(timeline, final, reference.words)
-        for _, _, partial in timeline:
-            partials += 1
-            stable += final.text.startswith(partial.text)
+    passes = []  # (rtf, texts, latencies, partials, stable) of each pass over the test set
+    for _ in range(args.repeat):
+        texts, latencies, compute, audio_seconds, partials, stable = [], [], 0.0, 0.0, 0, 0
+        for wave, reference in zip(waves, references):
+            timeline, final, spent = stream_utterance(recognizer, wave, step)
+            texts.append(final.text)
+            compute += spent
+            audio_seconds += len(wave) / 16000
+            latencies += word_latencies(timeline, final, reference.words)
+            for _, _, partial in timeline:
+                partials += 1
+                stable += final.text.startswith(partial.text)
+        passes.append((compute / audio_seconds, texts, latencies, partials, stable))
+    # The fastest pass: this machine's speed drifts by tens of percent within minutes, and the
+    # transcripts are the same in every pass (latencies differ only by the compute time in them).
+    rtf, texts, latencies, partials, stable = min(passes, key=lambda p: p[0])
     wer, cer = error_rates([u.text for u in utterances], texts)
     report = {
         "model": args.model,
@@ -151,7 +159,8 @@ def main() -> None:
         "tentative_partials": not args.no_tentative,
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),
-        "rtf": round(compute / audio_seconds, 4),
+        "rtf": round(rtf, 4),
+        "rtf_per_pass": [round(p[0], 4) for p in passes],
         "latency_ms_median": round(1000 * statistics.median(latencies), 1),
         "latency_ms_p95": round(1000 * float(np.percentile(latencies, 95)), 1),
         "words_timed": len(latencies),
