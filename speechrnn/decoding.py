@@ -272,7 +272,7 @@ class BeamSearch:
         self.tokens = fl_dictionary.Dictionary([lm_module.WORD_BOUNDARY if token == space else token for token in tokenizer.vocab])
         self.silence = tokenizer.space
         self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
-        self.lexicon = self.prefixes = None
+        self.lexicon = self.prefixes = self.reader = None
         if config.lexicon:
             lexicon = lm_module.read_lexicon(config.lexicon, tokenizer)
             if not lexicon:
@@ -280,6 +280,7 @@ class BeamSearch:
             self.lexicon = lexicon
             # Every start of a lexicon word, and every word followed by a space (a finished word).
             self.prefixes = frozenset({word[:n] for word in lexicon for n in range(1, len(word) + 1)} | {f"{word} " for word in lexicon})
+            self.reader = LexiconReader(lexicon, tokenizer)
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
             spellings.setdefault(lm_module.UNK, [[lm_module.UNK]])
             self.words = fl_dictionary.create_word_dict(spellings)
@@ -331,7 +332,7 @@ class BeamSearch:
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
-        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, self.prefixes)
+        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, self.prefixes, self.reader)
 
 
 class WordLMAdapter(fl.LM):
@@ -401,6 +402,111 @@ class WordLMAdapter(fl.LM):
         return (history + (word,))[-self.history :] if self.history else ()
 
 
+class LexiconReader:
+    """The best CTC path over some frames whose letters spell lexicon words: finished words,
+    each closed by a space, then the start of one more (acoustic scores only, no LM).
+
+    Live partials with a lexicon read the frames after the beam search's last finished word
+    with it when their best path leaves the lexicon ("e a s" for "erase"): the search itself
+    reports a word only once it has ended. Where the best path spells lexicon words it is also
+    this path (the best of all paths is the best of those that spell), so it is only needed then.
+
+    Written here: flashlight's lexicon decoder gives no reading of the word in progress, and
+    a Viterbi pass over a letter trie is a few array operations per frame.
+
+    Example:
+        >>> tokenizer = Tokenizer()
+        >>> reader = LexiconReader(["erase", "rubout"], tokenizer)
+        >>> frames = torch.full((5, 29), -9.0)
+        >>> for t, letter in enumerate("eaas"): frames[t, tokenizer.index[letter]] = 0.0
+        >>> frames[1, tokenizer.index["r"]] = -1.0  # "r" second best where "a" was read first
+        >>> frames[4, tokenizer.blank] = 0.0
+        >>> tokenizer.decode(reader.best_path(frames.numpy()))  # the best path reads "e a a s": "eas"
+        'eras'
+    """
+
+    def __init__(self, words, tokenizer: Tokenizer):
+        words = set(words)
+        prefixes = sorted({word[:n] for word in words for n in range(1, len(word) + 1)}, key=lambda p: (len(p), p))
+        node = {"": 0, **{prefix: i + 1 for i, prefix in enumerate(prefixes)}}  # node 0: between words
+        self.tokenizer = tokenizer
+        self.parent = np.array([0] + [node[prefix[:-1]] for prefix in prefixes])
+        self.letter = np.array([tokenizer.blank] + [tokenizer.index[prefix[-1]] for prefix in prefixes])
+        # A letter equal to the one before it needs a blank between (CTC merges repeats).
+        self.repeat = self.letter == self.letter[self.parent]
+        self.repeat[0] = True
+        self.starts_word = self.parent == 0
+        self.starts_word[0] = False
+        self.words = np.array([node[word] for word in sorted(words)])
+
+    def best_path(self, log_probs: np.ndarray) -> list[int]:
+        """``(U, V)`` log-probabilities -> the best spelling path, one token per frame.
+
+        States per trie node: its last letter being emitted (``letter``) or a blank after it
+        (``blank``; at node 0, between words), and ``space`` (a word just closed).
+        """
+        blank, space = self.tokenizer.blank, self.tokenizer.space
+        n_nodes = len(self.parent)
+        letter = np.full(n_nodes, -np.inf)
+        after_blank = np.full(n_nodes, -np.inf)
+        after_blank[0] = 0.0  # the frames start between words
+        in_space = -np.inf
+        back = []  # per frame: where each state came from
+        for frame in np.asarray(log_probs, dtype=np.float64):
+            at_root = max(after_blank[0], in_space)
+            before = after_blank.copy()
+            before[0] = at_root
+            new_letter_after_letter = np.where(self.repeat, -np.inf, letter[self.parent])
+            from_blank = before[self.parent]
+            # letter: 0 stayed on its letter, 1 came after the parent's letter, 2 after its blank (or the root)
+            options = np.stack([letter, new_letter_after_letter, from_blank])
+            letter_from = options.argmax(axis=0)
+            letter_next = frame[self.letter] + options[letter_from, np.arange(n_nodes)]
+            letter_next[0] = -np.inf
+            # blank: 0 after the node's letter, 1 after its blank; the root also after a space
+            blank_from = (after_blank >= letter).astype(np.int64)
+            blank_next = frame[blank] + np.maximum(letter, after_blank)
+            blank_next[0] = frame[blank] + at_root
+            # space: repeated, after the root's blank, or closing a finished word (after its letter or blank)
+            word_letter, word_blank = int(letter[self.words].argmax()), int(after_blank[self.words].argmax())
+            candidates = {
+                ("space", 0): in_space,
+                ("blank", 0): after_blank[0],
+                ("letter", int(self.words[word_letter])): letter[self.words[word_letter]],
+                ("blank", int(self.words[word_blank])): after_blank[self.words[word_blank]],
+            }
+            space_from = max(candidates, key=candidates.get)
+            space_next = frame[space] + candidates[space_from]
+            back.append((letter_from, blank_from, space_from, after_blank[0] >= in_space))
+            letter, after_blank, in_space = letter_next, blank_next, space_next
+        return self._trace(back, letter, after_blank, in_space)
+
+    def _trace(self, back, letter, after_blank, in_space) -> list[int]:
+        # The best final state, then back through each frame's choices.
+        finals = {("letter", int(letter.argmax())): letter.max(), ("blank", int(after_blank.argmax())): after_blank.max(), ("space", 0): in_space}
+        kind, node = max(finals, key=finals.get)
+        path = []
+        for letter_from, blank_from, space_from, root_by_blank in reversed(back):
+            if kind == "letter":
+                path.append(int(self.letter[node]))
+                came = letter_from[node]
+                if came == 1:
+                    node = int(self.parent[node])
+                elif came == 2:
+                    node = int(self.parent[node])
+                    kind = "blank" if node or root_by_blank else "space"
+            elif kind == "blank":
+                path.append(self.tokenizer.blank)
+                if node == 0:
+                    kind = "blank" if root_by_blank else "space"
+                elif blank_from[node] == 0:
+                    kind = "letter"
+            else:
+                path.append(self.tokenizer.space)
+                kind, node = space_from
+        return path[::-1]
+
+
 class BeamSearchDecoder:
     """One utterance's beam search, fed chunk by chunk like :class:`GreedyDecoder`.
 
@@ -422,9 +528,13 @@ class BeamSearchDecoder:
     prune_lookback = 150  # frames: 3 s at 20 ms steps
     _LOOKBACK_SLACK = 100  # flashlight walks up to this many frames further back (kLookBackLimit)
 
-    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, prefixes: frozenset[str] | None = None):
+    def __init__(
+        self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int,
+        prefixes: frozenset[str] | None = None, reader: LexiconReader | None = None,
+    ):
         self.engine = engine
         self.prefixes = prefixes  # starts of lexicon words, and its words + " " (None: no lexicon)
+        self.reader = reader  # reads the frames after the last finished word where their best path leaves the lexicon
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
@@ -597,12 +707,18 @@ class BeamSearchDecoder:
         probs = self._path_probs(path)
         if not self.finished:
             tail = self._log_probs[len(path) : self.frames_in_search]
-            tail_probs, tail_path = (tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])).max(dim=-1)
-            spelled = self._spellable(tail_path.tolist())
+            frames = tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])
+            best = frames.argmax(dim=-1).tolist()
+            spelled = self._spellable(best)
+            if len(spelled) < len(best) and self.reader is not None:
+                # The best path leaves the lexicon: show the best path that spells lexicon
+                # words instead of cutting the word short (the search settles on a word only
+                # when it ends).
+                spelled = self.reader.best_path(frames.numpy())
             if ahead is not None:
                 spelled = self._no_new_word(spelled, tail.shape[0])
             path += spelled
-            probs += tail_probs[: len(spelled)].exp().tolist()
+            probs += frames[torch.arange(len(spelled)), torch.tensor(spelled, dtype=torch.long)].exp().tolist()
         with self._committed.tentatively() as builder:
             if path:
                 builder.follow(path, probs)

@@ -1,13 +1,15 @@
 """Beam search with a word LM: lexicon and lexicon-free, chunked = whole, n-best, tuning, CLI."""
 from __future__ import annotations
 
+import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from speechrnn.cli import main
-from speechrnn.decoding import BeamSearch, BeamSearchConfig, BeamSearchDecoder, beam_search_for, greedy_decode, tuning_path
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, BeamSearchDecoder, LexiconReader, beam_search_for, greedy_decode, tuning_path
 from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
 from speechrnn.text import Tokenizer
 
@@ -22,7 +24,7 @@ def log_probs_for(path: str, peak: float = 0.9, alternatives: dict[int, tuple[st
     for t, symbol in enumerate(path):
         probs[t, 0 if symbol == "_" else TOK.index[symbol]] = peak
     for t, (symbol, p) in (alternatives or {}).items():
-        probs[t, TOK.index[symbol]] = p
+        probs[t, 0 if symbol == "_" else TOK.index[symbol]] = p
     return (probs / probs.sum(-1, keepdim=True)).log()
 
 
@@ -249,19 +251,22 @@ def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):
     assert decoder.n_frames == log_probs.shape[0]
 
 
-def test_lexicon_partial_shows_the_word_being_spoken_as_far_as_the_lexicon_spells_it(lm_files):
+def test_lexicon_partial_shows_the_word_being_spoken_on_the_best_path_that_spells_it(lm_files):
     # The search's best partial ends at its last finished word ("yes"); the frames after it are
-    # read on the best path, cut where they stop spelling the start of a lexicon word.
+    # read on their best path, or where that leaves the lexicon, on the best path that spells
+    # lexicon words.
     arpa, lexicon = lm_files
     search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK)
-    spoken, garbled = search.decoder(frame_shift=0.03), search.decoder(frame_shift=0.03)
+    spoken, garbled, cut = (search.decoder(frame_shift=0.03) for _ in range(3))
     spoken.step(log_probs_for("_yy_ee_s__ _nn_o"))
-    garbled.step(log_probs_for("_yy_ee_s__ _nn_x"))
+    garbled.step(log_probs_for("_yy_ee_s__ _nn_x", alternatives={15: ("o", 0.3)}))
+    cut.step(log_probs_for("_yy_ee_s__ _nn_x", alternatives={15: ("_", 0.3)}))
     assert spoken.hypothesis().text == spoken.transcript()[0] == "yes no"
-    assert garbled.hypothesis().text == "yes n"  # "nx" starts no lexicon word
+    assert garbled.hypothesis().text == "yes no"  # "nx" starts no lexicon word; "no" is next best
+    assert cut.hypothesis().text == "yes n"  # a blank is next best: "n" so far
     unfinished = search.decoder(frame_shift=0.03)
-    unfinished.step(log_probs_for("_yy_ee_s__ _nn_ _yy"))
-    assert unfinished.hypothesis().text == "yes"  # "n" is no lexicon word: cut at its end
+    unfinished.step(log_probs_for("_yy_ee_s__ _nn_ _yy", alternatives={14: ("o", 0.3)}))
+    assert unfinished.hypothesis().text == "yes no y"  # "n" is no word; "no", then the start of "yes"
     spoken.step(log_probs_for("__")), spoken.finish()
     assert spoken.hypothesis().text == "yes no"
 
@@ -275,7 +280,7 @@ def test_lexicon_peek_continues_the_word_with_the_tentative_frames_without_chang
         decoder.step(frames[:13])  # "yes", then the first frame of "n"
     assert peeked.transcript()[0] == "yes n"
     assert peeked.peek(frames[13:17])[0] == "yes no"  # the next frames, read as the best path
-    assert peeked.peek(log_probs_for("_x_"))[0] == "yes n"  # "nx" starts no lexicon word
+    assert peeked.peek(log_probs_for("_x_", alternatives={1: ("_", 0.3)}))[0] == "yes n"  # "nx" starts no lexicon word
     between_words = search.decoder(frame_shift=0.03)
     between_words.step(frames[:12])  # "yes", then a blank
     assert between_words.peek(frames[12:17])[0] == "yes"  # they continue a word, never start one
@@ -284,3 +289,31 @@ def test_lexicon_peek_continues_the_word_with_the_tentative_frames_without_chang
         decoder.step(frames[13:]), decoder.finish()
     assert peeked.hypothesis() == plain.hypothesis()
     assert peeked.hypothesis().text == "yes no"
+
+
+def test_lexicon_reader_finds_the_best_spelling_path():
+    """Against every path over a few tokens: the best one whose letters spell finished lexicon
+    words, each closed by a space, then the start of one more (repeated letters need a blank)."""
+    tokenizer = Tokenizer()
+    words = ["ab", "b", "cab", "aa"]
+    reader = LexiconReader(words, tokenizer)
+    allowed = [tokenizer.blank, tokenizer.space] + [tokenizer.index[c] for c in "abc"]
+
+    def spells(path):
+        text, previous = "", None
+        for token in path:
+            if token != previous and token != tokenizer.blank:
+                text += tokenizer.vocab[token]
+            previous = token
+        *finished, last = text.split(" ")
+        return all(w in ("", *words) for w in finished) and any(w.startswith(last) for w in words)
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n_frames = int(rng.integers(1, 7))
+        log_probs = np.full((n_frames, len(tokenizer)), -1e9)
+        log_probs[:, allowed] = np.log(rng.dirichlet(np.full(len(allowed), 0.5), size=n_frames))
+        best = max(sum(log_probs[t, token] for t, token in enumerate(path)) for path in itertools.product(allowed, repeat=n_frames) if spells(path))
+        path = reader.best_path(log_probs)
+        assert len(path) == n_frames and spells(path)
+        assert sum(log_probs[t, token] for t, token in enumerate(path)) == pytest.approx(best, abs=1e-9)
