@@ -645,9 +645,13 @@ class BeamSearchDecoder:
 
     def peek(self, log_probs: torch.Tensor) -> tuple[str, list[WordTiming]]:
         """The :meth:`transcript` as if ``(U, V)`` further frames followed, leaving the search as
-        it is: they extend the best path's reading of the word being spoken, but do not start
-        a new word (for tentative frames that a later chunk may still change: a word begun only
-        in them was the partials' most frequent revision on AN4)."""
+        it is: they are read with the frames after the search's last word (for tentative frames
+        that a later chunk may still change). Until session 9 they could only continue a word,
+        not start one: a word begun only in them was the partials' most frequent revision on
+        AN4, until those frames were read on a path that spells lexicon words
+        (:class:`LexiconReader`; `scripts/bench_streaming.py`: word latency 168 / 351 ms median /
+        p95 with the restriction, 128 / 323 ms without, 95.4% and 93.6% of partials prefixes
+        of the final)."""
         if self.finished:
             return self.transcript()
         with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None, ahead=log_probs) as builder:
@@ -658,40 +662,24 @@ class BeamSearchDecoder:
             hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
 
-    def _spellable(self, tail: list[int]) -> list[int]:
-        """``tail`` (a best path starting after a finished word) cut where it stops spelling
-        the start of a lexicon word, so a partial does not show what the search cannot end on."""
+    def _spells(self, tail: list[int]) -> bool:
+        """Whether ``tail`` (a path starting after a finished word) spells lexicon words: each
+        closed by a space, then the start of one more (always, without a lexicon)."""
         if self.prefixes is None:
-            return tail
-        word, start, previous = "", 0, self.tokenizer.blank
-        for i, token in enumerate(tail):
+            return True
+        word, previous = "", self.tokenizer.blank
+        for token in tail:
             if token != previous and token != self.tokenizer.blank:
                 if token == self.tokenizer.space:
                     if word and f"{word} " not in self.prefixes:
-                        return tail[:start]  # a finished non-word: drop it whole
+                        return False
                     word = ""
                 else:
-                    start = i if not word else start
                     word += self.tokenizer.vocab[token]
                     if word not in self.prefixes:
-                        return tail[:i]  # keep the part that starts a lexicon word
+                        return False
             previous = token
-        return tail
-
-    def _no_new_word(self, tail: list[int], start: int) -> list[int]:
-        """``tail`` (a best path starting after a finished word) cut where a word begins at or
-        after frame ``start``: frames still waiting for look-ahead may continue a word, not start one."""
-        in_word, previous = False, self.tokenizer.blank
-        for i, token in enumerate(tail):
-            if token != previous and token != self.tokenizer.blank:
-                if token == self.tokenizer.space:
-                    in_word = False
-                elif not in_word:
-                    if i >= start:
-                        return tail[:i]
-                    in_word = True
-            previous = token
-        return tail
+        return True
 
     @contextlib.contextmanager
     def _follow(self, result, ahead: torch.Tensor | None = None):
@@ -700,23 +688,20 @@ class BeamSearchDecoder:
         Before :meth:`finish`, flashlight's best partial hypothesis ends at its last finished
         word (``get_best_hypothesis`` walks back to it), so the frames after it, and then the
         ``(U, V)`` frames ``ahead`` if given, are read on the best path, as greedy decoding reads
-        them: a partial shows the word being spoken before the search settles on it (and may
-        respell it then).
+        them, or where that leaves the lexicon, on the best path that spells lexicon words: a
+        partial shows the word being spoken before the search settles on it (and may respell
+        it then).
         """
         path = self._path(result, self.frames_in_search)
         probs = self._path_probs(path)
         if not self.finished:
             tail = self._log_probs[len(path) : self.frames_in_search]
             frames = tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])
-            best = frames.argmax(dim=-1).tolist()
-            spelled = self._spellable(best)
-            if len(spelled) < len(best) and self.reader is not None:
-                # The best path leaves the lexicon: show the best path that spells lexicon
-                # words instead of cutting the word short (the search settles on a word only
-                # when it ends).
+            spelled = frames.argmax(dim=-1).tolist()
+            if not self._spells(spelled):
+                # The best path leaves the lexicon: show the best path that spells lexicon words
+                # (the search itself settles on a word only when it ends).
                 spelled = self.reader.best_path(frames.numpy())
-            if ahead is not None:
-                spelled = self._no_new_word(spelled, tail.shape[0])
             path += spelled
             probs += frames[torch.arange(len(spelled)), torch.tensor(spelled, dtype=torch.long)].exp().tolist()
         with self._committed.tentatively() as builder:
