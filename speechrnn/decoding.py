@@ -435,76 +435,82 @@ class LexiconReader:
         # A letter equal to the one before it needs a blank between (CTC merges repeats).
         self.repeat = self.letter == self.letter[self.parent]
         self.repeat[0] = True
-        self.starts_word = self.parent == 0
-        self.starts_word[0] = False
         self.words = np.array([node[word] for word in sorted(words)])
+        self._nodes = np.arange(len(self.parent))
 
     def best_path(self, log_probs: np.ndarray) -> list[int]:
-        """``(U, V)`` log-probabilities -> the best spelling path, one token per frame.
+        """``(U, V)`` log-probabilities -> the best spelling path, one token per frame."""
+        return self.path(self.advance(self.start(), log_probs))
+
+    def start(self) -> "Reading":
+        """The state before the first frame: between words."""
+        after_blank = np.full(len(self.parent), -np.inf)
+        after_blank[0] = 0.0
+        return Reading(np.full(len(self.parent), -np.inf), after_blank, -np.inf, ())
+
+    def advance(self, reading: "Reading", log_probs: np.ndarray) -> "Reading":
+        """The state after ``(U, V)`` further frames (``reading`` itself is left as it is).
 
         States per trie node: its last letter being emitted (``letter``) or a blank after it
-        (``blank``; at node 0, between words), and ``space`` (a word just closed).
+        (``after_blank``; at node 0, between words), and ``in_space`` (a word just closed).
         """
         blank, space = self.tokenizer.blank, self.tokenizer.space
-        n_nodes = len(self.parent)
-        letter = np.full(n_nodes, -np.inf)
-        after_blank = np.full(n_nodes, -np.inf)
-        after_blank[0] = 0.0  # the frames start between words
-        in_space = -np.inf
-        back = []  # per frame: where each state came from
+        letter, after_blank, in_space, back = reading.letter, reading.after_blank, reading.in_space, list(reading.back)
         for frame in np.asarray(log_probs, dtype=np.float64):
             at_root = max(after_blank[0], in_space)
             before = after_blank.copy()
             before[0] = at_root
-            new_letter_after_letter = np.where(self.repeat, -np.inf, letter[self.parent])
-            from_blank = before[self.parent]
             # letter: 0 stayed on its letter, 1 came after the parent's letter, 2 after its blank (or the root)
-            options = np.stack([letter, new_letter_after_letter, from_blank])
+            options = np.stack([letter, np.where(self.repeat, -np.inf, letter[self.parent]), before[self.parent]])
             letter_from = options.argmax(axis=0)
-            letter_next = frame[self.letter] + options[letter_from, np.arange(n_nodes)]
+            letter_next = frame[self.letter] + options[letter_from, self._nodes]
             letter_next[0] = -np.inf
             # blank: 0 after the node's letter, 1 after its blank; the root also after a space
-            blank_from = (after_blank >= letter).astype(np.int64)
+            blank_from = after_blank >= letter
             blank_next = frame[blank] + np.maximum(letter, after_blank)
             blank_next[0] = frame[blank] + at_root
             # space: repeated, after the root's blank, or closing a finished word (after its letter or blank)
-            word_letter, word_blank = int(letter[self.words].argmax()), int(after_blank[self.words].argmax())
-            candidates = {
-                ("space", 0): in_space,
-                ("blank", 0): after_blank[0],
-                ("letter", int(self.words[word_letter])): letter[self.words[word_letter]],
-                ("blank", int(self.words[word_blank])): after_blank[self.words[word_blank]],
-            }
+            word_letter, word_blank = self.words[letter[self.words].argmax()], self.words[after_blank[self.words].argmax()]
+            candidates = {("space", 0): in_space, ("blank", 0): after_blank[0], ("letter", int(word_letter)): letter[word_letter], ("blank", int(word_blank)): after_blank[word_blank]}
             space_from = max(candidates, key=candidates.get)
-            space_next = frame[space] + candidates[space_from]
             back.append((letter_from, blank_from, space_from, after_blank[0] >= in_space))
-            letter, after_blank, in_space = letter_next, blank_next, space_next
-        return self._trace(back, letter, after_blank, in_space)
+            letter, after_blank, in_space = letter_next, blank_next, frame[space] + candidates[space_from]
+        return Reading(letter, after_blank, in_space, tuple(back))
 
-    def _trace(self, back, letter, after_blank, in_space) -> list[int]:
-        # The best final state, then back through each frame's choices.
-        finals = {("letter", int(letter.argmax())): letter.max(), ("blank", int(after_blank.argmax())): after_blank.max(), ("space", 0): in_space}
+    def path(self, reading: "Reading") -> list[int]:
+        """The best path to ``reading``'s best state, one token per frame read."""
+        letter, after_blank = reading.letter, reading.after_blank
+        finals = {("letter", int(letter.argmax())): letter.max(), ("blank", int(after_blank.argmax())): after_blank.max(), ("space", 0): reading.in_space}
         kind, node = max(finals, key=finals.get)
         path = []
-        for letter_from, blank_from, space_from, root_by_blank in reversed(back):
+        for letter_from, blank_from, space_from, root_by_blank in reversed(reading.back):
             if kind == "letter":
                 path.append(int(self.letter[node]))
                 came = letter_from[node]
-                if came == 1:
+                if came:  # from the parent: after its letter (1) or its blank (2)
                     node = int(self.parent[node])
-                elif came == 2:
-                    node = int(self.parent[node])
-                    kind = "blank" if node or root_by_blank else "space"
+                    if came == 2:
+                        kind = "blank" if node or root_by_blank else "space"
             elif kind == "blank":
                 path.append(self.tokenizer.blank)
                 if node == 0:
                     kind = "blank" if root_by_blank else "space"
-                elif blank_from[node] == 0:
+                elif not blank_from[node]:
                     kind = "letter"
             else:
                 path.append(self.tokenizer.space)
                 kind, node = space_from
         return path[::-1]
+
+
+class Reading(NamedTuple):
+    """A :class:`LexiconReader`'s Viterbi state after some frames (scores of the best paths
+    ending in each state, and each frame's back-pointers)."""
+
+    letter: np.ndarray
+    after_blank: np.ndarray
+    in_space: float
+    back: tuple
 
 
 class BeamSearchDecoder:
@@ -535,6 +541,7 @@ class BeamSearchDecoder:
         self.engine = engine
         self.prefixes = prefixes  # starts of lexicon words, and its words + " " (None: no lexicon)
         self.reader = reader  # reads the frames after the last finished word where their best path leaves the lexicon
+        self._reading: tuple[int, int, Reading] | None = None  # (first frame, frames read, state) of the reader's last pass
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
         self.frame_shift = frame_shift
@@ -681,6 +688,18 @@ class BeamSearchDecoder:
             previous = token
         return True
 
+    def _read(self, start: int, tail: torch.Tensor, ahead: torch.Tensor | None) -> Reading:
+        """The reader's state after the ``tail`` frames (those from held frame ``start`` on)
+        and then ``ahead``. The state after the tail is kept: while the search's last word
+        ends at the same frame, the next call reads only the frames added since."""
+        first = self._committed.n_frames + start  # from the utterance's start: pruning keeps it
+        if self._reading is None or self._reading[0] != first or self._reading[1] > tail.shape[0]:
+            self._reading = (first, 0, self.reader.start())
+        _, n_read, reading = self._reading
+        reading = self.reader.advance(reading, tail[n_read:].numpy())
+        self._reading = (first, tail.shape[0], reading)
+        return reading if ahead is None else self.reader.advance(reading, ahead.numpy())
+
     @contextlib.contextmanager
     def _follow(self, result, ahead: torch.Tensor | None = None):
         """The committed prefix continued by ``result``'s path, undone on exit.
@@ -701,7 +720,7 @@ class BeamSearchDecoder:
             if not self._spells(spelled):
                 # The best path leaves the lexicon: show the best path that spells lexicon words
                 # (the search itself settles on a word only when it ends).
-                spelled = self.reader.best_path(frames.numpy())
+                spelled = self.reader.path(self._read(len(path), tail, ahead))
             path += spelled
             probs += frames[torch.arange(len(spelled)), torch.tensor(spelled, dtype=torch.long)].exp().tolist()
         with self._committed.tentatively() as builder:

@@ -264,9 +264,14 @@ def test_lexicon_partial_shows_the_word_being_spoken_on_the_best_path_that_spell
     assert spoken.hypothesis().text == spoken.transcript()[0] == "yes no"
     assert garbled.hypothesis().text == "yes no"  # "nx" starts no lexicon word; "no" is next best
     assert cut.hypothesis().text == "yes n"  # a blank is next best: "n" so far
-    unfinished = search.decoder(frame_shift=0.03)
-    unfinished.step(log_probs_for("_yy_ee_s__ _nn_ _yy", alternatives={14: ("o", 0.3)}))
+    unfinished, chunked = search.decoder(frame_shift=0.03), search.decoder(frame_shift=0.03)
+    frames = log_probs_for("_yy_ee_s__ _nn_ _yy", alternatives={14: ("o", 0.3)})
+    unfinished.step(frames)
     assert unfinished.hypothesis().text == "yes no y"  # "n" is no word; "no", then the start of "yes"
+    for start in range(0, len(frames), 4):  # partials read on the way keep the reader's state
+        chunked.step(frames[start : start + 4])
+        chunked.transcript()
+    assert chunked.transcript() == unfinished.transcript()
     spoken.step(log_probs_for("__")), spoken.finish()
     assert spoken.hypothesis().text == "yes no"
 
@@ -317,3 +322,5 @@ def test_lexicon_reader_finds_the_best_spelling_path():
         path = reader.best_path(log_probs)
         assert len(path) == n_frames and spells(path)
         assert sum(log_probs[t, token] for t, token in enumerate(path)) == pytest.approx(best, abs=1e-9)
+        split = int(rng.integers(0, n_frames + 1))  # read in two pieces: the same
+        assert reader.path(reader.advance(reader.advance(reader.start(), log_probs[:split]), log_probs[split:])) == path
