@@ -272,15 +272,13 @@ class BeamSearch:
         self.tokens = fl_dictionary.Dictionary([lm_module.WORD_BOUNDARY if token == space else token for token in tokenizer.vocab])
         self.silence = tokenizer.space
         self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
-        self.lexicon = self.prefixes = self.reader = None
+        self.lexicon = self.reader = None
         if config.lexicon:
             lexicon = lm_module.read_lexicon(config.lexicon, tokenizer)
             if not lexicon:
                 raise ValueError(f"{config.lexicon}: the lexicon has no usable words")
             self.lexicon = lexicon
-            # Every start of a lexicon word, and every word followed by a space (a finished word).
-            self.prefixes = frozenset({word[:n] for word in lexicon for n in range(1, len(word) + 1)} | {f"{word} " for word in lexicon})
-            self.reader = LexiconReader(lexicon, tokenizer)
+            self.reader = LexiconReader(lexicon, tokenizer)  # reads live partials' word in progress
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
             spellings.setdefault(lm_module.UNK, [[lm_module.UNK]])
             self.words = fl_dictionary.create_word_dict(spellings)
@@ -332,7 +330,7 @@ class BeamSearch:
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
-        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, self.prefixes, self.reader)
+        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, self.reader)
 
 
 class WordLMAdapter(fl.LM):
@@ -437,6 +435,24 @@ class LexiconReader:
         self.repeat[0] = True
         self.words = np.array([node[word] for word in sorted(words)])
         self._nodes = np.arange(len(self.parent))
+        self._prefixes, self._finished = frozenset(node), frozenset(words)
+
+    def spells(self, path: list[int]) -> bool:
+        """Whether ``path`` (one token per frame, from between words) spells lexicon words:
+        each closed by a space, then the start of one more. Then it needs no reading."""
+        word, previous = "", self.tokenizer.blank
+        for token in path:
+            if token != previous and token != self.tokenizer.blank:
+                if token == self.tokenizer.space:
+                    if word and word not in self._finished:
+                        return False
+                    word = ""
+                else:
+                    word += self.tokenizer.vocab[token]
+                    if word not in self._prefixes:
+                        return False
+            previous = token
+        return True
 
     def best_path(self, log_probs: np.ndarray) -> list[int]:
         """``(U, V)`` log-probabilities -> the best spelling path, one token per frame."""
@@ -534,13 +550,9 @@ class BeamSearchDecoder:
     prune_lookback = 150  # frames: 3 s at 20 ms steps
     _LOOKBACK_SLACK = 100  # flashlight walks up to this many frames further back (kLookBackLimit)
 
-    def __init__(
-        self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int,
-        prefixes: frozenset[str] | None = None, reader: LexiconReader | None = None,
-    ):
+    def __init__(self, engine, lm, tokenizer: Tokenizer, frame_shift: float, time_offset: float, nbest: int, reader: LexiconReader | None = None):
         self.engine = engine
-        self.prefixes = prefixes  # starts of lexicon words, and its words + " " (None: no lexicon)
-        self.reader = reader  # reads the frames after the last finished word where their best path leaves the lexicon
+        self.reader = reader  # the lexicon's reader of the frames after the last finished word (None: no lexicon)
         self._reading: tuple[int, int, Reading] | None = None  # (first frame, frames read, state) of the reader's last pass
         self.lm = lm  # kept alive as long as the engine that calls it
         self.tokenizer = tokenizer
@@ -602,7 +614,7 @@ class BeamSearchDecoder:
     def finish(self) -> None:
         """End of the utterance: the LM scores the end of sentence, and the search ends."""
         if not self.finished:
-            if self.prefixes is not None:  # lexicon words end at a word boundary
+            if self.reader is not None:  # lexicon words end at a word boundary
                 self._end_word()
             self.engine.decode_end()
             self.finished = True
@@ -653,12 +665,11 @@ class BeamSearchDecoder:
     def peek(self, log_probs: torch.Tensor) -> tuple[str, list[WordTiming]]:
         """The :meth:`transcript` as if ``(U, V)`` further frames followed, leaving the search as
         it is: they are read with the frames after the search's last word (for tentative frames
-        that a later chunk may still change). Until session 9 they could only continue a word,
-        not start one: a word begun only in them was the partials' most frequent revision on
-        AN4, until those frames were read on a path that spells lexicon words
-        (:class:`LexiconReader`; `scripts/bench_streaming.py`: word latency 168 / 351 ms median /
-        p95 with the restriction, 128 / 323 ms without, 95.4% and 93.6% of partials prefixes
-        of the final)."""
+        that a later chunk may still change). They may start a word: read on a path that spells
+        lexicon words (:class:`LexiconReader`), such words are not the partials' most frequent
+        revision they were on the best path alone (`scripts/bench_streaming.py` on AN4 test: word
+        latency 128 / 323 ms median / p95 and 93.6% of partials prefixes of the final, against
+        168 / 351 ms and 95.4% when they could only continue a word)."""
         if self.finished:
             return self.transcript()
         with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None, ahead=log_probs) as builder:
@@ -668,25 +679,6 @@ class BeamSearchDecoder:
         with self._follow(result) as builder:
             hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
-
-    def _spells(self, tail: list[int]) -> bool:
-        """Whether ``tail`` (a path starting after a finished word) spells lexicon words: each
-        closed by a space, then the start of one more (always, without a lexicon)."""
-        if self.prefixes is None:
-            return True
-        word, previous = "", self.tokenizer.blank
-        for token in tail:
-            if token != previous and token != self.tokenizer.blank:
-                if token == self.tokenizer.space:
-                    if word and f"{word} " not in self.prefixes:
-                        return False
-                    word = ""
-                else:
-                    word += self.tokenizer.vocab[token]
-                    if word not in self.prefixes:
-                        return False
-            previous = token
-        return True
 
     def _read(self, start: int, tail: torch.Tensor, ahead: torch.Tensor | None) -> Reading:
         """The reader's state after the ``tail`` frames (those from held frame ``start`` on)
@@ -717,7 +709,7 @@ class BeamSearchDecoder:
             tail = self._log_probs[len(path) : self.frames_in_search]
             frames = tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])
             spelled = frames.argmax(dim=-1).tolist()
-            if not self._spells(spelled):
+            if self.reader is not None and not self.reader.spells(spelled):
                 # The best path leaves the lexicon: show the best path that spells lexicon words
                 # (the search itself settles on a word only when it ends).
                 spelled = self.reader.path(self._read(len(path), tail, ahead))

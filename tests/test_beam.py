@@ -322,5 +322,7 @@ def test_lexicon_reader_finds_the_best_spelling_path():
         path = reader.best_path(log_probs)
         assert len(path) == n_frames and spells(path)
         assert sum(log_probs[t, token] for t, token in enumerate(path)) == pytest.approx(best, abs=1e-9)
+        for other in rng.choice(allowed, size=(5, n_frames)).tolist():
+            assert reader.spells(other) == spells(other)
         split = int(rng.integers(0, n_frames + 1))  # read in two pieces: the same
         assert reader.path(reader.advance(reader.advance(reader.start(), log_probs[:split]), log_probs[split:])) == path
