@@ -434,7 +434,6 @@ class LexiconReader:
         self.repeat = self.letter == self.letter[self.parent]
         self.repeat[0] = True
         self.words = np.array([node[word] for word in sorted(words)])
-        self._nodes = np.arange(len(self.parent))
         self._prefixes, self._finished = frozenset(node), frozenset(words)
 
     def spells(self, path: list[int]) -> bool:
@@ -477,9 +476,14 @@ class LexiconReader:
             before = after_blank.copy()
             before[0] = at_root
             # letter: 0 stayed on its letter, 1 came after the parent's letter, 2 after its blank (or the root)
-            options = np.stack([letter, np.where(self.repeat, -np.inf, letter[self.parent]), before[self.parent]])
-            letter_from = options.argmax(axis=0)
-            letter_next = frame[self.letter] + options[letter_from, self._nodes]
+            after_letter = letter[self.parent]
+            after_letter[self.repeat] = -np.inf
+            after_parent_blank = before[self.parent]
+            best = np.maximum(letter, after_letter)
+            letter_from = (after_letter > letter).astype(np.int8)
+            letter_from[after_parent_blank > best] = 2
+            letter_next = np.maximum(best, after_parent_blank)
+            letter_next += frame[self.letter]
             letter_next[0] = -np.inf
             # blank: 0 after the node's letter, 1 after its blank; the root also after a space
             blank_from = after_blank >= letter
