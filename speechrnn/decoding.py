@@ -671,9 +671,9 @@ class BeamSearchDecoder:
         it is: they are read with the frames after the search's last word (for tentative frames
         that a later chunk may still change). They may start a word: read on a path that spells
         lexicon words (:class:`LexiconReader`), such words are not the partials' most frequent
-        revision they were on the best path alone (`scripts/bench_streaming.py` on AN4 test: word
-        latency 128 / 323 ms median / p95 and 93.6% of partials prefixes of the final, against
-        168 / 351 ms and 95.4% when they could only continue a word)."""
+        revision they were on the best path alone (`scripts/bench_streaming.py` on AN4 test,
+        beside a training run: word latency 128 / 323 ms median / p95 and 93.6% of partials
+        prefixes of the final, against 168 / 351 ms and 95.4% when they could only continue a word)."""
         if self.finished:
             return self.transcript()
         with self._follow(self.engine.get_best_hypothesis(0) if self.n_frames else None, ahead=log_probs) as builder:
@@ -684,17 +684,17 @@ class BeamSearchDecoder:
             hyp = builder.hypothesis()
         return hyp._replace(score=float(result.score) if result is not None else 0.0)
 
-    def _read(self, start: int, tail: torch.Tensor, ahead: torch.Tensor | None) -> Reading:
-        """The reader's state after the ``tail`` frames (those from held frame ``start`` on)
-        and then ``ahead``. The state after the tail is kept: while the search's last word
-        ends at the same frame, the next call reads only the frames added since."""
+    def _read(self, start: int, frames: torch.Tensor, n_tail: int) -> Reading:
+        """The reader's state after ``frames`` (held frames from ``start`` on, then any tentative
+        ones past the first ``n_tail``). The state after those ``n_tail`` is kept: while the
+        search's last word ends at the same frame, the next call reads only the frames added since."""
         first = self._committed.n_frames + start  # from the utterance's start: pruning keeps it
-        if self._reading is None or self._reading[0] != first or self._reading[1] > tail.shape[0]:
+        if self._reading is None or self._reading[0] != first or self._reading[1] > n_tail:
             self._reading = (first, 0, self.reader.start())
         _, n_read, reading = self._reading
-        reading = self.reader.advance(reading, tail[n_read:].numpy())
-        self._reading = (first, tail.shape[0], reading)
-        return reading if ahead is None else self.reader.advance(reading, ahead.numpy())
+        reading = self.reader.advance(reading, frames[n_read:n_tail].numpy())
+        self._reading = (first, n_tail, reading)
+        return self.reader.advance(reading, frames[n_tail:].numpy())
 
     @contextlib.contextmanager
     def _follow(self, result, ahead: torch.Tensor | None = None):
@@ -716,7 +716,7 @@ class BeamSearchDecoder:
             if self.reader is not None and not self.reader.spells(spelled):
                 # The best path leaves the lexicon: show the best path that spells lexicon words
                 # (the search itself settles on a word only when it ends).
-                spelled = self.reader.path(self._read(len(path), tail, ahead))
+                spelled = self.reader.path(self._read(len(path), frames, tail.shape[0]))
             path += spelled
             probs += frames[torch.arange(len(spelled)), torch.tensor(spelled, dtype=torch.long)].exp().tolist()
         with self._committed.tentatively() as builder:
