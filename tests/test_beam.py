@@ -11,6 +11,7 @@ import torch
 from speechrnn.cli import main
 from speechrnn.decoding import BeamSearch, BeamSearchConfig, BeamSearchDecoder, LexiconReader, beam_search_for, greedy_decode, tuning_path
 from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
+from speechrnn.model import BUNDLED_DIR
 from speechrnn.text import Tokenizer
 
 TOK = Tokenizer()
@@ -326,3 +327,13 @@ def test_lexicon_reader_finds_the_best_spelling_path():
             assert reader.spells(other) == spells(other)
         split = int(rng.integers(0, n_frames + 1))  # read in two pieces: the same
         assert reader.path(reader.advance(reader.advance(reader.start(), log_probs[:split]), log_probs[split:])) == path
+
+
+def test_bundled_lm_settings_name_bundled_files():
+    """Each bundled model's LM settings point at files that ship beside it."""
+    settings_paths = sorted(BUNDLED_DIR.glob("*.lm.json"))
+    assert {p.name for p in settings_paths} == {"offline.lm.json", "streaming.lm.json"}
+    for settings_path in settings_paths:
+        settings = json.loads(settings_path.read_text())
+        for key in ("lm", "lexicon"):
+            assert (BUNDLED_DIR / settings[key]).is_file(), f"{settings_path.name}: {settings[key]}"

@@ -89,22 +89,34 @@ def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[st
     return {name: evaluate(model, utterances).summary() for name, utterances in sets.items()}
 
 
-def lm_step(model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, order: int) -> tuple[dict, dict]:
-    """Build a word LM from the training transcripts (never test text), tune the beam search on
-    dev, write the settings beside the model and evaluate dev and test with them."""
+def lm_step(model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, orders: list[int]) -> tuple[dict, dict]:
+    """Build word LMs of each order from the training transcripts (never test text), tune the
+    beam search on dev for each, keep the order with the lowest dev WER (then CER; ties go to
+    the lower order), write its settings beside the model and evaluate dev and test with them."""
     lm_dir = exp / "lm"
     lm_dir.mkdir(parents=True, exist_ok=True)
     texts = lm_dir / "train.txt"
     texts.write_text("".join(u.text + "\n" for u in train_set))
-    arpa, lexicon = lm_dir / "an4.arpa", lm_dir / "an4.lexicon.txt"
-    summary = build_lm_files([texts], arpa, lexicon, order)
+    lexicon = lm_dir / "an4.lexicon.txt"
     model = load_model(model_path)
-    tuning = tune(model, dev, BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon)), log=sys.stderr)
+    chosen = None
+    for order in sorted(orders):
+        arpa = lm_dir / lm_name(order)
+        summary = build_lm_files([texts], arpa, lexicon, order)
+        print(f"{order}-gram LM:", file=sys.stderr)
+        tuning = tune(model, dev, BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon)), log=sys.stderr)
+        if chosen is None or (tuning.dev_wer, tuning.dev_cer) < (chosen[1].dev_wer, chosen[1].dev_cer):
+            chosen = (summary, tuning)
+    summary, tuning = chosen
     write_tuning(tuning_path(model_path), tuning, "AN4 dev split of train")
     search = BeamSearch(tuning.best, model.tokenizer)
     results = {f"{name} + LM": evaluate(model, utterances, search=search).summary() for name, utterances in (("dev", dev), ("test", test))}
-    info = {"lm": summary, "lm_weight": tuning.best.lm_weight, "word_score": tuning.best.word_score, "beam_size": tuning.best.beam_size, "greedy_dev_wer": round(tuning.greedy_wer, 2)}
+    info = {"lm": summary, "orders_tried": sorted(orders), "lm_weight": tuning.best.lm_weight, "word_score": tuning.best.word_score, "beam_size": tuning.best.beam_size, "greedy_dev_wer": round(tuning.greedy_wer, 2)}
     return results, info
+
+
+def lm_name(order: int) -> str:
+    return f"an4-{order}gram.arpa"
 
 
 def command(exp: Path) -> str:
@@ -170,7 +182,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
             "",
             f"LM: {len(lm_info['lm']['ngrams'])}-gram modified Kneser-Ney from the {lm_info['lm']['sentences']} training transcripts "
             f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
-            f"{lm_info['beam_size']}; tuned on dev: LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
+            f"{lm_info['beam_size']}; tuned on dev: n-gram order (of {lm_info.get('orders_tried', [len(lm_info['lm']['ngrams'])])}), LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
         ]
     (exp / "all-stages").mkdir(exist_ok=True)
     write_log(exp / "all-stages", history)  # the whole learning curve, both stages
@@ -237,6 +249,7 @@ def main() -> None:
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
         help=f"random level change of the robust stage, in dB (default: {OFFLINE_DEFAULTS['gain_db']}, streaming {STREAMING_DEFAULTS['gain_db']})",
     )
+    parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added, robust stage (default: %(default)s)")
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: {OFFLINE_DEFAULTS['epochs']}, streaming {STREAMING_DEFAULTS['epochs']})")
@@ -255,7 +268,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if that changes nothing)")
-    parser.add_argument("--lm-order", type=int, default=3, help="n-gram order of the word LM (0: no LM step)")
+    parser.add_argument("--lm-order", type=int, nargs="+", default=[2, 3, 4, 5], help="n-gram orders of the word LM to tune on dev, the best kept (default: %(default)s; 0: no LM step)")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
     args = parser.parse_args()
     for key, value in (STREAMING_DEFAULTS if args.streaming else OFFLINE_DEFAULTS).items():
@@ -280,7 +293,7 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
     )
-    robust = AugmentConfig(narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db))
+    robust = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db))
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
@@ -316,7 +329,7 @@ def main() -> None:
 
     results = evaluate_sets(best, {"dev": dev, "test": test})
     lm_info = None
-    if args.lm_order > 0:
+    if 0 not in args.lm_order:
         lm_results, lm_info = lm_step(best, train_set, dev, test, exp, args.lm_order)
         results.update(lm_results)
     model = load_model(best)
@@ -332,10 +345,11 @@ def main() -> None:
         info = {**model.metadata, "an4_test_wer": shipped["wer"], "an4_test_cer": shipped["cer"], "float16": half}
         if lm_info is not None:
             # The LM and lexicon ship beside the models; the tuned settings travel as NAME.lm.json.
-            for name in ("an4.arpa", "an4.lexicon.txt"):
+            arpa = lm_name(len(lm_info["lm"]["ngrams"]))
+            for name in (arpa, "an4.lexicon.txt"):
                 shutil.copyfile(exp / "lm" / name, BUNDLED_DIR / name)
             settings = json.loads(tuning_path(best).read_text())
-            settings.update(lm="an4.arpa", lexicon="an4.lexicon.txt")
+            settings.update(lm=arpa, lexicon="an4.lexicon.txt")
             shipped_lm = evaluate(load_model(target), test, search=BeamSearch(BeamSearchConfig.from_dict(settings, BUNDLED_DIR), model.tokenizer)).summary()
             # The LM figures live with the LM settings, which `speechrnn lm tune` may change
             # without touching the model file (tests/test_an4.py recomputes them).
