@@ -89,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=3, help="n-gram order (default: %(default)s)")
     p.set_defaults(func=cmd_lm_build)
 
-    p = lm.add_parser("tune", help="choose LM weight and word bonus on a dev set; write them beside the model")
+    p = lm.add_parser("tune", help="choose LM weight and word bonus (and the best of several LMs) on a dev set; write them beside the model")
     p.add_argument("--model", default="offline", help="bundled model name or model file (default: %(default)s)")
-    p.add_argument("--lm", required=True, help="ARPA word LM")
+    p.add_argument("--lm", required=True, nargs="+", help="ARPA word LM; several (say orders 2-5 of the same text): each is tuned and the best kept")
     p.add_argument("--lexicon", help="lexicon (default: lexicon-free search)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", help="dev set: JSON-lines manifest with 'audio' and 'text' per line")
@@ -225,11 +225,11 @@ def cmd_lm_tune(args) -> int:
 
     model = load_model(args.model)
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
-    base = BeamSearchConfig(lm=args.lm, lexicon=args.lexicon, beam_size=args.beam_size)
-    result = tune(model, utterances, base, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
+    bases = [BeamSearchConfig(lm=lm, lexicon=args.lexicon, beam_size=args.beam_size) for lm in args.lm]
+    result = tune(model, utterances, bases, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     output = Path(args.output) if args.output else tuning_path(model.source)
     write_tuning(output, result, source)
-    print(json.dumps({"settings": str(output), "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
+    print(json.dumps({"settings": str(output), "lm": result.best.lm, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Tuning a model's beam search (LM weight and word bonus) on a development set.
+"""Tuning a model's beam search (LM weight and word bonus, and the LM among several) on a development set.
 
 The acoustic model runs once; every setting then decodes the same stored log-probabilities.
 The chosen settings are written beside the model (``MODEL.lm.json``), where
@@ -30,7 +30,7 @@ class Tuning:
     dev_wer: float  # percent, with ``best``
     dev_cer: float
     greedy_wer: float  # percent, greedy decoding of the same set
-    grid: list[dict]  # {"lm_weight", "word_score", "wer", "cer"} for every setting tried
+    grid: list[dict]  # {"lm", "lm_weight", "word_score", "wer", "cer"} for every setting tried
     n_utterances: int
     decode_rtf: float  # beam search seconds per audio second at the best setting (one process)
 
@@ -38,34 +38,39 @@ class Tuning:
 def tune(
     model: SpeechModel,
     utterances: Sequence[Utterance],
-    base: BeamSearchConfig,
+    base: BeamSearchConfig | Sequence[BeamSearchConfig],
     lm_weights: Sequence[float] = LM_WEIGHTS,
     word_scores: Sequence[float] = WORD_SCORES,
     log=None,
 ) -> Tuning:
     """Grid search of ``lm_weight`` x ``word_score`` (other settings from ``base``) for the
-    lowest WER on ``utterances``; ties go to the smaller LM weight, then the smaller bonus."""
+    lowest WER on ``utterances`` (then CER); ties go to the smaller LM weight, then the smaller
+    bonus. With several base configs (say LMs of different orders), each is searched and the
+    best of all kept, ties going to the earlier config."""
+    bases = [base] if isinstance(base, BeamSearchConfig) else list(base)
     waves = load_waves(utterances)
     stored = dict(emissions(model, waves))
     log_probs = [stored[i] for i in range(len(waves))]
     references = [u.text for u in utterances]
     greedy_wer, _ = error_rates(references, [decode(model, lp).text for lp in log_probs])
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
-    loaded = BeamSearch(base, model.tokenizer)  # the LM and lexicon are read once
     grid, best = [], None
-    for lm_weight in lm_weights:
-        for word_score in word_scores:
-            search = loaded.reweighted(lm_weight, word_score)
-            config = search.config
-            started = time.perf_counter()
-            hyps = [decode(model, lp, search).text for lp in log_probs]
-            seconds = time.perf_counter() - started
-            wer, cer = error_rates(references, hyps)
-            grid.append({"lm_weight": lm_weight, "word_score": word_score, "wer": round(wer, 2), "cer": round(cer, 2)})
-            if best is None or (wer, cer) < best[0]:
-                best = ((wer, cer), config, seconds)
-            if log:
-                print(f"lm_weight {lm_weight:g} word_score {word_score:g}: WER {wer:.2f}% CER {cer:.2f}%", file=log, flush=True)
+    for base in bases:
+        loaded = BeamSearch(base, model.tokenizer)  # the LM and lexicon are read once
+        for lm_weight in lm_weights:
+            for word_score in word_scores:
+                search = loaded.reweighted(lm_weight, word_score)
+                config = search.config
+                started = time.perf_counter()
+                hyps = [decode(model, lp, search).text for lp in log_probs]
+                seconds = time.perf_counter() - started
+                wer, cer = error_rates(references, hyps)
+                grid.append({"lm": config.lm, "lm_weight": lm_weight, "word_score": word_score, "wer": round(wer, 2), "cer": round(cer, 2)})
+                if best is None or (wer, cer) < best[0]:
+                    best = ((wer, cer), config, seconds)
+                if log:
+                    name = f"{Path(config.lm).name} " if len(bases) > 1 else ""
+                    print(f"{name}lm_weight {lm_weight:g} word_score {word_score:g}: WER {wer:.2f}% CER {cer:.2f}%", file=log, flush=True)
     (wer, cer), config, seconds = best
     return Tuning(config, wer, cer, greedy_wer, grid, len(utterances), seconds / audio_seconds)
 

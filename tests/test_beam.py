@@ -234,6 +234,14 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
     assert written["lm_weight"] in (0.5, 1.0) and written["word_score"] in (0.0, 1.0)
     assert written["lm"] == "lm.arpa" and written["tuned"]["utterances"] == 4  # paths relative to the settings file
     assert written["tuned"]["dev_wer"] <= written["tuned"]["greedy_dev_wer"]
+    # Several LMs: each is searched, and a tie goes to the one named first.
+    twin = tmp_path / "twin.arpa"
+    twin.write_bytes(arpa.read_bytes())
+    args[args.index("--lm") + 1 : args.index("--lm") + 2] = [str(twin), str(arpa)]
+    assert main(args + ["--lm-weights", "0.5,1", "--word-scores", "0,1", "-o", str(settings)]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["lm"] == str(twin) and json.loads(settings.read_text())["lm"] == "twin.arpa"
+    assert (both["lm_weight"], both["word_score"], both["dev_wer"]) == (summary["lm_weight"], summary["word_score"], summary["dev_wer"])
 
 
 def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):

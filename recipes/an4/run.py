@@ -98,16 +98,14 @@ def lm_step(model_path: Path, train_set: list[Utterance], dev: list[Utterance], 
     texts = lm_dir / "train.txt"
     texts.write_text("".join(u.text + "\n" for u in train_set))
     lexicon = lm_dir / "an4.lexicon.txt"
-    model = load_model(model_path)
-    chosen = None
+    summaries = {}
     for order in sorted(orders):
         arpa = lm_dir / lm_name(order)
-        summary = build_lm_files([texts], arpa, lexicon, order)
-        print(f"{order}-gram LM:", file=sys.stderr)
-        tuning = tune(model, dev, BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon)), log=sys.stderr)
-        if chosen is None or (tuning.dev_wer, tuning.dev_cer) < (chosen[1].dev_wer, chosen[1].dev_cer):
-            chosen = (summary, tuning)
-    summary, tuning = chosen
+        summaries[str(arpa)] = build_lm_files([texts], arpa, lexicon, order)
+    model = load_model(model_path)
+    # Ties go to the lower order (the first searched).
+    tuning = tune(model, dev, [BeamSearchConfig(lm=arpa, lexicon=str(lexicon)) for arpa in summaries], log=sys.stderr)
+    summary = summaries[tuning.best.lm]
     write_tuning(tuning_path(model_path), tuning, "AN4 dev split of train")
     search = BeamSearch(tuning.best, model.tokenizer)
     results = {f"{name} + LM": evaluate(model, utterances, search=search).summary() for name, utterances in (("dev", dev), ("test", test))}
