@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lm = commands.add_parser("lm", help="word language models: build one, tune a model's decoding").add_subparsers(dest="lm_command", required=True)
     p = lm.add_parser("build", help="word n-gram LM (ARPA, modified Kneser-Ney) and lexicon from transcripts")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="transcript files: one utterance per line (AN4 .transcription files too)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="transcript files: one utterance per line (AN4 .transcription files too)")
+    p.add_argument("--an4-train", nargs="?", const="", metavar="AN4", help="also the transcripts recipes/an4 trains on: AN4 train without its dev split")
     p.add_argument("-o", "--output", required=True, help="ARPA file to write")
     p.add_argument("--lexicon", help="lexicon file to write (default: beside the ARPA file, .lexicon.txt)")
     p.add_argument("--order", type=int, default=3, help="n-gram order (default: %(default)s)")
@@ -212,8 +213,19 @@ def warn_oov(search, utterances, source: str) -> None:
 def cmd_lm_build(args) -> int:
     from .lm import build_lm_files
 
+    import tempfile
+
+    from .data import DEFAULT_AN4, an4_train_split
+
+    if not args.texts and args.an4_train is None:
+        raise ValueError("no transcripts: give TEXT files or --an4-train")
     lexicon = args.lexicon or str(Path(args.output).with_suffix("")) + ".lexicon.txt"
-    summary = build_lm_files(args.texts, args.output, lexicon, args.order)
+    with tempfile.TemporaryDirectory() as folder:
+        texts = list(args.texts)
+        if args.an4_train is not None:
+            texts.append(Path(folder) / "an4-train.txt")
+            texts[-1].write_text("".join(u.text + "\n" for u in an4_train_split(args.an4_train or DEFAULT_AN4)))
+        summary = build_lm_files(texts, args.output, lexicon, args.order)
     print(json.dumps({"arpa": args.output, "lexicon": lexicon, **summary}))
     return 0
 

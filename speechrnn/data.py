@@ -107,6 +107,11 @@ def an4_dev_split(root: str | os.PathLike, n_dev_speakers: int = AN4_DEV_SPEAKER
     return speaker_split(an4_utterances(root, "train"), n_dev_speakers, seed=0)[1]
 
 
+def an4_train_split(root: str | os.PathLike, n_dev_speakers: int = AN4_DEV_SPEAKERS) -> list[Utterance]:
+    """What recipes/an4 trains on (and builds its LM from): AN4 train without the dev split."""
+    return speaker_split(an4_utterances(root, "train"), n_dev_speakers, seed=0)[0]
+
+
 def load_waves(utterances: Sequence[Utterance], progress: bool = False) -> list[torch.Tensor]:
     """Read every utterance into memory as 16 kHz float32 tensors."""
     from tqdm import tqdm

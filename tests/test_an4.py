@@ -63,3 +63,19 @@ def test_lm_is_built_from_training_text_only(an4_root):
         assert lm.vocabulary <= train_words, arpa.name
         assert not (test_only & lm.vocabulary), arpa.name
 
+
+
+def test_bundled_lm_is_rebuilt_by_lm_build_from_the_training_split(an4_root, tmp_path, capsys):
+    """`speechrnn lm build --an4-train` reproduces each bundled AN4 LM and its lexicon."""
+    from speechrnn.cli import main
+
+    arpas = sorted(BUNDLED_DIR.glob("an4-*gram.arpa"))
+    if not arpas:
+        pytest.skip("no bundled AN4 LM yet")
+    for arpa in arpas:
+        order = arpa.name.removeprefix("an4-").removesuffix("gram.arpa")
+        rebuilt = tmp_path / arpa.name
+        assert main(["lm", "build", "--an4-train", str(an4_root), "-o", str(rebuilt), "--order", order]) == 0
+        assert json.loads(capsys.readouterr().out)["sentences"] == 869
+        assert rebuilt.read_bytes() == arpa.read_bytes(), arpa.name
+        assert rebuilt.with_suffix("").with_suffix(".lexicon.txt").read_text() == (BUNDLED_DIR / "an4.lexicon.txt").read_text()
