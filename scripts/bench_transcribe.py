@@ -1,7 +1,7 @@
 """Throughput of `speechrnn transcribe` on AN4 test: audio seconds per wall second.
 
 Usage:
-    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3]
+    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8]
 
 Times what `speechrnn transcribe --format jsonl` does after the interpreter has started and
 imported speechrnn: loading the model, reading and resampling every file, features, the model,
@@ -32,6 +32,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="as `speechrnn transcribe --batch-size` (default: %(default)s)")
+    parser.add_argument(
+        "--int8", action="store_true",
+        help="run the GRU in int8 (PyTorch's dynamic quantisation): what it would give; speechrnn transcribe does not use it",
+    )
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -42,6 +46,8 @@ def main() -> None:
         for _ in range(args.repeat):
             started = time.perf_counter()
             model = load_model(args.model)
+            if args.int8:
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU}, dtype=torch.qint8)
             search = beam_search_for(model, args.lm)  # LM loading counts, as model loading does
             results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search, batch_size=args.batch_size)
             timings.append(time.perf_counter() - started)
@@ -57,6 +63,7 @@ def main() -> None:
         "x_real_time": round(audio_seconds / best, 1),
         "model": args.model,
         "lm": args.lm,
+        "gru": "int8" if args.int8 else "float32",
         "threads": args.threads,
         "batch_size": args.batch_size,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
