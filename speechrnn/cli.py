@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
@@ -211,11 +212,8 @@ def warn_oov(search, utterances, source: str) -> None:
 
 
 def cmd_lm_build(args) -> int:
-    from .lm import build_lm_files
-
-    import tempfile
-
     from .data import DEFAULT_AN4, an4_train_split
+    from .lm import build_lm_files
 
     if not args.texts and args.an4_train is None:
         raise ValueError("no transcripts: give TEXT files or --an4-train")
