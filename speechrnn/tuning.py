@@ -69,7 +69,7 @@ def tune(
                 if best is None or (wer, cer) < best[0]:
                     best = ((wer, cer), config, seconds)
                 if log:
-                    name = f"{Path(config.lm).name} " if len(bases) > 1 else ""
+                    name = f"{Path(config.lm or 'no LM').name} " if len(bases) > 1 else ""
                     print(f"{name}lm_weight {lm_weight:g} word_score {word_score:g}: WER {wer:.2f}% CER {cer:.2f}%", file=log, flush=True)
     (wer, cer), config, seconds = best
     return Tuning(config, wer, cer, greedy_wer, grid, len(utterances), seconds / audio_seconds)
