@@ -180,7 +180,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
             "",
             f"LM: {len(lm_info['lm']['ngrams'])}-gram modified Kneser-Ney from the {lm_info['lm']['sentences']} training transcripts "
             f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
-            f"{lm_info['beam_size']}; tuned on dev: n-gram order (of {lm_info.get('orders_tried', [len(lm_info['lm']['ngrams'])])}), LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
+            f"{lm_info['beam_size']}; tuned on dev (the order among {', '.join(map(str, lm_info['orders_tried']))}): LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
         ]
     (exp / "all-stages").mkdir(exist_ok=True)
     write_log(exp / "all-stages", history)  # the whole learning curve, both stages
