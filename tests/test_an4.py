@@ -64,7 +64,6 @@ def test_lm_is_built_from_training_text_only(an4_root):
         assert not (test_only & lm.vocabulary), arpa.name
 
 
-
 def test_bundled_lm_is_rebuilt_by_lm_build_from_the_training_split(an4_root, tmp_path, capsys):
     """`speechrnn lm build --an4-train` reproduces each bundled AN4 LM and its lexicon."""
     from speechrnn.cli import main
