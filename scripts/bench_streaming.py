@@ -4,7 +4,7 @@ and memory and per-chunk time over a long stream.
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference offline] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
-        [--no-tentative] [--long-no-endpoint] [--repeat 1]
+        [--no-tentative] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread; with
@@ -13,6 +13,8 @@ Usage:
   its result after that plus the measured compute time. A word's latency is the time of the
   first partial that holds it minus the word's end in the audio, taken from the --reference
   model's word times (the bidirectional model aligns words better than a causal one).
+  Words later than --late-ms are broken down: how many were shown wrong first (an earlier
+  partial had another word in their place: the LM respelling), and which words they are.
 - Stability: share of partials whose text is a prefix of the utterance's final text.
 - Long stream: test utterances with silences between them, looped to --long-minutes, with
   endpointing on (or off: --long-no-endpoint); reports RSS and the mean per-chunk time in the
@@ -21,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import collections
 import difflib
 import json
 import os
@@ -28,6 +31,7 @@ import platform
 import resource
 import statistics
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -58,7 +62,13 @@ def stream_utterance(recognizer: StreamingRecognizer, samples: np.ndarray, step:
     return timeline, final, compute
 
 
-def word_latencies(timeline, final, reference_words) -> list[float]:
+class WordLatency(NamedTuple):
+    word: str
+    seconds: float
+    revised: bool  # an earlier partial showed another word in its place
+
+
+def word_latencies(timeline, final, reference_words) -> list[WordLatency]:
     """Latency of each final word that the reference also has (matched in order)."""
     final_words = [w.word for w in final.words]
     matcher = difflib.SequenceMatcher(a=final_words, b=[w.word for w in reference_words], autojunk=False)
@@ -66,13 +76,29 @@ def word_latencies(timeline, final, reference_words) -> list[float]:
     for block in matcher.get_matching_blocks():
         for offset in range(block.size):
             k, ref = block.a + offset, reference_words[block.b + offset]
+            revised = False
             for _, done_at, partial in timeline:
-                if len(partial.words) > k and [w.word for w in partial.words[: k + 1]] == final_words[: k + 1]:
-                    latencies.append(done_at - ref.end)
+                shown = [w.word for w in partial.words[: k + 1]]
+                if len(shown) > k and shown == final_words[: k + 1]:
+                    latencies.append(WordLatency(final_words[k], done_at - ref.end, revised))
                     break
+                revised |= len(shown) > k and shown[:k] == final_words[:k]
             else:  # only the final has it
-                latencies.append(timeline[-1][1] - ref.end if timeline else 0.0)
+                latencies.append(WordLatency(final_words[k], timeline[-1][1] - ref.end if timeline else 0.0, revised))
     return latencies
+
+
+def late_words(latencies: list[WordLatency], late_ms: float) -> dict:
+    """What the words later than ``late_ms`` are: how many were revised first, and the commonest."""
+    late = [w for w in latencies if 1000 * w.seconds > late_ms]
+    return {
+        "over_ms": late_ms,
+        "count": len(late),
+        "share": round(len(late) / max(1, len(latencies)), 4),
+        "shown_wrong_first": sum(w.revised for w in late),
+        "single_letters": sum(len(w.word) == 1 for w in late),
+        "commonest": collections.Counter(w.word for w in late).most_common(8),
+    }
 
 
 def long_stream(recognizer: StreamingRecognizer, waves: list[np.ndarray], minutes: float, step: int) -> dict:
@@ -119,8 +145,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
+    parser.add_argument("--beam-size", type=int, default=None, help="beam size of the LM search (default: the model's tuned one)")
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
+    parser.add_argument("--late-ms", type=float, default=300.0, help="words later than this are broken down (default: %(default)s)")
     parser.add_argument("--no-tentative", action="store_true", help="partials leave out the frames still waiting for look-ahead")
     args = parser.parse_args()
     set_threads(args.threads)  # torch's and NumPy's (the stream's GRU steps)
@@ -132,7 +160,7 @@ def main() -> None:
     references = recognize(reference_model, [torch.from_numpy(w) for w in waves])
     step = 16000 * args.chunk_ms // 1000
 
-    search = beam_search_for(model, args.lm)
+    search = beam_search_for(model, args.lm, beam_size=args.beam_size)
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
     passes = []  # (rtf, texts, latencies, partials, stable) of each pass over the test set
     for _ in range(args.repeat):
@@ -161,9 +189,10 @@ def main() -> None:
         "test_cer": round(cer, 2),
         "rtf": round(rtf, 4),
         "rtf_per_pass": [round(p[0], 4) for p in passes],
-        "latency_ms_median": round(1000 * statistics.median(latencies), 1),
-        "latency_ms_p95": round(1000 * float(np.percentile(latencies, 95)), 1),
+        "latency_ms_median": round(1000 * statistics.median(w.seconds for w in latencies), 1),
+        "latency_ms_p95": round(1000 * float(np.percentile([w.seconds for w in latencies], 95)), 1),
         "words_timed": len(latencies),
+        "late_words": late_words(latencies, args.late_ms),
         "partials_prefix_of_final": round(stable / max(1, partials), 4),
         "lookahead_ms": round(1000 * model.config.lookahead * model.config.frame_shift, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

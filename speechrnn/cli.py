@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .transcribe import BATCH_SIZE
-from .tuning import LM_WEIGHTS, WORD_SCORES
+from .tuning import LM_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 
 
 def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> None:
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=3, help="n-gram order (default: %(default)s)")
     p.set_defaults(func=cmd_lm_build)
 
-    p = lm.add_parser("tune", help="choose LM weight and word bonus (and the best of several LMs) on a dev set; write them beside the model")
+    p = lm.add_parser("tune", help="choose LM weight and word bonus (and the best of several LMs and beam sizes) on a dev set; write them beside the model")
     p.add_argument("--model", default="offline", help="bundled model name or model file (default: %(default)s)")
     p.add_argument("--lm", required=True, nargs="+", help="ARPA word LM; several (say orders 2-5 of the same text): each is tuned and the best kept")
     p.add_argument("--lexicon", help="lexicon (default: lexicon-free search)")
@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--an4-dev", nargs="?", const="", metavar="AN4", help="dev set: the speaker-disjoint split of AN4 train that recipes/an4 holds out")
     p.add_argument("--lm-weights", default=",".join(map(str, LM_WEIGHTS)), help="LM weights to try (default: %(default)s)")
     p.add_argument("--word-scores", default=",".join(map(str, WORD_SCORES)), help="word bonuses to try (default: %(default)s)")
-    p.add_argument("--beam-size", type=int, default=32)
+    p.add_argument(
+        "--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES),
+        help="beam sizes to try with each LM (default: %(default)s); a tie goes to the smaller beam, then to the LM named first",
+    )
     p.add_argument("-o", "--output", help="settings file (default: MODEL.lm.json beside the model file)")
     p.set_defaults(func=cmd_lm_tune)
     return parser
@@ -235,11 +238,12 @@ def cmd_lm_tune(args) -> int:
 
     model = load_model(args.model)
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
-    bases = [BeamSearchConfig(lm=lm, lexicon=args.lexicon, beam_size=args.beam_size) for lm in args.lm]
+    # Ties go to the earlier config: the smaller beam (cheaper), then the LM named first.
+    bases = [BeamSearchConfig(lm=lm, lexicon=args.lexicon, beam_size=beam) for beam in sorted(set(args.beam_size)) for lm in args.lm]
     result = tune(model, utterances, bases, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     output = Path(args.output) if args.output else tuning_path(model.source)
     write_tuning(output, result, source)
-    print(json.dumps({"settings": str(output), "lm": result.best.lm, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
+    print(json.dumps({"settings": str(output), "lm": result.best.lm, "beam_size": result.best.beam_size, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
     return 0
 
 

@@ -317,9 +317,16 @@ class BeamSearch:
 
     def reweighted(self, lm_weight: float, word_score: float) -> "BeamSearch":
         """The same search (sharing the loaded LM, lexicon and trie) with other weights."""
+        return self.with_config(dataclasses.replace(self.config, lm_weight=lm_weight, word_score=word_score))
+
+    def with_config(self, config: BeamSearchConfig) -> "BeamSearch":
+        """The same LM and lexicon (shared, not reloaded) with ``config``'s other settings:
+        weights, beam sizes, threshold."""
+        if (config.lm, config.lexicon) != (self.config.lm, self.config.lexicon):
+            raise ValueError(f"with_config keeps the LM and lexicon ({self.config.lm}, {self.config.lexicon}); got ({config.lm}, {config.lexicon})")
         search = copy.copy(self)
-        search.config = dataclasses.replace(self.config, lm_weight=lm_weight, word_score=word_score)
-        search.options = self._options(search.config)
+        search.config = config
+        search.options = self._options(config)
         return search
 
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":

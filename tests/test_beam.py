@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -242,6 +243,14 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
     both = json.loads(capsys.readouterr().out)
     assert both["lm"] == str(twin) and json.loads(settings.read_text())["lm"] == "twin.arpa"
     assert (both["lm_weight"], both["word_score"], both["dev_wer"]) == (summary["lm_weight"], summary["word_score"], summary["dev_wer"])
+    # Several beam sizes: each is searched with each LM, and a tie goes to the smaller beam.
+    assert main(args + ["--beam-size", "64", "4", "--lm-weights", "0.5,1", "--word-scores", "0,1", "-o", str(settings)]) == 0
+    captured = capsys.readouterr()
+    beams = json.loads(captured.out)
+    assert json.loads(settings.read_text())["beam_size"] == beams["beam_size"]
+    grid = [(float(wer), float(cer), int(beam)) for beam, wer, cer in re.findall(r"beam (\d+) lm_weight \S+ word_score \S+: WER (\S+)% CER (\S+)%", captured.err)]
+    assert len(grid) == 2 * 2 * 2 * 2  # beams x LMs x weights x bonuses
+    assert (beams["dev_wer"], beams["beam_size"]) == (min(grid)[0], min(grid)[2])
 
 
 def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):

@@ -43,7 +43,7 @@ from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.lm import build_lm_files
 from speechrnn.output import write_atomic
-from speechrnn.tuning import tune, write_tuning
+from speechrnn.tuning import TUNED_BEAM_SIZES, tune, write_tuning
 from speechrnn.train import TrainConfig, train, write_log
 
 HERE = Path(__file__).resolve().parent
@@ -89,10 +89,13 @@ def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[st
     return {name: evaluate(model, utterances).summary() for name, utterances in sets.items()}
 
 
-def lm_step(model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, orders: list[int]) -> tuple[dict, dict]:
+def lm_step(
+    model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, orders: list[int], beam_sizes: list[int]
+) -> tuple[dict, dict]:
     """Build word LMs of each order from the training transcripts (never test text), tune the
-    beam search on dev for each, keep the order with the lowest dev WER (then CER; ties go to
-    the lower order), write its settings beside the model and evaluate dev and test with them."""
+    beam search on dev for each order and beam size, keep the pair with the lowest dev WER
+    (then CER; ties go to the smaller beam, then the lower order), write its settings beside
+    the model and evaluate dev and test with them."""
     lm_dir = exp / "lm"
     lm_dir.mkdir(parents=True, exist_ok=True)
     texts = lm_dir / "train.txt"
@@ -103,13 +106,14 @@ def lm_step(model_path: Path, train_set: list[Utterance], dev: list[Utterance], 
         arpa = lm_dir / lm_name(order)
         summaries[str(arpa)] = build_lm_files([texts], arpa, lexicon, order)
     model = load_model(model_path)
-    # Ties go to the lower order (the first searched).
-    tuning = tune(model, dev, [BeamSearchConfig(lm=arpa, lexicon=str(lexicon)) for arpa in summaries], log=sys.stderr)
+    # Ties go to the smaller beam, then the lower order (the first searched).
+    bases = [BeamSearchConfig(lm=arpa, lexicon=str(lexicon), beam_size=beam) for beam in sorted(set(beam_sizes)) for arpa in summaries]
+    tuning = tune(model, dev, bases, log=sys.stderr)
     summary = summaries[tuning.best.lm]
     write_tuning(tuning_path(model_path), tuning, "AN4 dev split of train")
     search = BeamSearch(tuning.best, model.tokenizer)
     results = {f"{name} + LM": evaluate(model, utterances, search=search).summary() for name, utterances in (("dev", dev), ("test", test))}
-    info = {"lm": summary, "orders_tried": sorted(orders), "lm_weight": tuning.best.lm_weight, "word_score": tuning.best.word_score, "beam_size": tuning.best.beam_size, "greedy_dev_wer": round(tuning.greedy_wer, 2)}
+    info = {"lm": summary, "orders_tried": sorted(orders), "lm_weight": tuning.best.lm_weight, "word_score": tuning.best.word_score, "beam_size": tuning.best.beam_size, "beam_sizes_tried": sorted(set(beam_sizes)), "greedy_dev_wer": round(tuning.greedy_wer, 2)}
     return results, info
 
 
@@ -180,7 +184,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
             "",
             f"LM: {len(lm_info['lm']['ngrams'])}-gram modified Kneser-Ney from the {lm_info['lm']['sentences']} training transcripts "
             f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
-            f"{lm_info['beam_size']}; tuned on dev (the order among {', '.join(map(str, lm_info['orders_tried']))}): LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
+            f"{lm_info['beam_size']}; tuned on dev (the order among {', '.join(map(str, lm_info['orders_tried']))}, the beam among {', '.join(map(str, lm_info['beam_sizes_tried']))}): LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
         ]
     (exp / "all-stages").mkdir(exist_ok=True)
     write_log(exp / "all-stages", history)  # the whole learning curve, both stages
@@ -267,6 +271,7 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if that changes nothing)")
     parser.add_argument("--lm-order", type=int, nargs="+", default=[2, 3, 4, 5], help="n-gram orders of the word LM to tune on dev, the best kept (default: %(default)s; 0: no LM step)")
+    parser.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune on dev with each LM (default: %(default)s)")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
     args = parser.parse_args()
     for key, value in (STREAMING_DEFAULTS if args.streaming else OFFLINE_DEFAULTS).items():
@@ -328,7 +333,7 @@ def main() -> None:
     results = evaluate_sets(best, {"dev": dev, "test": test})
     lm_info = None
     if 0 not in args.lm_order:
-        lm_results, lm_info = lm_step(best, train_set, dev, test, exp, args.lm_order)
+        lm_results, lm_info = lm_step(best, train_set, dev, test, exp, args.lm_order, args.beam_size)
         results.update(lm_results)
     model = load_model(best)
     if args.bundle:
