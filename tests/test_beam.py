@@ -1,6 +1,7 @@
 """Beam search with a word LM: lexicon and lexicon-free, chunked = whole, n-best, tuning, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -75,6 +76,19 @@ def test_lm_prefers_the_likely_word_sequence(lm_files):
     log_probs = log_probs_for("_ee_nn_t_ee_r__ _oo_n_e__", alternatives={17: ("w", 0.9)})
     config = BeamSearchConfig(lm=str(arpa), lm_weight=2.0)
     assert decode(BeamSearch(config, TOK), log_probs).hypothesis().text == "enter one"
+
+
+def test_with_config_shares_the_loaded_lm_and_takes_the_other_settings(lm_files, tmp_path):
+    arpa, lexicon = lm_files
+    search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK)
+    wide = search.with_config(dataclasses.replace(search.config, beam_size=64, word_score=2.0))
+    assert wide.lm is search.lm and wide.trie is search.trie  # not reloaded
+    assert (wide.options.beam_size, wide.options.word_score) == (64, 2.0)
+    assert search.options.beam_size == 32  # the original is unchanged
+    log_probs = log_probs_for("_yy_ee_z__", alternatives={7: ("s", 0.6)})
+    assert decode(wide, log_probs).hypothesis().text == decode(search, log_probs).hypothesis().text == "yes"
+    with pytest.raises(ValueError, match="keeps the LM and lexicon"):
+        search.with_config(dataclasses.replace(search.config, lexicon=None))
 
 
 def test_lexicon_free_search_still_spells_words_outside_the_lm(lm_files):
