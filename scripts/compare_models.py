@@ -1,0 +1,76 @@
+"""Is model A better than model B, or is the difference what another set of speakers would undo?
+
+Usage:
+    .venv/bin/python scripts/compare_models.py MODEL_A MODEL_B [--split dev|test] [--lm default|none]
+        [--an4 ../shared/data/an4] [--resamples 2000]
+
+Decodes the split with both models and prints both WERs, their difference (A - B, points) and
+a 95% interval for it from a paired bootstrap over utterances (the same resampled utterances
+for both models), with the share of resamples in which A is better. AN4's dev split (79
+utterances, 443 words) cannot tell models apart that differ by a point or two; this says by
+how much a difference has to exceed that before it is a reason to pick a model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import jiwer
+import numpy as np
+import torch
+
+from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances, load_waves
+from speechrnn.decoding import beam_search_for
+from speechrnn.model import load_model
+from speechrnn.transcribe import recognize
+
+
+def word_errors(model_path: str, waves: list[torch.Tensor], references: list[str], lm: str) -> np.ndarray:
+    """``(utterances,)`` word errors (substitutions + deletions + insertions) of each utterance."""
+    model = load_model(model_path)
+    hypotheses = recognize(model, waves, search=beam_search_for(model, lm))
+    errors = []
+    for reference, hypothesis in zip(references, hypotheses):
+        alignment = jiwer.process_words(reference, hypothesis.text)
+        errors.append(alignment.substitutions + alignment.deletions + alignment.insertions)
+    return np.array(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model_a")
+    parser.add_argument("model_b")
+    parser.add_argument("--split", choices=("dev", "test"), default="dev", help="AN4 dev split of train (default) or AN4 test")
+    parser.add_argument("--lm", default="none", help="'none' (greedy, default), 'default' (each model's tuned LM) or an ARPA path")
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    utterances = an4_dev_split(args.an4) if args.split == "dev" else an4_utterances(args.an4, "test")
+    waves = load_waves(utterances)
+    references = [u.text for u in utterances]
+    n_words = np.array([len(text.split()) for text in references])
+    errors_a = word_errors(args.model_a, waves, references, args.lm)
+    errors_b = word_errors(args.model_b, waves, references, args.lm)
+
+    rng = np.random.default_rng(args.seed)
+    picks = rng.integers(0, len(utterances), size=(args.resamples, len(utterances)))  # same utterances for both
+    diffs = 100 * (errors_a[picks].sum(1) - errors_b[picks].sum(1)) / n_words[picks].sum(1)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    print(json.dumps({
+        "split": args.split,
+        "utterances": len(utterances),
+        "words": int(n_words.sum()),
+        "lm": args.lm,
+        "wer_a": round(100 * errors_a.sum() / n_words.sum(), 2),
+        "wer_b": round(100 * errors_b.sum() / n_words.sum(), 2),
+        "a_minus_b": round(100 * (errors_a.sum() - errors_b.sum()) / n_words.sum(), 2),
+        "a_minus_b_95": [round(float(low), 2), round(float(high), 2)],
+        "share_a_better": round(float((diffs < 0).mean()), 3),
+        "resamples": args.resamples,
+    }))
+
+
+if __name__ == "__main__":
+    main()
