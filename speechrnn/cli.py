@@ -232,15 +232,13 @@ def cmd_lm_build(args) -> int:
 
 
 def cmd_lm_tune(args) -> int:
-    from .decoding import BeamSearchConfig, tuning_path
+    from .decoding import tuning_path
     from .model import load_model
-    from .tuning import tune, write_tuning
+    from .tuning import search_configs, tune, write_tuning
 
     model = load_model(args.model)
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
-    # Ties go to the earlier config: the smaller beam (cheaper), then the LM named first.
-    bases = [BeamSearchConfig(lm=lm, lexicon=args.lexicon, beam_size=beam) for beam in sorted(set(args.beam_size)) for lm in args.lm]
-    result = tune(model, utterances, bases, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
+    result = tune(model, utterances, search_configs(args.lm, args.lexicon, args.beam_size), parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     output = Path(args.output) if args.output else tuning_path(model.source)
     write_tuning(output, result, source)
     print(json.dumps({"settings": str(output), "lm": result.best.lm, "beam_size": result.best.beam_size, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))

@@ -28,6 +28,12 @@ WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 TUNED_BEAM_SIZES = (16, 32, 64)
 
 
+def search_configs(lms: Sequence[str | None], lexicon: str | None, beam_sizes: Sequence[int] = TUNED_BEAM_SIZES) -> list[BeamSearchConfig]:
+    """The base configs :func:`tune` searches for these LMs and beam sizes, in its tie order:
+    the smaller beam first (cheaper), then the LMs in the order given."""
+    return [BeamSearchConfig(lm=lm, lexicon=lexicon, beam_size=beam) for beam in sorted(set(beam_sizes)) for lm in lms]
+
+
 @dataclass
 class Tuning:
     best: BeamSearchConfig

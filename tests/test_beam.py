@@ -78,7 +78,7 @@ def test_lm_prefers_the_likely_word_sequence(lm_files):
     assert decode(BeamSearch(config, TOK), log_probs).hypothesis().text == "enter one"
 
 
-def test_with_config_shares_the_loaded_lm_and_takes_the_other_settings(lm_files, tmp_path):
+def test_with_config_shares_the_loaded_lm_and_takes_the_other_settings(lm_files):
     arpa, lexicon = lm_files
     search = BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0), TOK)
     wide = search.with_config(dataclasses.replace(search.config, beam_size=64, word_score=2.0))

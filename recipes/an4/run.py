@@ -43,7 +43,7 @@ from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.lm import build_lm_files
 from speechrnn.output import write_atomic
-from speechrnn.tuning import TUNED_BEAM_SIZES, tune, write_tuning
+from speechrnn.tuning import TUNED_BEAM_SIZES, search_configs, tune, write_tuning
 from speechrnn.train import TrainConfig, train, write_log
 
 HERE = Path(__file__).resolve().parent
@@ -107,8 +107,7 @@ def lm_step(
         summaries[str(arpa)] = build_lm_files([texts], arpa, lexicon, order)
     model = load_model(model_path)
     # Ties go to the smaller beam, then the lower order (the first searched).
-    bases = [BeamSearchConfig(lm=arpa, lexicon=str(lexicon), beam_size=beam) for beam in sorted(set(beam_sizes)) for arpa in summaries]
-    tuning = tune(model, dev, bases, log=sys.stderr)
+    tuning = tune(model, dev, search_configs(list(summaries), str(lexicon), beam_sizes), log=sys.stderr)
     summary = summaries[tuning.best.lm]
     write_tuning(tuning_path(model_path), tuning, "AN4 dev split of train")
     search = BeamSearch(tuning.best, model.tokenizer)
