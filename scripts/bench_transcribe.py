@@ -1,12 +1,14 @@
 """Throughput of `speechrnn transcribe` on AN4 test: audio seconds per wall second.
 
 Usage:
-    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8]
+    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8 | --float32-kernels]
 
 Times what `speechrnn transcribe --format jsonl` does after the interpreter has started and
 imported speechrnn: loading the model, reading and resampling every file, features, the model,
 greedy decoding and writing the JSON lines (to /dev/null). Prints the best of --repeat runs,
 and the WER/CER of the transcripts (so a faster variant such as --int8 shows what it costs).
+A model file saved in half precision (the bundled offline model) runs its RNN with float16-weight
+kernels, as `speechrnn transcribe` does; --float32-kernels times the float32 ones instead.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 from speechrnn.data import DEFAULT_AN4, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
-from speechrnn.model import load_model
+from speechrnn.model import half_weight_rnn, load_model
 from speechrnn.output import render
 from speechrnn.transcribe import BATCH_SIZE, transcribe_files
 
@@ -38,6 +40,7 @@ def main() -> None:
         "--int8", action="store_true",
         help="run the GRU in int8 (PyTorch's dynamic quantisation): what it would give; speechrnn transcribe does not use it",
     )
+    parser.add_argument("--float32-kernels", action="store_true", help="run a half-precision file's RNN with float32 kernels (what speechrnn did before)")
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -49,6 +52,7 @@ def main() -> None:
         for _ in range(args.repeat):
             started = time.perf_counter()
             model = load_model(args.model)
+            model.half_weight_kernels = not args.float32_kernels
             if args.int8:
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU}, dtype=torch.qint8)
             search = beam_search_for(model, args.lm)  # LM loading counts, as model loading does
@@ -58,6 +62,7 @@ def main() -> None:
     if failed:
         sys.exit(f"{len(failed)} files failed: {failed[:3]}")
     audio_seconds = sum(r.duration for r in results)
+    gru = "int8" if args.int8 else "float16 weights" if half_weight_rnn(model) is not None else "float32"
     wer, cer = error_rates([u.text for u in utterances], [r.hypothesis.text for r in results])
     best = min(timings)
     print(json.dumps({
@@ -69,7 +74,7 @@ def main() -> None:
         "test_cer": round(cer, 2),
         "model": args.model,
         "lm": args.lm,
-        "gru": "int8" if args.int8 else "float32",
+        "rnn": gru,
         "threads": args.threads,
         "batch_size": args.batch_size,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",

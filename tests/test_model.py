@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from speechrnn.audio import load_audio
 from speechrnn.data import pad_waves
 from speechrnn.decoding import greedy_decode
-from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
+from speechrnn.model import ModelConfig, SpeechModel, half_weight_rnn, load_model, save_model
 from speechrnn.transcribe import recognize
 
 TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0)
@@ -38,6 +38,52 @@ def test_half_precision_file_loads_as_float32(tmp_path):
     loaded = load_model(tmp_path / "h.pt")
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     torch.testing.assert_close(loaded.head.weight, model.head.weight, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_half_precision_file_runs_its_gru_with_float16_weight_kernels(tmp_path, tone, bidirectional):
+    """A file saved in half precision holds float16 weights: inference runs them through the
+    float16-weight module, with the float32 module's outputs to rounding, batched or alone."""
+    torch.manual_seed(0)
+    save_model(tmp_path / "h.pt", SpeechModel(ModelConfig(bidirectional=bidirectional, **TINY)), half=True)
+    model = load_model(tmp_path / "h.pt")
+    assert half_weight_rnn(model) is not None
+    waves = [torch.from_numpy(tone[:n]) for n in (16000, 7000, 12345)]
+    padded, lens = pad_waves(waves)
+    with torch.inference_mode():
+        feats, feat_lens = model.features(padded, lens)
+        log_probs, out_lens = model(feats, feat_lens)
+        model.half_weight_kernels = False
+        reference, _ = model(feats, feat_lens)
+        del model.half_weight_kernels
+        hidden = torch.randn(model.config.n_layers * (2 if bidirectional else 1), 3, model.config.n_hidden)
+        with_hidden, _ = model(feats, feat_lens, hidden)
+        model.half_weight_kernels = False
+        torch.testing.assert_close(with_hidden, model(feats, feat_lens, hidden)[0], atol=1e-4, rtol=1e-4)
+        del model.half_weight_kernels
+        for i, wave in enumerate(waves):
+            alone, _ = model(*model.features(wave[None], torch.tensor([len(wave)])))
+            torch.testing.assert_close(log_probs[i, : out_lens[i]], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(log_probs, reference, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(log_probs, reference)  # (forward took the other kernels)
+
+
+def test_float16_weight_kernels_only_for_float16_weights_in_inference(tmp_path):
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(**TINY)).eval()
+    assert half_weight_rnn(model) is None  # float32 weights: float16 kernels would round them
+    save_model(tmp_path / "h.pt", model, half=True)
+    model = load_model(tmp_path / "h.pt")
+    assert half_weight_rnn(model) is not None
+    with torch.no_grad():
+        model.rnn.weight_hh_l0[0, 0] += 1e-4  # no longer a float16 value: the cache sees the change
+    assert half_weight_rnn(model) is None
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.copy_(model.rnn.weight_hh_l0.half().float())
+    assert half_weight_rnn(model) is not None
+    assert half_weight_rnn(model.train()) is None  # training keeps the float32 module and its gradients
+    save_model(tmp_path / "lstm.pt", SpeechModel(ModelConfig(rnn_type="lstm", **TINY)), half=True)
+    assert half_weight_rnn(load_model(tmp_path / "lstm.pt")) is None
 
 
 def test_load_rejects_files_that_are_not_models(tmp_path):
