@@ -4,7 +4,7 @@ and memory and per-chunk time over a long stream.
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference offline] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
-        [--no-tentative] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300]
+        [--no-tentative] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300] [--float32-kernels]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread; with
@@ -41,6 +41,7 @@ from speechrnn.decoding import beam_search_for
 from speechrnn.audio import load_audio
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
+from speechrnn.numpy_model import numpy_model
 from speechrnn.streaming import EndpointConfig, StreamingRecognizer, set_threads
 from speechrnn.transcribe import recognize
 
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
     parser.add_argument("--late-ms", type=float, default=300.0, help="words later than this are broken down (default: %(default)s)")
+    parser.add_argument("--float32-kernels", action="store_true", help="a half-precision model file computes with float32 kernels (what speechrnn did before)")
     parser.add_argument("--no-tentative", action="store_true", help="partials leave out the frames still waiting for look-ahead")
     args = parser.parse_args()
     set_threads(args.threads)  # torch's and NumPy's (the stream's GRU steps)
@@ -156,6 +158,7 @@ def main() -> None:
     utterances = an4_utterances(args.an4, "test")
     waves = [load_audio(u.audio) for u in utterances]
     model = load_model(args.model)
+    model.half_weight_kernels = not args.float32_kernels
     reference_model = load_model(args.reference)
     references = recognize(reference_model, [torch.from_numpy(w) for w in waves])
     step = 16000 * args.chunk_ms // 1000
@@ -184,6 +187,7 @@ def main() -> None:
         "chunk_ms": args.chunk_ms,
         "decoding": "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"},
         "threads": args.threads,
+        "weights": "float16 kernels" if numpy_model(model) is not None and numpy_model(model).half else "float32",
         "tentative_partials": not args.no_tentative,
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),

@@ -72,7 +72,7 @@ class NumpyModel:
         # Float16 weight kernels where every matrix is float16 values (a half-precision file):
         # PyTorch's fbgemm_* functions, deprecated in favour of its quantisation modules, whose
         # calls cost 20 us more each from Python; without them the float32 products are used.
-        self.half = _half_weight_products() and all(_is_half(w) for w in [proj.weight, *(getattr(rnn, f"weight_{kind}_l{i}") for i in range(rnn.num_layers) for kind in ("ih", "hh"))])
+        self.half = getattr(model, "half_weight_kernels", True) and _half_weight_products() and all(_is_half(w) for w in [proj.weight, *(getattr(rnn, f"weight_{kind}_l{i}") for i in range(rnn.num_layers) for kind in ("ih", "hh"))])
         if self.half:
             pack = torch.fbgemm_pack_gemm_matrix_fp16
             self.proj_packed = pack(proj.weight.detach().contiguous())
@@ -141,7 +141,8 @@ _cache: "weakref.WeakKeyDictionary[SpeechModel, tuple[tuple, NumpyModel]]" = wea
 def numpy_model(model: SpeechModel) -> NumpyModel | None:
     """The model's :class:`NumpyModel`, or None where it does not apply (the model is on a GPU,
     not float32, training, bidirectional, or an LSTM): built on first use and cached until a
-    weight changes (in place: its version; replaced: its storage)."""
+    weight changes (in place: its version; replaced: its storage) or ``model.half_weight_kernels``
+    does (False: float32 products even for float16 weights)."""
     config, rnn = model.config, model.rnn
     if model.training or config.bidirectional or config.rnn_type != "gru" or not rnn.bias or not rnn.batch_first:
         return None
@@ -151,7 +152,7 @@ def numpy_model(model: SpeechModel) -> NumpyModel | None:
     weights = [model.proj[0].weight, model.proj[0].bias, *rnn._flat_weights, model.head.weight, model.head.bias]
     if model.lookahead is not None:
         weights.append(model.lookahead.weight)
-    key = tuple((w.data_ptr(), w._version) for w in weights)
+    key = (getattr(model, "half_weight_kernels", True), *((w.data_ptr(), w._version) for w in weights))
     cached = _cache.get(model)
     if cached is None or cached[0] != key:
         cached = _cache[model] = (key, NumpyModel(model))

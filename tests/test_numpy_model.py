@@ -40,6 +40,8 @@ def test_numpy_steps_match_the_module(lookahead, half):
     assert empty.shape == (3, 0, 32) and steps.head(empty).shape == (3, 0, len(model.config.vocab))
     np.testing.assert_array_equal(same_hidden, hidden.numpy())
     assert numpy_model(model) is steps  # built once
+    model.half_weight_kernels = False  # the float32 products on request
+    assert not numpy_model(model).half
 
 
 def test_numpy_steps_follow_changed_weights():
