@@ -83,7 +83,10 @@ class SpeechModel(nn.Module):
         (torch.Size([2, 32, 29]), [32, 16])
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, empty_rnn: bool = False):
+        """``empty_rnn``: leave the RNN's weights unallocated (on the meta device) for
+        ``load_state_dict(..., assign=True)`` to fill, skipping their random initialisation
+        (most of a model file's loading time otherwise)."""
         super().__init__()
         self.config = config
         self.tokenizer = Tokenizer(config.vocab)
@@ -101,6 +104,7 @@ class SpeechModel(nn.Module):
             batch_first=True,
             bidirectional=config.bidirectional,
             dropout=config.dropout if config.n_layers > 1 else 0.0,
+            device="meta" if empty_rnn else None,
         )
         self.dropout = nn.Dropout(config.io_dropout)
         n_directions = 2 if config.bidirectional else 1
@@ -342,9 +346,9 @@ def load_model(name_or_path: str | os.PathLike = "offline", device: str | torch.
         raise ValueError(f"{path}: not a speechrnn model file")
     if payload["version"] > FORMAT_VERSION:
         raise ValueError(f"{path}: model format version {payload['version']} is newer than this speechrnn")
-    model = SpeechModel(ModelConfig.from_dict(payload["config"]))
+    model = SpeechModel(ModelConfig.from_dict(payload["config"]), empty_rnn=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
     model.metadata = payload.get("metadata", {})
     model.source = str(path)
     return model.to(device).eval()
