@@ -77,7 +77,6 @@ class NumpyModel:
             pack = torch.fbgemm_pack_gemm_matrix_fp16
             self.proj_packed = pack(proj.weight.detach().contiguous())
             self.layers_packed = [(pack(w_ih_t.t().contiguous()), pack(torch.from_numpy(w_hh_t).t().contiguous())) for w_ih_t, _, w_hh_t, _ in self.layers]
-            self.no_bias = torch.zeros(self.layers[0][0].shape[1]) if self.layers else None
         self.mix = _array(model.lookahead.weight[:, 0]).T.copy() if model.lookahead is not None else None  # (lookahead + 1, H)
         self.head_weight, self.head_bias = _transposed(model.head.weight), _array(model.head.bias)
 
@@ -96,7 +95,7 @@ class NumpyModel:
             x = np.empty((x.shape[0], x.shape[1], n_hidden), dtype=np.float32)
             for t in range(x.shape[1]):
                 # (B, 3H): reset, update, new
-                gates = _linear_half(torch.from_numpy(h), self.layers_packed[layer][1], self.no_bias).numpy() if half else h @ w_hh_t
+                gates = _linear_half(torch.from_numpy(h), self.layers_packed[layer][1], None).numpy() if half else h @ w_hh_t
                 reset_update = gates[:, : 2 * n_hidden]
                 reset_update += gates_in[:, t, : 2 * n_hidden]
                 np.tanh(reset_update, out=reset_update)
@@ -172,7 +171,7 @@ def _affine_half(x: np.ndarray, packed, bias: torch.Tensor) -> np.ndarray:
     return _linear_half(flat, packed, bias).numpy().reshape(x.shape[0], x.shape[1], bias.shape[0])
 
 
-def _linear_half(x: torch.Tensor, packed, bias: torch.Tensor) -> torch.Tensor:
+def _linear_half(x: torch.Tensor, packed, bias: torch.Tensor | None) -> torch.Tensor:
     return torch.fbgemm_linear_fp16_weight_fp32_activation(x, packed, bias)
 
 
@@ -180,8 +179,8 @@ def _half_weight_products() -> bool:
     """Whether this PyTorch has FBGEMM's float16-weight products (x86 builds)."""
     if not hasattr(torch, "fbgemm_linear_fp16_weight_fp32_activation") or torch.backends.quantized.engine not in ("x86", "fbgemm"):
         return False
-    # They warn once per process that they are deprecated; the warning is for PyTorch's own
-    # users of them, not for speechrnn's.
+    # They warn once per process that they are deprecated; speechrnn falls back to float32
+    # without them, so the warning would only clutter `speechrnn live`'s stderr.
     warnings.filterwarnings("ignore", message=r"fbgemm_(pack_gemm_matrix|linear)_fp16\w* is deprecated")
     return True
 
