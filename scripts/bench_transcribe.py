@@ -62,7 +62,7 @@ def main() -> None:
     if failed:
         sys.exit(f"{len(failed)} files failed: {failed[:3]}")
     audio_seconds = sum(r.duration for r in results)
-    gru = "int8" if args.int8 else "float16 weights" if half_weight_rnn(model) is not None else "float32"
+    rnn_kind = "int8" if args.int8 else "float16 weights" if half_weight_rnn(model) is not None else "float32"
     wer, cer = error_rates([u.text for u in utterances], [r.hypothesis.text for r in results])
     best = min(timings)
     print(json.dumps({
@@ -74,7 +74,7 @@ def main() -> None:
         "test_cer": round(cer, 2),
         "model": args.model,
         "lm": args.lm,
-        "rnn": gru,
+        "rnn": rnn_kind,
         "threads": args.threads,
         "batch_size": args.batch_size,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
