@@ -17,7 +17,7 @@ Usage:
   moved back to its last 10 ms frame within 25 dB of the utterance's speech level (the aligner
   can give a word the quiet after it). With a model name or path they are that model's word
   times in greedy decoding: where the last letter's CTC spike is, often mid-sound (the offline
-  model's spikes precede the aligned ends by 160 ms median on AN4 test, 210 ms for spelled
+  model's spikes precede the aligned ends by 130 ms median on AN4 test, 190 ms for spelled
   letters); the figures against the offline model's spikes are reported beside the aligned ones.
   Words later than --late-ms are broken down: how many were shown wrong first (an earlier
   partial had another word in their place: the LM respelling), and which words they are.
