@@ -210,17 +210,20 @@ def main() -> None:
     model.half_weight_kernels = not args.float32_kernels
     # Word ends: from the forced alignment (or a model's word times), and from the offline
     # model's CTC spikes, the reference of earlier sessions' figures.
-    spikes = [h.words for h in recognize(load_model("offline" if args.reference == "align" else args.reference), [torch.from_numpy(w) for w in waves])]
+    tensors = [torch.from_numpy(w) for w in waves]
+    spikes = [h.words for h in recognize(load_model("offline"), tensors)]
     if args.reference == "align":
         require_aligner()
         references = [aligned_words(wave, u.text) for wave, u in zip(waves, utterances)]
-    else:
+    elif args.reference == "offline":
         references = spikes
+    else:
+        references = [h.words for h in recognize(load_model(args.reference), tensors)]
     step = 16000 * args.chunk_ms // 1000
 
     search = beam_search_for(model, args.lm, beam_size=args.beam_size)
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
-    passes = []  # (rtf, texts, latencies, partials, stable) of each pass over the test set
+    passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable) of each pass over the test set
     for _ in range(args.repeat):
         texts, latencies, spike_latencies, compute, audio_seconds, partials, stable = [], [], [], 0.0, 0.0, 0, 0
         for wave, reference, spiked in zip(waves, references, spikes):

@@ -277,9 +277,15 @@ def half_weight_rnn(model: SpeechModel) -> HalfWeightGRU | None:
         cached = _half_weight_cache.get(model)
         if cached is None or cached[0] != key:
             matrices = [w for name, w in zip(rnn._flat_weights_names, weights) if name.startswith("weight")]
-            exact = all(torch.equal(w, w.half().float()) for w in matrices)
+            exact = all(float16_values(w) for w in matrices)
             cached = _half_weight_cache[model] = (key, HalfWeightGRU(rnn) if exact else None)
     return cached[1]
+
+
+def float16_values(weight: torch.Tensor) -> bool:
+    """Whether a float32 tensor holds only float16 values (as a half-precision file's weights do)."""
+    w = weight.detach()
+    return w.dtype == torch.float32 and torch.equal(w, w.half().float())
 
 
 def save_model(

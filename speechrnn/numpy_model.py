@@ -30,7 +30,7 @@ import weakref
 import numpy as np
 import torch
 
-from .model import SpeechModel
+from .model import SpeechModel, float16_values
 
 
 class NumpyModel:
@@ -72,7 +72,7 @@ class NumpyModel:
         # Float16 weight kernels where every matrix is float16 values (a half-precision file):
         # PyTorch's fbgemm_* functions, deprecated in favour of its quantisation modules, whose
         # calls cost 20 us more each from Python; without them the float32 products are used.
-        self.half = getattr(model, "half_weight_kernels", True) and _half_weight_products() and all(_is_half(w) for w in [proj.weight, *(getattr(rnn, f"weight_{kind}_l{i}") for i in range(rnn.num_layers) for kind in ("ih", "hh"))])
+        self.half = getattr(model, "half_weight_kernels", True) and _half_weight_products() and all(float16_values(w) for w in [proj.weight, *(getattr(rnn, f"weight_{kind}_l{i}") for i in range(rnn.num_layers) for kind in ("ih", "hh"))])
         if self.half:
             pack = torch.fbgemm_pack_gemm_matrix_fp16
             self.proj_packed = pack(proj.weight.detach().contiguous())
@@ -183,11 +183,6 @@ def _half_weight_products() -> bool:
     # without them, so the warning would only clutter `speechrnn live`'s stderr.
     warnings.filterwarnings("ignore", message=r"fbgemm_(pack_gemm_matrix|linear)_fp16\w* is deprecated")
     return True
-
-
-def _is_half(weight: torch.Tensor) -> bool:
-    w = weight.detach()
-    return w.dtype == torch.float32 and torch.equal(w, w.half().float())
 
 
 def _array(parameter: torch.Tensor) -> np.ndarray:
