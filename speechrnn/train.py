@@ -44,12 +44,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2  # CPU threads per process
     average_epochs: int = 0  # with keep="last": the model file averages the weights of the last N epochs
-    # Distillation: a teacher model file (e.g. the bidirectional model for a streaming one) whose
-    # frame posteriors the student also learns, ``distill_shift`` frames later (a causal student
-    # fires later than a bidirectional teacher), weighted by ``distill_weight`` beside the CTC loss.
-    distill_from: str | None = None
-    distill_weight: float = 1.0
-    distill_shift: int = 0
 
 
 def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
@@ -62,42 +56,22 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
 
 
 def augmented_batch(
-    model: SpeechModel, waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random, teacher: SpeechModel | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Perturb, featurise and SpecAugment a batch: ``(B, T, F)`` features, ``(B,)`` lengths, and
-    the ``teacher``'s ``(B, U, V)`` log-probabilities of the same perturbed audio (without
-    SpecAugment's masks), or None without a teacher."""
+    model: SpeechModel, waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perturb, featurise and SpecAugment a batch: ``(B, T, F)`` features and ``(B,)`` lengths."""
     frontend = model.frontend
     device = frontend.cmvn_mean.device
-    if augment is not None:
-        waves = [perturb_wave(w, augment, rng) for w in waves]
-    padded, lens = pad_waves(waves)
-    padded, lens = padded.to(device), lens.to(device)
-    teacher_log_probs = None
-    if teacher is not None:
-        with torch.no_grad():
-            teacher_log_probs, _ = teacher(*teacher.features(padded, lens))
     if augment is None:
-        return (*model.features(padded, lens), teacher_log_probs)
-    log_mel = frontend.log_mel(padded)
+        padded, lens = pad_waves(waves)
+        return model.features(padded.to(device), lens.to(device))
+    padded, lens = pad_waves([perturb_wave(w, augment, rng) for w in waves])
+    log_mel = frontend.log_mel(padded.to(device))
     feat_lens = num_frames(lens, frontend.config)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))
         rows.append(mask_times(masked, int(feat_lens[b]), augment, rng))
-    return torch.stack(rows), feat_lens.to(device), teacher_log_probs
-
-
-def distillation_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, teacher_log_probs: torch.Tensor, shift: int) -> torch.Tensor:
-    """Mean over frames of KL(teacher || student), the student's frame ``t + shift`` against the
-    teacher's frame ``t`` (both ``(B, U, V)`` log-probabilities of the same audio)."""
-    n = min(log_probs.shape[1] - shift, teacher_log_probs.shape[1])
-    if n <= 0:
-        return log_probs.sum() * 0.0
-    student, target = log_probs[:, shift : shift + n], teacher_log_probs[:, :n]
-    valid = torch.arange(n, device=log_probs.device)[None, :] < (out_lens.to(log_probs.device)[:, None] - shift)
-    kl = F.kl_div(student, target, log_target=True, reduction="none").sum(-1)  # (B, n)
-    return (kl * valid).sum() / valid.sum().clamp(min=1)
+    return torch.stack(rows), feat_lens.to(device)
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -182,11 +156,6 @@ def train(
         model.load_state_dict(start.state_dict())
     else:
         compute_cmvn(model, train_waves)
-    teacher = None
-    if config.distill_from is not None:
-        teacher = load_model(config.distill_from, device).eval()
-        if teacher.config.vocab != model_config.vocab or teacher.config.frame_shift != model_config.frame_shift:
-            raise ValueError(f"{config.distill_from}: a teacher needs the same vocabulary and frame shift as the model it teaches")
 
     def dev_error_rates(network: SpeechModel) -> tuple[float, float]:
         return error_rates(references, [h.text for h in recognize(network.eval(), dev_waves)])
@@ -217,7 +186,7 @@ def train(
         total_loss, n_batches = 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
         for batch in bar:
-            feats, feat_lens, teacher_log_probs = augmented_batch(model, [train_waves[i] for i in batch], augment, rng, teacher)
+            feats, feat_lens = augmented_batch(model, [train_waves[i] for i in batch], augment, rng)
             targets = [torch.tensor(model.tokenizer.encode(train_set[i].text)) for i in batch]
             log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
             loss = F.ctc_loss(
@@ -228,8 +197,6 @@ def train(
                 blank=model.tokenizer.blank,
                 zero_infinity=True,
             )
-            if teacher_log_probs is not None:
-                loss = loss + config.distill_weight * distillation_loss(log_probs, out_lens, teacher_log_probs, config.distill_shift)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

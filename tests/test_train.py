@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from speechrnn.data import AugmentConfig, Utterance, length_batches, speaker_split
-from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
-from speechrnn.train import TrainConfig, distillation_loss, train
+from speechrnn.model import ModelConfig, load_model
+from speechrnn.train import TrainConfig, train
 
 TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
 
@@ -147,36 +147,3 @@ def test_ddp_with_two_cpu_processes(tiny_set, tmp_path):
     state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2
     load_model(tmp_path / "out" / "best.pt")
-
-
-def test_distillation_loss_compares_the_student_later_by_the_shift():
-    torch.manual_seed(0)
-    teacher = torch.randn(2, 10, 5).log_softmax(-1)
-    lens = torch.tensor([10, 7])
-    assert distillation_loss(teacher, lens, teacher, 0).item() == pytest.approx(0.0, abs=1e-6)
-    # A student that fires 2 frames later than the teacher matches it at shift 2 only.
-    student = torch.cat([torch.randn(2, 2, 5).log_softmax(-1), teacher[:, :-2]], dim=1)
-    assert distillation_loss(student, lens, teacher, 2).item() == pytest.approx(0.0, abs=1e-6)
-    assert distillation_loss(student, lens, teacher, 0).item() > 0.1
-    # Frames past a row's length do not count: changing them changes nothing.
-    padded = student.clone()
-    padded[1, 7:] = torch.randn(3, 5).log_softmax(-1)
-    assert distillation_loss(padded, lens, teacher, 2).item() == pytest.approx(0.0, abs=1e-6)
-    assert distillation_loss(student[:, :2], lens, teacher, 2).item() == 0.0  # no frame left to compare
-
-
-def test_distillation_adds_the_teachers_posteriors_to_the_loss(tiny_set, tmp_path):
-    torch.manual_seed(0)
-    teacher = train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "teacher", TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1), None)
-    # With a learning rate of ~0 both runs see the same model: the distilled loss is the CTC loss plus the KL term.
-    still = dict(epochs=1, batch_size=2, warmup_steps=2, threads=1, lr=1e-12, weight_decay=0.0)
-    plain = train(TINY, tiny_set, tiny_set[:2], tmp_path / "plain", TrainConfig(**still), None)
-    distilled = train(TINY, tiny_set, tiny_set[:2], tmp_path / "distilled", TrainConfig(**still, distill_from=str(teacher), distill_shift=1), None, init_from=plain)
-    again = train(TINY, tiny_set, tiny_set[:2], tmp_path / "again", TrainConfig(**still), None, init_from=plain)
-    loss = {name: float(next(csv.DictReader(open(tmp_path / name / "log.csv")))["train_loss"]) for name in ("distilled", "again")}
-    assert loss["distilled"] > loss["again"] + 0.01
-    assert torch.load(tmp_path / "distilled" / "checkpoint.pt", weights_only=True)["train_config"]["distill_from"] == str(teacher)
-    other = tmp_path / "other.pt"
-    save_model(other, SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, frame_stack=2)))
-    with pytest.raises(ValueError, match="same vocabulary and frame shift"):
-        train(TINY, tiny_set, tiny_set[:2], tmp_path / "bad", TrainConfig(**still, distill_from=str(other)), None)

@@ -263,9 +263,6 @@ def main() -> None:
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
     parser.add_argument("--average-epochs", type=int, default=0, help="the robust stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
-    parser.add_argument("--distill-from", default=None, help="a teacher model file or bundled name (e.g. offline) whose frame posteriors the robust stage also learns (default: none)")
-    parser.add_argument("--distill-weight", type=float, default=TrainConfig.distill_weight, help="weight of the distillation loss beside CTC (default: %(default)s)")
-    parser.add_argument("--distill-shift", type=int, default=2, help="student frames later than the teacher's (a causal model fires later; default: %(default)s, 40 ms)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
     parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
@@ -302,7 +299,6 @@ def main() -> None:
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
-    distill = dict(distill_from=args.distill_from, distill_weight=args.distill_weight, distill_shift=args.distill_shift) if args.distill_from else {}
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
     if args.robust_epochs > 0:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns
@@ -311,7 +307,7 @@ def main() -> None:
         clean = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0)
         stages = [
             Stage("clean", exp / "clean", train_set, clean, main_config),
-            Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **distill, **schedule), keep="last"),
+            Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),
         ]
     else:
         stages = [Stage("", exp, train_set + synth, robust, main_config)]
