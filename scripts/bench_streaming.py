@@ -18,7 +18,8 @@ Usage:
   can give a word the quiet after it). With a model name or path they are that model's word
   times in greedy decoding: where the last letter's CTC spike is, often mid-sound (the offline
   model's spikes precede the aligned ends by 130 ms median on AN4 test, 190 ms for spelled
-  letters); the figures against the offline model's spikes are reported beside the aligned ones.
+  letters: `offline_spikes_before_aligned_ends_ms`); the figures against the offline model's
+  spikes are reported beside the aligned ones.
   Words later than --late-ms are broken down: how many were shown wrong first (an earlier
   partial had another word in their place: the LM respelling), and which words they are.
 - Stability: share of partials whose text is a prefix of the utterance's final text.
@@ -92,7 +93,8 @@ def aligned_words(wave: np.ndarray, transcript: str, floor_db: float = 25.0) -> 
     aligner.process_raw(pcm.tobytes(), full_utt=True)
     aligner.end_utt()
     hop = 160  # PocketSphinx's 10 ms frames
-    power = np.array([np.mean(pcm[i : i + hop].astype(np.float64) ** 2) for i in range(0, len(pcm) - hop + 1, hop)])
+    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float64)
+    power = (frames**2).mean(axis=1)
     level = 10 * np.log10(power + 1e-3)
     loud = level >= np.percentile(level, 90) - floor_db
     words = []
@@ -149,6 +151,21 @@ def late_words(latencies: list[WordLatency], late_ms: float) -> dict:
         "single_letters": sum(len(w.word) == 1 for w in late),
         "commonest": collections.Counter(w.word for w in late).most_common(8),
     }
+
+
+def spike_leads(spikes, references) -> dict:
+    """How long before the aligned word ends the offline model's word times are (its CTC spikes),
+    over the words the two share in order in each utterance: the median, and for single letters."""
+    leads, letters = [], []
+    for spiked, aligned in zip(spikes, references):
+        matcher = difflib.SequenceMatcher(a=[w.word for w in aligned], b=[w.word for w in spiked], autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                word = aligned[block.a + k]
+                leads.append(word.end - spiked[block.b + k].end)
+                if len(word.word) == 1:
+                    letters.append(leads[-1])
+    return {"median": round(1000 * statistics.median(leads), 1), "single_letters_median": round(1000 * statistics.median(letters), 1), "words": len(leads)}
 
 
 def long_stream(recognizer: StreamingRecognizer, waves: list[np.ndarray], minutes: float, step: int) -> dict:
@@ -261,6 +278,7 @@ def main() -> None:
             "median": round(1000 * statistics.median(w.seconds for w in spike_latencies), 1),
             "p95": round(1000 * float(np.percentile([w.seconds for w in spike_latencies], 95)), 1),
         },
+        **({"offline_spikes_before_aligned_ends_ms": spike_leads(spikes, references)} if args.reference == "align" else {}),
         "late_words": late_words(latencies, args.late_ms),
         "partials_prefix_of_final": round(stable / max(1, partials), 4),
         "lookahead_ms": round(1000 * model.config.lookahead * model.config.frame_shift, 1),

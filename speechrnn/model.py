@@ -270,7 +270,7 @@ def half_weight_rnn(model: SpeechModel) -> HalfWeightGRU | None:
     if type(rnn) is not nn.GRU or model.training or not getattr(model, "half_weight_kernels", True):
         return None
     weights = rnn._flat_weights
-    if weights[0].device.type != "cpu" or weights[0].dtype != torch.float32 or torch.backends.quantized.engine not in ("x86", "fbgemm"):
+    if weights[0].device.type != "cpu" or weights[0].dtype != torch.float32 or not fbgemm_engine():
         return None
     key = tuple((w.data_ptr(), w._version) for w in weights)
     with _half_weight_lock:
@@ -280,6 +280,11 @@ def half_weight_rnn(model: SpeechModel) -> HalfWeightGRU | None:
             exact = all(float16_values(w) for w in matrices)
             cached = _half_weight_cache[model] = (key, HalfWeightGRU(rnn) if exact else None)
     return cached[1]
+
+
+def fbgemm_engine() -> bool:
+    """Whether PyTorch's quantized engine is FBGEMM's (x86 builds): it has the float16-weight kernels."""
+    return torch.backends.quantized.engine in ("x86", "fbgemm")
 
 
 def float16_values(weight: torch.Tensor) -> bool:

@@ -30,7 +30,7 @@ import weakref
 import numpy as np
 import torch
 
-from .model import SpeechModel, float16_values
+from .model import SpeechModel, fbgemm_engine, float16_values
 
 
 class NumpyModel:
@@ -89,13 +89,14 @@ class NumpyModel:
         new_hidden = np.empty_like(hidden)
         for layer, (w_ih_t, b_in, w_hh_t, b_hn) in enumerate(self.layers):
             n_hidden = w_hh_t.shape[0]
+            packed_ih, packed_hh = self.layers_packed[layer] if half else (None, None)
             # (B, U, 3H): all steps' input terms in one product
-            gates_in = _affine_half(x, self.layers_packed[layer][0], b_in) if half else _affine(x, w_ih_t, b_in)
+            gates_in = _affine_half(x, packed_ih, b_in) if half else _affine(x, w_ih_t, b_in)
             h = hidden[layer]
             x = np.empty((x.shape[0], x.shape[1], n_hidden), dtype=np.float32)
             for t in range(x.shape[1]):
                 # (B, 3H): reset, update, new
-                gates = _linear_half(torch.from_numpy(h), self.layers_packed[layer][1], None).numpy() if half else h @ w_hh_t
+                gates = _linear_half(torch.from_numpy(h), packed_hh, None).numpy() if half else h @ w_hh_t
                 reset_update = gates[:, : 2 * n_hidden]
                 reset_update += gates_in[:, t, : 2 * n_hidden]
                 np.tanh(reset_update, out=reset_update)
@@ -177,7 +178,7 @@ def _linear_half(x: torch.Tensor, packed, bias: torch.Tensor | None) -> torch.Te
 
 def _half_weight_products() -> bool:
     """Whether this PyTorch has FBGEMM's float16-weight products (x86 builds)."""
-    if not hasattr(torch, "fbgemm_linear_fp16_weight_fp32_activation") or torch.backends.quantized.engine not in ("x86", "fbgemm"):
+    if not hasattr(torch, "fbgemm_linear_fp16_weight_fp32_activation") or not fbgemm_engine():
         return False
     # They warn once per process that they are deprecated; speechrnn falls back to float32
     # without them, so the warning would only clutter `speechrnn live`'s stderr.
