@@ -34,6 +34,10 @@ class FrontendConfig:
     # Causal level normalisation (0: off): each frame's log-mel energies are taken relative to the
     # loudest frame so far, whose level falls by this many dB per second (see Frontend.track_level).
     level_decay_db: float = 0.0
+    # Whole-utterance mean normalisation (whole-input models only): each mel channel's mean over
+    # the utterance's frames is subtracted from its log energies before the global statistics,
+    # removing a fixed channel response (microphone, telephone band, gain) from the input.
+    utterance_cmn: bool = False
 
     def __post_init__(self):
         if self.kind not in ("mfcc", "logmel"):
@@ -44,6 +48,8 @@ class FrontendConfig:
             raise ValueError("n_fft and hop_length must be positive")
         if self.level_decay_db < 0:
             raise ValueError(f"level_decay_db must be >= 0, got {self.level_decay_db}")
+        if self.utterance_cmn and self.level_decay_db:
+            raise ValueError("utterance_cmn and level_decay_db are alternatives: set one")
 
     @property
     def n_features(self) -> int:
@@ -149,6 +155,22 @@ class Frontend(nn.Module):
         level = running - decay * frame
         return log_mel - level[..., None].to(log_mel.dtype), running[:, -1]
 
+    def subtract_utterance_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """``(B, T, n_mels)`` log-mel frames less each row's per-channel mean over its ``feat_lens``
+        valid frames (rows past their length stay as they are); unchanged unless
+        ``config.utterance_cmn`` is set.
+
+        Cepstral mean normalisation, done on log-mel energies: a fixed gain or channel response
+        multiplies each mel energy by a constant, which is a constant added to its log, so it
+        cancels here (short of the log's fixed floor). It needs the whole utterance, so only
+        whole-input (bidirectional) models use it.
+        """
+        if not self.config.utterance_cmn or log_mel.shape[-2] == 0:
+            return log_mel
+        valid = (torch.arange(log_mel.shape[-2], device=log_mel.device)[None, :] < feat_lens.to(log_mel.device)[:, None]).to(log_mel.dtype)
+        mean = (log_mel * valid[..., None]).sum(-2) / valid.sum(-1).clamp(min=1)[:, None]
+        return log_mel - mean[:, None, :] * valid[..., None]
+
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""
         return log_mel @ self.dct
@@ -171,8 +193,9 @@ class Frontend(nn.Module):
         Returns:
             ``(B, T, n_features)`` features and ``(B,)`` valid frames per row.
         """
-        feats = self.normalize(self.transform(self.log_mel(waves)))
-        return feats, num_frames(wave_lens, self.config)
+        feat_lens = num_frames(wave_lens, self.config)
+        feats = self.normalize(self.transform(self.subtract_utterance_mean(self.log_mel(waves), feat_lens)))
+        return feats, feat_lens
 
     @torch.no_grad()
     def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:

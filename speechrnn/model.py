@@ -47,6 +47,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.level_db is not None and not self.bidirectional:
             raise ValueError("level_db (whole-utterance level normalisation) needs a bidirectional model")
+        if self.frontend.utterance_cmn and not self.bidirectional:
+            raise ValueError("frontend.utterance_cmn (whole-utterance mean normalisation) needs a bidirectional model")
         if self.rnn_type not in ("gru", "lstm"):
             raise ValueError(f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
         if self.frame_stack < 1 or self.n_layers < 1 or self.n_hidden < 1 or self.n_proj < 1:

@@ -51,7 +51,9 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
     acc = CMVNAccumulator(model.config.frontend.n_features)
     with torch.no_grad():
         for wave in waves:
-            acc.update(model.frontend.transform(model.frontend.log_mel(wave[None]))[0])
+            log_mel = model.frontend.log_mel(wave[None])
+            log_mel = model.frontend.subtract_utterance_mean(log_mel, torch.tensor([log_mel.shape[1]]))
+            acc.update(model.frontend.transform(log_mel)[0])
     model.frontend.set_cmvn(*acc.stats())
 
 
@@ -65,8 +67,8 @@ def augmented_batch(
         padded, lens = pad_waves(waves)
         return model.features(padded.to(device), lens.to(device))
     padded, lens = pad_waves([perturb_wave(w, augment, rng) for w in waves])
-    log_mel = frontend.log_mel(padded.to(device))
     feat_lens = num_frames(lens, frontend.config)
+    log_mel = frontend.subtract_utterance_mean(frontend.log_mel(padded.to(device)), feat_lens)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))

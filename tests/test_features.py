@@ -126,3 +126,34 @@ def test_level_tracking_makes_features_independent_of_gain(tone):
         difference = (tracked.log_mel(waves * gain) - tracked.log_mel(waves)).abs()
         assert difference.max() < 0.05 and difference.mean() < 1e-3
         assert (plain.log_mel(waves * gain) - plain.log_mel(waves)).abs().median() > 2.0
+
+
+def test_utterance_cmn_removes_each_rows_channel_mean_and_a_fixed_channel_response(tone):
+    noisy = tone + 0.05 * np.random.default_rng(2).standard_normal(len(tone)).astype(np.float32)
+    frontend = Frontend(FrontendConfig(kind="logmel", utterance_cmn=True))
+    wave = torch.from_numpy(noisy)
+    # A padded batch: each row's valid frames have zero mean per channel, alone or batched.
+    batch = torch.zeros(2, len(tone))
+    batch[0], batch[1, :9000] = wave, wave[:9000]
+    feats, lens = frontend(batch, torch.tensor([len(tone), 9000]))
+    for b in range(2):
+        torch.testing.assert_close(feats[b, : lens[b]].mean(0), torch.zeros(frontend.config.n_mels), atol=1e-4, rtol=0)
+    alone, _ = frontend(wave[None, :9000], torch.tensor([9000]))
+    torch.testing.assert_close(feats[1, : lens[1]], alone[0], rtol=1e-5, atol=1e-5)
+    # A gain, and a first-order filter (a fixed tilt of the spectrum, roughly constant within a
+    # mel band): far smaller changes than without the normalisation.
+    plain = Frontend(FrontendConfig(kind="logmel"))
+    tilted = torch.from_numpy(np.convolve(noisy, [1.0, -0.6])[: len(noisy)].astype(np.float32)) * 4.0
+    n = torch.tensor([len(tone)])
+    changed = (frontend(tilted[None], n)[0] - frontend(wave[None], n)[0]).abs().mean()
+    changed_plain = (plain(tilted[None], n)[0] - plain(wave[None], n)[0]).abs().mean()
+    assert changed < 0.1 * changed_plain
+
+
+def test_utterance_cmn_is_refused_for_streaming_models_and_beside_level_tracking():
+    from speechrnn.model import ModelConfig
+
+    with pytest.raises(ValueError, match="bidirectional"):
+        ModelConfig(frontend=FrontendConfig(utterance_cmn=True), bidirectional=False)
+    with pytest.raises(ValueError, match="alternatives"):
+        FrontendConfig(utterance_cmn=True, level_decay_db=10.0)

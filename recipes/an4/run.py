@@ -245,6 +245,10 @@ def main() -> None:
         "--level-decay-db", type=float, default=None,
         help=f"causal level normalisation in the frontend: dB per second its tracked peak falls (default: {OFFLINE_DEFAULTS['level_decay_db']}, off; streaming {STREAMING_DEFAULTS['level_decay_db']})",
     )
+    parser.add_argument(
+        "--utterance-cmn", action="store_true",
+        help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)",
+    )
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -285,7 +289,7 @@ def main() -> None:
     print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
 
     config = ModelConfig(
-        frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features, level_decay_db=args.level_decay_db),
+        frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features, level_decay_db=args.level_decay_db, utterance_cmn=args.utterance_cmn),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
         n_hidden=args.hidden,
