@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
+from .segment import SegmentConfig
 from .transcribe import BATCH_SIZE
 from .tuning import LM_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: %(default)s)")
     p.add_argument("--output-dir", help="write one file per input here instead of printing")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="utterances per forward pass (default: %(default)s)")
+    p.add_argument(
+        "--max-segment", type=float, default=SegmentConfig.max_seconds, metavar="SECONDS",
+        help="a bidirectional model reads longer files in pieces cut at pauses, at most this long (default: %(default)s; 0: read whole)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_decoding_options(p, nbest=True)
     p.set_defaults(func=cmd_transcribe)
@@ -168,7 +173,7 @@ def cmd_transcribe(args) -> int:
             print(text, end="", flush=True)
 
     progress = not args.no_progress and len(paths) > 1 and sys.stderr.isatty()
-    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model))
+    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model), max_segment=args.max_segment)
     return 1 if failed else 0
 
 

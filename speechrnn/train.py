@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from .data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
+from .data import AugmentConfig, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model
@@ -183,13 +183,21 @@ def train(
         started = time.time()
         rng = random.Random(config.seed * 100003 + epoch)
         torch.manual_seed(config.seed * 100003 + epoch + rank)
-        batches = length_batches(lengths, config.batch_size, rng)[: steps_per_epoch * world][rank::world]
+        if augment is not None and augment.concat_prob > 0:
+            # Joined examples: fewer and longer, in as many batches as an epoch of single
+            # utterances (so the learning-rate schedule holds), grouped by their joined length.
+            groups = concatenation_groups(len(train_set), augment, rng)
+            batches = length_batches([sum(lengths[i] for i in g) for g in groups], math.ceil(len(groups) / (steps_per_epoch * world)), rng)
+            batches = [[groups[j] for j in batch] for batch in batches[: len(batches) // world * world][rank::world]]
+        else:
+            batches = [[[i] for i in batch] for batch in length_batches(lengths, config.batch_size, rng)[: steps_per_epoch * world][rank::world]]
         model.train()
         total_loss, n_batches = 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
-        for batch in bar:
-            feats, feat_lens = augmented_batch(model, [train_waves[i] for i in batch], augment, rng)
-            targets = [torch.tensor(model.tokenizer.encode(train_set[i].text)) for i in batch]
+        for groups in bar:  # each example of a batch: the utterances joined into it
+            waves = [train_waves[g[0]] if len(g) == 1 else torch.cat([train_waves[i] for i in g]) for g in groups]
+            feats, feat_lens = augmented_batch(model, waves, augment, rng)
+            targets = [torch.tensor(model.tokenizer.encode(" ".join(train_set[i].text for i in g))) for g in groups]
             log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
             loss = F.ctc_loss(
                 log_probs.transpose(0, 1),

@@ -13,6 +13,7 @@ from .audio import AudioError, load_audio
 from .decoding import BeamSearch, Hypothesis, new_decoder
 from .data import pad_waves
 from .model import SpeechModel
+from .segment import SegmentConfig, split_at_pauses
 
 BATCH_SIZE = 16  # utterances per forward pass in whole-file recognition
 
@@ -60,21 +61,78 @@ def emissions(
         torch.set_num_threads(threads)
 
 
-def decode(model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None) -> Hypothesis:
-    """Decode one utterance's ``(U, V)`` log-probabilities, greedily or with ``search``."""
-    decoder = new_decoder(model, search)
+def decode(model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None, time_offset: float = 0.0) -> Hypothesis:
+    """Decode one utterance's ``(U, V)`` log-probabilities, greedily or with ``search``; times
+    are counted from ``time_offset`` seconds."""
+    decoder = new_decoder(model, search, time_offset)
     decoder.step(log_probs)
     decoder.finish()
     return decoder.hypothesis()
 
 
-def recognize(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None) -> list[Hypothesis]:
+def segment_config(model: SpeechModel, max_seconds: float | None = None) -> SegmentConfig | None:
+    """How :func:`recognize` cuts long recordings for ``model``: pieces of at most
+    ``max_seconds`` (None: the default, 0: never cut). A streaming model reads every recording
+    whole, as ``speechrnn live --no-endpoint`` does, whose transcript it must equal."""
+    if max_seconds == 0 or not model.config.bidirectional:
+        return None
+    frontend = model.config.frontend
+    config = SegmentConfig(sample_rate=frontend.sample_rate, frame_samples=frontend.hop_length * model.config.frame_stack)
+    return config if max_seconds is None else SegmentConfig(max_seconds, config.top_db, config.sample_rate, config.frame_samples)
+
+
+def join_hypotheses(model: SpeechModel, pieces: Sequence[tuple[int, Hypothesis]]) -> Hypothesis:
+    """One hypothesis for a recording read in pieces: ``(start sample, hypothesis)`` in order,
+    each hypothesis timed from the recording's start. Frames are renumbered from the recording's
+    start and a word boundary joins the pieces' words. N-best lists do not carry over: the
+    runners-up of one piece are not transcripts of the recording."""
+    if len(pieces) == 1:
+        return pieces[0][1]
+    samples_per_frame = model.config.frontend.hop_length * model.config.frame_stack
+    texts, tokens, frames, words, score = [], [], [], [], 0.0
+    for start, hyp in pieces:
+        score += hyp.score
+        if not hyp.text:
+            continue
+        offset = start // samples_per_frame
+        if tokens and model.tokenizer.space is not None:
+            tokens.append(model.tokenizer.space)
+            frames.append(hyp.frames[0] + offset)
+        texts.append(hyp.text)
+        tokens.extend(hyp.tokens)
+        frames.extend(f + offset for f in hyp.frames)
+        words.extend(hyp.words)
+    return Hypothesis(" ".join(texts), tokens, frames, score, words)
+
+
+def recognize(
+    model: SpeechModel,
+    waves: Sequence[torch.Tensor],
+    batch_size: int = BATCH_SIZE,
+    search: BeamSearch | None = None,
+    max_segment: float | None = None,
+) -> list[Hypothesis]:
     """Decode many ``(N,)`` 16 kHz waveforms (greedy, or with ``search``), batched by similar
-    length; returns hypotheses in the order of ``waves``."""
-    results: list[Hypothesis | None] = [None] * len(waves)
-    for i, log_probs in emissions(model, waves, batch_size):
-        results[i] = decode(model, log_probs, search)
-    return results  # type: ignore[return-value]
+    length; returns hypotheses in the order of ``waves``.
+
+    A whole-input model reads a recording longer than ``max_segment`` seconds (None: the
+    default of :class:`SegmentConfig`; 0: never) in pieces cut at its longest pauses
+    (:mod:`speechrnn.segment`), their transcripts joined; shorter ones are read whole.
+    """
+    segmenting = segment_config(model, max_segment)
+    sample_rate = model.config.frontend.sample_rate
+    pieces: list[torch.Tensor] = []
+    owners: list[tuple[int, int]] = []  # (recording, start sample) of each piece
+    for k, wave in enumerate(waves):
+        spans = split_at_pauses(wave.numpy(), segmenting) if segmenting is not None else [(0, wave.shape[0])]
+        for start, end in spans:
+            pieces.append(wave if len(spans) == 1 else wave[start:end])
+            owners.append((k, start))
+    parts: list[list[tuple[int, Hypothesis]]] = [[] for _ in waves]
+    for i, log_probs in emissions(model, pieces, batch_size):
+        k, start = owners[i]
+        parts[k].append((start, decode(model, log_probs, search, time_offset=start / sample_rate)))
+    return [join_hypotheses(model, sorted(p, key=lambda part: part[0])) for p in parts]
 
 
 @dataclass
@@ -111,12 +169,14 @@ def transcribe_files(
     on_result: Callable[[FileResult], None] | None = None,
     progress: bool = False,
     search: BeamSearch | None = None,
+    max_segment: float | None = None,
 ) -> list[FileResult]:
     """Transcribe audio files; a file that fails gets an error and the rest go on.
 
     Files are read in groups of up to ``max_batch_seconds`` of audio (64 MB of samples for the
     default; each group ends with workers waiting for the last batch, so fewer groups use the
-    cores better), each group run through the model in length-sorted batches and decoded greedily or with ``search``. ``on_result``
+    cores better), each group run through the model in length-sorted batches and decoded greedily or with ``search``
+    (files over ``max_segment`` seconds in pieces, as :func:`recognize` reads them). ``on_result``
     is called for every file in input order, as soon as that file and all before it are done.
 
     Returns:
@@ -133,7 +193,7 @@ def transcribe_files(
     def flush():
         nonlocal group, group_seconds, next_to_emit
         if group:
-            hyps = recognize(model, [w for _, w in group], batch_size=batch_size, search=search)
+            hyps = recognize(model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment)
             for (i, _), hyp in zip(group, hyps):
                 results[i].hypothesis = hyp
             bar.update(len(group))

@@ -19,9 +19,9 @@ def tiny_set(speech_dir):
     return [Utterance(str(folder / f"{name}.wav"), text, 0.0, name) for name, text in phrases.items()]
 
 
-def test_resume_after_a_kill_reaches_the_same_weights(tiny_set, tmp_path):
+@pytest.mark.parametrize("augment", [AugmentConfig(), AugmentConfig(concat_prob=0.5)], ids=["single", "joined"])
+def test_resume_after_a_kill_reaches_the_same_weights(tiny_set, tmp_path, augment):
     config = TrainConfig(epochs=3, batch_size=2, warmup_steps=2, threads=1)
-    augment = AugmentConfig()
     train(TINY, tiny_set, tiny_set[:2], tmp_path / "straight", config, augment)
     # The same run killed after its first epoch, then resumed.
     _train_epochs(tiny_set, tmp_path / "resumed", config, augment, stop_after=1)

@@ -224,8 +224,8 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
 # Session 8: the frontend's causal level normalisation (10 dB/s), so the model need not learn
 # every input level (AN4 test 16.82% greedy; better on every dev robustness condition). The wide
 # gain range stays: above the log's floor the tracking undoes it, near the floor it still teaches.
-STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0), "lookahead": 4, "level_decay_db": 10.0}
-OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0, "level_decay_db": 0.0}
+STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0), "lookahead": 4, "level_decay_db": 10.0, "concat_prob": 0.0}
+OFFLINE_DEFAULTS = {"epochs": 60, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0, "level_decay_db": 0.0, "concat_prob": 0.4}
 
 
 def main() -> None:
@@ -256,6 +256,10 @@ def main() -> None:
     )
     parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added, robust stage (default: %(default)s)")
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
+    parser.add_argument(
+        "--concat-prob", type=float, default=None,
+        help=f"share of robust-stage examples made of 2-3 utterances in a row (default: {OFFLINE_DEFAULTS['concat_prob']}, streaming {STREAMING_DEFAULTS['concat_prob']})",
+    )
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: {OFFLINE_DEFAULTS['epochs']}, streaming {STREAMING_DEFAULTS['epochs']})")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
@@ -299,7 +303,7 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
     )
-    robust = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db))
+    robust = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob)
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)

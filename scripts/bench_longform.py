@@ -1,0 +1,80 @@
+"""Long recordings: WER of models on AN4 utterances joined into recordings of several utterances.
+
+Usage:
+    .venv/bin/python scripts/bench_longform.py [--model offline streaming] [--split dev|test]
+        [--group 1 2 5 20] [--max-segment 0 20] [--lm none|default] [--an4 ../shared/data/an4] [--threads 2]
+
+AN4 utterances are short commands (about 3 s). A user's recording is often many sentences: here
+each recording is ``--group`` consecutive utterances of the split (AN4 lists a speaker's
+utterances together, so mostly one speaker per recording) joined end to end, with the pauses
+their own files hold around the speech; its reference is their transcripts joined. Each
+recording is read by `speechrnn.transcribe.recognize` as `speechrnn transcribe` reads a file,
+once for each ``--max-segment`` (0: read whole; N: recordings over N seconds cut at pauses into
+pieces of at most N seconds; ``default``: the library's default). Streaming models always read
+whole (``speechrnn transcribe --model streaming`` must match ``speechrnn live --no-endpoint``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from speechrnn.audio import load_audio
+from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
+from speechrnn.decoding import beam_search_for
+from speechrnn.evaluate import error_rates
+from speechrnn.model import load_model
+from speechrnn.segment import SegmentConfig
+from speechrnn.transcribe import recognize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    parser.add_argument("--model", nargs="+", default=["offline", "streaming"])
+    parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
+    parser.add_argument("--group", type=int, nargs="+", default=[1, 2, 5, 20], help="utterances per recording")
+    parser.add_argument("--max-segment", nargs="+", default=["0", "default"], help="seconds ('default': the library's, 0: read whole)")
+    parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    utterances = an4_utterances(args.an4, "test") if args.split == "test" else an4_dev_split(args.an4)
+    waves = [torch.from_numpy(load_audio(u.audio)) for u in utterances]
+    report = {}
+    for name in args.model:
+        model = load_model(name)
+        search = beam_search_for(model, args.lm)
+        report[name] = {}
+        for group in args.group:
+            starts = range(0, len(waves), group)
+            recordings = [torch.cat(waves[s : s + group]) for s in starts]
+            references = [" ".join(u.text for u in utterances[s : s + group]) for s in starts]
+            seconds = [r.shape[0] / 16000 for r in recordings]
+            row = {"recordings": len(recordings), "mean_s": round(sum(seconds) / len(seconds), 1), "max_s": round(max(seconds), 1)}
+            for limit in args.max_segment:
+                max_segment = SegmentConfig.max_seconds if limit == "default" else float(limit)
+                started = time.perf_counter()
+                hyps = recognize(model, recordings, search=search, max_segment=max_segment)
+                wall = time.perf_counter() - started
+                wer, cer = error_rates(references, [h.text for h in hyps])
+                key = "whole" if max_segment == 0 else f"pieces <= {max_segment:g} s"
+                row[key] = {"wer": round(wer, 2), "cer": round(cer, 2), "x_real_time": round(sum(seconds) / wall, 1)}
+            report[name][f"{group} per recording"] = row
+    print(json.dumps({
+        "split": args.split,
+        "lm": args.lm,
+        "results": report,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "threads": args.threads,
+        "torch": torch.__version__,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
