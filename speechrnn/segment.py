@@ -24,7 +24,10 @@ from .audio import HOP_LENGTH, N_FFT
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    max_seconds: float = 20.0  # longer recordings are cut into pieces of at most this many seconds
+    # Longer recordings are cut into pieces of at most this many seconds. Chosen on AN4 dev
+    # (scripts/bench_longform.py --split dev --max-segment 8 12 20, the session-14 offline model):
+    # 5 utterances a recording 17.16 / 17.16 / 19.19% WER, 20 a recording 17.83 / 16.93 / 17.83%.
+    max_seconds: float = 12.0
     top_db: float = 30.0  # a frame this far below the recording's speech level is pause
     sample_rate: int = 16000
     frame_samples: int = HOP_LENGTH * 2  # cuts fall on multiples of this (the model's output step)
