@@ -11,7 +11,9 @@ their own files hold around the speech; its reference is their transcripts joine
 recording is read by `speechrnn.transcribe.recognize` as `speechrnn transcribe` reads a file,
 once for each ``--max-segment`` (0: read whole; N: recordings over N seconds cut at pauses into
 pieces of at most N seconds; ``default``: the library's default). Streaming models always read
-whole (``speechrnn transcribe --model streaming`` must match ``speechrnn live --no-endpoint``).
+whole (``speechrnn transcribe --model streaming`` must match ``speechrnn live --no-endpoint``);
+for them the row ``live`` also feeds each recording through a `StreamingRecognizer` with its
+default endpointing, in 100 ms chunks, and joins its finals: what ``speechrnn live`` shows.
 """
 from __future__ import annotations
 
@@ -29,7 +31,18 @@ from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
 from speechrnn.segment import SegmentConfig
+from speechrnn.streaming import StreamingRecognizer
 from speechrnn.transcribe import recognize
+
+
+def live_text(model, search, recording: torch.Tensor, chunk: int = 1600) -> str:
+    """The finals of a stream with the default endpointing, joined."""
+    recognizer = StreamingRecognizer(model, lm=search)
+    finals = []
+    for start in range(0, recording.shape[0], chunk):
+        finals += [r.text for r in recognizer.accept_waveform(recording[start : start + chunk].numpy()) if r.type == "final"]
+    finals.append(recognizer.finalize().text)
+    return " ".join(t for t in finals if t)
 
 
 def main() -> None:
@@ -65,6 +78,12 @@ def main() -> None:
                 wer, cer = error_rates(references, [h.text for h in hyps])
                 key = "whole" if max_segment == 0 else f"pieces <= {max_segment:g} s"
                 row[key] = {"wer": round(wer, 2), "cer": round(cer, 2), "x_real_time": round(sum(seconds) / wall, 1)}
+            if not model.config.bidirectional:
+                started = time.perf_counter()
+                texts = [live_text(model, search, recording) for recording in recordings]
+                wall = time.perf_counter() - started
+                wer, cer = error_rates(references, texts)
+                row["live"] = {"wer": round(wer, 2), "cer": round(cer, 2), "x_real_time": round(sum(seconds) / wall, 1)}
             report[name][f"{group} per recording"] = row
     print(json.dumps({
         "split": args.split,
