@@ -7,11 +7,10 @@ one step at a time where pieces of it run side by side in a batch. So a recordin
 recordings are read whole. The pieces cover the recording end to end (no sample is dropped), and
 each cut falls on an output-frame boundary, so frame numbers and times carry over exactly.
 
-A pause is a run of 10 ms frames more than ``top_db`` below the recording's speech level (the
-90th percentile of its frames' power, as ``features.speech_level_db`` measures it). That is
-librosa's ``effects.split`` with a percentile reference, but its first call compiles code with
-numba (20-50 s here), which a user's first transcription should not wait for; NumPy does it in
-a few lines.
+A pause is a run of 10 ms blocks of samples more than ``top_db`` below the recording's speech
+level (the 90th percentile of the blocks' power). That is close to librosa's ``effects.split``
+with a percentile reference, but its first call compiles code with numba (20-50 s here), which a
+user's first transcription should not wait for; NumPy does it in a few lines.
 """
 from __future__ import annotations
 
@@ -19,14 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import HOP_LENGTH, N_FFT
+from .audio import HOP_LENGTH
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     # Longer recordings are cut into pieces of at most this many seconds. Chosen on AN4 dev
     # (scripts/bench_longform.py --split dev --max-segment 8 12 20, the session-14 offline model):
-    # 5 utterances a recording 17.16 / 17.16 / 19.19% WER, 20 a recording 17.83 / 16.93 / 17.83%.
+    # 5 utterances a recording 17.61 / 17.61 / 19.41% WER, 20 a recording 17.38 / 16.93 / 16.70%.
     max_seconds: float = 12.0
     top_db: float = 30.0  # a frame this far below the recording's speech level is pause
     sample_rate: int = 16000
@@ -48,50 +47,49 @@ def split_at_pauses(wave: np.ndarray, config: SegmentConfig) -> list[tuple[int, 
     wave = np.asarray(wave, dtype=np.float32)
     gaps = _pauses(wave, config.top_db)
     cuts: list[int] = []
-
-    def split(lo: int, hi: int) -> None:
+    pending = [(0, n)]
+    while pending:
+        lo, hi = pending.pop()
         if hi - lo <= limit:
-            return
-        # The longest pause well inside the piece (each side keeps a second at least); where
-        # there is none, the quietest 10 ms frame in its middle half.
-        inside = [(length, middle) for middle, length in gaps if lo + config.sample_rate <= middle <= hi - config.sample_rate]
+            continue
+        # The longest pause well inside the piece (each side keeps a second at least; pauses
+        # within 50 ms of each other count as equal, and the one nearer the middle wins);
+        # where there is none, the quietest 10 ms block in the piece's middle half.
+        inside = [
+            (length // (5 * HOP_LENGTH), -abs(middle - (lo + hi) // 2), middle)
+            for middle, length in gaps
+            if lo + config.sample_rate <= middle <= hi - config.sample_rate
+        ]
         if inside:
-            cut = max(inside)[1]
+            cut = max(inside)[2]
         else:
             quarter = (hi - lo) // 4
-            power = _frame_power(wave[lo + quarter : hi - quarter], HOP_LENGTH, HOP_LENGTH)
-            cut = lo + quarter + int(np.argmin(power)) * HOP_LENGTH
+            cut = lo + quarter + int(np.argmin(_block_power(wave[lo + quarter : hi - quarter]))) * HOP_LENGTH
         cut = cut // config.frame_samples * config.frame_samples
-        if not lo < cut < hi:  # a piece too short to cut on a frame boundary
-            return
-        cuts.append(cut)
-        split(lo, cut)
-        split(cut, hi)
-
-    split(0, n)
+        if lo < cut < hi:  # else a piece too short to cut on a frame boundary
+            cuts.append(cut)
+            pending += [(lo, cut), (cut, hi)]
     bounds = [0, *sorted(cuts), n]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _frame_power(wave: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """Mean power of each whole frame of ``wave``."""
-    if len(wave) < frame_length:
-        return np.zeros(0, np.float32)
-    return np.lib.stride_tricks.sliding_window_view(wave, frame_length)[::hop_length].astype(np.float64).__pow__(2).mean(axis=1)
+def _block_power(wave: np.ndarray) -> np.ndarray:
+    """Mean power of each whole 10 ms block of ``wave`` (``HOP_LENGTH`` samples), without a
+    copy of the samples (an hour of audio is 58 M of them)."""
+    n_blocks = len(wave) // HOP_LENGTH
+    blocks = wave[: n_blocks * HOP_LENGTH].reshape(n_blocks, HOP_LENGTH)
+    return np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / HOP_LENGTH
 
 
 def _pauses(wave: np.ndarray, top_db: float) -> list[tuple[int, int]]:
-    """``(middle sample, length in samples)`` of each pause between two voiced frames (frames
-    of the frontend's size and step, voiced when within ``top_db`` of the 90th-percentile frame
-    power)."""
-    power = _frame_power(wave, N_FFT, HOP_LENGTH)
+    """``(middle sample, length in samples)`` of each pause between two voiced 10 ms blocks
+    (voiced: within ``top_db`` of the 90th-percentile block power)."""
+    power = _block_power(wave)
     if len(power) == 0:
         return []
     voiced = np.flatnonzero(power > np.percentile(power, 90) * 10 ** (-top_db / 10))
-    if len(voiced) == 0:
-        return []
-    # Between two voiced frames a and b (b > a + 1), samples from a's end to b's start are pause.
+    # Between voiced blocks a and b > a + 1, the blocks a + 1 .. b - 1 are pause.
     before, after = voiced[:-1], voiced[1:]
     apart = after > before + 1
-    ends, starts = before[apart] * HOP_LENGTH + N_FFT, after[apart] * HOP_LENGTH
-    return [(int(e + s) // 2, int(s - e)) for e, s in zip(ends, starts) if s > e]
+    ends, starts = (before[apart] + 1) * HOP_LENGTH, after[apart] * HOP_LENGTH
+    return [(int(e + s) // 2, int(s - e)) for e, s in zip(ends, starts)]
