@@ -102,3 +102,17 @@ def test_joined_examples_use_every_utterance_once_per_epoch():
     assert all(len(g) == 1 for g in concatenation_groups(50, AugmentConfig(concat_prob=0.0), random.Random(0)))
     with pytest.raises(ValueError):
         AugmentConfig(concat_prob=1.5)
+
+
+def test_many_equal_pauses_give_balanced_pieces_all_cut_in_pauses():
+    """Equal pauses tie: the one nearest a piece's middle wins, so an hour-long talk does not
+    peel off one sentence at a time (a recursion that once ran out of stack)."""
+    rng = np.random.default_rng(3)
+    parts = [p for _ in range(300) for p in (burst(3, rng), pause(0.5, rng))]
+    wave = np.concatenate(parts)
+    spans = split_at_pauses(wave, SegmentConfig(max_seconds=12))
+    lengths = [(end - start) / RATE for start, end in spans]
+    assert max(lengths) <= 12 and min(lengths) >= 4 and len(spans) <= 150  # not 300 pieces of 3.5 s
+    edges = np.cumsum([len(p) for p in parts])
+    bursts = list(zip([0, *edges[1::2]], edges[0::2]))  # (start, end) of each burst
+    assert not any(a < start < b for start, _ in spans[1:] for a, b in bursts)
