@@ -148,6 +148,9 @@ def cmd_transcribe(args) -> int:
     from .model import load_model
     from .transcribe import expand_inputs, transcribe_files
 
+    if args.max_segment < 0:
+        print(f"speechrnn: error: --max-segment must be 0 (read files whole) or a positive number of seconds, got {args.max_segment:g}", file=sys.stderr)
+        return 2
     model = load_model(args.model)
     paths = expand_inputs(args.paths)
     if not paths:

@@ -1,6 +1,7 @@
 """Batched whole-utterance recognition of arrays and files."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def segment_config(model: SpeechModel, max_seconds: float | None = None) -> Segm
         return None
     frontend = model.config.frontend
     config = SegmentConfig(sample_rate=frontend.sample_rate, frame_samples=frontend.hop_length * model.config.frame_stack)
-    return config if max_seconds is None else SegmentConfig(max_seconds, config.top_db, config.sample_rate, config.frame_samples)
+    return config if max_seconds is None else dataclasses.replace(config, max_seconds=max_seconds)
 
 
 def join_hypotheses(model: SpeechModel, pieces: Sequence[tuple[int, Hypothesis]]) -> Hypothesis:

@@ -122,3 +122,30 @@ def test_narrowband_8k_audio_is_recognised(speech_dir, tmp_path):
 def test_unknown_model_is_a_clear_error(speech_dir):
     result = run_cli("transcribe", "--model", "nonexistent", str(speech_dir[0] / "yes.wav"))
     assert result.returncode == 2 and "no bundled model" in result.stderr
+
+
+def test_a_long_file_is_read_in_pieces_with_times_from_its_start(speech_dir, tmp_path):
+    """Four phrases, each three times, with pauses: 30 s or so, over the 12 s limit."""
+    from speechrnn.audio import load_audio
+
+    folder, phrases = speech_dir
+    pause = np.zeros(12000, np.float32)
+    order = [name for _ in range(3) for name in phrases]
+    wave = np.concatenate([part for name in order for part in (load_audio(folder / f"{name}.wav"), pause)])
+    assert len(wave) > 20 * 16000
+    path = tmp_path / "long.wav"
+    write_wav(path, wave, 16000)
+    rows = {}
+    for limit in ("12", "0"):
+        result = run_cli("transcribe", "--format", "jsonl", "--max-segment", limit, str(path))
+        assert result.returncode == 0, result.stderr
+        rows[limit] = json.loads(result.stdout)
+    reference = " ".join(phrases[name] for name in order)
+    row = rows["12"]
+    assert jiwer.wer(reference, row["text"]) <= 0.25
+    starts = [w["start"] for w in row["words"]]
+    assert starts == sorted(starts) and starts[-1] > 20  # times run on across the pieces
+    assert row["words"][-1]["end"] <= row["duration"] + 0.05
+    assert jiwer.wer(reference, rows["0"]["text"]) <= 0.5  # read whole: still text, and allowed
+    bad = run_cli("transcribe", "--max-segment", "-1", str(path))
+    assert bad.returncode == 2 and "--max-segment" in bad.stderr
