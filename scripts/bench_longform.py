@@ -11,7 +11,8 @@ their own files hold around the speech; its reference is their transcripts joine
 recording is read by `speechrnn.transcribe.recognize` as `speechrnn transcribe` reads a file,
 once for each ``--max-segment`` (0: read whole; N: recordings over N seconds cut at pauses into
 pieces of at most N seconds; ``default``: the library's default). Streaming models always read
-whole (``speechrnn transcribe --model streaming`` must match ``speechrnn live --no-endpoint``);
+whole (``speechrnn transcribe --model streaming`` must match ``speechrnn live --no-endpoint``),
+so they get the row ``whole`` only;
 for them the row ``live`` also feeds each recording through a `StreamingRecognizer` with its
 default endpointing, in 100 ms chunks, and joins its finals: what ``speechrnn live`` shows.
 """
@@ -70,7 +71,7 @@ def main() -> None:
             references = [" ".join(u.text for u in utterances[s : s + group]) for s in starts]
             seconds = [r.shape[0] / 16000 for r in recordings]
             row = {"recordings": len(recordings), "mean_s": round(sum(seconds) / len(seconds), 1), "max_s": round(max(seconds), 1)}
-            for limit in args.max_segment:
+            for limit in args.max_segment if model.config.bidirectional else ["0"]:
                 max_segment = SegmentConfig.max_seconds if limit == "default" else float(limit)
                 started = time.perf_counter()
                 hyps = recognize(model, recordings, search=search, max_segment=max_segment)

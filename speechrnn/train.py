@@ -187,7 +187,7 @@ def train(
             # Joined examples: fewer and longer, in as many batches as an epoch of single
             # utterances (so the learning-rate schedule holds), grouped by their joined length.
             groups = concatenation_groups(len(train_set), augment, rng)
-            batches = length_batches([sum(lengths[i] for i in g) for g in groups], math.ceil(len(groups) / (steps_per_epoch * world)), rng)
+            batches = length_batches([sum(lengths[i] for i in g) for g in groups], math.ceil(len(groups) / max(1, steps_per_epoch * world)), rng)
             batches = [[groups[j] for j in batch] for batch in batches[: len(batches) // world * world][rank::world]]
         else:
             batches = [[[i] for i in batch] for batch in length_batches(lengths, config.batch_size, rng)[: steps_per_epoch * world][rank::world]]
