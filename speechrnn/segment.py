@@ -9,8 +9,9 @@ each cut falls on an output-frame boundary, so frame numbers and times carry ove
 
 A pause is a run of 10 ms blocks of samples more than ``top_db`` below the recording's speech
 level (the 90th percentile of the blocks' power). That is close to librosa's ``effects.split``
-with a percentile reference, but its first call compiles code with numba (20-50 s here), which a
-user's first transcription should not wait for; NumPy does it in a few lines.
+with a percentile reference, but its first call compiles code with numba (54 s here, beside a
+training run), which a user's first transcription should not wait for; NumPy does it in a few
+lines.
 """
 from __future__ import annotations
 
