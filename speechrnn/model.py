@@ -59,7 +59,12 @@ class ModelConfig:
     @property
     def frame_shift(self) -> float:
         """Seconds between two output frames."""
-        return self.frontend.hop_length * self.frame_stack / self.frontend.sample_rate
+        return self.frame_samples / self.frontend.sample_rate
+
+    @property
+    def frame_samples(self) -> int:
+        """Input samples per output frame."""
+        return self.frontend.hop_length * self.frame_stack
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

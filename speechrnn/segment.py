@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import HOP_LENGTH
+from .audio import HOP_LENGTH, SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class SegmentConfig:
     # (scripts/bench_longform.py --split dev --max-segment 8 12 20, the session-14 offline model):
     # 5 utterances a recording 17.61 / 17.61 / 19.41% WER, 20 a recording 17.38 / 16.93 / 16.70%.
     max_seconds: float = 12.0
-    top_db: float = 30.0  # a frame this far below the recording's speech level is pause
-    sample_rate: int = 16000
+    top_db: float = 30.0  # a 10 ms block this far below the recording's speech level is pause
+    sample_rate: int = SAMPLE_RATE
     frame_samples: int = HOP_LENGTH * 2  # cuts fall on multiples of this (the model's output step)
 
     def __post_init__(self):

@@ -77,8 +77,7 @@ def segment_config(model: SpeechModel, max_seconds: float | None = None) -> Segm
     whole, as ``speechrnn live --no-endpoint`` does, whose transcript it must equal."""
     if max_seconds == 0 or not model.config.bidirectional:
         return None
-    frontend = model.config.frontend
-    config = SegmentConfig(sample_rate=frontend.sample_rate, frame_samples=frontend.hop_length * model.config.frame_stack)
+    config = SegmentConfig(sample_rate=model.config.frontend.sample_rate, frame_samples=model.config.frame_samples)
     return config if max_seconds is None else dataclasses.replace(config, max_seconds=max_seconds)
 
 
@@ -89,13 +88,12 @@ def join_hypotheses(model: SpeechModel, pieces: Sequence[tuple[int, Hypothesis]]
     runners-up of one piece are not transcripts of the recording."""
     if len(pieces) == 1:
         return pieces[0][1]
-    samples_per_frame = model.config.frontend.hop_length * model.config.frame_stack
     texts, tokens, frames, words, score = [], [], [], [], 0.0
     for start, hyp in pieces:
         score += hyp.score
         if not hyp.text:
             continue
-        offset = start // samples_per_frame
+        offset = start // model.config.frame_samples
         if tokens and model.tokenizer.space is not None:
             tokens.append(model.tokenizer.space)
             frames.append(hyp.frames[0] + offset)
