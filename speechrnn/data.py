@@ -5,7 +5,9 @@ A manifest is a JSON-lines file, one utterance a line::
     {"audio": "path/to/file.wav", "text": "the transcript", "duration": 2.3, "speaker": "fash"}
 
 Relative audio paths are taken relative to the manifest's folder. ``duration`` and
-``speaker`` are optional (a missing duration is read from the file header).
+``speaker`` are optional (a missing duration is read from the file header). Transcripts are
+read as the models spell them (:func:`speechrnn.text.normalize_text`: lower case, no
+punctuation), so "Hello, World!" is scored as "hello world".
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .audio import load_audio
+from .audio import SAMPLE_RATE, load_audio
 from .text import normalize_text
 
 DEFAULT_AN4 = Path(os.environ.get("SPEECHRNN_AN4", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "an4"))
@@ -45,7 +47,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             try:
                 row = json.loads(line)
                 audio = Path(row["audio"])
-                text = str(row["text"])
+                text = normalize_text(str(row["text"]))
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}:{line_no}: not a manifest line with 'audio' and 'text' ({error})") from None
             if not audio.is_absolute():
@@ -117,6 +119,34 @@ def load_waves(utterances: Sequence[Utterance], progress: bool = False) -> list[
     from tqdm import tqdm
 
     return [torch.from_numpy(load_audio(u.audio)) for u in tqdm(utterances, desc="loading audio", disable=not progress, leave=False)]
+
+
+class DiskWaves:
+    """Training audio too large for memory: ``waves[i]`` reads utterance ``i`` from its file
+    (16 kHz float32 tensor) each time it is asked for; ``AudioError`` names a bad file."""
+
+    def __init__(self, utterances: Sequence[Utterance]):
+        self.utterances = list(utterances)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(load_audio(self.utterances[index].audio))
+
+    def lengths(self) -> list[int]:
+        """Samples at 16 kHz of each utterance, from its duration (read from the file's header
+        where the manifest gave none; an unreadable file counts as empty)."""
+        lengths = []
+        for utterance in self.utterances:
+            duration = utterance.duration
+            if not duration:
+                try:
+                    duration = sf.info(utterance.audio).duration
+                except (sf.LibsndfileError, RuntimeError, OSError):
+                    duration = 0.0
+            lengths.append(round(duration * SAMPLE_RATE))
+        return lengths
 
 
 def length_batches(lengths: Sequence[float], batch_size: int, generator: random.Random | None = None) -> list[list[int]]:

@@ -13,8 +13,10 @@ import dataclasses
 import math
 import os
 import random
+import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,9 +27,10 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from .data import AugmentConfig, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
+from .audio import AudioError, load_audio
+from .data import AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
 from .evaluate import error_rates
-from .features import CMVNAccumulator, num_frames
+from .features import CMVNAccumulator, num_frames, speech_level_db
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model
 from .transcribe import recognize
 
@@ -46,15 +49,56 @@ class TrainConfig:
     average_epochs: int = 0  # with keep="last": the model file averages the weights of the last N epochs
 
 
-def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor]) -> None:
-    """Set the frontend's global mean/variance from un-augmented training audio."""
+# Training audio up to this many hours is read into memory before training (about 0.2 GB an
+# hour as float32); a larger corpus is read from its files batch by batch (DiskWaves).
+PRELOAD_HOURS = 10.0
+# The global feature statistics come from at most this many training utterances (a seeded
+# random subset beyond it): hours of speech estimate a mean and variance per feature well, and a
+# large corpus would otherwise be read once more, whole, just for them.
+CMVN_UTTERANCES = 2000
+
+
+def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 0) -> None:
+    """Set the frontend's global mean/variance from un-augmented training audio (all of it, or
+    a random ``CMVN_UTTERANCES`` of it)."""
     acc = CMVNAccumulator(model.config.frontend.n_features)
+    indices = range(len(waves))
+    if len(waves) > CMVN_UTTERANCES:
+        indices = sorted(random.Random(seed).sample(indices, CMVN_UTTERANCES))
     with torch.no_grad():
-        for wave in waves:
+        for i in indices:
+            try:
+                wave = waves[i]
+            except AudioError as error:  # from disk: training leaves it out too
+                print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
+                continue
             log_mel = model.frontend.log_mel(wave[None])
             log_mel = model.frontend.subtract_utterance_mean(log_mel, torch.tensor([log_mel.shape[1]]))
             acc.update(model.frontend.transform(log_mel)[0])
     model.frontend.set_cmvn(*acc.stats())
+
+
+def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance], seed: int = 0) -> None:
+    """Give a bidirectional model file whole-utterance level normalisation: inputs are scaled
+    to the median speech level of the training speech (all of it, or a random
+    ``CMVN_UTTERANCES`` of it); training itself saw levels spread by the gain augmentation."""
+    model = load_model(model_path)
+    chosen = list(train_set)
+    if len(chosen) > CMVN_UTTERANCES:
+        chosen = [chosen[i] for i in sorted(random.Random(seed).sample(range(len(chosen)), CMVN_UTTERANCES))]
+    levels = []
+    for utterance in chosen:
+        try:
+            wave = torch.from_numpy(load_audio(utterance.audio))
+        except AudioError as error:
+            print(f"warning: left out of the level calibration: {error}", file=sys.stderr, flush=True)
+            continue
+        levels.append(float(speech_level_db(wave[None], torch.tensor([wave.shape[0]]), model.config.frontend)[0]))
+    level = round(statistics.median(levels), 1)
+    calibrated = SpeechModel(dataclasses.replace(model.config, level_db=level))
+    calibrated.load_state_dict(model.state_dict())
+    save_model(model_path, calibrated, metadata={**model.metadata, "level_db_from": f"median of {len(levels)} training utterances"})
+    print(f"level normalisation: inputs scaled to {level} dB FS speech level", file=sys.stderr)
 
 
 def augmented_batch(
@@ -102,6 +146,7 @@ def train(
     metadata: dict | None = None,
     init_from: str | os.PathLike | None = None,
     keep: str = "best",
+    preload: bool | None = None,
 ) -> Path:
     """Train a model and return the path of its model file, ``best.pt``.
 
@@ -114,6 +159,11 @@ def train(
     finished epoch and reaches the same weights as an uninterrupted run. ``init_from`` (a model
     file or bundled model name with the same config) starts from its weights and CMVN
     statistics instead of from scratch: fine-tuning.
+
+    ``preload`` holds all training audio in memory (the default up to ``PRELOAD_HOURS`` of it,
+    by the utterances' durations); otherwise each batch is read from its files while the batch
+    before it trains, and an unreadable file is left out with a warning naming it. The dev set
+    is always held in memory.
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
@@ -128,7 +178,9 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / "checkpoint.pt"
 
-    train_waves = load_waves(train_set, progress=is_main)
+    if preload is None:
+        preload = sum(u.duration for u in train_set) <= PRELOAD_HOURS * 3600
+    train_waves = load_waves(train_set, progress=is_main) if preload else DiskWaves(train_set)
     dev_waves = load_waves(dev_set, progress=is_main)
     model = SpeechModel(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -157,7 +209,7 @@ def train(
             raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options")
         model.load_state_dict(start.state_dict())
     else:
-        compute_cmvn(model, train_waves)
+        compute_cmvn(model, train_waves, config.seed)
 
     def dev_error_rates(network: SpeechModel) -> tuple[float, float]:
         return error_rates(references, [h.text for h in recognize(network.eval(), dev_waves)])
@@ -176,7 +228,7 @@ def train(
 
     model.to(device)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    lengths = [w.shape[0] for w in train_waves]
+    lengths = [w.shape[0] for w in train_waves] if preload else train_waves.lengths()
     references = [u.text for u in dev_set]
 
     for epoch in range(start_epoch, config.epochs + 1):
@@ -194,8 +246,11 @@ def train(
         model.train()
         total_loss, n_batches = 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
-        for groups in bar:  # each example of a batch: the utterances joined into it
-            waves = [train_waves[g[0]] if len(g) == 1 else torch.cat([train_waves[i] for i in g]) for g in groups]
+        for groups, waves in _read_batches(bar, train_waves, prefetch=not preload):
+            if not groups:
+                if world > 1:  # the other processes would wait for this one's gradients forever
+                    raise RuntimeError(f"epoch {epoch}: no training example of a batch could be read (see the warnings above)")
+                continue
             feats, feat_lens = augmented_batch(model, waves, augment, rng)
             targets = [torch.tensor(model.tokenizer.encode(" ".join(train_set[i].text for i in g))) for g in groups]
             log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
@@ -269,6 +324,40 @@ def train(
     if world > 1:
         dist.destroy_process_group()
     return out_dir / "best.pt"
+
+
+def _read_batches(batches, train_waves, prefetch: bool):
+    """``(groups, waveforms)`` of each batch, each group's utterances joined into one example.
+
+    With ``prefetch`` (audio read from disk) the next batch is read in a thread while the
+    caller trains on this one, and an example with an unreadable file is left out of its
+    batch with a warning: one bad file in a corpus of hours must not end the run.
+    """
+
+    def read(groups: list[list[int]]) -> tuple[list[list[int]], list[torch.Tensor]]:
+        kept, waves = [], []
+        for group in groups:
+            try:
+                parts = [train_waves[i] for i in group]
+            except AudioError as error:
+                print(f"warning: training example left out: {error}", file=sys.stderr, flush=True)
+                continue
+            kept.append(group)
+            waves.append(parts[0] if len(parts) == 1 else torch.cat(parts))
+        return kept, waves
+
+    if not prefetch:
+        yield from map(read, batches)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for groups in batches:
+            ahead = pool.submit(read, groups)
+            if pending is not None:
+                yield pending.result()
+            pending = ahead
+        if pending is not None:
+            yield pending.result()
 
 
 def write_log(out_dir: Path, history: list[dict]) -> None:

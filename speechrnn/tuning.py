@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 from .data import Utterance, load_waves
-from .decoding import BeamSearch, BeamSearchConfig
+from .decoding import BeamSearch, BeamSearchConfig, tuning_path
 from .evaluate import error_rates
-from .model import SpeechModel
+from .lm import build_lm_files
+from .model import SpeechModel, load_model
 from .output import write_atomic
 from .transcribe import decode, emissions
 
@@ -106,3 +107,58 @@ def write_tuning(path: str | os.PathLike, tuning: Tuning, data: str) -> None:
         "greedy_dev_wer": round(tuning.greedy_wer, 2),
     }
     write_atomic(path, json.dumps(settings, indent=2) + "\n")
+
+
+@dataclass
+class LMStep:
+    """What :func:`build_and_tune_lm` made: the LMs built, the settings kept, the search."""
+
+    summaries: dict[str, dict]  # ARPA path -> build_lm_files' summary, one per order
+    orders: list[int]
+    lexicon: Path
+    tuning: Tuning
+    search: BeamSearch  # the best settings, ready to decode with
+
+    def info(self) -> dict:
+        """The figures a recipe reports about its LM step."""
+        best = self.tuning.best
+        return {
+            "lm": self.summaries[best.lm],
+            "orders_tried": self.orders,
+            "lm_weight": best.lm_weight,
+            "word_score": best.word_score,
+            "beam_size": best.beam_size,
+            "beam_sizes_tried": sorted({g["beam_size"] for g in self.tuning.grid}),
+            "greedy_dev_wer": round(self.tuning.greedy_wer, 2),
+        }
+
+
+def build_and_tune_lm(
+    model_path: str | os.PathLike,
+    texts: Sequence[str],
+    dev: Sequence[Utterance],
+    out_dir: str | os.PathLike,
+    orders: Sequence[int],
+    beam_sizes: Sequence[int] = TUNED_BEAM_SIZES,
+    prefix: str = "lm",
+    data: str = "dev set",
+    log=None,
+) -> LMStep:
+    """A recipe's LM step: word LMs of each order (``out_dir/PREFIX-Ngram.arpa``) and a lexicon
+    (``out_dir/PREFIX.lexicon.txt``) from the training transcripts ``texts`` (never test
+    text), the beam search tuned on ``dev`` for each order and beam size, and the best (lowest
+    dev WER, then CER; ties to the smaller beam, then the lower order) written beside the model
+    (``MODEL.lm.json``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text_file = out_dir / "train.txt"
+    write_atomic(text_file, "".join(text + "\n" for text in texts))
+    lexicon = out_dir / f"{prefix}.lexicon.txt"
+    summaries = {}
+    for order in sorted(orders):
+        arpa = out_dir / f"{prefix}-{order}gram.arpa"
+        summaries[str(arpa)] = build_lm_files([text_file], arpa, lexicon, order)
+    model = load_model(model_path)
+    tuning = tune(model, dev, search_configs(list(summaries), str(lexicon), beam_sizes), log=log)
+    write_tuning(tuning_path(model_path), tuning, data)
+    return LMStep(summaries, sorted(orders), lexicon, tuning, BeamSearch(tuning.best, model.tokenizer))

@@ -1,6 +1,7 @@
 """The AN4 recipe end to end at toy size: both stages, resume, results file."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,12 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
     assert "clean stage: 1 epochs on 869 utterances" in results
     assert "robust stage: 1 epochs on" in results and "| test | 130 |" in results
     assert (tmp_path / "toy_curve.png").stat().st_size > 1000
-    # A resumed finished run trains nothing more and reports the same stages.
-    result = run_recipe(an4_root, tmp_path, "--resume")
+    # A resumed finished run trains nothing more and reports the same stages; asked for an LM
+    # now, it builds one from the training transcripts and tunes it on dev.
+    result = run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4")
     assert "resuming after epoch 1" in result.stderr
     assert torch.load(exp / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| dev + LM | 79 |" in results and "| test + LM | 130 |" in results
+    assert "LM: 2-gram modified Kneser-Ney from the 869 training transcripts" in results
+    assert json.loads((exp / "best.lm.json").read_text())["lm"] == "lm/an4-2gram.arpa"

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import csv
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
+from speechrnn.audio import AudioError
 from speechrnn.data import AugmentConfig, Utterance, length_batches, speaker_split
 from speechrnn.model import ModelConfig, load_model
-from speechrnn.train import TrainConfig, train
+from speechrnn.train import TrainConfig, compute_cmvn, train
 
 TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
 
@@ -147,3 +149,61 @@ def test_ddp_with_two_cpu_processes(tiny_set, tmp_path):
     state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2
     load_model(tmp_path / "out" / "best.pt")
+
+
+@pytest.fixture
+def tiny_set_16k(tiny_set, tmp_path):
+    """The tiny set as 16 kHz files with their durations: lengths from durations are exact."""
+    import soundfile as sf
+
+    from speechrnn.audio import load_audio
+
+    utterances = []
+    for utt in tiny_set:
+        path = tmp_path / "16k" / Path(utt.audio).name
+        path.parent.mkdir(exist_ok=True)
+        sf.write(str(path), load_audio(utt.audio), 16000)
+        utterances.append(Utterance(str(path), utt.text, sf.info(str(path)).duration, utt.speaker))
+    return utterances
+
+
+@pytest.mark.parametrize("augment", [AugmentConfig(), AugmentConfig(concat_prob=0.5)], ids=["single", "joined"])
+def test_reading_audio_from_disk_trains_the_same_weights_as_holding_it(tiny_set_16k, tmp_path, augment):
+    config = TrainConfig(epochs=2, batch_size=2, warmup_steps=2, threads=1)
+    train(TINY, tiny_set_16k, tiny_set_16k[:2], tmp_path / "memory", config, augment, preload=True)
+    train(TINY, tiny_set_16k, tiny_set_16k[:2], tmp_path / "disk", config, augment, preload=False)
+    memory = torch.load(tmp_path / "memory" / "checkpoint.pt", weights_only=True)
+    disk = torch.load(tmp_path / "disk" / "checkpoint.pt", weights_only=True)
+    assert memory["history"][-1]["train_loss"] == disk["history"][-1]["train_loss"]
+    for key, value in memory["model"].items():
+        assert torch.equal(value, disk["model"][key]), key
+
+
+def test_an_unreadable_training_file_is_left_out_when_reading_from_disk(tiny_set_16k, tmp_path, capfd):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    utterances = tiny_set_16k + [Utterance(str(bad), "yes", 1.0, "x")]
+    config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
+    train(TINY, utterances, tiny_set_16k[:2], tmp_path / "disk", config, None, preload=False)
+    assert f"training example left out: {bad}" in capfd.readouterr().err
+    assert torch.load(tmp_path / "disk" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    # Held in memory, the same file stops training before it starts, naming the file.
+    with pytest.raises(AudioError, match="notes.wav"):
+        train(TINY, utterances, tiny_set_16k[:2], tmp_path / "memory", config, None, preload=True)
+
+
+def test_cmvn_comes_from_a_seeded_subset_of_a_large_corpus(monkeypatch):
+    from speechrnn import train as train_module
+    from speechrnn.model import SpeechModel
+
+    waves = [torch.randn(4000) * (i + 1) for i in range(6)]
+    monkeypatch.setattr(train_module, "CMVN_UTTERANCES", 3)
+    model, again, subset = SpeechModel(TINY), SpeechModel(TINY), SpeechModel(TINY)
+    compute_cmvn(model, waves, seed=4)
+    compute_cmvn(again, waves, seed=4)
+    chosen = sorted(random.Random(4).sample(range(6), 3))
+    monkeypatch.setattr(train_module, "CMVN_UTTERANCES", 6)
+    compute_cmvn(subset, [waves[i] for i in chosen])
+    assert torch.equal(model.frontend.cmvn_mean, again.frontend.cmvn_mean)
+    torch.testing.assert_close(model.frontend.cmvn_mean, subset.frontend.cmvn_mean)
+    torch.testing.assert_close(model.frontend.cmvn_std, subset.frontend.cmvn_std)

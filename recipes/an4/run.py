@@ -27,7 +27,6 @@ import platform
 import random
 import shlex
 import shutil
-import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,34 +34,16 @@ from pathlib import Path
 import torch
 
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
-from speechrnn.audio import load_audio
-from speechrnn.features import FrontendConfig, speech_level_db
+from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, SpeechModel, load_model, save_model
 from speechrnn.synth import random_voice, speak
 from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
-from speechrnn.lm import build_lm_files
 from speechrnn.output import write_atomic
-from speechrnn.tuning import TUNED_BEAM_SIZES, search_configs, tune, write_tuning
-from speechrnn.train import TrainConfig, train, write_log
+from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
+from speechrnn.train import TrainConfig, calibrate_level, train, write_log
 
 HERE = Path(__file__).resolve().parent
-
-
-def calibrate_level(model_path: Path, train_set: list[Utterance]) -> None:
-    """Give a bidirectional model whole-utterance level normalisation: inputs are scaled to the
-    median speech level of the real training speech (training itself saw levels spread by
-    the gain augmentation instead)."""
-    model = load_model(model_path)
-    levels = []
-    for utterance in train_set:
-        wave = torch.from_numpy(load_audio(utterance.audio))
-        levels.append(float(speech_level_db(wave[None], torch.tensor([wave.shape[0]]), model.config.frontend)[0]))
-    level = round(statistics.median(levels), 1)
-    calibrated = SpeechModel(dataclasses.replace(model.config, level_db=level))
-    calibrated.load_state_dict(model.state_dict())
-    save_model(model_path, calibrated, metadata={**model.metadata, "level_db_from": f"median of {len(levels)} training utterances"})
-    print(f"level normalisation: inputs scaled to {level} dB FS speech level", file=sys.stderr)
 
 
 def synthesize(utterances: list[Utterance], out_dir: Path, share: float, seed: int) -> list[Utterance]:
@@ -92,28 +73,12 @@ def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[st
 def lm_step(
     model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, orders: list[int], beam_sizes: list[int]
 ) -> tuple[dict, dict]:
-    """Build word LMs of each order from the training transcripts (never test text), tune the
-    beam search on dev for each order and beam size, keep the pair with the lowest dev WER
-    (then CER; ties go to the smaller beam, then the lower order), write its settings beside
-    the model and evaluate dev and test with them."""
-    lm_dir = exp / "lm"
-    lm_dir.mkdir(parents=True, exist_ok=True)
-    texts = lm_dir / "train.txt"
-    texts.write_text("".join(u.text + "\n" for u in train_set))
-    lexicon = lm_dir / "an4.lexicon.txt"
-    summaries = {}
-    for order in sorted(orders):
-        arpa = lm_dir / lm_name(order)
-        summaries[str(arpa)] = build_lm_files([texts], arpa, lexicon, order)
+    """Word LMs of each order from the training transcripts (never test text), tuned on dev
+    (speechrnn.tuning.build_and_tune_lm); dev and test evaluated with the best settings."""
+    step = build_and_tune_lm(model_path, [u.text for u in train_set], dev, exp / "lm", orders, beam_sizes, prefix="an4", data="AN4 dev split of train", log=sys.stderr)
     model = load_model(model_path)
-    # Ties go to the smaller beam, then the lower order (the first searched).
-    tuning = tune(model, dev, search_configs(list(summaries), str(lexicon), beam_sizes), log=sys.stderr)
-    summary = summaries[tuning.best.lm]
-    write_tuning(tuning_path(model_path), tuning, "AN4 dev split of train")
-    search = BeamSearch(tuning.best, model.tokenizer)
-    results = {f"{name} + LM": evaluate(model, utterances, search=search).summary() for name, utterances in (("dev", dev), ("test", test))}
-    info = {"lm": summary, "orders_tried": sorted(orders), "lm_weight": tuning.best.lm_weight, "word_score": tuning.best.word_score, "beam_size": tuning.best.beam_size, "beam_sizes_tried": sorted(set(beam_sizes)), "greedy_dev_wer": round(tuning.greedy_wer, 2)}
-    return results, info
+    results = {f"{name} + LM": evaluate(model, utterances, search=step.search).summary() for name, utterances in (("dev", dev), ("test", test))}
+    return results, step.info()
 
 
 def lm_name(order: int) -> str:

@@ -1,0 +1,115 @@
+"""Manifests for an English Common Voice release (commonvoice.mozilla.org), for
+recipes/manifest/run.py.
+
+Usage:
+    .venv/bin/python recipes/commonvoice/prepare.py /data/cv-corpus-NN/en --out data/commonvoice
+    .venv/bin/python recipes/manifest/run.py --train data/commonvoice/train.jsonl \\
+        --dev data/commonvoice/dev.jsonl --test data/commonvoice/test.jsonl --exp exp/commonvoice
+
+Reads ``train.tsv``, ``dev.tsv`` and ``test.tsv`` (or the splits named with ``--splits``) of a
+language folder: tab-separated, with a header naming the columns ``client_id``, ``path`` (an
+MP3 under ``clips/``) and ``sentence``. Durations come from ``clip_durations.tsv`` (milliseconds)
+where the release has it, else from the MP3 files. Writes ``OUT/SPLIT.jsonl``.
+
+Left out, counted on stderr: sentences with digits (their spoken form is unknown: "1990" may be
+"nineteen ninety" or "one nine nine oh"), with letters that are not a-z once accents are
+stripped (the models spell English letters only), or with nothing left after normalisation;
+and clips that are missing or unreadable (named in a warning). Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import unicodedata
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import soundfile as sf
+
+from speechrnn.data import Utterance, write_manifest
+from speechrnn.text import normalize_text
+
+
+def spellable(sentence: str) -> bool:
+    """Whether a sentence can be spelled with the models' letters: no digits, and every letter a
+    to z once accents are stripped ("café" yes, "straße" and "東京" no)."""
+    for char in unicodedata.normalize("NFKD", sentence):
+        if unicodedata.combining(char):
+            continue
+        if char.isdigit() or (char.isalpha() and not ("a" <= char.lower() <= "z")):
+            return False
+    return True
+
+
+def clip_durations(root: Path) -> dict[str, float]:
+    """``clip name -> seconds`` from ``clip_durations.tsv``; empty where the release lacks it."""
+    table = root / "clip_durations.tsv"
+    if not table.is_file():
+        return {}
+    with open(table, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t")
+        next(rows, None)  # header: clip, duration[ms]
+        return {row[0]: int(row[1]) / 1000 for row in rows if len(row) >= 2 and row[1].isdigit()}
+
+
+def split_utterances(root: Path, split: str, durations: dict[str, float], workers: int = 8) -> tuple[list[Utterance], Counter]:
+    """The usable utterances of ``SPLIT.tsv`` and the counts of those left out, by reason."""
+    table = root / f"{split}.tsv"
+    left_out, listed = Counter(), []
+    with open(table, encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"path", "sentence"} - set(rows.fieldnames or ())
+        if missing:
+            raise ValueError(f"{table}: no column {', '.join(sorted(missing))} in its header")
+        for row in rows:
+            sentence = row["sentence"] or ""
+            text = normalize_text(sentence)
+            if not spellable(sentence):
+                left_out["digits or letters outside a-z"] += 1
+            elif not text:
+                left_out["empty transcript"] += 1
+            else:
+                listed.append((root / "clips" / row["path"], text, row.get("client_id") or ""))
+
+    def duration(path: Path) -> float | None:
+        if path.name in durations and path.is_file():
+            return durations[path.name]
+        try:
+            return sf.info(str(path)).duration
+        except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            print(f"warning: {path}: left out ({error})", file=sys.stderr)
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        seconds = list(pool.map(duration, [path for path, _, _ in listed]))
+    left_out["missing or unreadable clip"] += sum(s is None for s in seconds)
+    utterances = [Utterance(str(path.resolve()), text, s, speaker) for (path, text, speaker), s in zip(listed, seconds) if s is not None]
+    return utterances, +left_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", help="a Common Voice language folder (holding clips/ and train.tsv, dev.tsv, test.tsv)")
+    parser.add_argument("--out", required=True, help="folder for the manifests")
+    parser.add_argument("--splits", nargs="+", default=["train", "dev", "test"], help="TSV files to read, without .tsv (default: %(default)s)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    missing = [split for split in args.splits if not (root / f"{split}.tsv").is_file()]
+    if missing:
+        print(f"error: {root}: not a Common Voice language folder (no {', '.join(s + '.tsv' for s in missing)})", file=sys.stderr)
+        return 2
+    durations = clip_durations(root)
+    for split in args.splits:
+        utterances, left_out = split_utterances(root, split, durations)
+        target = Path(args.out) / f"{split}.jsonl"
+        write_manifest(target, utterances)
+        hours = sum(u.duration for u in utterances) / 3600
+        dropped = "; left out: " + ", ".join(f"{n} {reason}" for reason, n in left_out.items()) if left_out else ""
+        print(f"{target}: {len(utterances)} utterances, {hours:.1f} h{dropped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

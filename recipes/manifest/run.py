@@ -1,0 +1,174 @@
+"""Train and evaluate a speechrnn model on your own corpus, given as JSON-lines manifests.
+
+A manifest has one utterance a line: ``{"audio": "path/to/file.flac", "text": "the words",
+"duration": 2.3}`` (``duration`` optional, read from the file when missing; relative paths are
+relative to the manifest). ``recipes/librispeech/prepare.py`` and
+``recipes/commonvoice/prepare.py`` write them for those corpora.
+
+Usage:
+    .venv/bin/python recipes/manifest/run.py --train train.jsonl --dev dev.jsonl --test test.jsonl --exp exp/mine
+    .venv/bin/python recipes/manifest/run.py ... --streaming                 # unidirectional, for `speechrnn live`
+    .venv/bin/python recipes/manifest/run.py ... --resume                    # continue a killed run
+    torchrun --nproc_per_node 4 recipes/manifest/run.py ...                 # DDP: GPUs, or CPU processes
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 recipes/manifest/run.py ...
+
+One training stage with speed perturbation, SpecAugment, random gain, white noise and
+telephone-band audio (the AN4 recipe's two stages exist because AN4 is small; a corpus of
+hundreds of hours teaches the clean speech and the conditions at once). The epoch with the
+lowest dev WER is kept as ``EXP/best.pt``; a bidirectional model is then given the training
+speech's median level, to which it scales every input. Then word LMs are built from the training
+transcripts and tuned on dev (``EXP/best.lm.json`` beside the model), and dev and every test
+manifest are scored with and without the LM into ``EXP/RESULTS.md``.
+
+Use the model: ``speechrnn transcribe --model EXP/best.pt talk.wav`` (with its tuned LM).
+
+Training audio up to 10 hours is held in memory, more is read from disk batch by batch (a
+thread reads the next batch while one trains); on a GPU the batches run there. Pick
+``--threads`` for the CPU threads each process may use.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from speechrnn.data import AugmentConfig, Utterance, read_manifest
+from speechrnn.evaluate import evaluate
+from speechrnn.features import FrontendConfig
+from speechrnn.model import ModelConfig, load_model
+from speechrnn.output import write_atomic
+from speechrnn.train import TrainConfig, calibrate_level, train
+from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
+
+
+def read_set(paths: list[str], max_duration: float | None = None) -> list[Utterance]:
+    """The utterances of manifests; those with no text left after normalisation, or longer
+    than ``max_duration`` seconds, are left out (counted on stderr)."""
+    utterances = [u for path in paths for u in read_manifest(path)]
+    kept = [u for u in utterances if u.text and (max_duration is None or u.duration <= max_duration)]
+    if len(kept) < len(utterances):
+        print(f"{', '.join(paths)}: {len(utterances) - len(kept)} of {len(utterances)} utterances left out (empty transcript or over {max_duration} s)", file=sys.stderr)
+    if not kept:
+        raise ValueError(f"{', '.join(paths)}: no usable utterances")
+    return kept
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--train", nargs="+", required=True, help="training manifest(s)")
+    data.add_argument("--dev", nargs="+", required=True, help="dev manifest(s): model selection and LM tuning")
+    data.add_argument("--test", nargs="*", default=[], help="test manifests, each reported on its own")
+    data.add_argument("--exp", required=True, help="experiment folder: checkpoints, model, LM, RESULTS.md")
+    data.add_argument("--max-duration", type=float, default=30.0, help="leave out training utterances longer than this, in seconds (default: %(default)s)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--streaming", action="store_true", help="unidirectional model with look-ahead and causal level tracking (for `speechrnn live`)")
+    model.add_argument("--layers", type=int, default=3)
+    model.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
+    model.add_argument("--rnn-type", choices=("gru", "lstm"), default="gru")
+    model.add_argument("--features", choices=("mfcc", "logmel"), default="logmel", help="frontend output (default: %(default)s)")
+    model.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
+    model.add_argument("--dropout", type=float, default=None, help="dropout between RNN layers (default: 0.25, streaming 0.15)")
+    model.add_argument("--lookahead", type=int, default=None, help="look-ahead output frames of a streaming model, 20 ms each (default: 4)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=int, default=30)
+    training.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="utterances per batch and process (default: %(default)s)")
+    training.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
+    training.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+    training.add_argument("--threads", type=int, default=TrainConfig.threads, help="CPU threads per process (default: %(default)s)")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
+    training.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
+    training.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added (default: %(default)s)")
+    training.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
+    training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
+    training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
+    lm = parser.add_argument_group("language model")
+    lm.add_argument("--lm-order", type=int, nargs="+", default=[3], help="n-gram orders to build from the training transcripts and tune on dev, the best kept (default: %(default)s; 0: no LM)")
+    lm.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    streaming = args.streaming
+    return ModelConfig(
+        frontend=FrontendConfig(kind=args.features, level_decay_db=10.0 if streaming else 0.0),
+        frame_stack=args.frame_stack,
+        n_layers=args.layers,
+        n_hidden=args.hidden,
+        n_proj=args.hidden,
+        rnn_type=args.rnn_type,
+        dropout=args.dropout if args.dropout is not None else (0.15 if streaming else 0.25),
+        io_dropout=0.0,
+        bidirectional=not streaming,
+        lookahead=(args.lookahead if args.lookahead is not None else 4) if streaming else 0,
+    )
+
+
+def write_results(exp: Path, args: argparse.Namespace, config: ModelConfig, n_train: int, results: dict, lm_info: dict | None) -> None:
+    state = torch.load(exp / "checkpoint.pt", map_location="cpu", weights_only=True)
+    history = state["history"]
+    best = min(history, key=lambda row: row["dev_wer"])
+    lines = [
+        f"# {exp.name}: {config.n_layers}x{config.n_hidden} {'bidirectional' if config.bidirectional else 'unidirectional'} {config.rnn_type.upper()}",
+        "",
+        f"Command: `{(exp / 'command.txt').read_text().strip()}`  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
+        f"Training: {len(history)} epochs on {n_train} utterances, {state['elapsed'] / 60:.1f} min; model: epoch {best['epoch']} (lowest dev WER)",
+        "",
+        "| set | utterances | WER % | CER % | decode RTF |",
+        "|---|---|---|---|---|",
+        *(f"| {name} | {r['n']} | {r['wer']:.2f} | {r['cer']:.2f} | {r['rtf']:.4f} |" for name, r in results.items()),
+    ]
+    if lm_info is not None:
+        lines += [
+            "",
+            f"LM: {len(lm_info['lm']['ngrams'])}-gram from {lm_info['lm']['sentences']} training transcripts ({lm_info['lm']['vocabulary']} words), "
+            f"lexicon-constrained beam of {lm_info['beam_size']}, LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g} (tuned on dev).",
+        ]
+    lines += ["", "| epoch | wall min | train loss | dev WER % | dev CER % |", "|---|---|---|---|---|"]
+    lines += [f"| {r['epoch']} | {r['wall_s'] / 60:.1f} | {r['train_loss']:.3f} | {r['dev_wer']:.2f} | {r['dev_cer']:.2f} |" for r in history]
+    write_atomic(exp / "RESULTS.md", "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    exp = Path(args.exp)
+    train_set = read_set(args.train, args.max_duration)
+    dev = read_set(args.dev)
+    tests = {Path(path).stem: read_set([path]) for path in args.test}
+    print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
+
+    config = model_config(args)
+    gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
+    augment = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed)
+    if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
+        exp.mkdir(parents=True, exist_ok=True)
+        write_atomic(exp / "command.txt", " ".join([".venv/bin/python", "recipes/manifest/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
+    best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if config.bidirectional and load_model(best).config.level_db is None:
+        calibrate_level(best, train_set, args.seed)
+
+    model = load_model(best)
+    sets = {"dev": dev, **tests}
+    results = {name: evaluate(model, utterances).summary() for name, utterances in sets.items()}
+    lm_info = None
+    if 0 not in args.lm_order:
+        step = build_and_tune_lm(best, [u.text for u in train_set], dev, exp / "lm", args.lm_order, args.beam_size, data=", ".join(args.dev), log=sys.stderr)
+        results.update({f"{name} + LM": evaluate(model, utterances, search=step.search).summary() for name, utterances in sets.items()})
+        lm_info = step.info()
+    write_results(exp, args, config, len(train_set), results, lm_info)
+    print(json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":
+    main()

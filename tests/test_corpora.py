@@ -1,0 +1,105 @@
+"""Manifests, the LibriSpeech and Common Voice preparation scripts and the manifest recipe,
+on small corpora made here in those corpora's layouts."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechrnn.data import read_manifest
+from speechrnn.model import load_model
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def run_script(script: Path, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def noise(seconds: float, rate: int = 16000) -> np.ndarray:
+    return (0.1 * np.random.default_rng(0).standard_normal(int(seconds * rate))).astype(np.float32)
+
+
+def test_manifest_paths_are_relative_to_it_and_transcripts_normalised(tmp_path):
+    sf.write(str(tmp_path / "a.wav"), noise(0.5), 16000)
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "Hello, World! It's 'fine'."}) + "\n\n")
+    (utterance,) = read_manifest(manifest)
+    assert utterance.audio == str(tmp_path / "a.wav")
+    assert utterance.text == "hello world it's 'fine'"
+    assert utterance.duration == pytest.approx(0.5)  # from the file, the manifest having none
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok"}) + "\n" + json.dumps({"text": "no audio"}) + "\n")
+    with pytest.raises(ValueError, match=r"set.jsonl:2: not a manifest line"):
+        read_manifest(manifest)
+
+
+def test_librispeech_folders_become_manifests(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    chapter = root / "dev-clean" / "84" / "121123"
+    chapter.mkdir(parents=True)
+    sf.write(str(chapter / "84-121123-0000.flac"), noise(1.0), 16000)
+    sf.write(str(chapter / "84-121123-0001.flac"), noise(0.5), 16000)
+    (chapter / "84-121123.trans.txt").write_text("84-121123-0000 GO DO YOU HEAR\n84-121123-0001 BUT IN LESS THAN FIVE MINUTES\n84-121123-0002 GONE\n")
+    (root / "test-clean" / "61" / "70968").mkdir(parents=True)
+    result = run_script(RECIPES / "librispeech" / "prepare.py", root, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "84-121123-0002.flac: left out" in result.stderr  # listed, but no such file
+    dev = read_manifest(tmp_path / "out" / "dev-clean.jsonl")
+    assert [(u.text, round(u.duration, 2), u.speaker) for u in dev] == [("go do you hear", 1.0, "84"), ("but in less than five minutes", 0.5, "84")]
+    assert read_manifest(tmp_path / "out" / "test-clean.jsonl") == []
+    missing = run_script(RECIPES / "librispeech" / "prepare.py", root, "--out", tmp_path / "out", "--subsets", "train-clean-100")
+    assert missing.returncode == 2 and "train-clean-100" in missing.stderr
+
+
+def test_common_voice_splits_become_manifests_without_unspellable_sentences(tmp_path):
+    root = tmp_path / "en"
+    (root / "clips").mkdir(parents=True)
+    for name, seconds in (("a.mp3", 1.0), ("b.mp3", 0.5), ("c.mp3", 0.5), ("d.mp3", 0.5)):
+        sf.write(str(root / "clips" / name), noise(seconds, 48000), 48000, format="MP3")
+    rows = [
+        ("u1", "a.mp3", "Café au lait, please."),
+        ("u2", "b.mp3", "It was 1990."),
+        ("u3", "c.mp3", "Die Straße ist lang."),
+        ("u4", "d.mp3", "Fine!"),
+        ("u5", "gone.mp3", "Nobody kept this clip."),
+    ]
+    header = "client_id\tpath\tsentence\tup_votes\n"
+    (root / "train.tsv").write_text(header + "".join(f"{c}\t{p}\t{s}\t2\n" for c, p, s in rows))
+    (root / "clip_durations.tsv").write_text("clip\tduration[ms]\na.mp3\t1234\n")
+    result = run_script(RECIPES / "commonvoice" / "prepare.py", root, "--out", tmp_path / "out", "--splits", "train")
+    assert result.returncode == 0, result.stderr
+    assert "gone.mp3: left out" in result.stderr
+    assert "2 digits or letters outside a-z" in result.stdout and "1 missing or unreadable clip" in result.stdout
+    utterances = read_manifest(tmp_path / "out" / "train.jsonl")
+    assert [(Path(u.audio).name, u.text, u.speaker) for u in utterances] == [("a.mp3", "cafe au lait please", "u1"), ("d.mp3", "fine", "u4")]
+    assert utterances[0].duration == 1.234  # from clip_durations.tsv
+    assert 0.4 < utterances[1].duration < 0.7  # from the MP3 itself
+    not_cv = run_script(RECIPES / "commonvoice" / "prepare.py", tmp_path / "out", "--out", tmp_path / "x")
+    assert not_cv.returncode == 2 and "not a Common Voice language folder" in not_cv.stderr
+
+
+def test_manifest_recipe_trains_tunes_an_lm_and_reports(speech_dir, tmp_path):
+    folder, phrases = speech_dir
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text.upper()}) + "\n" for name, text in phrases.items()))
+    exp = tmp_path / "exp"
+    args = ["--train", manifest, "--dev", manifest, "--test", manifest, "--exp", exp, "--layers", "1", "--hidden", "16", "--epochs", "2", "--threads", "1", "--lm-order", "2", "--beam-size", "8"]
+    result = run_script(RECIPES / "manifest" / "run.py", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = (exp / "RESULTS.md").read_text()
+    for row in ("| dev | 4 |", "| set | 4 |", "| dev + LM | 4 |", "| set + LM | 4 |"):
+        assert row in results
+    assert torch.load(exp / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    model = load_model(exp / "best.pt")
+    assert model.config.bidirectional and model.config.level_db is not None
+    assert json.loads((exp / "best.lm.json").read_text())["beam_size"] == 8
+    # The model file is what `speechrnn transcribe --model` takes, with its tuned LM.
+    transcribed = subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", "--model", str(exp / "best.pt"), "--format", "jsonl", str(folder / "yes.wav")], capture_output=True, text=True, timeout=300)
+    assert transcribed.returncode == 0, transcribed.stderr
+    assert json.loads(transcribed.stdout)["audio"].endswith("yes.wav")
