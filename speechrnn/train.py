@@ -58,15 +58,20 @@ PRELOAD_HOURS = 10.0
 CMVN_UTTERANCES = 2000
 
 
+def statistics_subset(n_utterances: int, seed: int) -> list[int]:
+    """Indices of the training utterances that input statistics come from: all of them, or a
+    seeded random ``CMVN_UTTERANCES`` of them."""
+    if n_utterances <= CMVN_UTTERANCES:
+        return list(range(n_utterances))
+    return sorted(random.Random(seed).sample(range(n_utterances), CMVN_UTTERANCES))
+
+
 def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 0) -> None:
-    """Set the frontend's global mean/variance from un-augmented training audio (all of it, or
-    a random ``CMVN_UTTERANCES`` of it)."""
+    """Set the frontend's global mean/variance from un-augmented training audio (see
+    :func:`statistics_subset`)."""
     acc = CMVNAccumulator(model.config.frontend.n_features)
-    indices = range(len(waves))
-    if len(waves) > CMVN_UTTERANCES:
-        indices = sorted(random.Random(seed).sample(indices, CMVN_UTTERANCES))
     with torch.no_grad():
-        for i in indices:
+        for i in statistics_subset(len(waves), seed):
             try:
                 wave = waves[i]
             except AudioError as error:  # from disk: training leaves it out too
@@ -80,20 +85,19 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 
 
 def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance], seed: int = 0) -> None:
     """Give a bidirectional model file whole-utterance level normalisation: inputs are scaled
-    to the median speech level of the training speech (all of it, or a random
-    ``CMVN_UTTERANCES`` of it); training itself saw levels spread by the gain augmentation."""
+    to the median speech level of the training speech (see :func:`statistics_subset`); training
+    itself saw levels spread by the gain augmentation."""
     model = load_model(model_path)
-    chosen = list(train_set)
-    if len(chosen) > CMVN_UTTERANCES:
-        chosen = [chosen[i] for i in sorted(random.Random(seed).sample(range(len(chosen)), CMVN_UTTERANCES))]
     levels = []
-    for utterance in chosen:
+    for utterance in (train_set[i] for i in statistics_subset(len(train_set), seed)):
         try:
             wave = torch.from_numpy(load_audio(utterance.audio))
         except AudioError as error:
             print(f"warning: left out of the level calibration: {error}", file=sys.stderr, flush=True)
             continue
         levels.append(float(speech_level_db(wave[None], torch.tensor([wave.shape[0]]), model.config.frontend)[0]))
+    if not levels:
+        raise ValueError(f"{model_path}: no readable training utterance to calibrate its input level on")
     level = round(statistics.median(levels), 1)
     calibrated = SpeechModel(dataclasses.replace(model.config, level_db=level))
     calibrated.load_state_dict(model.state_dict())

@@ -10,7 +10,7 @@ import torch
 from speechrnn.audio import AudioError
 from speechrnn.data import AugmentConfig, Utterance, length_batches, speaker_split
 from speechrnn.model import ModelConfig, load_model
-from speechrnn.train import TrainConfig, compute_cmvn, train
+from speechrnn.train import TrainConfig, compute_cmvn, statistics_subset, train
 
 TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
 
@@ -201,7 +201,8 @@ def test_cmvn_comes_from_a_seeded_subset_of_a_large_corpus(monkeypatch):
     model, again, subset = SpeechModel(TINY), SpeechModel(TINY), SpeechModel(TINY)
     compute_cmvn(model, waves, seed=4)
     compute_cmvn(again, waves, seed=4)
-    chosen = sorted(random.Random(4).sample(range(6), 3))
+    chosen = statistics_subset(6, seed=4)
+    assert len(chosen) == 3 and chosen == statistics_subset(6, seed=4) != statistics_subset(6, seed=5)
     monkeypatch.setattr(train_module, "CMVN_UTTERANCES", 6)
     compute_cmvn(subset, [waves[i] for i in chosen])
     assert torch.equal(model.frontend.cmvn_mean, again.frontend.cmvn_mean)
