@@ -52,7 +52,10 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                 raise ValueError(f"{path}:{line_no}: not a manifest line with 'audio' and 'text' ({error})") from None
             if not audio.is_absolute():
                 audio = path.parent / audio
-            duration = float(row.get("duration") or 0.0) or sf.info(str(audio)).duration
+            try:
+                duration = float(row.get("duration") or 0.0) or sf.info(str(audio)).duration
+            except (ValueError, TypeError, RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
+                raise ValueError(f"{path}:{line_no}: no usable duration, and {audio} cannot be read for one ({error})") from None
             utterances.append(Utterance(str(audio), text, duration, str(row.get("speaker", ""))))
     return utterances
 

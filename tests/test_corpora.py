@@ -37,6 +37,9 @@ def test_manifest_paths_are_relative_to_it_and_transcripts_normalised(tmp_path):
     manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok"}) + "\n" + json.dumps({"text": "no audio"}) + "\n")
     with pytest.raises(ValueError, match=r"set.jsonl:2: not a manifest line"):
         read_manifest(manifest)
+    manifest.write_text(json.dumps({"audio": "gone.wav", "text": "no file, no duration"}) + "\n")
+    with pytest.raises(ValueError, match=r"set.jsonl:1: no usable duration, and .*gone.wav cannot be read"):
+        read_manifest(manifest)
 
 
 def test_librispeech_folders_become_manifests(tmp_path):

@@ -59,7 +59,7 @@ def read_set(paths: list[str], max_duration: float | None = None) -> list[Uttera
     return kept
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--train", nargs="+", required=True, help="training manifest(s)")
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lm = parser.add_argument_group("language model")
     lm.add_argument("--lm-order", type=int, nargs="+", default=[3], help="n-gram orders to build from the training transcripts and tune on dev, the best kept (default: %(default)s; 0: no LM)")
     lm.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune (default: %(default)s)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -138,11 +138,15 @@ def write_results(exp: Path, args: argparse.Namespace, config: ModelConfig, n_tr
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     exp = Path(args.exp)
-    train_set = read_set(args.train, args.max_duration)
-    dev = read_set(args.dev)
-    tests = {Path(path).stem: read_set([path]) for path in args.test}
+    try:
+        train_set = read_set(args.train, args.max_duration)
+        dev = read_set(args.dev)
+        tests = {Path(path).stem: read_set([path]) for path in args.test}
+    except (OSError, ValueError) as error:  # a missing or malformed manifest: no traceback
+        parser.error(str(error))
     print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
 
     config = model_config(args)
