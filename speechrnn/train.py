@@ -151,6 +151,7 @@ def train(
     init_from: str | os.PathLike | None = None,
     keep: str = "best",
     preload: bool | None = None,
+    checkpoint_steps: int = 0,
 ) -> Path:
     """Train a model and return the path of its model file, ``best.pt``.
 
@@ -168,6 +169,11 @@ def train(
     by the utterances' durations); otherwise each batch is read from its files while the batch
     before it trains, and an unreadable file is left out with a warning naming it. The dev set
     is always held in memory.
+
+    ``checkpoint_steps`` (0: off) also writes ``checkpoint.pt`` every that many batches within
+    an epoch, for corpora whose epochs take hours: ``resume`` then goes on from that batch with
+    every process's random state as it was, so the weights are those of an uninterrupted run
+    (under DDP, resume with as many processes).
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
@@ -177,6 +183,8 @@ def train(
     rank, world, local_rank = _distributed()
     is_main = rank == 0
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives (all_gather_object too) use the current device
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -194,6 +202,7 @@ def train(
 
     start_epoch, best_wer, elapsed, history = 1, float("inf"), 0.0, []
     averaged = None
+    partial = None  # where a mid-epoch checkpoint left its epoch
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         if ModelConfig.from_dict(state["model_config"]) != model_config or TrainConfig(**state["train_config"]) != config:
@@ -205,8 +214,12 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
+        partial = state.get("partial")
+        if partial is not None and partial["world"] != world:
+            raise ValueError(f"{checkpoint_path}: saved within epoch {partial['epoch']} by {partial['world']} processes; resume with as many (not {world})")
         if is_main:
-            print(f"resuming after epoch {state['epoch']} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
+            where = f" and {partial['position']} batches of epoch {partial['epoch']}" if partial else ""
+            print(f"resuming after epoch {state['epoch']}{where} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
     elif init_from is not None:
         start = load_model(init_from)
         if dataclasses.replace(start.config, level_db=None) != dataclasses.replace(model_config, level_db=None):
@@ -235,6 +248,36 @@ def train(
     lengths = [w.shape[0] for w in train_waves] if preload else train_waves.lengths()
     references = [u.text for u in dev_set]
 
+    def save_checkpoint(finished_epoch: int, within: dict | None = None) -> None:
+        """``checkpoint.pt`` after ``finished_epoch`` epochs (and, ``within``, part of the next)."""
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": finished_epoch,
+                "best_wer": best_wer,
+                "elapsed": elapsed,
+                "history": history,
+                "model_config": model_config.to_dict(),
+                "train_config": dataclasses.asdict(config),
+                **({"averaged": averaged.state_dict()} if averaged is not None else {}),
+                **({"partial": within} if within is not None else {}),
+            },
+            checkpoint_path,
+        )
+
+    def random_states(rng: random.Random) -> list[dict]:
+        """Every process's random state (the augmentation's generator, torch's for dropout)."""
+        mine = {"rng": rng.getstate(), "torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            mine["cuda"] = torch.cuda.get_rng_state(device).cpu()
+        if world == 1:
+            return [mine]
+        gathered = [None] * world
+        dist.all_gather_object(gathered, mine)
+        return gathered
+
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.time()
         rng = random.Random(config.seed * 100003 + epoch)
@@ -248,9 +291,18 @@ def train(
         else:
             batches = [[[i] for i in batch] for batch in length_batches(lengths, config.batch_size, rng)[: steps_per_epoch * world][rank::world]]
         model.train()
-        total_loss, n_batches = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
-        for groups, waves in _read_batches(bar, train_waves, prefetch=not preload):
+        total_loss, n_batches, skip = 0.0, 0, 0
+        if partial is not None:  # resuming within this epoch: its batches as far as the checkpoint are done
+            skip, total_loss, n_batches = partial["position"], partial["total_loss"], partial["n_batches"]
+            states = partial["random"][rank]
+            rng.setstate(_as_tuples(states["rng"]))
+            torch.set_rng_state(states["torch"])
+            if "cuda" in states:
+                torch.cuda.set_rng_state(states["cuda"], device)
+            started -= partial["seconds"]
+            partial = None
+        bar = tqdm(batches[skip:], desc=f"epoch {epoch}/{config.epochs}", initial=skip, total=len(batches), disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
+        for position, (groups, waves) in enumerate(_read_batches(bar, train_waves, prefetch=not preload), start=skip + 1):
             if not groups:
                 if world > 1:  # the other processes would wait for this one's gradients forever
                     raise RuntimeError(f"epoch {epoch}: no training example of a batch could be read (see the warnings above)")
@@ -274,6 +326,11 @@ def train(
             total_loss += loss.item()
             n_batches += 1
             bar.set_postfix(loss=f"{total_loss / n_batches:.3f}", refresh=False)
+            if checkpoint_steps and position % checkpoint_steps == 0 and position < len(batches):
+                states = random_states(rng)  # every process takes part
+                if is_main:
+                    within = {"epoch": epoch, "position": position, "n_batches": n_batches, "total_loss": total_loss, "seconds": time.time() - started, "world": world, "random": states}
+                    save_checkpoint(epoch - 1, within)
         bar.close()
         if config.average_epochs and epoch > config.epochs - config.average_epochs:
             if averaged is None:
@@ -297,21 +354,7 @@ def train(
             best_wer = min(best_wer, dev_wer)
             if improved or keep == "last":
                 save_kept(history[-1])
-            atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "best_wer": best_wer,
-                    "elapsed": elapsed,
-                    "history": history,
-                    "model_config": model_config.to_dict(),
-                    "train_config": dataclasses.asdict(config),
-                    **({"averaged": averaged.state_dict()} if averaged is not None else {}),
-                },
-                checkpoint_path,
-            )
+            save_checkpoint(epoch)
             write_log(out_dir, history)
             row = history[-1]
             print(
@@ -328,6 +371,11 @@ def train(
     if world > 1:
         dist.destroy_process_group()
     return out_dir / "best.pt"
+
+
+def _as_tuples(value):
+    """A ``random.Random`` state as ``getstate`` gave it (tuples), from one saved and loaded."""
+    return tuple(map(_as_tuples, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _read_batches(batches, train_waves, prefetch: bool):

@@ -125,30 +125,51 @@ def test_speaker_split_is_disjoint():
 
 
 def test_ddp_with_two_cpu_processes(tiny_set, tmp_path):
-    """torchrun with two gloo processes trains and rank 0 writes the checkpoint."""
+    """torchrun with two gloo processes trains and rank 0 writes the checkpoint; killed within
+    an epoch, it resumes from the checkpoint there to the weights of an uninterrupted run."""
     import json
     import subprocess
     import sys
 
     script = tmp_path / "ddp_train.py"
     script.write_text(
-        "import json, sys\n"
+        "import json, os, sys\n"
+        "import speechrnn.train as train_module\n"
         "from speechrnn.data import Utterance\n"
         "from speechrnn.model import ModelConfig\n"
         "from speechrnn.train import TrainConfig, train\n"
         "utts = [Utterance(**u) for u in json.loads(sys.argv[2])]\n"
-        "config = ModelConfig(n_hidden=32, n_proj=32, n_layers=1)\n"
-        "train(config, utts, utts[:2], sys.argv[1], TrainConfig(epochs=2, batch_size=1, warmup_steps=1, threads=1))\n"
+        "original = train_module.atomic_torch_save\n"
+        "def save_then_maybe_die(state, path):\n"
+        "    original(state, path)\n"
+        "    if sys.argv[3] == 'kill' and state.get('partial', {}).get('epoch') == 2:\n"
+        "        os._exit(1)\n"
+        "train_module.atomic_torch_save = save_then_maybe_die\n"
+        "config = ModelConfig(n_hidden=32, n_proj=32, n_layers=2, dropout=0.3)\n"
+        "train(config, utts, utts[:2], sys.argv[1], TrainConfig(epochs=2, batch_size=1, warmup_steps=1, threads=1), resume=sys.argv[3] == 'resume', checkpoint_steps=1)\n"
     )
     utts = json.dumps([u.__dict__ for u in tiny_set])
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "out"), utts],
-        capture_output=True, text=True, timeout=300,
-    )
+
+    def torchrun(out: str, mode: str):
+        return subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / out), utts, mode],
+            capture_output=True, text=True, timeout=300,
+        )
+
+    result = torchrun("out", "straight")
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2
     load_model(tmp_path / "out" / "best.pt")
+    assert torchrun("killed", "kill").returncode != 0
+    saved = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert saved["partial"]["epoch"] == 2 and len(saved["partial"]["random"]) == 2
+    result = torchrun("killed", "resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and "partial" not in resumed
+    for key, value in state["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
 
 
 @pytest.fixture
@@ -208,3 +229,40 @@ def test_cmvn_comes_from_a_seeded_subset_of_a_large_corpus(monkeypatch):
     assert torch.equal(model.frontend.cmvn_mean, again.frontend.cmvn_mean)
     torch.testing.assert_close(model.frontend.cmvn_mean, subset.frontend.cmvn_mean)
     torch.testing.assert_close(model.frontend.cmvn_std, subset.frontend.cmvn_std)
+
+
+def test_a_run_killed_within_an_epoch_resumes_to_the_same_weights(tiny_set, tmp_path, monkeypatch):
+    """With checkpoints every 2 batches, a kill in the middle of epoch 2 costs nothing: the
+    resumed run repeats the augmentation and dropout draws of the uninterrupted one."""
+    import speechrnn.train as train_module
+
+    layered = ModelConfig(n_hidden=32, n_proj=32, n_layers=2, dropout=0.3)  # dropout between layers draws from torch's generator
+    config = TrainConfig(epochs=2, batch_size=1, warmup_steps=2, threads=1)
+    train(layered, tiny_set, tiny_set[:2], tmp_path / "straight", config, AugmentConfig(), checkpoint_steps=2)
+    original = train_module.atomic_torch_save
+
+    def save_then_maybe_stop(state, path):
+        original(state, path)
+        if state.get("partial", {}).get("epoch") == 2:
+            raise KeyboardInterrupt  # killed right after the checkpoint within epoch 2
+
+    monkeypatch.setattr(train_module, "atomic_torch_save", save_then_maybe_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(layered, tiny_set, tiny_set[:2], tmp_path / "resumed", config, AugmentConfig(), checkpoint_steps=2)
+    monkeypatch.setattr(train_module, "atomic_torch_save", original)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["partial"]["epoch"] == 2 and saved["partial"]["position"] == 2
+    train(layered, tiny_set, tiny_set[:2], tmp_path / "resumed", config, AugmentConfig(), resume=True, checkpoint_steps=2)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert straight["epoch"] == resumed["epoch"] == 2 and "partial" not in resumed
+    assert straight["history"][-1]["train_loss"] == resumed["history"][-1]["train_loss"]
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    # Without the saved random states the second half of epoch 2 would differ: the check can fail.
+    skipped = dict(saved)
+    skipped["partial"] = {**saved["partial"], "random": [{**saved["partial"]["random"][0], "rng": list(random.Random(7).getstate())}]}
+    torch.save(skipped, tmp_path / "resumed" / "checkpoint.pt")
+    train(layered, tiny_set, tiny_set[:2], tmp_path / "resumed", config, AugmentConfig(), resume=True, checkpoint_steps=2)
+    other = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert any(not torch.equal(value, other["model"][key]) for key, value in straight["model"].items())
