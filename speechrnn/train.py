@@ -105,6 +105,22 @@ def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance
     print(f"level normalisation: inputs scaled to {level} dB FS speech level", file=sys.stderr)
 
 
+def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: float) -> None:
+    """Rewrite a model file with ``(1 - weight) * its weights + weight * other's`` (the same
+    model config; buffers such as the CMVN statistics mixed alike). For the AN4 recipe's
+    ``--clean-mix``: a little of the clean stage's model in the robust stage's (session 13,
+    recipes/an4/RESULTS.md: with 10-20% of it, AN4 dev read better than with either end)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"mixing weight must be in 0..1, got {weight}")
+    model, partner = load_model(model_path), load_model(other)
+    if dataclasses.replace(model.config, level_db=None) != dataclasses.replace(partner.config, level_db=None):
+        raise ValueError(f"{other}: its model config differs from {model_path}'s; only relatives of one model mix")
+    theirs = partner.state_dict()
+    mixed = {key: torch.lerp(value, theirs[key], weight) if value.is_floating_point() else value for key, value in model.state_dict().items()}
+    model.load_state_dict(mixed)
+    save_model(model_path, model, metadata={**model.metadata, "mixed_with": str(other), "mix_weight": weight})
+
+
 def augmented_batch(
     model: SpeechModel, waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random
 ) -> tuple[torch.Tensor, torch.Tensor]:

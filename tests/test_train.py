@@ -266,3 +266,22 @@ def test_a_run_killed_within_an_epoch_resumes_to_the_same_weights(tiny_set, tmp_
     train(layered, tiny_set, tiny_set[:2], tmp_path / "resumed", config, AugmentConfig(), resume=True, checkpoint_steps=2)
     other = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert any(not torch.equal(value, other["model"][key]) for key, value in straight["model"].items())
+
+
+def test_mixing_two_model_files_interpolates_their_weights(tiny_set, tmp_path):
+    from speechrnn.train import mix_into
+
+    config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
+    first = load_model(train(TINY, tiny_set, tiny_set[:2], tmp_path / "a", config, None))
+    second_path = train(TINY, tiny_set, tiny_set[:2], tmp_path / "b", TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1, seed=3), None)
+    second = load_model(second_path)
+    mix_into(tmp_path / "a" / "best.pt", second_path, 0.25)
+    mixed = load_model(tmp_path / "a" / "best.pt")
+    for key, value in first.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(mixed.state_dict()[key], 0.75 * value + 0.25 * second.state_dict()[key], msg=key)
+    assert not torch.equal(first.head.weight, second.head.weight)  # so the check above can fail
+    assert mixed.metadata["mix_weight"] == 0.25
+    other = train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "c", config, None)
+    with pytest.raises(ValueError, match="model config differs"):
+        mix_into(tmp_path / "a" / "best.pt", other, 0.5)

@@ -41,7 +41,7 @@ from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
-from speechrnn.train import TrainConfig, calibrate_level, train, write_log
+from speechrnn.train import TrainConfig, calibrate_level, mix_into, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -122,6 +122,8 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
     best = final[-1] if stages[-1].keep == "last" else min(final, key=lambda row: row["dev_wer"])
     n_averaged = stages[-1].train_config.average_epochs
     kept = f"the average of its last {n_averaged} epochs" if n_averaged else ("its last" if stages[-1].keep == "last" else "lowest dev WER")
+    if args.clean_mix > 0 and len(stages) > 1:
+        kept += f", its weights mixed with {args.clean_mix:g} of the clean stage's model"
     kind = "bidirectional" if config.bidirectional else "unidirectional"
     training = "; ".join(
         f"{stage.name + ' stage: ' if stage.name else ''}{sum(r['stage'] == stage.name for r in history)} epochs "
@@ -242,6 +244,7 @@ def main() -> None:
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
     parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: {OFFLINE_DEFAULTS['robust_epochs']}, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
+    parser.add_argument("--clean-mix", type=float, default=0.0, help="the model file mixes in this share of the clean stage's weights (default: %(default)s)")
     parser.add_argument("--average-epochs", type=int, default=0, help="the robust stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
@@ -305,6 +308,8 @@ def main() -> None:
             metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
             best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep)
             start = best
+        if args.clean_mix > 0 and len(stages) > 1 and int(os.environ.get("RANK", "0")) == 0:
+            mix_into(best, stages[0].exp / "best.pt", args.clean_mix)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if config.bidirectional and not args.evaluate_only:
