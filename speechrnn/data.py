@@ -12,8 +12,10 @@ punctuation), so "Hello, World!" is scored as "hello world".
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,7 +41,7 @@ class Utterance:
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     """Read a JSON-lines manifest; bad lines raise ``ValueError`` naming the file and line."""
     path = Path(path)
-    utterances = []
+    utterances, with_digits = [], 0
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -47,16 +49,26 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             try:
                 row = json.loads(line)
                 audio = Path(row["audio"])
+                with_digits += any(c.isdigit() for c in str(row["text"]))
                 text = normalize_text(str(row["text"]))
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}:{line_no}: not a manifest line with 'audio' and 'text' ({error})") from None
             if not audio.is_absolute():
                 audio = path.parent / audio
             try:
-                duration = float(row.get("duration") or 0.0) or sf.info(str(audio)).duration
-            except (ValueError, TypeError, RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
-                raise ValueError(f"{path}:{line_no}: no usable duration, and {audio} cannot be read for one ({error})") from None
+                duration = float(row.get("duration") or 0.0)
+            except (ValueError, TypeError):
+                raise ValueError(f"{path}:{line_no}: duration {row.get('duration')!r} is not a number of seconds") from None
+            if not math.isfinite(duration) or duration < 0:
+                raise ValueError(f"{path}:{line_no}: duration {duration} is not a number of seconds")
+            if not duration:
+                try:
+                    duration = sf.info(str(audio)).duration
+                except (RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
+                    raise ValueError(f"{path}:{line_no}: no duration given, and {audio} cannot be read for one ({error})") from None
             utterances.append(Utterance(str(audio), text, duration, str(row.get("speaker", ""))))
+    if with_digits:
+        warnings.warn(f"{path}: {with_digits} transcripts hold digits, which the models cannot spell: they are left out of the text (write numbers as words)", stacklevel=2)
     return utterances
 
 

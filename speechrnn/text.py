@@ -12,6 +12,9 @@ VOCAB: tuple[str, ...] = (BLANK, SPACE, "'") + tuple("abcdefghijklmnopqrstuvwxyz
 
 _MARKUP = re.compile(r"</?s>|\([^)]*\)|\[[^\]]*\]|<[^>]*>")
 _NOT_IN_VOCAB = re.compile(r"[^a-z' ]+")
+# Typographic apostrophes are apostrophes; dashes and slashes separate words ("well—that",
+# "and/or"), so they become spaces before other punctuation is dropped.
+_SPELLING = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2014": " ", "\u2013": " ", "/": " ", "-": " "})
 _SPACES = re.compile(r"\s+")
 
 
@@ -21,10 +24,11 @@ def normalize_text(text: str) -> str:
 
     >>> normalize_text("<s> RUBOUT G M E F THREE </s> (an406-fcaw-b)")
     'rubout g m e f three'
+    >>> normalize_text("It’s well—that, and/or café")
+    "it's well that and or cafe"
     """
-    text = _MARKUP.sub(" ", text)
+    text = _MARKUP.sub(" ", text).translate(_SPELLING)
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    text = text.replace("-", " ")
     text = _NOT_IN_VOCAB.sub("", text)
     return _SPACES.sub(" ", text).strip()
 

@@ -2,7 +2,8 @@
 
 A run writes into its output folder:
 
-- ``checkpoint.pt``: everything needed to resume, written atomically after every epoch;
+- ``checkpoint.pt``: everything needed to resume, written atomically after every epoch (and,
+  with ``checkpoint_steps``, within epochs);
 - ``best.pt``: the model file (see :func:`speechrnn.model.save_model`) with the lowest dev WER;
 - ``log.csv`` and ``curve.png``: loss and dev WER/CER per epoch against wall time.
 """
@@ -107,9 +108,12 @@ def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance
 
 def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: float) -> None:
     """Rewrite a model file with ``(1 - weight) * its weights + weight * other's`` (the same
-    model config; buffers such as the CMVN statistics mixed alike). For the AN4 recipe's
-    ``--clean-mix``: a little of the clean stage's model in the robust stage's (session 13,
-    recipes/an4/RESULTS.md: with 10-20% of it, AN4 dev read better than with either end)."""
+    model config; buffers such as the CMVN statistics mixed alike), for the AN4 recipe's
+    ``--clean-mix``: a little of the clean stage's model in the robust stage's. (Session 13,
+    recipes/an4/RESULTS.md: for an offline model 10-20% of its clean stage read clean AN4 dev
+    speech better than either end, at some cost in other conditions beyond 10%; for a
+    streaming model the mixes only traded robustness for clean accuracy.) The file's dev
+    figures, which were the unmixed model's, are dropped from its metadata."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"mixing weight must be in 0..1, got {weight}")
     model, partner = load_model(model_path), load_model(other)
@@ -118,7 +122,8 @@ def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: fl
     theirs = partner.state_dict()
     mixed = {key: torch.lerp(value, theirs[key], weight) if value.is_floating_point() else value for key, value in model.state_dict().items()}
     model.load_state_dict(mixed)
-    save_model(model_path, model, metadata={**model.metadata, "mixed_with": str(other), "mix_weight": weight})
+    metadata = {k: v for k, v in model.metadata.items() if k not in ("dev_wer", "dev_cer")}
+    save_model(model_path, model, metadata={**metadata, "mixed_with": str(other), "mix_weight": weight})
 
 
 def augmented_batch(
@@ -188,11 +193,16 @@ def train(
 
     ``checkpoint_steps`` (0: off) also writes ``checkpoint.pt`` every that many batches within
     an epoch, for corpora whose epochs take hours: ``resume`` then goes on from that batch with
-    every process's random state as it was, so the weights are those of an uninterrupted run
-    (under DDP, resume with as many processes).
+    every process's random state as it was. On the CPU the weights are then those of an
+    uninterrupted run, bit for bit; on a GPU the same batches and augmentation follow, but
+    CUDA's CTC backward is not deterministic to begin with. Under DDP, resume with as many
+    processes; across machines ``out_dir`` must be on a filesystem they share (rank 0 writes
+    the checkpoint, every process reads it).
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    if checkpoint_steps < 0:
+        raise ValueError(f"checkpoint_steps must be >= 0, got {checkpoint_steps}")
     if config.average_epochs and (keep != "last" or not 0 < config.average_epochs <= config.epochs):
         raise ValueError(f"average_epochs needs keep='last' and 1..epochs ({config.epochs}) epochs, got {config.average_epochs}")
     out_dir = Path(out_dir)
@@ -219,16 +229,13 @@ def train(
     start_epoch, best_wer, elapsed, history = 1, float("inf"), 0.0, []
     averaged = None
     partial = None  # where a mid-epoch checkpoint left its epoch
+    resumed_states = None  # the checkpoint's optimizer, scheduler and average, loaded once the model is on its device
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         if ModelConfig.from_dict(state["model_config"]) != model_config or TrainConfig(**state["train_config"]) != config:
             raise ValueError(f"{checkpoint_path}: was written with another model or training config; resume with the same options")
         model.load_state_dict(state["model"])
-        if "averaged" in state:
-            averaged = AveragedModel(model, use_buffers=True)
-            averaged.load_state_dict(state["averaged"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        resumed_states = state
         start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
         partial = state.get("partial")
         if partial is not None and partial["world"] != world:
@@ -260,6 +267,14 @@ def train(
         save_model(out_dir / "best.pt", model, metadata=info)
 
     model.to(device)
+    if resumed_states is not None:
+        # The optimizer puts its state where the parameters are when it loads it: on the GPU
+        # only if the model is there first.
+        optimizer.load_state_dict(resumed_states["optimizer"])
+        scheduler.load_state_dict(resumed_states["scheduler"])
+        if "averaged" in resumed_states:
+            averaged = AveragedModel(model, use_buffers=True)
+            averaged.load_state_dict(resumed_states["averaged"])
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     lengths = [w.shape[0] for w in train_waves] if preload else train_waves.lengths()
     references = [u.text for u in dev_set]
@@ -294,6 +309,7 @@ def train(
         dist.all_gather_object(gathered, mine)
         return gathered
 
+    last_readable = None  # (groups, waves) of the last batch that could be read (DDP's stand-in)
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.time()
         rng = random.Random(config.seed * 100003 + epoch)
@@ -319,10 +335,15 @@ def train(
             partial = None
         bar = tqdm(batches[skip:], desc=f"epoch {epoch}/{config.epochs}", initial=skip, total=len(batches), disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
         for position, (groups, waves) in enumerate(_read_batches(bar, train_waves, prefetch=not preload), start=skip + 1):
-            if not groups:
-                if world > 1:  # the other processes would wait for this one's gradients forever
+            if not groups:  # every file of the batch unreadable
+                if world == 1:
+                    continue
+                if last_readable is None:
                     raise RuntimeError(f"epoch {epoch}: no training example of a batch could be read (see the warnings above)")
-                continue
+                # The other processes wait for this one's gradients: it trains on its last
+                # readable batch again rather than skip the step.
+                groups, waves = last_readable
+            last_readable = groups, waves
             feats, feat_lens = augmented_batch(model, waves, augment, rng)
             targets = [torch.tensor(model.tokenizer.encode(" ".join(train_set[i].text for i in g))) for g in groups]
             log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))

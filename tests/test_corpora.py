@@ -38,8 +38,15 @@ def test_manifest_paths_are_relative_to_it_and_transcripts_normalised(tmp_path):
     with pytest.raises(ValueError, match=r"set.jsonl:2: not a manifest line"):
         read_manifest(manifest)
     manifest.write_text(json.dumps({"audio": "gone.wav", "text": "no file, no duration"}) + "\n")
-    with pytest.raises(ValueError, match=r"set.jsonl:1: no usable duration, and .*gone.wav cannot be read"):
+    with pytest.raises(ValueError, match=r"set.jsonl:1: no duration given, and .*gone.wav cannot be read"):
         read_manifest(manifest)
+    for duration in ("2,3", float("nan"), -1.0):
+        manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok", "duration": duration}) + "\n")
+        with pytest.raises(ValueError, match=r"set.jsonl:1: duration .* is not a number of seconds"):
+            read_manifest(manifest)
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "Room 101, please"}) + "\n")
+    with pytest.warns(UserWarning, match=r"set.jsonl: 1 transcripts hold digits"):
+        assert read_manifest(manifest)[0].text == "room please"
 
 
 def test_librispeech_folders_become_manifests(tmp_path):
@@ -78,7 +85,7 @@ def test_common_voice_splits_become_manifests_without_unspellable_sentences(tmp_
     result = run_script(RECIPES / "commonvoice" / "prepare.py", root, "--out", tmp_path / "out", "--splits", "train")
     assert result.returncode == 0, result.stderr
     assert "gone.mp3: left out" in result.stderr
-    assert "2 digits or letters outside a-z" in result.stdout and "1 missing or unreadable clip" in result.stdout
+    assert "2 digits, symbols or letters outside a-z" in result.stdout and "1 missing or unreadable clip" in result.stdout
     utterances = read_manifest(tmp_path / "out" / "train.jsonl")
     assert [(Path(u.audio).name, u.text, u.speaker) for u in utterances] == [("a.mp3", "cafe au lait please", "u1"), ("d.mp3", "fine", "u4")]
     assert utterances[0].duration == 1.234  # from clip_durations.tsv

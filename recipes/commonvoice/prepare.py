@@ -11,8 +11,8 @@ language folder: tab-separated, with a header naming the columns ``client_id``, 
 MP3 under ``clips/``) and ``sentence``. Durations come from ``clip_durations.tsv`` (milliseconds)
 where the release has it, else from the MP3 files. Writes ``OUT/SPLIT.jsonl``.
 
-Left out, counted on stderr: sentences with digits (their spoken form is unknown: "1990" may be
-"nineteen ninety" or "one nine nine oh"), with letters that are not a-z once accents are
+Left out, counted on stdout: sentences with digits or symbols read as words (their spoken
+form is unknown: "1990" may be "nineteen ninety" or "one nine nine oh"; "&" "and" or "ampersand"), with letters that are not a-z once accents are
 stripped (the models spell English letters only), or with nothing left after normalisation;
 and clips that are missing or unreadable (named in a warning). Nothing is downloaded.
 """
@@ -33,12 +33,13 @@ from speechrnn.text import normalize_text
 
 
 def spellable(sentence: str) -> bool:
-    """Whether a sentence can be spelled with the models' letters: no digits, and every letter a
-    to z once accents are stripped ("café" yes, "straße" and "東京" no)."""
+    """Whether a sentence can be spelled with the models' letters: no digits or symbols read as
+    words ("&", "%", "$", ...), and every letter a to z once accents are stripped ("café" yes,
+    "straße" and "東京" no)."""
     for char in unicodedata.normalize("NFKD", sentence):
         if unicodedata.combining(char):
             continue
-        if char.isdigit() or (char.isalpha() and not ("a" <= char.lower() <= "z")):
+        if char.isdigit() or char in "&%$@+=#" or (char.isalpha() and not ("a" <= char.lower() <= "z")):
             return False
     return True
 
@@ -67,7 +68,7 @@ def split_utterances(root: Path, split: str, durations: dict[str, float], worker
             sentence = row["sentence"] or ""
             text = normalize_text(sentence)
             if not spellable(sentence):
-                left_out["digits or letters outside a-z"] += 1
+                left_out["digits, symbols or letters outside a-z"] += 1
             elif not text:
                 left_out["empty transcript"] += 1
             else:

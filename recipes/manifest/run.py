@@ -18,9 +18,10 @@ AN4's 869 utterances the robustness data slowed learning; on a large corpus that
 measured here.) The epoch with the lowest dev WER is kept as ``EXP/best.pt``, and a
 bidirectional model is given the training speech's median level, to which it scales every
 input. ``EXP/checkpoint.pt`` is written at every epoch's end and every 500 batches within one
-(``--checkpoint-steps``), so ``--resume`` after a kill loses at most those batches and reaches
-the weights of an uninterrupted run. Then word LMs are built from the training transcripts and
-tuned on dev (``EXP/best.lm.json`` beside the model), and dev and every test manifest are
+(``--checkpoint-steps``), so ``--resume`` after a kill loses at most those batches and goes
+on with the same batches and random draws (on the CPU to the weights of an uninterrupted run,
+bit for bit). With several machines, EXP must be on a filesystem they share. Then word LMs are built from the training transcripts and
+tuned on dev (at most 500 of its utterances, ``--lm-tune-utterances``; ``EXP/best.lm.json`` beside the model), and dev and every test manifest are
 scored with and without the LM into ``EXP/RESULTS.md``.
 
 Use the model: ``speechrnn transcribe --model EXP/best.pt talk.wav`` (with its tuned LM).
@@ -35,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shlex
 import sys
 from pathlib import Path
@@ -60,6 +62,13 @@ def read_set(paths: list[str], max_duration: float | None = None) -> list[Uttera
     if not kept:
         raise ValueError(f"{', '.join(paths)}: no usable utterances")
     return kept
+
+
+def result_name(path: str, paths: list[str]) -> str:
+    """A test manifest's name in the results: its file stem, or its path where the stem is
+    "dev" or another test manifest has it too."""
+    stem = Path(path).stem
+    return path if stem == "dev" or sum(Path(p).stem == stem for p in paths) > 1 else stem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm = parser.add_argument_group("language model")
     lm.add_argument("--lm-order", type=int, nargs="+", default=[3], help="n-gram orders to build from the training transcripts and tune on dev, the best kept (default: %(default)s; 0: no LM)")
     lm.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune (default: %(default)s)")
+    lm.add_argument("--lm-tune-utterances", type=int, default=500, help="tune the LM on at most this many dev utterances, a seeded random subset (default: %(default)s)")
     return parser
 
 
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train_set = read_set(args.train, args.max_duration)
         dev = read_set(args.dev)
-        tests = {Path(path).stem: read_set([path]) for path in args.test}
+        tests = {result_name(path, args.test): read_set([path]) for path in args.test}
     except (OSError, ValueError) as error:  # a missing or malformed manifest: no traceback
         parser.error(str(error))
     print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
@@ -171,7 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     results = {name: evaluate(model, utterances).summary() for name, utterances in sets.items()}
     lm_info = None
     if 0 not in args.lm_order:
-        step = build_and_tune_lm(best, [u.text for u in train_set], dev, exp / "lm", args.lm_order, args.beam_size, data=", ".join(args.dev), log=sys.stderr)
+        # The grid decodes the tuning set once per setting (10 LM weights x 8 bonuses x each
+        # beam size and order): a seeded subset keeps that affordable for a dev set of hours.
+        tuning_set = dev if len(dev) <= args.lm_tune_utterances else random.Random(args.seed).sample(dev, args.lm_tune_utterances)
+        data = f"{', '.join(args.dev)} ({len(tuning_set)} of {len(dev)} utterances)"
+        step = build_and_tune_lm(best, [u.text for u in train_set], tuning_set, exp / "lm", args.lm_order, args.beam_size, data=data, log=sys.stderr)
         results.update({f"{name} + LM": evaluate(model, utterances, search=step.search).summary() for name, utterances in sets.items()})
         lm_info = step.info()
     write_results(exp, args, config, len(train_set), results, lm_info)
