@@ -15,7 +15,9 @@ import json
 import math
 import os
 import random
+import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -70,6 +72,25 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     if with_digits:
         warnings.warn(f"{path}: {with_digits} transcripts hold digits, which the models cannot spell: they are left out of the text (write numbers as words)", stacklevel=2)
     return utterances
+
+
+def read_durations(paths: Sequence[str | os.PathLike], known: dict[str, float] | None = None, workers: int = 8) -> list[float | None]:
+    """Seconds of audio in each file, from its header (or from ``known``, by file name, for an
+    existing file); ``None`` for a missing or unreadable file, with a warning on stderr naming
+    it. Headers are read in ``workers`` threads: on network storage each read mostly waits."""
+
+    def duration(path: str | os.PathLike) -> float | None:
+        path = Path(path)
+        if known and path.name in known and path.is_file():
+            return known[path.name]
+        try:
+            return sf.info(str(path)).duration
+        except (RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
+            print(f"warning: {path}: left out ({error})", file=sys.stderr)
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(duration, paths))
 
 
 def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> None:

@@ -23,12 +23,9 @@ import csv
 import sys
 import unicodedata
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import soundfile as sf
-
-from speechrnn.data import Utterance, write_manifest
+from speechrnn.data import Utterance, read_durations, write_manifest
 from speechrnn.text import normalize_text
 
 
@@ -55,7 +52,7 @@ def clip_durations(root: Path) -> dict[str, float]:
         return {row[0]: int(row[1]) / 1000 for row in rows if len(row) >= 2 and row[1].isdigit()}
 
 
-def split_utterances(root: Path, split: str, durations: dict[str, float], workers: int = 8) -> tuple[list[Utterance], Counter]:
+def split_utterances(root: Path, split: str, durations: dict[str, float]) -> tuple[list[Utterance], Counter]:
     """The usable utterances of ``SPLIT.tsv`` and the counts of those left out, by reason."""
     table = root / f"{split}.tsv"
     left_out, listed = Counter(), []
@@ -74,17 +71,7 @@ def split_utterances(root: Path, split: str, durations: dict[str, float], worker
             else:
                 listed.append((root / "clips" / row["path"], text, row.get("client_id") or ""))
 
-    def duration(path: Path) -> float | None:
-        if path.name in durations and path.is_file():
-            return durations[path.name]
-        try:
-            return sf.info(str(path)).duration
-        except (sf.LibsndfileError, RuntimeError, OSError) as error:
-            print(f"warning: {path}: left out ({error})", file=sys.stderr)
-            return None
-
-    with ThreadPoolExecutor(workers) as pool:
-        seconds = list(pool.map(duration, [path for path, _, _ in listed]))
+    seconds = read_durations([path for path, _, _ in listed], known=durations)
     left_out["missing or unreadable clip"] += sum(s is None for s in seconds)
     utterances = [Utterance(str(path.resolve()), text, s, speaker) for (path, text, speaker), s in zip(listed, seconds) if s is not None]
     return utterances, +left_out

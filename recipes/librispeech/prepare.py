@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import soundfile as sf
-
-from speechrnn.data import Utterance, write_manifest
+from speechrnn.data import Utterance, read_durations, write_manifest
 from speechrnn.text import normalize_text
 
 SUBSETS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean", "test-other")
 
 
-def subset_utterances(folder: Path, workers: int = 8) -> list[Utterance]:
+def subset_utterances(folder: Path) -> list[Utterance]:
     """The utterances of one LibriSpeech subset folder, in file-name order."""
     listed = []
     for transcript in sorted(folder.glob("*/*/*.trans.txt")):
@@ -41,16 +38,7 @@ def subset_utterances(folder: Path, workers: int = 8) -> list[Utterance]:
                 continue
             listed.append((transcript.parent / f"{utt_id}.flac", normalize_text(text), utt_id.split("-")[0]))
 
-    def duration(path: Path) -> float | None:
-        try:
-            return sf.info(str(path)).duration
-        except (sf.LibsndfileError, RuntimeError, OSError) as error:
-            print(f"warning: {path}: left out ({error})", file=sys.stderr)
-            return None
-
-    # File headers are read in threads: on network storage each read mostly waits.
-    with ThreadPoolExecutor(workers) as pool:
-        durations = list(pool.map(duration, [path for path, _, _ in listed]))
+    durations = read_durations([path for path, _, _ in listed])
     return [Utterance(str(path.resolve()), text, seconds, speaker) for (path, text, speaker), seconds in zip(listed, durations) if seconds is not None]
 
 
