@@ -189,10 +189,24 @@ def tiny_set_16k(tiny_set, tmp_path):
 
 
 @pytest.mark.parametrize("augment", [AugmentConfig(), AugmentConfig(concat_prob=0.5)], ids=["single", "joined"])
-def test_reading_audio_from_disk_trains_the_same_weights_as_holding_it(tiny_set_16k, tmp_path, augment):
+def test_reading_audio_from_disk_trains_the_same_weights_as_holding_it(tiny_set_16k, tmp_path, augment, monkeypatch):
+    import speechrnn.train as train_module
+    from speechrnn.data import DiskWaves
+
+    reads = []
+
+    class CountingDiskWaves(DiskWaves):
+        def __getitem__(self, index):
+            reads.append(index)
+            return super().__getitem__(index)
+
+    monkeypatch.setattr(train_module, "DiskWaves", CountingDiskWaves)
     config = TrainConfig(epochs=2, batch_size=2, warmup_steps=2, threads=1)
     train(TINY, tiny_set_16k, tiny_set_16k[:2], tmp_path / "memory", config, augment, preload=True)
+    assert reads == []
     train(TINY, tiny_set_16k, tiny_set_16k[:2], tmp_path / "disk", config, augment, preload=False)
+    # CMVN reads each utterance once, then each epoch reads every one again.
+    assert sorted(reads) == sorted(list(range(len(tiny_set_16k))) * 3)
     memory = torch.load(tmp_path / "memory" / "checkpoint.pt", weights_only=True)
     disk = torch.load(tmp_path / "disk" / "checkpoint.pt", weights_only=True)
     assert memory["history"][-1]["train_loss"] == disk["history"][-1]["train_loss"]
