@@ -172,17 +172,11 @@ class DiskWaves:
 
     def lengths(self) -> list[int]:
         """Samples at 16 kHz of each utterance, from its duration (read from the file's header
-        where the manifest gave none; an unreadable file counts as empty)."""
-        lengths = []
-        for utterance in self.utterances:
-            duration = utterance.duration
-            if not duration:
-                try:
-                    duration = sf.info(utterance.audio).duration
-                except (sf.LibsndfileError, RuntimeError, OSError):
-                    duration = 0.0
-            lengths.append(round(duration * SAMPLE_RATE))
-        return lengths
+        where the manifest gave none; an unreadable file, warned about, counts as empty)."""
+        missing = [i for i, u in enumerate(self.utterances) if not u.duration]
+        read = dict(zip(missing, read_durations([self.utterances[i].audio for i in missing])))
+        durations = [(read[i] or 0.0) if i in read else u.duration for i, u in enumerate(self.utterances)]
+        return [round(seconds * SAMPLE_RATE) for seconds in durations]
 
 
 def length_batches(lengths: Sequence[float], batch_size: int, generator: random.Random | None = None) -> list[list[int]]:

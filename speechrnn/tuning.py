@@ -124,6 +124,8 @@ class LMStep:
         best = self.tuning.best
         return {
             "lm": self.summaries[best.lm],
+            "arpa": Path(best.lm).name,  # the chosen LM's and the lexicon's file names in the LM folder
+            "lexicon": self.lexicon.name,
             "orders_tried": self.orders,
             "lm_weight": best.lm_weight,
             "word_score": best.word_score,

@@ -81,10 +81,6 @@ def lm_step(
     return results, step.info()
 
 
-def lm_name(order: int) -> str:
-    return f"an4-{order}gram.arpa"
-
-
 def command(exp: Path) -> str:
     """The command that trained the experiment (kept when it started; --resume and
     --evaluate-only runs do not replace it)."""
@@ -336,11 +332,10 @@ def main() -> None:
         info = {**model.metadata, "an4_test_wer": shipped["wer"], "an4_test_cer": shipped["cer"], "float16": half}
         if lm_info is not None:
             # The LM and lexicon ship beside the models; the tuned settings travel as NAME.lm.json.
-            arpa = lm_name(len(lm_info["lm"]["ngrams"]))
-            for name in (arpa, "an4.lexicon.txt"):
+            for name in (lm_info["arpa"], lm_info["lexicon"]):
                 shutil.copyfile(exp / "lm" / name, BUNDLED_DIR / name)
             settings = json.loads(tuning_path(best).read_text())
-            settings.update(lm=arpa, lexicon="an4.lexicon.txt")
+            settings.update(lm=lm_info["arpa"], lexicon=lm_info["lexicon"])
             shipped_lm = evaluate(load_model(target), test, search=BeamSearch(BeamSearchConfig.from_dict(settings, BUNDLED_DIR), model.tokenizer)).summary()
             # The LM figures live with the LM settings, which `speechrnn lm tune` may change
             # without touching the model file (tests/test_an4.py recomputes them).

@@ -173,10 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from, checkpoint_steps=args.checkpoint_steps)
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    if config.bidirectional and load_model(best).config.level_db is None:
-        calibrate_level(best, train_set, args.seed)
-
     model = load_model(best)
+    if config.bidirectional and model.config.level_db is None:
+        calibrate_level(best, train_set, args.seed)
+        model = load_model(best)
     sets = {"dev": dev, **tests}
     results = {name: evaluate(model, utterances).summary() for name, utterances in sets.items()}
     lm_info = None
