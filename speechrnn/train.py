@@ -333,10 +333,12 @@ def train(
                 torch.cuda.set_rng_state(states["cuda"], device)
             started -= partial["seconds"]
             partial = None
-        bar = tqdm(batches[skip:], desc=f"epoch {epoch}/{config.epochs}", initial=skip, total=len(batches), disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
-        for position, (groups, waves) in enumerate(_read_batches(bar, train_waves, prefetch=not preload), start=skip + 1):
+        # The bar counts trained batches; it does not wrap the batch list, which the prefetching reader runs ahead of.
+        bar = tqdm(desc=f"epoch {epoch}/{config.epochs}", initial=skip, total=len(batches), disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
+        for position, (groups, waves) in enumerate(_read_batches(batches[skip:], train_waves, prefetch=not preload), start=skip + 1):
             if not groups:  # every file of the batch unreadable
                 if world == 1:
+                    bar.update()
                     continue
                 if last_readable is None:
                     raise RuntimeError(f"epoch {epoch}: no training example of a batch could be read (see the warnings above)")
@@ -363,6 +365,7 @@ def train(
             total_loss += loss.item()
             n_batches += 1
             bar.set_postfix(loss=f"{total_loss / n_batches:.3f}", refresh=False)
+            bar.update()
             if checkpoint_steps and position % checkpoint_steps == 0 and position < len(batches):
                 states = random_states(rng)  # every process takes part
                 if is_main:
