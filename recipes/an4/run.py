@@ -196,7 +196,7 @@ STREAMING_DEFAULTS = {"epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain
 # several sentences read almost as well as single commands (AN4 dev, 5 utterances a
 # recording: 17.61% WER in pieces of <= 12 s, against 20.09% for the model before; read whole
 # 19.41% against 25.73%).
-OFFLINE_DEFAULTS = {"epochs": 85, "robust_epochs": 15, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0, "level_decay_db": 0.0, "concat_prob": 0.4}
+OFFLINE_DEFAULTS = {"epochs": 85, "robust_epochs": 25, "dropout": ModelConfig.dropout, "gain_db": AugmentConfig.gain_db, "lookahead": 0, "level_decay_db": 0.0, "concat_prob": 0.4}
 
 
 def main() -> None:
