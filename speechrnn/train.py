@@ -333,7 +333,8 @@ def train(
                 torch.cuda.set_rng_state(states["cuda"], device)
             started -= partial["seconds"]
             partial = None
-        # The bar counts trained batches; it does not wrap the batch list, which the prefetching reader runs ahead of.
+        # The bar counts trained batches: it does not wrap the batch list, which the
+        # prefetching reader runs one batch ahead of.
         bar = tqdm(desc=f"epoch {epoch}/{config.epochs}", initial=skip, total=len(batches), disable=not is_main, leave=False, mininterval=1 if sys.stderr.isatty() else 60)
         for position, (groups, waves) in enumerate(_read_batches(batches[skip:], train_waves, prefetch=not preload), start=skip + 1):
             if not groups:  # every file of the batch unreadable
