@@ -156,6 +156,10 @@ def cmd_transcribe(args) -> int:
     if not paths:
         print("speechrnn: error: no audio files found", file=sys.stderr)
         return 1
+    if args.format in ("srt", "vtt") and not args.output_dir and len(paths) > 1:
+        # Subtitles of several files on one stream could not be told apart.
+        print(f"speechrnn: error: --format {args.format} with {len(paths)} files needs --output-dir (one subtitle file per input)", file=sys.stderr)
+        return 2
     namer = OutputNamer(args.output_dir, args.format) if args.output_dir else None
     failed = 0
 

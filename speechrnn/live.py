@@ -86,10 +86,15 @@ class Microphone:
         return self
 
     def __exit__(self, *exc) -> None:
-        try:
-            self._stream.stop()
-        finally:
-            self._stream.close()
+        import sounddevice as sd
+
+        # A device that went away mid-session can fail to stop or close; by then the session's
+        # utterances are printed, so that is worth a warning, not a traceback.
+        for step in (self._stream.stop, self._stream.close):
+            try:
+                step()
+            except sd.PortAudioError as error:
+                print(f"warning: closing input device {self.name!r}: {error}", file=sys.stderr, flush=True)
 
     def __iter__(self) -> Iterator[Chunk]:
         while True:

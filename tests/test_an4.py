@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
+import torch
 
 from speechrnn.data import an4_utterances, speaker_split
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, load_model
+from speechrnn.streaming import StreamingRecognizer
+from speechrnn.transcribe import recognize
 
 
 def test_an4_reader_and_speaker_disjoint_dev(an4_root):
@@ -78,3 +82,29 @@ def test_bundled_lm_is_rebuilt_by_lm_build_from_the_training_split(an4_root, tmp
         assert json.loads(capsys.readouterr().out)["sentences"] == 869
         assert rebuilt.read_bytes() == arpa.read_bytes(), arpa.name
         assert rebuilt.with_suffix("").with_suffix(".lexicon.txt").read_text() == (BUNDLED_DIR / "an4.lexicon.txt").read_text()
+
+
+def test_bundled_streaming_model_finalizes_any_chunking_of_real_speech_as_offline(an4_root):
+    """Issue 3: with endpointing off, real AN4 utterances fed in random chunks (1 sample, 10 ms,
+    37 ms, 1 s and random sizes mixed) finalize to exactly the words and times that decoding
+    each whole file gives, greedily and with the LM."""
+    from speechrnn.audio import load_audio
+
+    if not (BUNDLED_DIR / "streaming.pt").is_file():
+        pytest.skip("no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
+    model = load_model("streaming")
+    rng = random.Random(0)
+    utterances = rng.sample(an4_utterances(an4_root, "test"), 4)
+    for search in (None, beam_search_for(model, "default")):
+        for utterance in utterances:
+            samples = load_audio(utterance.audio)
+            expected = recognize(model, [torch.from_numpy(samples)], search=search)[0]
+            assert expected.text, utterance.audio
+            recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
+            position = 0
+            while position < len(samples):
+                size = rng.choice([1, 160, 592, 16000, rng.randint(1, 5000)])
+                recognizer.accept_waveform(samples[position : position + size])
+                position += size
+            final = recognizer.finalize()
+            assert (final.text, final.words) == (expected.text, expected.words), utterance.audio

@@ -149,3 +149,53 @@ def test_a_long_file_is_read_in_pieces_with_times_from_its_start(speech_dir, tmp
     assert jiwer.wer(reference, rows["0"]["text"]) <= 0.5  # read whole: still text, and allowed
     bad = run_cli("transcribe", "--max-segment", "-1", str(path))
     assert bad.returncode == 2 and "--max-segment" in bad.stderr
+
+
+def test_subtitles_of_several_files_need_an_output_dir(jsonl):
+    paths, _, _ = jsonl
+    for fmt in ("srt", "vtt"):
+        result = run_cli("transcribe", "--format", fmt, *paths)
+        assert result.returncode == 2 and "needs --output-dir" in result.stderr and result.stdout == ""
+    result = run_cli("transcribe", "--format", "srt", paths[0])  # one file: its subtitles on stdout
+    assert result.returncode == 0 and result.stdout.startswith("1\n00:00:")
+
+
+def test_evaluate_a_manifest_with_details_and_an_lm_missing_words(speech_dir, tmp_path):
+    folder, phrases = speech_dir
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": f"{folder / name}.wav", "text": text}) + "\n" for name, text in phrases.items()))
+    details = tmp_path / "details.jsonl"
+    result = run_cli("evaluate", "--manifest", str(manifest), "--lm", "none", "--details", str(details))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["decoding"] == "greedy" and summary["n"] == len(phrases) and summary["data"] == str(manifest)
+    rows = [json.loads(line) for line in details.read_text().splitlines()]
+    assert [row["reference"] for row in rows] == list(phrases.values())
+    hypotheses = [row["hypothesis"] for row in rows]
+    assert summary["wer"] == pytest.approx(100 * jiwer.wer(list(phrases.values()), hypotheses), abs=0.01)
+    assert summary["cer"] == pytest.approx(100 * jiwer.cer(list(phrases.values()), hypotheses), abs=0.01)
+
+    # An LM built from text that lacks some of the set's words: a warning that counts them.
+    texts = tmp_path / "texts.txt"
+    texts.write_text("enter five two\nyes\nerase seven\n")
+    assert run_cli("lm", "build", str(texts), "-o", str(tmp_path / "small.arpa"), "--order", "2").returncode == 0
+    result = run_cli("evaluate", "--manifest", str(manifest), "--lm", str(tmp_path / "small.arpa"))
+    assert result.returncode == 0, result.stderr
+    known = set(texts.read_text().split())
+    words = " ".join(phrases.values()).split()
+    missing = sorted({w for w in words if w not in known})  # the spelled letters: 11 of them
+    share = 100 * sum(w not in known for w in words) / len(words)
+    assert f"warning: {share:.1f}% of the words of {manifest} are not in" in result.stderr
+    assert f"({len(missing)} distinct: {' '.join(missing[:10])} ...)" in result.stderr  # the first ten named
+    assert json.loads(result.stdout)["decoding"]["lm"].endswith("small.arpa")
+
+
+def test_the_readme_demo_transcribes_its_sample_correctly(speech_dir):
+    """The README's main job: scripts/demo.sh has espeak-ng say a phrase and the bundled model
+    read it; what it heard must be what was said."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(["bash", os.path.join(root, "scripts", "demo.sh")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    said = re.search(r"^espeak-ng said: +(.+)$", result.stdout, re.M).group(1)
+    heard = re.search(r"^speechrnn heard: +(.+)$", result.stdout, re.M).group(1)
+    assert heard == said

@@ -165,3 +165,25 @@ def test_bundled_streaming_model_with_its_lm_live_equals_transcribe(speech_dir):
     assert live.wait(120) == 0 and batch.wait(120) == 0
     text = batch.stdout.read()
     assert text.strip() and live.stdout.read() == text
+
+
+def test_a_device_that_fails_to_stop_or_close_is_a_warning(capsys):
+    """A microphone that went away can make PortAudio fail to stop or close the stream: the
+    session's utterances are out by then, so a warning on stderr, not a traceback."""
+    import sounddevice as sd
+
+    from speechrnn.live import Microphone
+
+    class GoneStream:
+        def stop(self):
+            raise sd.PortAudioError("Stream is stopped", -9983)
+
+        def close(self):
+            raise sd.PortAudioError("Device unavailable", -9985)
+
+    microphone = Microphone.__new__(Microphone)  # no real device: only what __exit__ uses
+    microphone.name, microphone._stream = "usb mic", GoneStream()
+    microphone.__exit__(None, None, None)
+    err = capsys.readouterr().err
+    assert "warning: closing input device 'usb mic': Stream is stopped" in err
+    assert "warning: closing input device 'usb mic': Device unavailable" in err
