@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import jiwer
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -187,3 +188,34 @@ def test_a_device_that_fails_to_stop_or_close_is_a_warning(capsys):
     err = capsys.readouterr().err
     assert "warning: closing input device 'usb mic': Stream is stopped" in err
     assert "warning: closing input device 'usb mic': Device unavailable" in err
+
+
+@pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
+def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir):
+    """Two phrases 1.5 s apart over a faint noise floor: endpointing gives one final each (no
+    letter read into the pause), and the second utterance, which restarts the RNN and the
+    level tracking at the frame after the first final, reads what a stream started there
+    reads, with times counted from the stream's start."""
+    from speechrnn.audio import load_audio
+    from speechrnn.model import load_model
+    from speechrnn.streaming import StreamingRecognizer
+
+    folder, phrases = speech_dir
+    model = load_model("streaming")
+    first, second = load_audio(folder / "enter.wav"), load_audio(folder / "erase.wav")
+    pause = np.zeros(24000, np.float32)
+    wave = np.concatenate([pause[:8000], first, pause, second, pause[:16000]])
+    wave += 1e-3 * np.random.default_rng(0).standard_normal(len(wave)).astype(np.float32)  # -60 dB FS
+    recognizer = StreamingRecognizer(model, lm=None)
+    finals = [e for start in range(0, len(wave), 1600) for e in recognizer.accept_waveform(wave[start : start + 1600]) if e.type == "final"]
+    finals.append(recognizer.finalize())
+    spoken = [e for e in finals if e.text]
+    assert len(spoken) == 2, [(e.text, e.start, e.end) for e in finals]
+    assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34 and jiwer.wer(phrases["erase"], spoken[1].text) <= 0.5
+    restart = spoken[1].start
+    assert spoken[0].end == restart and spoken[1].words[0].start >= (8000 + len(first) + len(pause)) / 16000 - 0.1
+    fresh = StreamingRecognizer(model, lm=None, endpoint=None)
+    fresh.accept_waveform(wave[round(restart * 16000) :])
+    alone = fresh.finalize()
+    assert alone.text == spoken[1].text
+    assert [round(w.start + restart, 2) for w in alone.words] == [round(w.start, 2) for w in spoken[1].words]
