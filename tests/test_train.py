@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from speechrnn.audio import AudioError
-from speechrnn.data import AugmentConfig, Utterance, length_batches, speaker_split
+from speechrnn.data import AugmentConfig, Utterance, length_batches, mask_frequencies, mask_times, perturb_wave, speaker_split
 from speechrnn.model import ModelConfig, load_model
-from speechrnn.train import TrainConfig, compute_cmvn, statistics_subset, train
+from speechrnn.train import TrainConfig, compute_cmvn, lr_factor, statistics_subset, train
 
 TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
 
@@ -299,3 +299,49 @@ def test_mixing_two_model_files_interpolates_their_weights(tiny_set, tmp_path):
     other = train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "c", config, None)
     with pytest.raises(ValueError, match="model config differs"):
         mix_into(tmp_path / "a" / "best.pt", other, 0.5)
+
+
+def test_speed_perturbation_changes_the_length_by_its_factor():
+    wave = torch.sin(torch.arange(16000) * 0.05)
+    for speed in (0.9, 1.0, 1.1):
+        config = AugmentConfig(speeds=(speed,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(0.0, 0.0))
+        out = perturb_wave(wave, config, random.Random(0))
+        assert out.shape[0] == pytest.approx(16000 / speed, abs=1)
+    unchanged = perturb_wave(wave, AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(0.0, 0.0)), random.Random(0))
+    assert torch.equal(unchanged, wave)
+
+
+def test_gain_noise_and_narrowband_do_what_they_say():
+    rng = torch.Generator().manual_seed(0)
+    wave = 0.1 * torch.randn(16000, generator=rng)
+    quiet = perturb_wave(wave, AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(-20.0, -20.0)), random.Random(0))
+    assert torch.allclose(quiet, wave / 10)
+    noisy = perturb_wave(wave, AugmentConfig(speeds=(1.0,), noise_prob=1.0, narrowband_prob=0.0, gain_db=(0.0, 0.0), snr_db=(10.0, 10.0)), random.Random(0))
+    snr = 10 * torch.log10(wave.pow(2).mean() / (noisy - wave).pow(2).mean())
+    assert snr == pytest.approx(10.0, abs=0.3)
+    narrow = perturb_wave(wave, AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=1.0, gain_db=(0.0, 0.0)), random.Random(0))
+    spectrum = torch.fft.rfft(narrow).abs().pow(2)  # 1 Hz bins
+    assert narrow.shape == wave.shape and spectrum[4200:].sum() < 0.01 * spectrum[:3800].sum()  # white noise: equal shares before
+
+
+def test_spec_augment_masks_stay_inside_the_utterance_and_their_limits():
+    config = AugmentConfig(n_freq_masks=2, max_freq_width=15, n_time_masks=2, max_time_width=25, max_time_ratio=0.2)
+    rng = random.Random(0)
+    for _ in range(50):
+        feats = torch.randn(120, 80) + 5.0  # 100 frames of utterance, 20 of padding
+        masked = mask_times(feats, 100, config, rng)
+        zeroed = (masked == 0).all(dim=1)
+        assert not zeroed[100:].any() and torch.equal(masked[~zeroed], feats[~zeroed])
+        assert 0 <= int(zeroed.sum()) <= 2 * 20  # two masks of at most 20% of 100 frames
+        masked = mask_frequencies(feats, 100, config, rng)
+        filled = (masked == feats[:100].mean()).all(dim=0)
+        assert int(filled.sum()) <= 2 * 15 and torch.equal(masked[:, ~filled], feats[:, ~filled])
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine_to_its_floor():
+    config = TrainConfig(warmup_steps=10, final_lr_ratio=0.02)
+    factors = [lr_factor(step, 110, config) for step in range(120)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10] == pytest.approx(1.0) and factors[60] == pytest.approx(0.51)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[110] == factors[119] == pytest.approx(0.02)
