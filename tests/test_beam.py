@@ -265,6 +265,20 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
     grid = [(float(wer), float(cer), int(beam)) for beam, wer, cer in re.findall(r"beam (\d+) lm_weight \S+ word_score \S+: WER (\S+)% CER (\S+)%", captured.err)]
     assert len(grid) == 2 * 2 * 2 * 2  # beams x LMs x weights x bonuses
     assert (beams["dev_wer"], beams["beam_size"]) == (min(grid)[0], min(grid)[2])
+    # Without -o the settings go next to the model file, where transcribe and evaluate look.
+    import shutil
+
+    from speechrnn.decoding import beam_search_for
+    from speechrnn.model import BUNDLED_DIR, load_model
+
+    model_file = tmp_path / "mine" / "my_model.pt"
+    model_file.parent.mkdir()
+    shutil.copyfile(BUNDLED_DIR / "offline.pt", model_file)
+    assert main(args + ["--model", str(model_file), "--lm-weights", "0.5", "--word-scores", "1"]) == 0
+    beside = json.loads((tmp_path / "mine" / "my_model.lm.json").read_text())
+    assert (beside["lm_weight"], beside["word_score"], beside["lm"]) == (0.5, 1.0, "../twin.arpa")  # the tie: the first LM named
+    search = beam_search_for(load_model(model_file), "default")
+    assert search is not None and (search.config.lm_weight, search.config.word_score) == (0.5, 1.0)
 
 
 def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):
