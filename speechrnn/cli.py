@@ -119,7 +119,11 @@ def cmd_live(args) -> int:
     from .streaming import EndpointConfig, StreamingRecognizer
 
     if args.list_devices:
-        print(live.list_devices())
+        devices = live.list_devices()
+        if not devices:
+            print("speechrnn: error: PortAudio finds no audio device (is a sound server or card there?)", file=sys.stderr)
+            return 1
+        print(devices)
         return 0
     if args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")

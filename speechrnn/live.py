@@ -24,9 +24,12 @@ class SourceLost(RuntimeError):
 
 
 def list_devices() -> str:
+    """PortAudio's devices as sounddevice lists them (``>`` marks the default input, ``*`` the
+    default input and output), or ``""`` when it sees none."""
     import sounddevice as sd
 
-    return str(sd.query_devices())
+    devices = sd.query_devices()
+    return str(devices) if len(devices) else ""
 
 
 @dataclass

@@ -219,3 +219,10 @@ def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir):
     alone = fresh.finalize()
     assert alone.text == spoken[1].text
     assert [round(w.start + restart, 2) for w in alone.words] == [round(w.start, 2) for w in spoken[1].words]
+
+
+def test_devices_are_listed_and_a_missing_one_is_a_clear_error(virtual_mic):
+    listed = subprocess.run([sys.executable, "-m", "speechrnn", "live", "--list-devices"], capture_output=True, text=True, env=virtual_mic, timeout=60)
+    assert listed.returncode == 0 and "default" in listed.stdout, listed.stderr
+    missing = subprocess.run([sys.executable, "-m", "speechrnn", "live", "--device", "no such mic"], capture_output=True, text=True, env=virtual_mic, timeout=120)
+    assert missing.returncode == 2 and "cannot open input device no such mic" in missing.stderr
