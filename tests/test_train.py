@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import random
 from pathlib import Path
 
@@ -345,3 +346,27 @@ def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine_to_its_floor():
     assert factors[10] == pytest.approx(1.0) and factors[60] == pytest.approx(0.51)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
     assert factors[110] == factors[119] == pytest.approx(0.02)
+
+
+def test_level_calibration_sets_the_median_training_speech_level(tiny_set, tmp_path):
+    """A bidirectional model file is given its training speech's median level (what offline
+    inputs are scaled to); the dev figures training stored are renamed, since they were read
+    without it; the weights do not change."""
+    import statistics
+
+    from speechrnn.audio import load_audio
+    from speechrnn.features import speech_level_db
+    from speechrnn.model import SpeechModel, save_model
+    from speechrnn.train import calibrate_level
+
+    torch.manual_seed(0)
+    model = SpeechModel(dataclasses.replace(TINY, bidirectional=True))
+    path = tmp_path / "model.pt"
+    save_model(path, model, metadata={"epoch": 3, "dev_wer": 50.0, "dev_cer": 20.0})
+    calibrate_level(path, tiny_set + [Utterance(str(tmp_path / "missing.wav"), "x", 1.0, "z")])  # an unreadable one is left out
+    calibrated = load_model(path)
+    waves = [torch.from_numpy(load_audio(u.audio)) for u in tiny_set]
+    levels = [float(speech_level_db(w[None], torch.tensor([len(w)]), TINY.frontend)[0]) for w in waves]
+    assert calibrated.config.level_db == round(statistics.median(levels), 1)
+    assert calibrated.metadata == {"epoch": 3, "dev_wer_uncalibrated": 50.0, "dev_cer_uncalibrated": 20.0, "level_db_from": "median of 4 training utterances"}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), calibrated.state_dict().values()))
