@@ -199,3 +199,23 @@ def test_the_readme_demo_transcribes_its_sample_correctly(speech_dir):
     said = re.search(r"^espeak-ng said: +(.+)$", result.stdout, re.M).group(1)
     heard = re.search(r"^speechrnn heard: +(.+)$", result.stdout, re.M).group(1)
     assert heard == said
+
+
+def test_the_readme_python_example_runs(speech_dir, tmp_path, capsys):
+    """The README's "From Python" block, run as written: its file is a generated phrase and
+    its microphone the same phrase at 44.1 kHz in 100 ms chunks."""
+    folder, phrases = speech_dir
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    code = re.search(r"From Python:\n\n```python\n(.*?)```", readme, re.S).group(1)
+    assert '"talk.wav"' in code and "microphone_chunks()" in code
+    recorded, rate = sf.read(str(folder / "enter.wav"), dtype="float32")
+    samples = resample(recorded, rate, 44100)
+
+    def microphone_chunks():
+        return ((samples[start : start + 4410], 44100) for start in range(0, len(samples), 4410))
+
+    exec(code.replace('"talk.wav"', repr(str(folder / "enter.wav"))), {"microphone_chunks": microphone_chunks})
+    lines = capsys.readouterr().out.splitlines()
+    assert jiwer.wer(phrases["enter"], lines[0]) <= 0.34  # the file, read offline
+    assert lines[1:-1] and all(line.split(" ", 1)[0] in ("partial", "final") for line in lines[1:-1])
+    assert jiwer.wer(phrases["enter"], lines[-1]) <= 0.34  # the stream's final
