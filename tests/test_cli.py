@@ -219,3 +219,18 @@ def test_the_readme_python_example_runs(speech_dir, tmp_path, capsys):
     assert jiwer.wer(phrases["enter"], lines[0]) <= 0.34  # the file, read offline
     assert lines[1:-1] and all(line.split(" ", 1)[0] in ("partial", "final") for line in lines[1:-1])
     assert jiwer.wer(phrases["enter"], lines[-1]) <= 0.34  # the stream's final
+
+
+def test_inputs_with_the_same_name_get_numbered_outputs(speech_dir, tmp_path):
+    folder, phrases = speech_dir
+    for sub in ("a", "b", "c"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "take.wav").write_bytes((folder / "yes.wav").read_bytes())
+    (tmp_path / "c" / "take-2.wav").write_bytes((folder / "enter.wav").read_bytes())  # a stem that is already taken by a suffix
+    out = tmp_path / "out"
+    result = run_cli("transcribe", "--output-dir", str(out), str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())  # four outputs: none overwrote another
+    assert len(names) == 4 and {"take.txt", "take-2.txt", "take-3.txt"} < set(names)
+    texts = [p.read_text().strip() for p in out.iterdir()]
+    assert len(set(texts)) == 2 and sorted(texts.count(t) for t in set(texts)) == [1, 3]  # "enter" once, "yes" three times
