@@ -226,3 +226,23 @@ def test_devices_are_listed_and_a_missing_one_is_a_clear_error(virtual_mic):
     assert listed.returncode == 0 and "default" in listed.stdout, listed.stderr
     missing = subprocess.run([sys.executable, "-m", "speechrnn", "live", "--device", "no such mic"], capture_output=True, text=True, env=virtual_mic, timeout=120)
     assert missing.returncode == 2 and "cannot open input device no such mic" in missing.stderr
+
+
+@pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
+def test_silence_and_steady_noise_give_no_words(speech_dir):
+    """Digital silence, then white noise at -50 to -20 dB FS: no final has words (the no-speech
+    rule restarts the empty utterance every 2.4 s), and speech after them is still read."""
+    from speechrnn.audio import load_audio
+    from speechrnn.streaming import StreamingRecognizer
+
+    folder, phrases = speech_dir
+    rng = np.random.default_rng(0)
+    noise = [10 ** (db / 20) * rng.standard_normal(3 * 16000) for db in (-50, -40, -30, -20)]
+    speech = load_audio(folder / "enter.wav") + 1e-3 * rng.standard_normal(len(load_audio(folder / "enter.wav")))
+    wave = np.concatenate([np.zeros(3 * 16000), *noise, speech, np.zeros(16000)]).astype(np.float32)
+    recognizer = StreamingRecognizer("streaming", lm=None)
+    finals = [e for start in range(0, len(wave), 1600) for e in recognizer.accept_waveform(wave[start : start + 1600]) if e.type == "final"]
+    finals.append(recognizer.finalize())
+    spoken = [e for e in finals if e.text]
+    assert len(spoken) == 1 and spoken[0].start >= 15.0 - 2.5, [(e.text, e.start, e.end) for e in finals]
+    assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34
