@@ -246,3 +246,22 @@ def test_silence_and_steady_noise_give_no_words(speech_dir):
     spoken = [e for e in finals if e.text]
     assert len(spoken) == 1 and spoken[0].start >= 15.0 - 2.5, [(e.text, e.start, e.end) for e in finals]
     assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34
+
+
+def test_printer_rewrites_the_partial_in_place_on_a_terminal_and_prints_finals_as_lines():
+    import io
+
+    from speechrnn.live import Printer
+    from speechrnn.streaming import Result
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    events = [Result("partial", "", 0.0, 0.1, []), Result("partial", "ent", 0.0, 0.5, []), Result("partial", "ent", 0.0, 0.6, []),
+              Result("partial", "enter", 0.0, 0.8, []), Result("final", "enter", 0.0, 1.2, []), Result("partial", "", 1.2, 1.3, [])]
+    for out, expected in ((Terminal(), "\r\033[Kent\r\033[Kenter\r\033[Kenter\n"), (io.StringIO(), "enter\n")):
+        printer = Printer("text", out)
+        for event in events:
+            printer(event)
+        assert out.getvalue() == expected  # unchanged partials are not rewritten; a pipe gets finals only
