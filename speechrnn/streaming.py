@@ -330,13 +330,9 @@ class StreamingRecognizer:
     def _end_utterance(self) -> Result:
         """Close the current utterance and start the next at the following frame: the RNN,
         the frontend's level tracking and the decoder restart, as at a stream's start (how
-        every training example starts); the audio and frames already buffered are kept.
-
-        The level tracking once went on across utterances, but a fresh RNN that meets the
-        pause after speech with the speech's level still held often read the pause as a
-        letter ("p", "x"); restarting both read AN4 dev recordings of 5 / 20 utterances
-        through endpointing at 25.51 / 25.73% WER greedy instead of 27.09 / 28.22%
-        (session 17, `scripts/bench_longform.py --split dev --model streaming`)."""
+        every training example starts); the audio and frames already buffered are kept."""
+        # A level carried over from the speech before left the fresh RNN facing the pause at
+        # that level, which it often read as a letter ("p", "x"); see the README's Status.
         log_probs, self.state = flush(self.model, self.state)
         self.decoder.step(log_probs[0])
         self.decoder.finish()
@@ -347,7 +343,7 @@ class StreamingRecognizer:
             samples=self.state.samples,
             frames=self.state.frames,
             frames_done=self.state.frames_done,
-            features_done=self.state.features_done,  # (level None: the tracking restarts at the next frame)
+            features_done=self.state.features_done,  # level None: the tracking restarts at the next frame
         )
         return result
 
