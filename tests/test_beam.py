@@ -5,6 +5,7 @@ import dataclasses
 import itertools
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from speechrnn.cli import main
 from speechrnn.decoding import BeamSearch, BeamSearchConfig, BeamSearchDecoder, LexiconReader, beam_search_for, greedy_decode, tuning_path
 from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
-from speechrnn.model import BUNDLED_DIR
+from speechrnn.model import BUNDLED_DIR, load_model
 from speechrnn.text import Tokenizer
 
 TOK = Tokenizer()
@@ -266,11 +267,6 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
     assert len(grid) == 2 * 2 * 2 * 2  # beams x LMs x weights x bonuses
     assert (beams["dev_wer"], beams["beam_size"]) == (min(grid)[0], min(grid)[2])
     # Without -o the settings go next to the model file, where transcribe and evaluate look.
-    import shutil
-
-    from speechrnn.decoding import beam_search_for
-    from speechrnn.model import BUNDLED_DIR, load_model
-
     model_file = tmp_path / "mine" / "my_model.pt"
     model_file.parent.mkdir()
     shutil.copyfile(BUNDLED_DIR / "offline.pt", model_file)

@@ -190,6 +190,12 @@ def test_a_device_that_fails_to_stop_or_close_is_a_warning(capsys):
     assert "warning: closing input device 'usb mic': Device unavailable" in err
 
 
+def stream_finals(recognizer, wave: np.ndarray) -> list:
+    """The finals of ``wave`` fed in 100 ms chunks, the last one's from ``finalize``."""
+    chunks = (wave[start : start + 1600] for start in range(0, len(wave), 1600))
+    return [e for chunk in chunks for e in recognizer.accept_waveform(chunk) if e.type == "final"] + [recognizer.finalize()]
+
+
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
 def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir):
     """Two phrases 1.5 s apart over a faint noise floor: endpointing gives one final each (no
@@ -206,9 +212,7 @@ def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir):
     pause = np.zeros(24000, np.float32)
     wave = np.concatenate([pause[:8000], first, pause, second, pause[:16000]])
     wave += 1e-3 * np.random.default_rng(0).standard_normal(len(wave)).astype(np.float32)  # -60 dB FS
-    recognizer = StreamingRecognizer(model, lm=None)
-    finals = [e for start in range(0, len(wave), 1600) for e in recognizer.accept_waveform(wave[start : start + 1600]) if e.type == "final"]
-    finals.append(recognizer.finalize())
+    finals = stream_finals(StreamingRecognizer(model, lm=None), wave)
     spoken = [e for e in finals if e.text]
     assert len(spoken) == 2, [(e.text, e.start, e.end) for e in finals]
     assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34 and jiwer.wer(phrases["erase"], spoken[1].text) <= 0.5
@@ -238,11 +242,10 @@ def test_silence_and_steady_noise_give_no_words(speech_dir):
     folder, phrases = speech_dir
     rng = np.random.default_rng(0)
     noise = [10 ** (db / 20) * rng.standard_normal(3 * 16000) for db in (-50, -40, -30, -20)]
-    speech = load_audio(folder / "enter.wav") + 1e-3 * rng.standard_normal(len(load_audio(folder / "enter.wav")))
+    speech = load_audio(folder / "enter.wav")
+    speech = speech + 1e-3 * rng.standard_normal(len(speech))
     wave = np.concatenate([np.zeros(3 * 16000), *noise, speech, np.zeros(16000)]).astype(np.float32)
-    recognizer = StreamingRecognizer("streaming", lm=None)
-    finals = [e for start in range(0, len(wave), 1600) for e in recognizer.accept_waveform(wave[start : start + 1600]) if e.type == "final"]
-    finals.append(recognizer.finalize())
+    finals = stream_finals(StreamingRecognizer("streaming", lm=None), wave)
     spoken = [e for e in finals if e.text]
     assert len(spoken) == 1 and spoken[0].start >= 15.0 - 2.5, [(e.text, e.start, e.end) for e in finals]
     assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34
