@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -38,3 +40,13 @@ def tone():
 def write_wav(path, samples, rate, subtype="PCM_16"):
     sf.write(str(path), samples, rate, subtype=subtype)
     return path
+
+
+def random_chunks(n: int, rng: random.Random) -> list[int]:
+    """Chunk sizes covering n samples: 1 sample, 10 ms, 37 ms, 1 s and random sizes mixed."""
+    sizes, total = [], 0
+    while total < n:
+        size = min(n - total, rng.choice([1, 160, 592, 16000, rng.randint(1, 5000), 0]))
+        sizes.append(size)
+        total += size
+    return sizes

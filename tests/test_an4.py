@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from conftest import random_chunks
 from speechrnn.data import an4_utterances, speaker_split
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
@@ -102,8 +103,7 @@ def test_bundled_streaming_model_finalizes_any_chunking_of_real_speech_as_offlin
             assert expected.text, utterance.audio
             recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
             position = 0
-            while position < len(samples):
-                size = rng.choice([1, 160, 592, 16000, rng.randint(1, 5000)])
+            for size in random_chunks(len(samples), rng):
                 recognizer.accept_waveform(samples[position : position + size])
                 position += size
             final = recognizer.finalize()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_chunks
 from speechrnn.audio import load_audio
 from speechrnn.decoding import greedy_decode
 from speechrnn.features import FrontendConfig
@@ -23,16 +24,6 @@ from speechrnn.streaming import (
 )
 
 TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False)
-
-
-def random_chunks(n: int, rng: random.Random) -> list[int]:
-    """Chunk sizes covering n samples: 1 sample, 10 ms, 37 ms, 1 s and random sizes mixed."""
-    sizes, total = [], 0
-    while total < n:
-        size = min(n - total, rng.choice([1, 160, 592, 16000, rng.randint(1, 5000), 0]))
-        sizes.append(size)
-        total += size
-    return sizes
 
 
 @pytest.fixture(scope="module", params=[(0, 0.0), (2, 0.0), (2, 10.0)], ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking"])
