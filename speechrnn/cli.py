@@ -135,17 +135,17 @@ def cmd_live(args) -> int:
     printer = live.Printer(args.format)
     if args.from_file:
         chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)
-        if args.realtime:  # like a microphone: say when the stream starts
-            print(f"speechrnn: streaming {args.from_file} in real time; Ctrl-C to stop", file=sys.stderr)
-        return live.run(recognizer, chunks, printer)
+        # Like a microphone, a real-time stream says when it starts.
+        started = f"speechrnn: streaming {args.from_file} in real time; Ctrl-C to stop" if args.realtime else ""
+        return live.run(recognizer, chunks, printer, started=started)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     try:
         microphone = live.Microphone(device, args.chunk_ms)
     except Exception as error:  # PortAudio reports device problems with its own exception type
         raise ValueError(f"cannot open input device {args.device or '(default)'}: {error}") from None
     with microphone:
-        print(f"speechrnn: listening on {microphone.name!r} ({microphone.sample_rate} Hz, {microphone.channels} ch); Ctrl-C to stop", file=sys.stderr)
-        return live.run(recognizer, microphone, printer)
+        started = f"speechrnn: listening on {microphone.name!r} ({microphone.sample_rate} Hz, {microphone.channels} ch); Ctrl-C to stop"
+        return live.run(recognizer, microphone, printer, started=started)
 
 
 def cmd_transcribe(args) -> int:

@@ -143,9 +143,12 @@ class _Terminate(Exception):
     pass
 
 
-def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO = sys.stderr) -> int:
+def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO = sys.stderr, started: str = "") -> int:
     """Feed ``chunks`` to ``recognizer`` and print events until the source ends, Ctrl-C or
-    SIGTERM; then finalize and print the last utterance. Returns the exit status."""
+    SIGTERM; then finalize and print the last utterance. Returns the exit status.
+
+    ``started`` goes to ``log`` once SIGTERM is handled, so that whoever waits for it may stop
+    the session from then on."""
 
     def on_term(signum, frame):
         raise _Terminate
@@ -153,6 +156,8 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
     previous = signal.signal(signal.SIGTERM, on_term)
     status, warned = 0, 0
     try:
+        if started:
+            print(started, file=log, flush=True)
         for chunk in chunks:
             for event in recognizer.accept_waveform(chunk.samples, chunk.sample_rate):
                 printer(event)

@@ -54,12 +54,13 @@ def test_sigterm_and_sigint_finalize_the_last_utterance(tiny_streaming_model, sp
         proc = speechrnn("live", "--model", tiny_streaming_model, "--format", "jsonl", "--no-endpoint", "--from-file", wav, "--realtime")
         started = proc.stderr.readline()  # after imports and model load, however long they take
         assert "in real time" in started, started
-        time.sleep(1.0)  # about a second of real-time audio
+        first = proc.stdout.readline()  # the untrained model's first partial: audio is flowing
+        assert json.loads(first)["type"] == "partial", first
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-        events = events_of(out)
-        assert events and events[-1]["type"] == "final", out
+        events = events_of(first + out)
+        assert events[-1]["type"] == "final", out
         assert 0 < events[-1]["end"] < sf.info(wav).duration  # stopped part-way, audio so far kept
 
 
