@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from speechrnn.model import load_model
+from speechrnn.data import an4_utterances
+from speechrnn.decoding import beam_search_for, tuning_path
+from speechrnn.evaluate import evaluate
+from speechrnn.model import BUNDLED_DIR, load_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "an4" / "run.py"
 TOY = ["--hidden", "16", "--layers", "1", "--epochs", "1", "--robust-epochs", "1", "--synth-share", "0.02", "--lm-order", "0", "--threads", "1"]
@@ -34,11 +38,29 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
     assert "robust stage: 1 epochs on" in results and "| test | 130 |" in results
     assert (tmp_path / "toy_curve.png").stat().st_size > 1000
     # A resumed finished run trains nothing more and reports the same stages; asked for an LM
-    # now, it builds one from the training transcripts and tunes it on dev.
-    result = run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4")
+    # now, it builds one from the training transcripts and tunes it on dev, and it ships the
+    # model with its LM into --bundle-dir (here a scratch folder, not the package's).
+    shipped_before = {p.name: p.stat().st_mtime_ns for p in BUNDLED_DIR.iterdir()}
+    models = tmp_path / "models"
+    result = run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4", "--bundle", "--bundle-dir", str(models))
     assert "resuming after epoch 1" in result.stderr
     assert torch.load(exp / "checkpoint.pt", weights_only=True)["epoch"] == 1
     results = (tmp_path / "RESULTS.md").read_text()
     assert "| dev + LM | 79 |" in results and "| test + LM | 130 |" in results
     assert "LM: 2-gram modified Kneser-Ney from the 869 training transcripts" in results
     assert json.loads((exp / "best.lm.json").read_text())["lm"] == "lm/an4-2gram.arpa"
+    assert {p.name: p.stat().st_mtime_ns for p in BUNDLED_DIR.iterdir()} == shipped_before
+    assert sorted(p.name for p in models.iterdir()) == ["an4-2gram.arpa", "an4.lexicon.txt", "toy.lm.json", "toy.pt"]
+    # The figures shipped with the files are the shipped files' own, as the bundled models'
+    # are checked in tests/test_an4.py.
+    model = load_model(models / "toy.pt")
+    half = model.metadata["float16"]
+    assert f"| test (bundled, float{16 if half else 32}) | 130 |" in (tmp_path / "RESULTS.md").read_text()
+    test = an4_utterances(an4_root, "test")
+    greedy = evaluate(model, test)
+    assert greedy.wer == pytest.approx(model.metadata["an4_test_wer"], abs=0.01)
+    assert greedy.cer == pytest.approx(model.metadata["an4_test_cer"], abs=0.01)
+    settings = json.loads(tuning_path(model.source).read_text())
+    assert settings["lm"] == "an4-2gram.arpa" and {"an4_test", "an4_dev"} <= settings.keys()
+    with_lm = evaluate(model, test, search=beam_search_for(model))
+    assert with_lm.wer == pytest.approx(settings["an4_test"]["wer"], abs=0.01)

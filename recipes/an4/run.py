@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if it reads dev as float32 does)")
+    parser.add_argument("--bundle-dir", type=Path, default=BUNDLED_DIR, help="where --bundle writes NAME.pt, its LM and NAME.lm.json (default: the package's models folder)")
     parser.add_argument("--lm-order", type=int, nargs="+", default=[2, 3, 4, 5], help="n-gram orders of the word LM to tune on dev, the best kept (default: %(default)s; 0: no LM step)")
     parser.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune on dev with each LM (default: %(default)s)")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
@@ -326,7 +327,8 @@ def main() -> None:
         # higher), else float32: half the file, and on the CPU inference then runs float16-weight
         # kernels. Decided on dev, as the model was; the figures stored with the file (and quoted
         # in the README) are the shipped file's.
-        target = BUNDLED_DIR / f"{args.name}.pt"
+        args.bundle_dir.mkdir(parents=True, exist_ok=True)
+        target = args.bundle_dir / f"{args.name}.pt"
         save_model(target, model, half=True, metadata=model.metadata)
         half_dev = evaluate_sets(target, {"dev": dev})["dev"]
         half = half_dev["wer"] == results["dev"]["wer"] and half_dev["cer"] <= results["dev"]["cer"]
@@ -337,10 +339,10 @@ def main() -> None:
         if lm_info is not None:
             # The LM and lexicon ship beside the models; the tuned settings travel as NAME.lm.json.
             for name in (lm_info["arpa"], lm_info["lexicon"]):
-                shutil.copyfile(exp / "lm" / name, BUNDLED_DIR / name)
+                shutil.copyfile(exp / "lm" / name, args.bundle_dir / name)
             settings = json.loads(tuning_path(best).read_text())
             settings.update(lm=lm_info["arpa"], lexicon=lm_info["lexicon"])
-            search = BeamSearch(BeamSearchConfig.from_dict(settings, BUNDLED_DIR), model.tokenizer)
+            search = BeamSearch(BeamSearchConfig.from_dict(settings, args.bundle_dir), model.tokenizer)
             shipped_lm = evaluate(load_model(target), test, search=search).summary()
             # The LM figures live with the LM settings, which `speechrnn lm tune` may change
             # without touching the model file (tests/test_an4.py recomputes them). The tuning's
