@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "jsonl"), default="text", help="output format (default: %(default)s)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--device", help="input device index or name (default: the system's default input)")
+    p.add_argument("--sample-rate", type=int, help="record at this rate in Hz, resampled to 16 kHz (default: the device's own rate)")
     p.add_argument("--chunk-ms", type=int, default=100, help="audio per recognition step (default: %(default)s)")
     p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="with --from-file: feed at real-time pace")
@@ -127,6 +128,8 @@ def cmd_live(args) -> int:
         return 0
     if args.chunk_ms <= 0:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
+    if args.sample_rate is not None and args.sample_rate <= 0:
+        raise ValueError(f"--sample-rate must be positive, got {args.sample_rate}")
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
     from .model import load_model
 
@@ -140,7 +143,7 @@ def cmd_live(args) -> int:
         return live.run(recognizer, chunks, printer, started=started)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     try:
-        microphone = live.Microphone(device, args.chunk_ms)
+        microphone = live.Microphone(device, args.chunk_ms, sample_rate=args.sample_rate)
     except Exception as error:  # PortAudio reports device problems with its own exception type
         raise ValueError(f"cannot open input device {args.device or '(default)'}: {error}") from None
     with microphone:

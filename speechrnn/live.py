@@ -53,18 +53,19 @@ def file_chunks(path: str, chunk_ms: int, realtime: bool) -> Iterator[Chunk]:
 
 
 class Microphone:
-    """Records from a sounddevice input at the device's own rate and channel count (at most 2).
+    """Records from a sounddevice input at the device's own rate (or ``sample_rate``) and channel
+    count (at most 2).
 
     Iterating yields chunks of ``chunk_ms``; overflows are counted, never fatal.
     """
 
-    def __init__(self, device: int | str | None = None, chunk_ms: int = 100, stall_seconds: float = 2.0):
+    def __init__(self, device: int | str | None = None, chunk_ms: int = 100, stall_seconds: float = 2.0, sample_rate: int | None = None):
         import sounddevice as sd
 
         info = sd.query_devices(device, "input")
         self.device = device
         self.name = info["name"]
-        self.sample_rate = int(info["default_samplerate"])
+        self.sample_rate = sample_rate or int(info["default_samplerate"])
         self.channels = max(1, min(2, int(info["max_input_channels"])))
         self.blocksize = max(1, self.sample_rate * chunk_ms // 1000)
         self.stall_seconds = stall_seconds

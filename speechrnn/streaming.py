@@ -42,6 +42,7 @@ class StreamState:
     tentative: torch.Tensor | None = None  # (B, P, V) log-probabilities of the pending frames if silence followed
     features_done: int = 0  # feature frames produced so far
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
+    frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -75,9 +76,20 @@ def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     if n == 0:
         return state.frames.new_zeros(buffer.shape[0], 0, config.n_features), dataclasses.replace(state, samples=buffer)
     frontend = model.frontend
-    log_mel, level = frontend.track_level(frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft]), state.level, state.features_done)
+    energies = frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
+    log_mel, level = frontend.track_level(energies, state.level, state.features_done)
     feats = frontend.normalize(frontend.transform(log_mel))
-    return feats, dataclasses.replace(state, samples=buffer[:, n * config.hop_length :], features_done=state.features_done + n, level=level)
+    frames_log_mel = state.frames_log_mel
+    if config.level_decay_db:
+        # The frames that forward_chunk will hold back unstacked, as they were before level
+        # tracking: an utterance restarting there re-normalises them by its own level.
+        if frames_log_mel is None:
+            frames_log_mel = energies[:, :0]
+        held = (state.frames.shape[1] + n) % model.config.frame_stack
+        frames_log_mel = torch.cat([frames_log_mel, energies], dim=1)[:, frames_log_mel.shape[1] + n - held :]
+    return feats, dataclasses.replace(
+        state, samples=buffer[:, n * config.hop_length :], features_done=state.features_done + n, level=level, frames_log_mel=frames_log_mel
+    )
 
 
 @torch.inference_mode()
@@ -167,6 +179,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         tentative=None if any(s.tentative is None for s in states) else torch.cat([s.tentative for s in states]),
         features_done=states[0].features_done,
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
+        frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
     )
 
 
@@ -184,6 +197,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             tentative=None if state.tentative is None else state.tentative[b : b + 1],
             features_done=state.features_done,
             level=None if state.level is None else state.level[b : b + 1],
+            frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
         )
         for b in range(state.samples.shape[0])
     ]
@@ -337,13 +351,24 @@ class StreamingRecognizer:
         self.decoder.step(log_probs[0])
         self.decoder.finish()
         result = self._result("final")
-        offset = self.state.frames_done * self.frame_shift  # the next utterance starts at the next frame
+        state = self.state
+        offset = state.frames_done * self.frame_shift  # the next utterance starts at the next frame
+        frames, level = state.frames, None  # level None: the tracking restarts at the next frame
+        if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
+            # A frame held back for stacking was normalised by the old level, so the fresh RNN
+            # would meet a pause far below its level, then the same pause at its own level, and
+            # read that jump as a letter ("s"); it is normalised again as a new stream would.
+            frontend = self.model.frontend
+            log_mel, level = frontend.track_level(state.frames_log_mel, None, state.features_done - state.frames_log_mel.shape[1])
+            frames = frontend.normalize(frontend.transform(log_mel))
         self.state = dataclasses.replace(
             init_state(self.model, search=self.search, time_offset=offset),
-            samples=self.state.samples,
-            frames=self.state.frames,
-            frames_done=self.state.frames_done,
-            features_done=self.state.features_done,  # level None: the tracking restarts at the next frame
+            samples=state.samples,
+            frames=frames,
+            frames_done=state.frames_done,
+            features_done=state.features_done,
+            level=level,
+            frames_log_mel=state.frames_log_mel,
         )
         return result
 

@@ -68,6 +68,9 @@ def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model):
     proc = speechrnn("live", "--model", tiny_streaming_model, "--from-file", "/no/such.wav")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "/no/such.wav: no such file" in err
+    proc = speechrnn("live", "--model", tiny_streaming_model, "--sample-rate", "0")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--sample-rate must be positive, got 0" in err
     proc = speechrnn("live", "--model", "offline", "--from-file", "/no/such.wav")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and ("bidirectional" in err or "no bundled model" in err)
@@ -117,10 +120,15 @@ def test_live_records_from_a_real_portaudio_device(virtual_mic, tiny_streaming_m
 
 
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
-def test_live_transcribes_speech_played_into_the_microphone(virtual_mic, speech_dir):
+@pytest.mark.parametrize("options", [(), ("--device", "pulse", "--sample-rate", "48000")], ids=["default-device", "named-device-48kHz"])
+def test_live_transcribes_speech_played_into_the_microphone(virtual_mic, speech_dir, options):
+    """The default input at its own rate (44.1 kHz stereo here), and a device chosen by name
+    recorded at 48 kHz stereo, as many USB microphones deliver."""
     folder, phrases = speech_dir
-    events, err, code = record_live("streaming", str(folder / "enter.wav"), virtual_mic)
+    events, err, code = record_live("streaming", str(folder / "enter.wav"), virtual_mic, options)
     assert code == 0, err
+    if options:
+        assert "listening on 'pulse' (48000 Hz, 2 ch)" in err, err
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert jiwer.wer(phrases["enter"], finals) <= 0.34, (finals, err)
 
@@ -191,39 +199,83 @@ def test_a_device_that_fails_to_stop_or_close_is_a_warning(capsys):
     assert "warning: closing input device 'usb mic': Device unavailable" in err
 
 
-def stream_finals(recognizer, wave: np.ndarray) -> list:
-    """The finals of ``wave`` fed in 100 ms chunks, the last one's from ``finalize``."""
-    chunks = (wave[start : start + 1600] for start in range(0, len(wave), 1600))
+def stream_finals(recognizer, wave: np.ndarray, chunk: int = 1600) -> list:
+    """The finals of ``wave`` fed in ``chunk``-sample chunks (100 ms), the last one's from ``finalize``."""
+    chunks = (wave[start : start + chunk] for start in range(0, len(wave), chunk))
     return [e for chunk in chunks for e in recognizer.accept_waveform(chunk) if e.type == "final"] + [recognizer.finalize()]
 
 
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
-def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir):
-    """Two phrases 1.5 s apart over a faint noise floor: endpointing gives one final each (no
-    letter read into the pause), and the second utterance, which restarts the RNN and the
-    level tracking at the frame after the first final, reads what a stream started there
-    reads, with times counted from the stream's start."""
+def first_restart(recognizer, wave: np.ndarray, chunk: int):
+    """The stream state just after the first endpoint when ``wave`` is fed in ``chunk``-sample chunks (or None)."""
+    for start in range(0, len(wave), chunk):
+        if any(e.type == "final" for e in recognizer.accept_waveform(wave[start : start + chunk])):
+            return recognizer.state
+    return None
+
+
+def chunk_holding_a_frame(model, wave: np.ndarray) -> int:
+    """A chunk size (of an odd number of frames) whose first endpoint in ``wave`` falls with a
+    frame held back for stacking."""
+    from speechrnn.streaming import StreamingRecognizer
+
+    for chunk in range(1760, 4000, 320):  # 11, 13, ... 23 frames: the frame count at each chunk's end alternates odd and even
+        state = first_restart(StreamingRecognizer(model, lm=None), wave, chunk)
+        if state is not None and state.frames.shape[1] == 1:
+            return chunk
+    raise AssertionError("no chunking left a frame held back at the endpoint")
+
+
+def two_phrases(folder) -> tuple[np.ndarray, int]:
+    """Two phrases 1.5 s apart over a faint noise floor (-60 dB FS), and the second one's first sample."""
     from speechrnn.audio import load_audio
+
+    first, second = load_audio(folder / "enter.wav"), load_audio(folder / "erase.wav")
+    pause = np.zeros(24000, np.float32)
+    wave = np.concatenate([pause[:8000], first, pause, second, pause[:16000]])
+    return wave + 1e-3 * np.random.default_rng(0).standard_normal(len(wave)).astype(np.float32), 8000 + len(first) + len(pause)
+
+
+@pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
+@pytest.mark.parametrize("held_frame", [False, True])
+def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, held_frame):
+    """Two phrases: endpointing gives one final each (no letter read into the pause), and the
+    second utterance, which restarts the RNN and the level tracking at the frame after the
+    first final, reads what a stream started there reads, with times counted from the
+    stream's start; also when the endpoint falls with a frame held back for stacking."""
     from speechrnn.model import load_model
     from speechrnn.streaming import StreamingRecognizer
 
     folder, phrases = speech_dir
     model = load_model("streaming")
-    first, second = load_audio(folder / "enter.wav"), load_audio(folder / "erase.wav")
-    pause = np.zeros(24000, np.float32)
-    wave = np.concatenate([pause[:8000], first, pause, second, pause[:16000]])
-    wave += 1e-3 * np.random.default_rng(0).standard_normal(len(wave)).astype(np.float32)  # -60 dB FS
-    finals = stream_finals(StreamingRecognizer(model, lm=None), wave)
+    wave, second_start = two_phrases(folder)
+    chunk = chunk_holding_a_frame(model, wave) if held_frame else 1600  # 100 ms: never a held frame
+    finals = stream_finals(StreamingRecognizer(model, lm=None), wave, chunk)
     spoken = [e for e in finals if e.text]
     assert len(spoken) == 2, [(e.text, e.start, e.end) for e in finals]
     assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34 and jiwer.wer(phrases["erase"], spoken[1].text) <= 0.5
     restart = spoken[1].start
-    assert spoken[0].end == restart and spoken[1].words[0].start >= (8000 + len(first) + len(pause)) / 16000 - 0.1
+    assert spoken[0].end == restart and spoken[1].words[0].start >= second_start / 16000 - 0.1
     fresh = StreamingRecognizer(model, lm=None, endpoint=None)
     fresh.accept_waveform(wave[round(restart * 16000) :])
     alone = fresh.finalize()
     assert alone.text == spoken[1].text
     assert [round(w.start + restart, 2) for w in alone.words] == [round(w.start, 2) for w in spoken[1].words]
+
+
+@pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
+def test_a_restart_normalises_a_held_back_frame_as_a_new_stream_would(speech_dir):
+    """The frame a restarted utterance holds back for stacking is the one a stream started
+    there computes, not one normalised by the level of the speech before."""
+    from speechrnn.model import load_model
+    from speechrnn.streaming import StreamingRecognizer, extract_chunk, init_state
+
+    model = load_model("streaming")
+    wave, _ = two_phrases(speech_dir[0])
+    held = first_restart(StreamingRecognizer(model, lm=None), wave, chunk_holding_a_frame(model, wave))
+    begin = round(held.frames_done * model.config.frame_shift * 16000)  # that frame's first sample
+    feats, _ = extract_chunk(model, torch.from_numpy(wave[begin:])[None], init_state(model))
+    torch.testing.assert_close(held.frames[0, 0], feats[0, 0])
 
 
 def test_devices_are_listed_and_a_missing_one_is_a_clear_error(virtual_mic):
