@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python scripts/bench_longform.py [--model offline streaming] [--split dev|test]
-        [--group 1 2 5 20] [--max-segment 0 20] [--lm none|default] [--an4 ../shared/data/an4] [--threads 2]
+        [--group 1 2 5 20] [--max-segment 0 20] [--lm none|default] [--live-rate 16000] [--an4 ../shared/data/an4] [--threads 2]
 
 AN4 utterances are short commands (about 3 s). A user's recording is often many sentences: here
 each recording is ``--group`` consecutive utterances of the split (AN4 lists a speaker's
@@ -14,7 +14,9 @@ pieces of at most N seconds; ``default``: the library's default). Streaming mode
 whole (``speechrnn transcribe --model streaming`` must match ``speechrnn live --no-endpoint``),
 so they get the row ``whole`` only;
 for them the row ``live`` also feeds each recording through a `StreamingRecognizer` with its
-default endpointing, in 100 ms chunks, and joins its finals: what ``speechrnn live`` shows.
+default endpointing, in 100 ms chunks, and joins its finals: what ``speechrnn live`` shows;
+``--live-rate 44100`` first resamples each recording to that rate, as a microphone delivering
+44.1 kHz would, so the stream's own resampler turns it back.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import os
 import platform
 import time
 
+import soxr
 import torch
 
 from speechrnn.audio import load_audio
@@ -36,12 +39,13 @@ from speechrnn.streaming import StreamingRecognizer
 from speechrnn.transcribe import recognize
 
 
-def live_text(model, search, recording: torch.Tensor, chunk: int = 1600) -> str:
-    """The finals of a stream with the default endpointing, joined."""
+def live_text(model, search, recording: torch.Tensor, rate: int = 16000) -> str:
+    """The finals of a stream with the default endpointing, fed 100 ms chunks at ``rate``, joined."""
     recognizer = StreamingRecognizer(model, lm=search)
-    finals = []
-    for start in range(0, recording.shape[0], chunk):
-        finals += [r.text for r in recognizer.accept_waveform(recording[start : start + chunk].numpy()) if r.type == "final"]
+    samples = recording.numpy() if rate == 16000 else soxr.resample(recording.numpy(), 16000, rate)
+    finals, chunk = [], rate // 10
+    for start in range(0, len(samples), chunk):
+        finals += [r.text for r in recognizer.accept_waveform(samples[start : start + chunk], rate) if r.type == "final"]
     finals.append(recognizer.finalize().text)
     return " ".join(t for t in finals if t)
 
@@ -54,6 +58,7 @@ def main() -> None:
     parser.add_argument("--group", type=int, nargs="+", default=[1, 2, 5, 20], help="utterances per recording")
     parser.add_argument("--max-segment", nargs="+", default=["0", "default"], help="seconds ('default': the library's, 0: read whole)")
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
+    parser.add_argument("--live-rate", type=int, default=16000, help="the live row's input rate in Hz (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,7 +86,7 @@ def main() -> None:
                 row[key] = {"wer": round(wer, 2), "cer": round(cer, 2), "x_real_time": round(sum(seconds) / wall, 1)}
             if not model.config.bidirectional:
                 started = time.perf_counter()
-                texts = [live_text(model, search, recording) for recording in recordings]
+                texts = [live_text(model, search, recording, args.live_rate) for recording in recordings]
                 wall = time.perf_counter() - started
                 wer, cer = error_rates(references, texts)
                 row["live"] = {"wer": round(wer, 2), "cer": round(cer, 2), "x_real_time": round(sum(seconds) / wall, 1)}
@@ -89,6 +94,7 @@ def main() -> None:
     print(json.dumps({
         "split": args.split,
         "lm": args.lm,
+        "live_rate": args.live_rate,
         "results": report,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "threads": args.threads,
