@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -279,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # Whoever read stdout has gone (`speechrnn live | head`): stop quietly, as a Unix tool
+        # killed by SIGPIPE does (status 128 + 13), and keep Python's own flush at exit from
+        # failing on the closed pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (FileNotFoundError, ValueError, OSError) as error:
         print(f"speechrnn: error: {error}", file=sys.stderr)
         return 2

@@ -64,6 +64,17 @@ def test_sigterm_and_sigint_finalize_the_last_utterance(tiny_streaming_model, sp
         assert 0 < events[-1]["end"] < sf.info(wav).duration  # stopped part-way, audio so far kept
 
 
+def test_a_reader_that_goes_away_ends_the_session_quietly(tiny_streaming_model, speech_dir):
+    """`speechrnn live ... | head -1`: the closed pipe ends the session with SIGPIPE's status
+    and no error message."""
+    wav = str(speech_dir[0] / "spell.wav")
+    proc = speechrnn("live", "--model", tiny_streaming_model, "--format", "jsonl", "--no-endpoint", "--from-file", wav, "--realtime")
+    assert json.loads(proc.stdout.readline())["type"] == "partial"
+    proc.stdout.close()
+    assert proc.wait(60) == 141
+    assert proc.stderr.read() == "speechrnn: streaming " + wav + " in real time; Ctrl-C to stop\n"
+
+
 def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model):
     proc = speechrnn("live", "--model", tiny_streaming_model, "--from-file", "/no/such.wav")
     _, err = proc.communicate(timeout=60)
