@@ -83,10 +83,11 @@ def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     if config.level_decay_db:
         # The frames that forward_chunk will hold back unstacked, as they were before level
         # tracking: an utterance restarting there re-normalises them by its own level.
-        if frames_log_mel is None:
-            frames_log_mel = energies[:, :0]
         held = (state.frames.shape[1] + n) % model.config.frame_stack
-        frames_log_mel = torch.cat([frames_log_mel, energies], dim=1)[:, frames_log_mel.shape[1] + n - held :]
+        if held <= n:  # (the usual case: no copy of the frames held before)
+            frames_log_mel = energies[:, n - held :]
+        else:
+            frames_log_mel = torch.cat([frames_log_mel, energies], dim=1)[:, -held:]
     return feats, dataclasses.replace(
         state, samples=buffer[:, n * config.hop_length :], features_done=state.features_done + n, level=level, frames_log_mel=frames_log_mel
     )
