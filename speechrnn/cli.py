@@ -11,7 +11,7 @@ from pathlib import Path
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .segment import SegmentConfig
 from .transcribe import BATCH_SIZE
-from .tuning import LM_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
+from .tuning import LM_WEIGHTS, RESCORE_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 
 
 def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> None:
@@ -21,6 +21,11 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
     g.add_argument("--lm-weight", type=float, help="weight of the LM (default: the tuned value)")
     g.add_argument("--word-score", type=float, help="bonus per word (default: the tuned value)")
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default: the tuned value, else 32)")
+    g.add_argument(
+        "--rescore", default="default", metavar="MODEL|none",
+        help="re-rank the beam search's n best with this model's CTC likelihood, or 'none' (default: the tuned second pass, if any, with the tuned LM)",
+    )
+    g.add_argument("--rescore-weight", type=float, help="weight of the rescoring model (default: the tuned value, else 0.5)")
     if nbest:
         g.add_argument("--nbest", type=int, help="with --format jsonl, also list the N best transcripts and their scores")
 
@@ -32,6 +37,8 @@ def beam_search(args, model):
         model,
         args.lm,
         args.lexicon,
+        rescore=args.rescore,
+        rescore_weight=args.rescore_weight,
         lm_weight=args.lm_weight,
         word_score=args.word_score,
         beam_size=args.beam_size,
@@ -111,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES),
         help="beam sizes to try with each LM (default: %(default)s); a tie goes to the smaller beam, then to the LM named first",
     )
+    p.add_argument("--rescore-model", help="also tune a second pass: this model re-ranks the n best (name or file; weight 0 chosen: none)")
+    p.add_argument("--rescore-weights", default=",".join(map(str, RESCORE_WEIGHTS)), help="rescoring weights to try (default: %(default)s)")
     p.add_argument("-o", "--output", help="settings file (default: MODEL.lm.json beside the model file)")
     p.set_defaults(func=cmd_lm_tune)
     return parser
@@ -219,6 +228,8 @@ def cmd_evaluate(args) -> int:
         lines = [json.dumps({"audio": u.audio, "reference": u.text, "hypothesis": h.text}) for u, h in zip(utterances, result.hypotheses)]
         write_atomic(Path(args.details), "\n".join(lines) + "\n")
     decoding = "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"}
+    if search is not None and search.rescorer is not None:
+        decoding["rescore"] = search.rescorer.config.to_dict()
     print(json.dumps({"model": model.source, "data": source, "decoding": decoding, **result.summary()}))
     return 0
 
@@ -253,15 +264,20 @@ def cmd_lm_build(args) -> int:
 
 def cmd_lm_tune(args) -> int:
     from .decoding import tuning_path
-    from .model import load_model
-    from .tuning import search_configs, tune, write_tuning
+    from .model import load_model, resolve_model_path
+    from .tuning import search_configs, tune, tune_rescoring, write_tuning
 
     model = load_model(args.model)
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
     result = tune(model, utterances, search_configs(args.lm, args.lexicon, args.beam_size), parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
+    if args.rescore_model:
+        result = tune_rescoring(model, utterances, result, resolve_model_path(args.rescore_model), parse_floats(args.rescore_weights), log=sys.stderr)
     output = Path(args.output) if args.output else tuning_path(model.source)
     write_tuning(output, result, source)
-    print(json.dumps({"settings": str(output), "lm": result.best.lm, "beam_size": result.best.beam_size, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
+    summary = {"settings": str(output), "lm": result.best.lm, "beam_size": result.best.beam_size, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score}
+    if args.rescore_model:
+        summary.update(rescore=result.rescore.to_dict() if result.rescore else None, first_pass_dev_wer=round(result.first_pass_wer, 2))
+    print(json.dumps({**summary, "dev_wer": round(result.dev_wer, 2), "greedy_dev_wer": round(result.greedy_wer, 2)}))
     return 0
 
 

@@ -299,6 +299,7 @@ class BeamSearch:
                 self.trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
             self.trie.smear(fl.SmearingMode.MAX)
         self.options = self._options(config)
+        self.rescorer = None  # a second model re-ranking the n best (speechrnn.rescoring.Rescorer), or None
 
     def _options(self, config: BeamSearchConfig):
         common = dict(
@@ -329,6 +330,17 @@ class BeamSearch:
         search.options = self._options(config)
         return search
 
+    def with_rescorer(self, rescorer) -> "BeamSearch":
+        """The same search whose n best a :class:`~speechrnn.rescoring.Rescorer` re-ranks (None: none)."""
+        search = copy.copy(self)
+        search.rescorer = rescorer
+        return search
+
+    @property
+    def decoder_nbest(self) -> int:
+        """Hypotheses a decoder returns: those asked for, or the rescorer's if more."""
+        return max(self.config.nbest, self.rescorer.config.nbest if self.rescorer is not None else 1)
+
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
         """A fresh decoder for one utterance (or stream)."""
         if self.lexicon is not None:
@@ -337,7 +349,7 @@ class BeamSearch:
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
-        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.config.nbest, self.reader)
+        return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.decoder_nbest, self.reader)
 
 
 class WordLMAdapter(fl.LM):
@@ -741,6 +753,8 @@ def beam_search_for(
     model,
     lm: str | os.PathLike | None = "default",
     lexicon: str | os.PathLike | None = None,
+    rescore: str | os.PathLike | None = "default",
+    rescore_weight: float | None = None,
     **overrides,
 ) -> BeamSearch | None:
     """The beam search a model decodes with, or None for greedy decoding.
@@ -752,18 +766,33 @@ def beam_search_for(
             (greedy), or the path of an ARPA file (decoded with the model's tuned weights if
             any; without a lexicon unless ``lexicon`` is given).
         lexicon: a lexicon file, ``"none"`` for lexicon-free search, or None (the setting's own).
+        rescore: ``"default"`` (the second-pass rescoring the settings file holds, if any, with
+            the model's tuned LM only), ``"none"``/None (no rescoring), or a partner model's
+            name or file (:mod:`speechrnn.rescoring`).
+        rescore_weight: the partner's weight (default: the tuned one, else 0.5).
         overrides: :class:`BeamSearchConfig` fields to change (None values are ignored).
     """
+    from .rescoring import RescoreConfig, Rescorer
+
     if lm is None or str(lm) == "none":
         return None
     overrides = {k: v for k, v in overrides.items() if v is not None}
     tuned = tuning_path(model.source) if getattr(model, "source", None) else None
-    config = None
+    config = rescoring = None
     if tuned is not None and tuned.is_file():
         try:
-            config = BeamSearchConfig.from_dict(json.loads(tuned.read_text()), base=tuned.parent)
-        except (ValueError, TypeError) as error:
+            settings = json.loads(tuned.read_text())
+            config = BeamSearchConfig.from_dict(settings, base=tuned.parent)
+            if settings.get("rescore") and str(lm) == "default":
+                rescoring = RescoreConfig.from_dict(settings["rescore"], base=tuned.parent)
+        except (ValueError, TypeError, AttributeError) as error:
             raise ValueError(f"{tuned}: not a readable decoding settings file ({error})") from None
+    if rescore is None or str(rescore) == "none":
+        rescoring = None
+    elif str(rescore) != "default":
+        rescoring = RescoreConfig(str(rescore), **({"weight": rescoring.weight} if rescoring is not None else {}))
+    if rescoring is not None and rescore_weight is not None:
+        rescoring = dataclasses.replace(rescoring, weight=rescore_weight)
     if str(lm) != "default":
         if not Path(lm).is_file():
             raise FileNotFoundError(f"no LM file {str(lm)!r}")
@@ -775,7 +804,8 @@ def beam_search_for(
     if config is None and not overrides:
         return None
     config = dataclasses.replace(config or BeamSearchConfig(), **overrides)
-    return BeamSearch(config, model.tokenizer)
+    search = BeamSearch(config, model.tokenizer)
+    return search.with_rescorer(Rescorer(rescoring, model.tokenizer)) if rescoring is not None else search
 
 
 def new_decoder(model, search: BeamSearch | None, time_offset: float = 0.0) -> "GreedyDecoder | BeamSearchDecoder":

@@ -28,6 +28,7 @@ from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, 
 from .features import num_frames
 from .model import SpeechModel, load_model
 from .numpy_model import NumpyModel, numpy_model
+from .rescoring import final_hypothesis
 
 
 @dataclass
@@ -234,6 +235,11 @@ class StreamingRecognizer:
     With ``endpoint=None`` the whole stream is one utterance and the final text equals
     offline decoding of the whole signal with the same model.
 
+    When the beam search has a rescoring model (:mod:`speechrnn.rescoring`; the bundled
+    streaming model's settings name the bundled offline model), the recognizer keeps the current
+    utterance's audio (at most the rescorer's ``max_seconds``), and an utterance's final is its
+    n best re-ranked by that model over the utterance, as whole-file decoding re-ranks them.
+
     Example:
         >>> recognizer = StreamingRecognizer("streaming")  # doctest: +SKIP
         >>> for chunk in chunks:  # doctest: +SKIP
@@ -274,6 +280,14 @@ class StreamingRecognizer:
         self.state = init_state(self.model, search=self.search)
         self._resampler = None
         self._input_rate: int | None = None
+        # The current utterance's audio for the rescoring model: chunks at the model's rate,
+        # from stream sample _audio_start on (None: the utterance outgrew the rescorer's limit).
+        self._audio: list[torch.Tensor] | None = []
+        self._audio_start = self._audio_end = 0
+
+    @property
+    def rescorer(self):
+        return self.search.rescorer if self.search is not None else None
 
     @property
     def decoder(self) -> GreedyDecoder | BeamSearchDecoder:
@@ -327,9 +341,33 @@ class StreamingRecognizer:
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
 
     def _decode(self, samples: torch.Tensor) -> None:
+        self._keep_audio(samples[0])
         feats, self.state = extract_chunk(self.model, samples, self.state)
         log_probs, self.state = forward_chunk(self.model, feats, self.state)
         self.decoder.step(log_probs[0])
+
+    def _keep_audio(self, samples: torch.Tensor) -> None:
+        self._audio_end += samples.shape[0]
+        if self.rescorer is None or self._audio is None:
+            return
+        self._audio.append(samples.clone())  # (the samples may be a view of the caller's buffer)
+        if self._audio_end - self._audio_start > self.rescorer.max_samples:
+            self._audio = None  # too long to rescore: the first pass's best will stand, and memory stays bounded
+
+    def _next_utterance_audio(self, start: int) -> None:
+        """Drop the buffered audio before stream sample ``start``, where the next utterance begins."""
+        if self._audio is not None and self._audio:
+            kept = torch.cat(self._audio)[max(0, start - self._audio_start) :]
+            self._audio = [kept] if kept.shape[0] else []
+        elif self._audio is None:  # the tail of an utterance too long to rescore: not kept
+            self._audio = [] if start >= self._audio_end else None
+        self._audio_start = start
+
+    def _partner_log_probs(self) -> torch.Tensor | None:
+        if self._audio is None or not self._audio:
+            return None
+        audio = torch.cat(self._audio)
+        return self.rescorer.log_probs(audio) if self.rescorer.applies(audio.shape[0]) else None
 
     def _endpoint_reason(self) -> str | None:
         if self.endpoint is None:
@@ -354,6 +392,7 @@ class StreamingRecognizer:
         result = self._result("final")
         state = self.state
         offset = state.frames_done * self.frame_shift  # the next utterance starts at the next frame
+        self._next_utterance_audio(state.frames_done * self.model.config.frame_samples)
         frames, level = state.frames, None  # level None: the tracking restarts at the next frame
         if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
             # A frame held back for stacking was normalised by the old level, so the fresh RNN
@@ -378,6 +417,10 @@ class StreamingRecognizer:
         ahead = self.state.tentative
         if kind == "partial" and self.tentative and ahead is not None and ahead.shape[1]:
             (text, words), n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
+        elif kind == "final" and self.rescorer is not None:
+            hyp = decoder.hypothesis()
+            hyp = final_hypothesis(self.search, hyp, self._partner_log_probs() if hyp.alternatives else None)
+            text, words = hyp.text, hyp.words
         else:
             text, words = decoder.transcript()
         start = decoder.time_offset  # where the current utterance began, from stream start

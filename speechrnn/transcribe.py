@@ -14,6 +14,7 @@ from .audio import AudioError, load_audio
 from .decoding import BeamSearch, Hypothesis, new_decoder
 from .data import pad_waves
 from .model import SpeechModel
+from .rescoring import final_hypothesis
 from .segment import SegmentConfig, split_at_pauses
 
 BATCH_SIZE = 16  # utterances per forward pass in whole-file recognition
@@ -62,13 +63,16 @@ def emissions(
         torch.set_num_threads(threads)
 
 
-def decode(model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None, time_offset: float = 0.0) -> Hypothesis:
+def decode(
+    model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None, time_offset: float = 0.0, partner_log_probs: torch.Tensor | None = None
+) -> Hypothesis:
     """Decode one utterance's ``(U, V)`` log-probabilities, greedily or with ``search``; times
-    are counted from ``time_offset`` seconds."""
+    are counted from ``time_offset`` seconds. With ``partner_log_probs`` (the search's rescoring
+    model's, for the same audio) the n best are re-ranked (:mod:`speechrnn.rescoring`)."""
     decoder = new_decoder(model, search, time_offset)
     decoder.step(log_probs)
     decoder.finish()
-    return decoder.hypothesis()
+    return final_hypothesis(search, decoder.hypothesis(), partner_log_probs)
 
 
 def segment_config(model: SpeechModel, max_seconds: float | None = None) -> SegmentConfig | None:
@@ -127,10 +131,15 @@ def recognize(
         for start, end in spans:
             pieces.append(wave if len(spans) == 1 else wave[start:end])
             owners.append((k, start))
+    partner: dict[int, torch.Tensor] = {}  # piece -> the rescoring model's log-probabilities
+    rescorer = search.rescorer if search is not None else None
+    if rescorer is not None:
+        rescored = [i for i, piece in enumerate(pieces) if rescorer.applies(piece.shape[0])]
+        partner = {rescored[j]: lp for j, lp in emissions(rescorer.partner, [pieces[i] for i in rescored], batch_size)}
     parts: list[list[tuple[int, Hypothesis]]] = [[] for _ in waves]
     for i, log_probs in emissions(model, pieces, batch_size):
         k, start = owners[i]
-        parts[k].append((start, decode(model, log_probs, search, time_offset=start / sample_rate)))
+        parts[k].append((start, decode(model, log_probs, search, time_offset=start / sample_rate, partner_log_probs=partner.get(i))))
     return [join_hypotheses(model, sorted(p, key=lambda part: part[0])) for p in parts]
 
 

@@ -6,10 +6,11 @@ The chosen settings are written beside the model (``MODEL.lm.json``), where
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ from .evaluate import error_rates
 from .lm import build_lm_files
 from .model import SpeechModel, load_model
 from .output import write_atomic
+from .rescoring import RescoreConfig, Rescorer
 from .transcribe import decode, emissions
 
 LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -35,6 +37,11 @@ def search_configs(lms: Sequence[str | None], lexicon: str | None, beam_sizes: S
     return [BeamSearchConfig(lm=lm, lexicon=lexicon, beam_size=beam) for beam in sorted(set(beam_sizes)) for lm in lms]
 
 
+# Weights of a rescoring model's log-likelihood tried by `speechrnn lm tune --rescore-model`
+# (0: the first pass alone).
+RESCORE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
 @dataclass
 class Tuning:
     best: BeamSearchConfig
@@ -44,6 +51,9 @@ class Tuning:
     grid: list[dict]  # {"lm", "beam_size", "lm_weight", "word_score", "wer", "cer"} for every setting tried
     n_utterances: int
     decode_rtf: float  # beam search seconds per audio second at the best setting (one process)
+    rescore: RescoreConfig | None = None  # the second pass chosen (None: none, or not tuned)
+    rescore_grid: list[dict] = field(default_factory=list)  # {"weight", "wer", "cer"} for every weight tried
+    first_pass_wer: float | None = None  # percent, ``best`` without the second pass
 
 
 def tune(
@@ -92,6 +102,43 @@ def tune(
     return Tuning(config, wer, cer, greedy_wer, grid, len(utterances), seconds / audio_seconds)
 
 
+def tune_rescoring(
+    model: SpeechModel,
+    utterances: Sequence[Utterance],
+    tuning: Tuning,
+    partner: str | os.PathLike,
+    weights: Sequence[float] = RESCORE_WEIGHTS,
+    nbest: int = RescoreConfig.nbest,
+    log=None,
+) -> Tuning:
+    """``tuning`` with a second pass by the model ``partner`` (:mod:`speechrnn.rescoring`)
+    whose weight is chosen on ``utterances`` (lowest WER, then CER; ties to the smaller weight).
+    Each utterance is decoded once with the tuned search and ``nbest`` hypotheses, then re-ranked
+    at every weight. A best weight of 0 means no second pass (``rescore`` None)."""
+    rescorer = Rescorer(RescoreConfig(str(partner), nbest=nbest), model.tokenizer)
+    search = BeamSearch(tuning.best, model.tokenizer)
+    search = search.with_config(dataclasses.replace(search.config, nbest=max(nbest, search.config.nbest)))
+    waves = load_waves(utterances)
+    stored = dict(emissions(model, waves))
+    hyps = [decode(model, stored[i], search) for i in range(len(waves))]
+    rescored = [i for i, w in enumerate(waves) if rescorer.applies(w.shape[0])]
+    partner_of = {rescored[j]: lp for j, lp in emissions(rescorer.partner, [waves[i] for i in rescored])}
+    references = [u.text for u in utterances]
+    grid, best = [], None
+    for weight in sorted(weights):
+        choose = rescorer.reweighted(weight).choose
+        texts = [choose(h, partner_of[i]).text if i in partner_of else h.text for i, h in enumerate(hyps)]
+        wer, cer = error_rates(references, texts)
+        grid.append({"weight": weight, "wer": round(wer, 2), "cer": round(cer, 2)})
+        if best is None or (wer, cer) < best[0]:
+            best = ((wer, cer), weight)
+        if log:
+            print(f"rescoring by {Path(str(partner)).name} at weight {weight:g}: WER {wer:.2f}% CER {cer:.2f}%", file=log, flush=True)
+    (wer, cer), weight = best
+    config = dataclasses.replace(rescorer.config, weight=weight) if weight > 0 else None
+    return dataclasses.replace(tuning, dev_wer=wer, dev_cer=cer, rescore=config, rescore_grid=grid, first_pass_wer=tuning.dev_wer)
+
+
 def write_tuning(path: str | os.PathLike, tuning: Tuning, data: str) -> None:
     """Write the best settings as a ``.lm.json`` file (LM and lexicon paths relative to it)."""
     path = Path(path)
@@ -106,6 +153,13 @@ def write_tuning(path: str | os.PathLike, tuning: Tuning, data: str) -> None:
         "dev_cer": round(tuning.dev_cer, 2),
         "greedy_dev_wer": round(tuning.greedy_wer, 2),
     }
+    if tuning.first_pass_wer is not None:
+        settings["tuned"]["first_pass_dev_wer"] = round(tuning.first_pass_wer, 2)
+    if tuning.rescore is not None:
+        rescore = tuning.rescore.to_dict()
+        model = Path(rescore["model"])
+        rescore["model"] = os.path.relpath(model.resolve(), path.parent.resolve()) if model.is_file() else str(model)
+        settings["rescore"] = rescore
     write_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
@@ -132,6 +186,9 @@ class LMStep:
             "beam_size": best.beam_size,
             "beam_sizes_tried": sorted({g["beam_size"] for g in self.tuning.grid}),
             "greedy_dev_wer": round(self.tuning.greedy_wer, 2),
+            "rescore": self.tuning.rescore.to_dict() if self.tuning.rescore else None,
+            "rescore_grid": self.tuning.rescore_grid,
+            "first_pass_dev_wer": self.tuning.first_pass_wer,
         }
 
 
@@ -145,12 +202,14 @@ def build_and_tune_lm(
     prefix: str = "lm",
     data: str = "dev set",
     log=None,
+    rescore_model: str | os.PathLike | None = None,
 ) -> LMStep:
     """A recipe's LM step: word LMs of each order (``out_dir/PREFIX-Ngram.arpa``) and a lexicon
     (``out_dir/PREFIX.lexicon.txt``) from the training transcripts ``texts`` (never test
     text), the beam search tuned on ``dev`` for each order and beam size, and the best (lowest
     dev WER, then CER; ties to the smaller beam, then the lower order) written beside the model
-    (``MODEL.lm.json``)."""
+    (``MODEL.lm.json``). With ``rescore_model``, a second pass by that model is tuned on
+    ``dev`` too (:func:`tune_rescoring`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text_file = out_dir / "train.txt"
@@ -162,5 +221,8 @@ def build_and_tune_lm(
         summaries[str(arpa)] = build_lm_files([text_file], arpa, lexicon, order)
     model = load_model(model_path)
     tuning = tune(model, dev, search_configs(list(summaries), str(lexicon), beam_sizes), log=log)
+    if rescore_model is not None:
+        tuning = tune_rescoring(model, dev, tuning, rescore_model, log=log)
     write_tuning(tuning_path(model_path), tuning, data)
-    return LMStep(summaries, sorted(orders), lexicon, tuning, BeamSearch(tuning.best, model.tokenizer))
+    search = BeamSearch(tuning.best, model.tokenizer)
+    return LMStep(summaries, sorted(orders), lexicon, tuning, search.with_rescorer(Rescorer(tuning.rescore, model.tokenizer)) if tuning.rescore else search)

@@ -249,12 +249,13 @@ def two_phrases(folder) -> tuple[np.ndarray, int]:
 
 
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
-@pytest.mark.parametrize("held_frame", [False, True])
-def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, held_frame):
+@pytest.mark.parametrize("held_frame,lm", [(False, "none"), (True, "none"), (False, "default")])
+def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, held_frame, lm):
     """Two phrases: endpointing gives one final each (no letter read into the pause), and the
     second utterance, which restarts the RNN and the level tracking at the frame after the
     first final, reads what a stream started there reads, with times counted from the
-    stream's start; also when the endpoint falls with a frame held back for stacking."""
+    stream's start; also when the endpoint falls with a frame held back for stacking, and with
+    the LM, whose second pass re-ranks each utterance's final over that utterance's audio."""
     from speechrnn.model import load_model
     from speechrnn.streaming import StreamingRecognizer
 
@@ -262,13 +263,13 @@ def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, h
     model = load_model("streaming")
     wave, second_start = two_phrases(folder)
     chunk = chunk_holding_a_frame(model, wave) if held_frame else 1600  # 100 ms: never a held frame
-    finals = stream_finals(StreamingRecognizer(model, lm=None), wave, chunk)
+    finals = stream_finals(StreamingRecognizer(model, lm=lm), wave, chunk)
     spoken = [e for e in finals if e.text]
     assert len(spoken) == 2, [(e.text, e.start, e.end) for e in finals]
     assert jiwer.wer(phrases["enter"], spoken[0].text) <= 0.34 and jiwer.wer(phrases["erase"], spoken[1].text) <= 0.5
     restart = spoken[1].start
     assert spoken[0].end == restart and spoken[1].words[0].start >= second_start / 16000 - 0.1
-    fresh = StreamingRecognizer(model, lm=None, endpoint=None)
+    fresh = StreamingRecognizer(model, lm=lm, endpoint=None)
     fresh.accept_waveform(wave[round(restart * 16000) :])
     alone = fresh.finalize()
     assert alone.text == spoken[1].text

@@ -35,9 +35,9 @@ import torch
 
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
-from speechrnn.model import BUNDLED_DIR, ModelConfig, SpeechModel, load_model, save_model
+from speechrnn.model import BUNDLED_DIR, ModelConfig, SpeechModel, load_model, resolve_model_path, save_model
 from speechrnn.synth import random_voice, speak
-from speechrnn.decoding import BeamSearch, BeamSearchConfig, tuning_path
+from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
@@ -71,11 +71,15 @@ def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[st
 
 
 def lm_step(
-    model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, orders: list[int], beam_sizes: list[int]
+    model_path: Path, train_set: list[Utterance], dev: list[Utterance], test: list[Utterance], exp: Path, orders: list[int], beam_sizes: list[int],
+    rescore_model: Path | None = None,
 ) -> tuple[dict, dict]:
     """Word LMs of each order from the training transcripts (never test text), tuned on dev
-    (speechrnn.tuning.build_and_tune_lm); dev and test evaluated with the best settings."""
-    step = build_and_tune_lm(model_path, [u.text for u in train_set], dev, exp / "lm", orders, beam_sizes, prefix="an4", data="AN4 dev split of train", log=sys.stderr)
+    (speechrnn.tuning.build_and_tune_lm), with a second pass by ``rescore_model`` if given;
+    dev and test evaluated with the best settings."""
+    step = build_and_tune_lm(
+        model_path, [u.text for u in train_set], dev, exp / "lm", orders, beam_sizes, prefix="an4", data="AN4 dev split of train", log=sys.stderr, rescore_model=rescore_model
+    )
     model = load_model(model_path)
     results = {f"{name} + LM": evaluate(model, utterances, search=step.search).summary() for name, utterances in (("dev", dev), ("test", test))}
     return results, step.info()
@@ -148,6 +152,14 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
             f"({lm_info['lm']['vocabulary']} words, n-grams {lm_info['lm']['ngrams']}), lexicon-constrained beam search of "
             f"{lm_info['beam_size']}; tuned on dev (the order among {', '.join(map(str, lm_info['orders_tried']))}, the beam among {', '.join(map(str, lm_info['beam_sizes_tried']))}): LM weight {lm_info['lm_weight']:g}, word score {lm_info['word_score']:g}.",
         ]
+        if lm_info.get("rescore_grid"):
+            rescore = lm_info["rescore"]
+            tried = ", ".join(f"{g['weight']:g}: {g['wer']:.2f}%" for g in lm_info["rescore_grid"])
+            lines[-1] += (
+                f" Second pass ('+ LM' rows): the {rescore['nbest']} best re-ranked by `{Path(rescore['model']).name}` at weight {rescore['weight']:g}"
+                if rescore else " Second pass: none (weight 0 read dev best)"
+            ) + f", chosen on dev (dev WER by weight: {tried})."
+
     (exp / "all-stages").mkdir(exist_ok=True)
     write_log(exp / "all-stages", history)  # the whole learning curve, both stages
     shutil.copyfile(exp / "all-stages" / "curve.png", path.parent / f"{args.name}_curve.png")
@@ -256,6 +268,10 @@ def main() -> None:
     parser.add_argument("--bundle-dir", type=Path, default=BUNDLED_DIR, help="where --bundle writes NAME.pt, its LM and NAME.lm.json (default: the package's models folder)")
     parser.add_argument("--lm-order", type=int, nargs="+", default=[2, 3, 4, 5], help="n-gram orders of the word LM to tune on dev, the best kept (default: %(default)s; 0: no LM step)")
     parser.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune on dev with each LM (default: %(default)s)")
+    parser.add_argument(
+        "--rescore-with", type=Path, metavar="MODEL",
+        help="also tune a second pass on dev: this model (a file, or a bundled model's name) re-ranks the LM search's n best (speechrnn.rescoring)",
+    )
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
     args = parser.parse_args()
     for key, value in (STREAMING_DEFAULTS if args.streaming else OFFLINE_DEFAULTS).items():
@@ -319,7 +335,7 @@ def main() -> None:
     results = evaluate_sets(best, {"dev": dev, "test": test})
     lm_info = None
     if 0 not in args.lm_order:
-        lm_results, lm_info = lm_step(best, train_set, dev, test, exp, args.lm_order, args.beam_size)
+        lm_results, lm_info = lm_step(best, train_set, dev, test, exp, args.lm_order, args.beam_size, args.rescore_with)
         results.update(lm_results)
     model = load_model(best)
     if args.bundle:
@@ -342,7 +358,14 @@ def main() -> None:
                 shutil.copyfile(exp / "lm" / name, args.bundle_dir / name)
             settings = json.loads(tuning_path(best).read_text())
             settings.update(lm=lm_info["arpa"], lexicon=lm_info["lexicon"])
-            search = BeamSearch(BeamSearchConfig.from_dict(settings, args.bundle_dir), model.tokenizer)
+            if settings.get("rescore"):
+                # The partner ships beside the model (a bundled model, or bundled first).
+                partner = resolve_model_path(args.rescore_with)
+                if partner.resolve() != (args.bundle_dir / partner.name).resolve():
+                    raise SystemExit(f"--bundle with --rescore-with: {partner} must be a model in {args.bundle_dir}")
+                settings["rescore"]["model"] = partner.name
+            write_atomic(tuning_path(target), json.dumps(settings, indent=2) + "\n")
+            search = beam_search_for(load_model(target))
             shipped_lm = evaluate(load_model(target), test, search=search).summary()
             # The LM figures live with the LM settings, which `speechrnn lm tune` may change
             # without touching the model file (tests/test_an4.py recomputes them). The tuning's

@@ -1,0 +1,129 @@
+"""Second-pass rescoring: the beam search's n best transcripts re-ranked by a second model.
+
+Two models trained apart put their CTC spikes on different frames, so their frame
+log-probabilities cannot be averaged (averaging two offline runs read AN4 dev at 35.89% WER,
+recipes/an4/RESULTS.md); the probability each gives a whole transcript, summed over all its
+alignments, can be added. The first pass's beam search proposes ``nbest`` transcripts, and each
+is scored
+
+    search score (acoustic + LM weight * LM + word bonus) + weight * log P_partner(text | audio)
+
+where ``log P_partner`` is the CTC log-likelihood of the transcript under the partner model's
+frames for the same audio; the best is kept. For a streaming model the partner is a
+bidirectional one, run over each utterance once it ends (a two-pass recognizer: partials come
+from the stream, finals are re-ranked); for a bidirectional model, a model trained otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .decoding import Hypothesis
+
+
+@dataclass(frozen=True)
+class RescoreConfig:
+    model: str  # the partner: a bundled model's name or a model file
+    weight: float = 0.5  # weight of the partner's log-likelihood against the search's score
+    nbest: int = 16  # transcripts the first pass proposes
+    max_seconds: float = 30.0  # longer utterances keep the first pass's best (a stream buffers at most this much audio)
+
+    def __post_init__(self):
+        if self.nbest < 1 or self.max_seconds <= 0:
+            raise ValueError("rescoring needs nbest >= 1 and max_seconds > 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, base: str | os.PathLike | None = None) -> "RescoreConfig":
+        """Build from a dict (a tuning file's ``rescore``); a relative model path is taken from
+        ``base`` when a file is there, else read as a bundled model's name."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in fields}
+        if base is not None and "model" in d and (Path(base) / d["model"]).is_file():
+            d["model"] = str(Path(base) / d["model"])
+        return cls(**d)
+
+
+def ctc_log_likelihood(log_probs: torch.Tensor, tokens: list[int], blank: int = 0) -> float:
+    """Natural log of the probability of the token sequence ``tokens`` (collapsed, no blanks)
+    under ``(U, V)`` CTC log-probabilities, summed over all its alignments (torch's CTC
+    forward algorithm); ``-inf`` when ``U`` frames cannot hold it."""
+    if not tokens:
+        return float(log_probs[:, blank].sum())
+    loss = F.ctc_loss(
+        log_probs.float()[:, None, :],
+        torch.tensor([tokens]),
+        torch.tensor([log_probs.shape[0]]),
+        torch.tensor([len(tokens)]),
+        blank=blank,
+        reduction="sum",
+    )
+    return -float(loss)
+
+
+class Rescorer:
+    """A loaded partner model and the weight of its vote (:class:`RescoreConfig`)."""
+
+    def __init__(self, config: RescoreConfig, tokenizer=None, partner=None):
+        """
+        Args:
+            config: the partner and its weight.
+            tokenizer: the first-pass model's; the partner must spell with the same tokens.
+            partner: the partner model already loaded (else loaded from ``config.model``).
+        """
+        from .model import load_model
+
+        self.config = config
+        self.partner = partner if partner is not None else load_model(config.model)
+        if tokenizer is not None and list(self.partner.tokenizer.vocab) != list(tokenizer.vocab):
+            raise ValueError(f"{config.model}: the rescoring model's vocabulary differs from the first pass model's")
+        self.max_samples = int(config.max_seconds * self.partner.config.frontend.sample_rate)
+
+    def reweighted(self, weight: float) -> "Rescorer":
+        """The same partner (not reloaded) with another weight."""
+        return Rescorer(dataclasses.replace(self.config, weight=weight), partner=self.partner)
+
+    def applies(self, n_samples: int) -> bool:
+        """Whether an utterance of ``n_samples`` 16 kHz samples is rescored."""
+        return 0 < n_samples <= self.max_samples
+
+    @torch.inference_mode()
+    def log_probs(self, wave: torch.Tensor) -> torch.Tensor:
+        """The partner's ``(U, V)`` log-probabilities of one ``(N,)`` 16 kHz waveform."""
+        lens = torch.tensor([wave.shape[0]])
+        feats, feat_lens = self.partner.features(wave[None].float(), lens)
+        log_probs, out_lens = self.partner(feats, feat_lens)
+        return log_probs[0, : int(out_lens[0])]
+
+    def choose(self, best: Hypothesis, partner_log_probs: torch.Tensor) -> Hypothesis:
+        """The first pass's ``best`` and its alternatives re-ranked; the alternatives keep their
+        order among themselves and the scores become the combined ones."""
+        blank = self.partner.tokenizer.blank
+        candidates = [best._replace(alternatives=()), *best.alternatives]
+        rescored = [h._replace(score=h.score + self.config.weight * ctc_log_likelihood(partner_log_probs, h.tokens, blank)) for h in candidates]
+        # sorted() is stable: equal scores keep the first pass's order.
+        ranked = sorted(rescored, key=lambda h: -h.score)
+        return ranked[0]._replace(alternatives=tuple(ranked[1:]))
+
+
+def keep_nbest(hyp: Hypothesis, nbest: int) -> Hypothesis:
+    """``hyp`` with at most ``nbest - 1`` alternatives."""
+    return hyp if len(hyp.alternatives) < nbest else hyp._replace(alternatives=hyp.alternatives[: nbest - 1])
+
+
+def final_hypothesis(search, hyp: Hypothesis, partner_log_probs: torch.Tensor | None) -> Hypothesis:
+    """An utterance's final hypothesis from its decoder's: re-ranked when ``search`` (a
+    :class:`~speechrnn.decoding.BeamSearch` or None) has a rescorer and ``partner_log_probs`` are
+    given, and cut to the n-best length the search's config asks for."""
+    if search is None:
+        return hyp
+    if search.rescorer is not None and partner_log_probs is not None:
+        hyp = search.rescorer.choose(hyp, partner_log_probs)
+    return keep_nbest(hyp, search.config.nbest)

@@ -1,0 +1,195 @@
+"""Second-pass rescoring: CTC likelihoods, re-ranking, streams = whole files, tuning, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from speechrnn.cli import main
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, Hypothesis, beam_search_for, tuning_path
+from speechrnn.lm import build_arpa, write_arpa, write_lexicon
+from speechrnn.model import BUNDLED_DIR, ModelConfig, SpeechModel, load_model, save_model
+from speechrnn.rescoring import RescoreConfig, Rescorer, ctc_log_likelihood
+from speechrnn.streaming import StreamingRecognizer
+from speechrnn.text import Tokenizer
+from speechrnn.transcribe import recognize
+
+TOK = Tokenizer()
+WORDS = ["yes", "no", "go", "enter", "one", "two", "erase"]
+
+
+def test_ctc_log_likelihood_sums_over_all_alignments():
+    rng = np.random.default_rng(0)
+    log_probs = torch.from_numpy(rng.dirichlet(np.ones(len(TOK)), size=2)).float().log()
+    a, b = TOK.index["a"], TOK.index["b"]
+    p = log_probs.exp()
+    # "a" in two frames: a_, _a, aa
+    expected = p[0, a] * p[1, 0] + p[0, 0] * p[1, a] + p[0, a] * p[1, a]
+    assert ctc_log_likelihood(log_probs, [a]) == pytest.approx(math.log(expected), abs=1e-5)
+    assert ctc_log_likelihood(log_probs, [a, b]) == pytest.approx(math.log(p[0, a] * p[1, b]), abs=1e-5)
+    assert ctc_log_likelihood(log_probs, []) == pytest.approx(math.log(p[0, 0] * p[1, 0]), abs=1e-5)
+    assert ctc_log_likelihood(log_probs, [a, a]) == -math.inf  # a doubled letter needs a blank between: 3 frames
+
+
+def tiny_model(bidirectional: bool, seed: int) -> SpeechModel:
+    torch.manual_seed(seed)
+    model = SpeechModel(ModelConfig(bidirectional=bidirectional, n_hidden=32, n_proj=32, n_layers=2, lookahead=0 if bidirectional else 1)).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(30)  # confident, varied outputs from an untrained model
+    return model
+
+
+def hypothesis(text: str, score: float) -> Hypothesis:
+    return Hypothesis(text, TOK.encode(text), [], score, [])
+
+
+def test_the_partner_reranks_the_first_pass_nbest():
+    first = hypothesis("yes", -1.0)._replace(alternatives=(hypothesis("no", -1.5),))
+    # The partner's frames read "no" clearly.
+    partner = torch.full((6, len(TOK)), -8.0)
+    for t, symbol in enumerate("_n_oo_"):
+        partner[t, 0 if symbol == "_" else TOK.index[symbol]] = 0.0
+    partner = partner.log_softmax(-1)
+    rescorer = Rescorer(RescoreConfig("unused", weight=0.0), partner=tiny_model(True, 0))
+    assert rescorer.choose(first, partner).text == "yes"  # weight 0: the first pass's order
+    chosen = rescorer.reweighted(1.0).choose(first, partner)
+    assert chosen.text == "no" and [h.text for h in chosen.alternatives] == ["yes"]
+    assert chosen.score == pytest.approx(-1.5 + ctc_log_likelihood(partner, TOK.encode("no")))
+    assert chosen.alternatives[0].score == pytest.approx(-1.0 + ctc_log_likelihood(partner, TOK.encode("yes")))
+
+
+@pytest.fixture(scope="module")
+def lexicon_search(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm")
+    arpa, lexicon = folder / "lm.arpa", folder / "lexicon.txt"
+    write_arpa(arpa, build_arpa([" ".join(WORDS[i : i + 3]) for i in range(len(WORDS))], order=2))
+    write_lexicon(lexicon, set(WORDS), TOK)
+    return BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=0.5, word_score=1.0), TOK)
+
+
+def stream(recognizer: StreamingRecognizer, samples: np.ndarray, seed: int):
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < len(samples):
+        size = int(rng.integers(1, 4000))
+        recognizer.accept_waveform(samples[start : start + size])
+        start += size
+    return recognizer.finalize()
+
+
+def test_a_stream_is_rescored_over_its_whole_audio_as_a_file_is(lexicon_search):
+    """With endpointing off, a stream's final is its n best re-ranked by the partner over the
+    whole audio: what whole-file decoding gives, for any chunking."""
+    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
+    # A large weight, so that the partner's vote decides among the first pass's hypotheses.
+    search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
+    plain = recognize(model, [torch.from_numpy(samples)], search=lexicon_search.with_config(dataclasses.replace(lexicon_search.config, nbest=16)))[0]
+    partner_log_probs = Rescorer(search.rescorer.config, partner=partner).log_probs(torch.from_numpy(samples))
+    expected = max([plain, *plain.alternatives], key=lambda h: h.score + 100.0 * ctc_log_likelihood(partner_log_probs, h.tokens))
+    assert expected.text != plain.text  # (these models' seeds): the second pass changes the transcript
+    whole = recognize(model, [torch.from_numpy(samples)], search=search)[0]
+    assert whole.text == expected.text and not whole.alternatives  # nbest 1 asked for: the rest dropped
+    for seed in (1, 2):
+        final = stream(StreamingRecognizer(model, endpoint=None, lm=search), samples, seed)
+        assert (final.text, final.words) == (whole.text, whole.words)
+
+
+def test_an_utterance_longer_than_the_limit_keeps_the_first_pass_best(lexicon_search):
+    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
+    first_pass = recognize(model, [torch.from_numpy(samples)], search=lexicon_search)[0]
+    within_limit = Rescorer(RescoreConfig("tiny", weight=100.0, max_seconds=1.5), TOK, partner=partner)
+    assert recognize(model, [torch.from_numpy(samples)], search=lexicon_search.with_rescorer(within_limit))[0].text != first_pass.text
+    short_limit = Rescorer(RescoreConfig("tiny", weight=100.0, max_seconds=1.0), TOK, partner=partner)
+    search = lexicon_search.with_rescorer(short_limit)
+    assert recognize(model, [torch.from_numpy(samples)], search=search)[0].text == first_pass.text
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
+    recognizer.accept_waveform(samples[:20000])
+    assert recognizer._audio is None  # over the limit: nothing buffered any more
+    recognizer.accept_waveform(samples[20000:])
+    assert recognizer.finalize().text == first_pass.text
+
+
+def test_rescoring_settings_are_read_overridden_and_turned_off(tmp_path, lexicon_search):
+    path = tmp_path / "mine.pt"
+    save_model(path, tiny_model(False, 1))
+    partner_path = tmp_path / "partner.pt"
+    save_model(partner_path, tiny_model(True, 2))
+    config = lexicon_search.config.to_dict()
+    tuning_path(path).write_text(json.dumps({**config, "rescore": {"model": "partner.pt", "weight": 0.75, "nbest": 8}}))
+    model = load_model(path)
+    search = beam_search_for(model)
+    assert search.rescorer.config == RescoreConfig(str(partner_path), weight=0.75, nbest=8)
+    assert search.decoder(0.02).nbest == 8
+    assert beam_search_for(model, rescore="none").rescorer is None
+    assert beam_search_for(model, rescore_weight=2.0).rescorer.config.weight == 2.0
+    assert beam_search_for(model, config["lm"]).rescorer is None  # tuned for the tuned LM only
+    assert beam_search_for(model, config["lm"], rescore=str(partner_path)).rescorer.config.weight == 0.5  # the default weight
+
+
+def test_bad_rescoring_settings_name_the_file(tmp_path, lexicon_search):
+    path = tmp_path / "mine.pt"
+    save_model(path, tiny_model(False, 1))
+    model = load_model(path)
+    other = SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, vocab=TOK.vocab[:-1]))
+    save_model(tmp_path / "other.pt", other)
+    with pytest.raises(ValueError, match="other.pt: the rescoring model's vocabulary differs"):
+        beam_search_for(model, lexicon_search.config.lm, rescore=str(tmp_path / "other.pt"))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        beam_search_for(model, lexicon_search.config.lm, rescore=str(tmp_path / "missing.pt"))
+    tuning_path(path).write_text(json.dumps({**lexicon_search.config.to_dict(), "rescore": "partner.pt"}))
+    with pytest.raises(ValueError, match="mine.lm.json: not a readable decoding settings file"):
+        beam_search_for(model)
+
+
+def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, capsys):
+    folder, phrases = speech_dir
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text}) + "\n" for name, text in phrases.items()))
+    texts = tmp_path / "train.txt"
+    texts.write_text("\n".join(phrases.values()) + "\n")
+    arpa = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(texts), "-o", str(arpa)]) == 0
+    model_file = tmp_path / "my_model.pt"
+    model_file.write_bytes((BUNDLED_DIR / "streaming.pt").read_bytes())
+    partner_file = tmp_path / "partner.pt"
+    partner_file.write_bytes((BUNDLED_DIR / "offline.pt").read_bytes())
+    capsys.readouterr()
+    args = ["lm", "tune", "--model", str(model_file), "--lm", str(arpa), "--lexicon", str(tmp_path / "lm.lexicon.txt"), "--manifest", str(manifest)]
+    # Weight 0 cannot lose on dev to a weight no better: a positive one is kept only when it wins.
+    assert main(args + ["--lm-weights", "1", "--word-scores", "1", "--rescore-model", str(partner_file), "--rescore-weights", "0,0.5"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert "rescoring by partner.pt at weight 0.5" in captured.err
+    written = json.loads(tuning_path(model_file).read_text())
+    assert written["tuned"]["first_pass_dev_wer"] == summary["first_pass_dev_wer"] >= summary["dev_wer"]
+    if summary["rescore"] is None:
+        assert "rescore" not in written and summary["dev_wer"] == summary["first_pass_dev_wer"]
+    else:
+        assert written["rescore"]["model"] == "partner.pt" and written["rescore"]["weight"] == 0.5
+    # A forced second pass: transcribe and evaluate take it from the settings file.
+    assert main(args + ["--lm-weights", "1", "--word-scores", "1", "--rescore-model", str(partner_file), "--rescore-weights", "0.5"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model_file), "--manifest", str(manifest)]) == 0
+    decoding = json.loads(capsys.readouterr().out)["decoding"]
+    assert decoding["rescore"]["model"] == str(partner_file) and decoding["rescore"]["weight"] == 0.5
+    assert main(["evaluate", "--model", str(model_file), "--manifest", str(manifest), "--rescore", "none"]) == 0
+    assert "rescore" not in json.loads(capsys.readouterr().out)["decoding"]
+    wav = str(folder / "yes.wav")
+    assert main(["transcribe", "--model", str(model_file), "--format", "jsonl", "--nbest", "3", wav]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["text"] == row["nbest"][0]["text"] and len(row["nbest"]) <= 3
+
+
+def test_bundled_models_rescore_each_other():
+    """The bundled settings name the other bundled model as the second pass, by file name."""
+    for name, partner in (("offline", "streaming"), ("streaming", "offline")):
+        settings = json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
+        assert settings["rescore"]["model"] == f"{partner}.pt"
+        search = beam_search_for(load_model(name))
+        assert search.rescorer is not None and search.rescorer.partner.source == str(BUNDLED_DIR / f"{partner}.pt")
