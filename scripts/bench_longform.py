@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--group", type=int, nargs="+", default=[1, 2, 5, 20], help="utterances per recording")
     parser.add_argument("--max-segment", nargs="+", default=["0", "default"], help="seconds ('default': the library's, 0: read whole)")
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
     parser.add_argument("--live-rate", type=int, default=16000, help="the live row's input rate in Hz (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -68,7 +69,7 @@ def main() -> None:
     report = {}
     for name in args.model:
         model = load_model(name)
-        search = beam_search_for(model, args.lm)
+        search = beam_search_for(model, args.lm, rescore=args.rescore)
         report[name] = {}
         for group in args.group:
             starts = range(0, len(waves), group)

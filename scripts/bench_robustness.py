@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--an4", default=str(DEFAULT_AN4))
     parser.add_argument("--model", nargs="+", default=["offline", "streaming"])
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
     args = parser.parse_args()
@@ -79,7 +80,7 @@ def main() -> None:
     report = {}
     for name in args.model:
         model = load_model(name)
-        search = beam_search_for(model, args.lm)
+        search = beam_search_for(model, args.lm, rescore=args.rescore)
         report[name] = {}
         for condition, waves in sets.items():
             hyps = recognize(model, waves, search=search)

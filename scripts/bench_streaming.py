@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam size of the LM search (default: the model's tuned one)")
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
@@ -238,7 +239,7 @@ def main() -> None:
         references = [h.words for h in recognize(load_model(args.reference), tensors)]
     step = 16000 * args.chunk_ms // 1000
 
-    search = beam_search_for(model, args.lm, beam_size=args.beam_size)
+    search = beam_search_for(model, args.lm, rescore=args.rescore, beam_size=args.beam_size)
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
     passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable) of each pass over the test set
     for _ in range(args.repeat):
@@ -262,6 +263,7 @@ def main() -> None:
         "model": args.model,
         "chunk_ms": args.chunk_ms,
         "decoding": "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"},
+        "rescore": search.rescorer.config.to_dict() if search is not None and search.rescorer is not None else None,
         "threads": args.threads,
         "weights": "float16 kernels" if numpy_model(model) is not None and numpy_model(model).half else "float32",
         "tentative_partials": not args.no_tentative,

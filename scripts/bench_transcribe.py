@@ -42,6 +42,7 @@ def main() -> None:
     )
     parser.add_argument("--float32-kernels", action="store_true", help="run a half-precision file's RNN with float32 kernels (what speechrnn did before)")
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     utterances = an4_utterances(args.an4, "test")
@@ -55,7 +56,7 @@ def main() -> None:
             model.half_weight_kernels = not args.float32_kernels
             if args.int8:
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU}, dtype=torch.qint8)
-            search = beam_search_for(model, args.lm)  # LM loading counts, as model loading does
+            search = beam_search_for(model, args.lm, rescore=args.rescore)  # LM (and rescoring model) loading counts, as model loading does
             results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search, batch_size=args.batch_size)
             timings.append(time.perf_counter() - started)
     failed = [r.audio for r in results if r.error]
@@ -74,6 +75,7 @@ def main() -> None:
         "test_cer": round(cer, 2),
         "model": args.model,
         "lm": args.lm,
+        "rescore": search.rescorer.config.model if search is not None and search.rescorer is not None else None,
         "rnn": rnn_kind,
         "threads": args.threads,
         "batch_size": args.batch_size,
