@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--group", type=int, nargs="+", default=[1, 2, 5, 20], help="utterances per recording")
     parser.add_argument("--max-segment", nargs="+", default=["0", "default"], help="seconds ('default': the library's, 0: read whole)")
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
-    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--live-rate", type=int, default=16000, help="the live row's input rate in Hz (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--an4", default=str(DEFAULT_AN4))
     parser.add_argument("--model", nargs="+", default=["offline", "streaming"])
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
-    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
     args = parser.parse_args()

@@ -42,7 +42,7 @@ def main() -> None:
     )
     parser.add_argument("--float32-kernels", action="store_true", help="run a half-precision file's RNN with float32 kernels (what speechrnn did before)")
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
-    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any) or 'none' (the first pass alone)")
+    parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     utterances = an4_utterances(args.an4, "test")

@@ -769,7 +769,7 @@ def beam_search_for(
         rescore: ``"default"`` (the second-pass rescoring the settings file holds, if any, with
             the model's tuned LM only), ``"none"``/None (no rescoring), or a partner model's
             name or file (:mod:`speechrnn.rescoring`).
-        rescore_weight: the partner's weight (default: the tuned one, else 0.5).
+        rescore_weight: the partner's weight (default: the tuned one, else 0.25).
         overrides: :class:`BeamSearchConfig` fields to change (None values are ignored).
     """
     from .rescoring import RescoreConfig, Rescorer

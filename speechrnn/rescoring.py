@@ -29,7 +29,7 @@ from .decoding import Hypothesis
 @dataclass(frozen=True)
 class RescoreConfig:
     model: str  # the partner: a bundled model's name or a model file
-    weight: float = 0.5  # weight of the partner's log-likelihood against the search's score
+    weight: float = 0.25  # weight of the partner's log-likelihood against the search's score (AN4 dev chose 0.25 for both bundled models)
     nbest: int = 16  # transcripts the first pass proposes
     max_seconds: float = 30.0  # longer utterances keep the first pass's best (a stream buffers at most this much audio)
 
@@ -51,21 +51,30 @@ class RescoreConfig:
         return cls(**d)
 
 
-def ctc_log_likelihood(log_probs: torch.Tensor, tokens: list[int], blank: int = 0) -> float:
-    """Natural log of the probability of the token sequence ``tokens`` (collapsed, no blanks)
-    under ``(U, V)`` CTC log-probabilities, summed over all its alignments (torch's CTC
-    forward algorithm); ``-inf`` when ``U`` frames cannot hold it."""
-    if not tokens:
-        return float(log_probs[:, blank].sum())
-    loss = F.ctc_loss(
-        log_probs.float()[:, None, :],
-        torch.tensor([tokens]),
-        torch.tensor([log_probs.shape[0]]),
-        torch.tensor([len(tokens)]),
+def ctc_log_likelihoods(log_probs: torch.Tensor, sequences: list[list[int]], blank: int = 0) -> list[float]:
+    """Natural log of the probability of each token sequence (collapsed, no blanks) under the
+    same ``(U, V)`` CTC log-probabilities, summed over all its alignments (torch's CTC forward
+    algorithm, all sequences in one call); ``-inf`` where ``U`` frames cannot hold one."""
+    if not sequences:
+        return []
+    lengths = torch.tensor([len(tokens) for tokens in sequences])
+    targets = torch.zeros(len(sequences), max(1, int(lengths.max())), dtype=torch.long)
+    for row, tokens in enumerate(sequences):
+        targets[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    losses = F.ctc_loss(
+        log_probs.float()[:, None, :].expand(-1, len(sequences), -1),
+        targets,
+        torch.full((len(sequences),), log_probs.shape[0]),
+        lengths,
         blank=blank,
-        reduction="sum",
+        reduction="none",
     )
-    return -float(loss)
+    return (-losses).tolist()
+
+
+def ctc_log_likelihood(log_probs: torch.Tensor, tokens: list[int], blank: int = 0) -> float:
+    """:func:`ctc_log_likelihoods` of one token sequence."""
+    return ctc_log_likelihoods(log_probs, [tokens], blank)[0]
 
 
 class Rescorer:
@@ -105,9 +114,9 @@ class Rescorer:
     def choose(self, best: Hypothesis, partner_log_probs: torch.Tensor) -> Hypothesis:
         """The first pass's ``best`` and its alternatives re-ranked; the alternatives keep their
         order among themselves and the scores become the combined ones."""
-        blank = self.partner.tokenizer.blank
         candidates = [best._replace(alternatives=()), *best.alternatives]
-        rescored = [h._replace(score=h.score + self.config.weight * ctc_log_likelihood(partner_log_probs, h.tokens, blank)) for h in candidates]
+        likelihoods = ctc_log_likelihoods(partner_log_probs, [h.tokens for h in candidates], self.partner.tokenizer.blank)
+        rescored = [h._replace(score=h.score + self.config.weight * ll) for h, ll in zip(candidates, likelihoods)]
         # sorted() is stable: equal scores keep the first pass's order.
         ranked = sorted(rescored, key=lambda h: -h.score)
         return ranked[0]._replace(alternatives=tuple(ranked[1:]))

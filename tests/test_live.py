@@ -249,13 +249,15 @@ def two_phrases(folder) -> tuple[np.ndarray, int]:
 
 
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
-@pytest.mark.parametrize("held_frame,lm", [(False, "none"), (True, "none"), (False, "default")])
-def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, held_frame, lm):
+@pytest.mark.parametrize("held_frame,rescored", [(False, False), (True, False), (False, True)])
+def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, held_frame, rescored):
     """Two phrases: endpointing gives one final each (no letter read into the pause), and the
     second utterance, which restarts the RNN and the level tracking at the frame after the
     first final, reads what a stream started there reads, with times counted from the
     stream's start; also when the endpoint falls with a frame held back for stacking, and with
-    the LM, whose second pass re-ranks each utterance's final over that utterance's audio."""
+    the LM and a second pass by the offline model, which re-ranks each utterance's final over
+    that utterance's audio."""
+    from speechrnn.decoding import beam_search_for
     from speechrnn.model import load_model
     from speechrnn.streaming import StreamingRecognizer
 
@@ -263,6 +265,7 @@ def test_endpointing_restarts_on_real_speech_as_a_new_stream_would(speech_dir, h
     model = load_model("streaming")
     wave, second_start = two_phrases(folder)
     chunk = chunk_holding_a_frame(model, wave) if held_frame else 1600  # 100 ms: never a held frame
+    lm = beam_search_for(model, rescore="offline") if rescored else None
     finals = stream_finals(StreamingRecognizer(model, lm=lm), wave, chunk)
     spoken = [e for e in finals if e.text]
     assert len(spoken) == 2, [(e.text, e.start, e.end) for e in finals]
