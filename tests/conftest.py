@@ -30,6 +30,24 @@ def speech_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def dev_manifest_and_lm(tmp_path, speech_dir):
+    """A dev manifest of the generated phrases, and a 3-gram LM (with its lexicon,
+    ``lm.lexicon.txt``) built from their text by `speechrnn lm build`."""
+    import json
+
+    from speechrnn.cli import main
+
+    folder, phrases = speech_dir
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text}) + "\n" for name, text in phrases.items()))
+    texts = tmp_path / "train.txt"
+    texts.write_text("\n".join(phrases.values()) + "\n")
+    arpa = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(texts), "-o", str(arpa)]) == 0
+    return manifest, arpa
+
+
+@pytest.fixture
 def tone():
     """One second of a 440 Hz tone with some noise at 16 kHz."""
     rng = np.random.default_rng(0)

@@ -232,14 +232,8 @@ def test_streaming_final_with_lm_equals_offline_decoding(lm_files, lexicon):
     assert final.text == offline.text and final.words == offline.words
 
 
-def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, speech_dir, capsys):
-    folder, phrases = speech_dir
-    manifest = tmp_path / "dev.jsonl"
-    manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text}) + "\n" for name, text in phrases.items()))
-    texts = tmp_path / "train.txt"
-    texts.write_text("\n".join(phrases.values()) + "\n")
-    arpa = tmp_path / "lm.arpa"
-    assert main(["lm", "build", str(texts), "-o", str(arpa)]) == 0
+def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, dev_manifest_and_lm, capsys):
+    manifest, arpa = dev_manifest_and_lm
     capsys.readouterr()
     settings = tmp_path / "model.lm.json"
     args = ["lm", "tune", "--lm", str(arpa), "--lexicon", str(tmp_path / "lm.lexicon.txt"), "--manifest", str(manifest)]

@@ -147,21 +147,16 @@ def test_bad_rescoring_settings_name_the_file(tmp_path, lexicon_search):
         beam_search_for(model)
 
 
-def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, capsys):
-    folder, phrases = speech_dir
-    manifest = tmp_path / "dev.jsonl"
-    manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text}) + "\n" for name, text in phrases.items()))
-    texts = tmp_path / "train.txt"
-    texts.write_text("\n".join(phrases.values()) + "\n")
-    arpa = tmp_path / "lm.arpa"
-    assert main(["lm", "build", str(texts), "-o", str(arpa)]) == 0
+def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, dev_manifest_and_lm, capsys):
+    folder, _ = speech_dir
+    manifest, arpa = dev_manifest_and_lm
     model_file = tmp_path / "my_model.pt"
     model_file.write_bytes((BUNDLED_DIR / "streaming.pt").read_bytes())
     partner_file = tmp_path / "partner.pt"
     partner_file.write_bytes((BUNDLED_DIR / "offline.pt").read_bytes())
     capsys.readouterr()
     args = ["lm", "tune", "--model", str(model_file), "--lm", str(arpa), "--lexicon", str(tmp_path / "lm.lexicon.txt"), "--manifest", str(manifest)]
-    # Weight 0 cannot lose on dev to a weight no better: a positive one is kept only when it wins.
+    # A tie goes to the smaller weight: a second pass is written only when it reads dev better.
     assert main(args + ["--lm-weights", "1", "--word-scores", "1", "--rescore-model", str(partner_file), "--rescore-weights", "0,0.5"]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
