@@ -235,8 +235,8 @@ class StreamingRecognizer:
     With ``endpoint=None`` the whole stream is one utterance and the final text equals
     offline decoding of the whole signal with the same model.
 
-    When the beam search has a rescoring model (:mod:`speechrnn.rescoring`; the bundled
-    streaming model's settings name the bundled offline model), the recognizer keeps the current
+    When the beam search has a rescoring model (:mod:`speechrnn.rescoring`; for the bundled
+    streaming model, ``--rescore offline``), the recognizer keeps the current
     utterance's audio (at most the rescorer's ``max_seconds``), and an utterance's final is its
     n best re-ranked by that model over the utterance, as whole-file decoding re-ranks them.
 
@@ -281,12 +281,14 @@ class StreamingRecognizer:
         self._resampler = None
         self._input_rate: int | None = None
         # The current utterance's audio for the rescoring model: chunks at the model's rate,
-        # from stream sample _audio_start on (None: the utterance outgrew the rescorer's limit).
-        self._audio: list[torch.Tensor] | None = []
+        # from stream sample _audio_start on; _too_long once the utterance outgrew its limit.
+        self._audio: list[torch.Tensor] = []
         self._audio_start = self._audio_end = 0
+        self._too_long = False
 
     @property
     def rescorer(self):
+        """The beam search's second pass, or None."""
         return self.search.rescorer if self.search is not None else None
 
     @property
@@ -348,26 +350,29 @@ class StreamingRecognizer:
 
     def _keep_audio(self, samples: torch.Tensor) -> None:
         self._audio_end += samples.shape[0]
-        if self.rescorer is None or self._audio is None:
+        if self.rescorer is None:
             return
         self._audio.append(samples.clone())  # (the samples may be a view of the caller's buffer)
         if self._audio_end - self._audio_start > self.rescorer.max_samples:
-            self._audio = None  # too long to rescore: the first pass's best will stand, and memory stays bounded
+            # Too long to rescore: the first pass's best will stand. Only the last second is
+            # kept, where the next utterance will start, so memory stays bounded.
+            tail = torch.cat(self._audio)[-self.sample_rate :]
+            self._audio, self._audio_start, self._too_long = [tail], self._audio_end - tail.shape[0], True
 
     def _next_utterance_audio(self, start: int) -> None:
         """Drop the buffered audio before stream sample ``start``, where the next utterance begins."""
-        if self._audio is not None and self._audio:
-            kept = torch.cat(self._audio)[max(0, start - self._audio_start) :]
-            self._audio = [kept] if kept.shape[0] else []
-        elif self._audio is None:  # the tail of an utterance too long to rescore: not kept
-            self._audio = [] if start >= self._audio_end else None
+        if self.rescorer is None:
+            return
+        kept = torch.cat(self._audio) if self._audio else torch.zeros(0)
+        self._audio = [kept[max(0, start - self._audio_start) :]]
+        self._too_long = start < self._audio_start  # (never: an utterance starts within its last frames)
         self._audio_start = start
 
     def _partner_log_probs(self) -> torch.Tensor | None:
-        if self._audio is None or not self._audio:
+        audio = torch.cat(self._audio) if self._audio else torch.zeros(0)
+        if self._too_long or not self.rescorer.applies(audio.shape[0]):
             return None
-        audio = torch.cat(self._audio)
-        return self.rescorer.log_probs(audio) if self.rescorer.applies(audio.shape[0]) else None
+        return self.rescorer.log_probs(audio)
 
     def _endpoint_reason(self) -> str | None:
         if self.endpoint is None:

@@ -110,9 +110,31 @@ def test_an_utterance_longer_than_the_limit_keeps_the_first_pass_best(lexicon_se
     assert recognize(model, [torch.from_numpy(samples)], search=search)[0].text == first_pass.text
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
     recognizer.accept_waveform(samples[:20000])
-    assert recognizer._audio is None  # over the limit: nothing buffered any more
+    assert recognizer._too_long and sum(len(a) for a in recognizer._audio) <= 16000  # over the limit: the last second kept
     recognizer.accept_waveform(samples[20000:])
     assert recognizer.finalize().text == first_pass.text
+
+
+def test_after_an_utterance_too_long_to_rescore_the_next_one_is_rescored_again(lexicon_search):
+    """Endpointing with a short rescoring limit: the first utterance outgrows it, the second,
+    which starts inside the second the recognizer kept, is rescored over its own audio as a
+    stream started there is."""
+    from speechrnn.streaming import EndpointConfig
+
+    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
+    search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0, max_seconds=1.0), TOK, partner=partner))
+    recognizer = StreamingRecognizer(model, endpoint=EndpointConfig(max_utterance=1.2), lm=search)
+    finals = [e for e in recognizer.accept_waveform(samples) if e.type == "final"]
+    assert len(finals) == 1 and recognizer._too_long is False
+    second_start = round(finals[0].end * 16000)
+    recognizer.accept_waveform(samples[:4000])  # a second utterance of 0.7 s in all: under the limit
+    second = np.concatenate([samples[second_start:], samples[:4000]])
+    fresh, first_pass = StreamingRecognizer(model, endpoint=None, lm=search), StreamingRecognizer(model, endpoint=None, lm=lexicon_search)
+    fresh.accept_waveform(second)
+    first_pass.accept_waveform(second)
+    expected = fresh.finalize().text
+    assert recognizer.finalize().text == expected != first_pass.finalize().text  # (these seeds: the second pass changes it)
 
 
 def test_rescoring_settings_are_read_overridden_and_turned_off(tmp_path, lexicon_search):
