@@ -64,3 +64,16 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
     assert settings["lm"] == "an4-2gram.arpa" and {"an4_test", "an4_dev"} <= settings.keys()
     with_lm = evaluate(model, test, search=beam_search_for(model))
     assert with_lm.wer == pytest.approx(settings["an4_test"]["wer"], abs=0.01)
+    # With --rescore-with, a second pass is tuned on dev too, and the partner (which must ship
+    # in the same folder) is named by its file name in the shipped settings.
+    partner = models / "partner.pt"
+    partner.write_bytes((BUNDLED_DIR / "streaming.pt").read_bytes())
+    run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4", "--rescore-with", str(partner), "--bundle", "--bundle-dir", str(models))
+    assert "Second pass" in (tmp_path / "RESULTS.md").read_text()
+    settings = json.loads(tuning_path(models / "toy.pt").read_text())
+    search = beam_search_for(load_model(models / "toy.pt"))
+    if "rescore" in settings:  # a weight above 0 read dev better
+        assert settings["rescore"]["model"] == "partner.pt" and search.rescorer.partner.source == str(partner)
+    else:
+        assert search.rescorer is None
+    assert evaluate(load_model(models / "toy.pt"), test, search=search).wer == pytest.approx(settings["an4_test"]["wer"], abs=0.01)
