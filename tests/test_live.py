@@ -179,11 +179,13 @@ def test_a_microphone_that_disappears_ends_the_session_with_the_utterance_kept(t
 
 
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
-def test_bundled_streaming_model_with_its_lm_live_equals_transcribe(speech_dir):
-    """The same promise with the bundled model's default decoding: beam search with the AN4 LM."""
+@pytest.mark.parametrize("second_pass", [[], ["--rescore", "offline"]])
+def test_bundled_streaming_model_with_its_lm_live_equals_transcribe(speech_dir, second_pass):
+    """The same promise with the bundled model's default decoding (beam search with the AN4
+    LM), and with the offline model's second pass."""
     wav = str(speech_dir[0] / "enter.wav")
-    live = speechrnn("live", "--from-file", wav, "--no-endpoint", "--chunk-ms", "100")
-    batch = speechrnn("transcribe", "--model", "streaming", wav)
+    live = speechrnn("live", "--from-file", wav, "--no-endpoint", "--chunk-ms", "100", *second_pass)
+    batch = speechrnn("transcribe", "--model", "streaming", wav, *second_pass)
     assert live.wait(120) == 0 and batch.wait(120) == 0
     text = batch.stdout.read()
     assert text.strip() and live.stdout.read() == text
