@@ -33,6 +33,8 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
 def beam_search(args, model):
     from .decoding import beam_search_for
 
+    if str(args.lm) == "none" and args.rescore not in ("default", "none"):
+        print(f"speechrnn: warning: --rescore {args.rescore} re-ranks a beam search's n best; greedy decoding (--lm none) has none, so it is not used", file=sys.stderr)
     return beam_search_for(
         model,
         args.lm,

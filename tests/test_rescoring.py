@@ -197,6 +197,9 @@ def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, dev_
     assert decoding["rescore"]["model"] == str(partner_file) and decoding["rescore"]["weight"] == 0.5
     assert main(["evaluate", "--model", str(model_file), "--manifest", str(manifest), "--rescore", "none"]) == 0
     assert "rescore" not in json.loads(capsys.readouterr().out)["decoding"]
+    assert main(["evaluate", "--model", str(model_file), "--manifest", str(manifest), "--lm", "none", "--rescore", str(partner_file)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["decoding"] == "greedy" and "greedy decoding (--lm none) has none" in captured.err
     wav = str(folder / "yes.wav")
     assert main(["transcribe", "--model", str(model_file), "--format", "jsonl", "--nbest", "3", wav]) == 0
     row = json.loads(capsys.readouterr().out)
