@@ -204,6 +204,12 @@ def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, dev_
     assert main(["transcribe", "--model", str(model_file), "--format", "jsonl", "--nbest", "3", wav]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["text"] == row["nbest"][0]["text"] and len(row["nbest"]) <= 3
+    import speechrnn
+
+    assert speechrnn.transcribe(wav, str(model_file)) == row["text"]  # the Python API takes the same settings
+    assert speechrnn.transcribe(wav, str(model_file), rescore="none") == recognize(
+        load_model(model_file), [torch.from_numpy(speechrnn.load_audio(wav))], search=beam_search_for(load_model(model_file), rescore="none")
+    )[0].text
 
 
 def test_bundled_models_ship_without_a_second_pass_and_take_one_by_name():
