@@ -103,13 +103,13 @@ class Rescorer:
         """Whether an utterance of ``n_samples`` 16 kHz samples is rescored."""
         return 0 < n_samples <= self.max_samples
 
-    @torch.inference_mode()
-    def log_probs(self, wave: torch.Tensor) -> torch.Tensor:
-        """The partner's ``(U, V)`` log-probabilities of one ``(N,)`` 16 kHz waveform."""
-        lens = torch.tensor([wave.shape[0]])
-        feats, feat_lens = self.partner.features(wave[None].float(), lens)
-        log_probs, out_lens = self.partner(feats, feat_lens)
-        return log_probs[0, : int(out_lens[0])]
+    def partner_log_probs(self, waves, batch_size: int = 16) -> dict[int, torch.Tensor]:
+        """``index -> (U, V)`` partner log-probabilities of the ``(N,)`` 16 kHz waveforms this
+        second pass applies to (batched as whole-file recognition batches them)."""
+        from .transcribe import emissions  # (transcribe imports this module)
+
+        rescored = [i for i, wave in enumerate(waves) if self.applies(wave.shape[0])]
+        return {rescored[j]: log_probs for j, log_probs in emissions(self.partner, [waves[i] for i in rescored], batch_size)}
 
     def choose(self, best: Hypothesis, partner_log_probs: torch.Tensor) -> Hypothesis:
         """The first pass's ``best`` and its alternatives re-ranked; the alternatives keep their

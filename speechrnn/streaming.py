@@ -365,14 +365,14 @@ class StreamingRecognizer:
             return
         kept = torch.cat(self._audio) if self._audio else torch.zeros(0)
         self._audio = [kept[max(0, start - self._audio_start) :]]
-        self._too_long = start < self._audio_start  # (never: an utterance starts within its last frames)
+        self._too_long = False  # (an utterance starts within the last frames, which the kept second holds)
         self._audio_start = start
 
     def _partner_log_probs(self) -> torch.Tensor | None:
         audio = torch.cat(self._audio) if self._audio else torch.zeros(0)
         if self._too_long or not self.rescorer.applies(audio.shape[0]):
             return None
-        return self.rescorer.log_probs(audio)
+        return self.rescorer.partner_log_probs([audio])[0]
 
     def _endpoint_reason(self) -> str | None:
         if self.endpoint is None:

@@ -131,11 +131,8 @@ def recognize(
         for start, end in spans:
             pieces.append(wave if len(spans) == 1 else wave[start:end])
             owners.append((k, start))
-    partner: dict[int, torch.Tensor] = {}  # piece -> the rescoring model's log-probabilities
     rescorer = search.rescorer if search is not None else None
-    if rescorer is not None:
-        rescored = [i for i, piece in enumerate(pieces) if rescorer.applies(piece.shape[0])]
-        partner = {rescored[j]: lp for j, lp in emissions(rescorer.partner, [pieces[i] for i in rescored], batch_size)}
+    partner = rescorer.partner_log_probs(pieces, batch_size) if rescorer is not None else {}  # piece -> log-probabilities
     parts: list[list[tuple[int, Hypothesis]]] = [[] for _ in waves]
     for i, log_probs in emissions(model, pieces, batch_size):
         k, start = owners[i]

@@ -121,8 +121,7 @@ def tune_rescoring(
     waves = load_waves(utterances)
     stored = dict(emissions(model, waves))
     hyps = [decode(model, stored[i], search) for i in range(len(waves))]
-    rescored = [i for i, w in enumerate(waves) if rescorer.applies(w.shape[0])]
-    partner_of = {rescored[j]: lp for j, lp in emissions(rescorer.partner, [waves[i] for i in rescored])}
+    partner_of = rescorer.partner_log_probs(waves)
     references = [u.text for u in utterances]
     grid, best = [], None
     for weight in sorted(weights):

@@ -89,7 +89,7 @@ def test_a_stream_is_rescored_over_its_whole_audio_as_a_file_is(lexicon_search):
     # A large weight, so that the partner's vote decides among the first pass's hypotheses.
     search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
     plain = recognize(model, [torch.from_numpy(samples)], search=lexicon_search.with_config(dataclasses.replace(lexicon_search.config, nbest=16)))[0]
-    partner_log_probs = Rescorer(search.rescorer.config, partner=partner).log_probs(torch.from_numpy(samples))
+    partner_log_probs = Rescorer(search.rescorer.config, partner=partner).partner_log_probs([torch.from_numpy(samples)])[0]
     expected = max([plain, *plain.alternatives], key=lambda h: h.score + 100.0 * ctc_log_likelihood(partner_log_probs, h.tokens))
     assert expected.text != plain.text  # (these models' seeds): the second pass changes the transcript
     whole = recognize(model, [torch.from_numpy(samples)], search=search)[0]
