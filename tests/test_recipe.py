@@ -25,6 +25,15 @@ def run_recipe(an4_root, tmp_path, *extra):
     return result
 
 
+def test_one_stage_recipe_keeps_its_last_epoch_when_asked(an4_root, tmp_path):
+    # A toy model reads dev at 100% WER every epoch, so keeping the best would keep epoch 1.
+    run_recipe(an4_root, tmp_path, "--robust-epochs", "0", "--epochs", "2", "--keep", "last")
+    exp = tmp_path / "exp"
+    assert not (exp / "clean").exists()
+    assert load_model(exp / "best.pt").metadata["epoch"] == 2
+    assert "model: epoch 2 of the last stage (its last)" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, tmp_path):
     run_recipe(an4_root, tmp_path)
     exp = tmp_path / "exp"

@@ -261,6 +261,10 @@ def main() -> None:
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
+    parser.add_argument(
+        "--keep", choices=["best", "last"], default="best",
+        help="with --robust-epochs 0: the epoch that becomes the model, lowest dev WER or the last (default: %(default)s; two stages: the clean stage keeps its best, the robust stage its last)",
+    )
     parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
@@ -311,7 +315,7 @@ def main() -> None:
             Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),
         ]
     else:
-        stages = [Stage("", exp, train_set + synth, robust, main_config)]
+        stages = [Stage("", exp, train_set + synth, robust, main_config, keep=args.keep)]
     if args.evaluate_only:
         best = exp / "best.pt"
     else:
