@@ -52,3 +52,18 @@ def test_forced_alignment_word_ends(an4_root):
     # Speech that is not the transcript's: the alignment fails and the utterance is left out.
     silence = np.zeros(16000, dtype=np.float32)
     assert bench.aligned_words(silence, "rubout g m e f three nine") == []
+
+
+_positions_spec = importlib.util.spec_from_file_location("error_positions", Path(__file__).parent.parent / "scripts" / "error_positions.py")
+positions = importlib.util.module_from_spec(_positions_spec)
+_positions_spec.loader.exec_module(positions)
+
+
+def test_errors_are_charged_to_the_reference_words_they_touch():
+    assert positions.errors_by_position("may second nineteen", "may second nineteen") == [0, 0, 0]
+    assert positions.errors_by_position("may second nineteen", "o second nineteen") == [1, 0, 0]
+    assert positions.errors_by_position("may second nineteen", "second nineteen") == [1, 0, 0]
+    # jiwer aligns this as "n" inserted before "may", then "six n" for "may second".
+    assert positions.errors_by_position("may second nineteen", "n six n nineteen") == [2, 1, 0]
+    assert positions.errors_by_position("enter two", "enter two ten") == [0, 1]  # an insertion after the end: the last word
+    assert positions.errors_by_position("enter two", "") == [1, 1]
