@@ -59,7 +59,7 @@ def main() -> None:
     print(json.dumps({
         "model": args.model, "split": args.split, "lm": args.lm, "wer": round(result.wer, 2),
         "first_word_errors_pct": round(100 * first / n, 1), "first_words": n, "first_word_errors": first,
-        "later_word_errors_pct": round(100 * rest / n_rest, 1), "later_words": n_rest, "later_word_errors": rest,
+        "later_word_errors_pct": round(100 * rest / max(n_rest, 1), 1), "later_words": n_rest, "later_word_errors": rest,
     }))
 
 

@@ -103,13 +103,15 @@ class Rescorer:
         """Whether an utterance of ``n_samples`` 16 kHz samples is rescored."""
         return 0 < n_samples <= self.max_samples
 
-    def partner_log_probs(self, waves, batch_size: int = 16) -> dict[int, torch.Tensor]:
+    def partner_log_probs(self, waves, batch_size: int | None = None) -> dict[int, torch.Tensor]:
         """``index -> (U, V)`` partner log-probabilities of the ``(N,)`` 16 kHz waveforms this
-        second pass applies to (batched as whole-file recognition batches them)."""
-        from .transcribe import emissions  # (transcribe imports this module)
+        second pass applies to (the others are left out), batched as whole-file recognition
+        batches them (``batch_size`` None: its default)."""
+        from .transcribe import BATCH_SIZE, emissions  # (transcribe imports this module)
 
         rescored = [i for i, wave in enumerate(waves) if self.applies(wave.shape[0])]
-        return {rescored[j]: log_probs for j, log_probs in emissions(self.partner, [waves[i] for i in rescored], batch_size)}
+        batches = emissions(self.partner, [waves[i] for i in rescored], batch_size or BATCH_SIZE)
+        return {rescored[j]: log_probs for j, log_probs in batches}
 
     def choose(self, best: Hypothesis, partner_log_probs: torch.Tensor) -> Hypothesis:
         """The first pass's ``best`` and its alternatives re-ranked; the alternatives keep their

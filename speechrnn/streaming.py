@@ -369,10 +369,10 @@ class StreamingRecognizer:
         self._audio_start = start
 
     def _partner_log_probs(self) -> torch.Tensor | None:
-        audio = torch.cat(self._audio) if self._audio else torch.zeros(0)
-        if self._too_long or not self.rescorer.applies(audio.shape[0]):
+        if self._too_long:
             return None
-        return self.rescorer.partner_log_probs([audio])[0]
+        audio = torch.cat(self._audio) if self._audio else torch.zeros(0)
+        return self.rescorer.partner_log_probs([audio]).get(0)  # (None where the second pass does not apply)
 
     def _endpoint_reason(self) -> str | None:
         if self.endpoint is None:

@@ -262,8 +262,8 @@ def main() -> None:
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
     parser.add_argument(
-        "--keep", choices=["best", "last"], default="best",
-        help="with --robust-epochs 0: the epoch that becomes the model, lowest dev WER or the last (default: %(default)s; two stages: the clean stage keeps its best, the robust stage its last)",
+        "--keep", choices=["best", "last"], default=None,
+        help="with --robust-epochs 0: the epoch that becomes the model, lowest dev WER or the last (default: best; two stages: the clean stage keeps its best, the robust stage its last)",
     )
     parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
@@ -281,6 +281,8 @@ def main() -> None:
     for key, value in (STREAMING_DEFAULTS if args.streaming else OFFLINE_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.keep is not None and args.robust_epochs != 0:
+        parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
 
     exp = Path(args.exp or HERE / "exp" / args.name)
     all_train = an4_utterances(args.an4, "train")
@@ -315,7 +317,7 @@ def main() -> None:
             Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),
         ]
     else:
-        stages = [Stage("", exp, train_set + synth, robust, main_config, keep=args.keep)]
+        stages = [Stage("", exp, train_set + synth, robust, main_config, keep=args.keep or "best")]
     if args.evaluate_only:
         best = exp / "best.pt"
     else:
