@@ -215,10 +215,17 @@ class AugmentConfig:
     # like something the model was trained on (see concatenation_groups).
     concat_prob: float = 0.0
     concat_max: int = 3
+    # Dither: white noise at a level drawn from this range (dB relative to full scale) added to
+    # every example after its gain, so the log-mel bins near the log's fixed floor (about a
+    # tenth of AN4's) carry recording noise of random level rather than one recording chain's
+    # exact floor. None: off, and no random draw, so earlier recipes repeat bit for bit.
+    dither_db: tuple[float, float] | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.concat_prob <= 1.0 or self.concat_max < 2:
             raise ValueError(f"concat_prob must be in 0..1 and concat_max >= 2, got {self.concat_prob} and {self.concat_max}")
+        if self.dither_db is not None and not self.dither_db[0] <= self.dither_db[1] < 0:
+            raise ValueError(f"dither_db must be a range (low, high) of negative dB with low <= high, got {self.dither_db}")
 
 
 def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.Random) -> list[list[int]]:
@@ -243,7 +250,7 @@ def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.R
 
 
 def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
-    """Speed perturbation, band limiting, gain and additive noise on one ``(N,)`` waveform."""
+    """Speed perturbation, band limiting, gain, dither and additive noise on one ``(N,)`` waveform."""
     speed = rng.choice(config.speeds)
     if speed != 1.0:
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
@@ -252,6 +259,9 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) 
         # Audio recorded at 8 kHz and resampled to 16 kHz has nothing above 4 kHz.
         wave = AF.resample(AF.resample(wave, 2, 1), 1, 2)[: wave.shape[0]]
     wave = wave * 10 ** (rng.uniform(*config.gain_db) / 20)
+    if config.dither_db is not None:
+        dither = torch.randn(wave.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+        wave = wave + dither * 10 ** (rng.uniform(*config.dither_db) / 20)
     if rng.random() < config.noise_prob:
         power = wave.pow(2).mean().clamp(min=1e-10)
         snr = 10 ** (rng.uniform(*config.snr_db) / 10)

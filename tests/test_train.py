@@ -325,6 +325,20 @@ def test_gain_noise_and_narrowband_do_what_they_say():
     assert narrow.shape == wave.shape and spectrum[4200:].sum() < 0.01 * spectrum[:3800].sum()  # white noise: equal shares before
 
 
+def test_dither_adds_noise_in_its_level_range_after_the_gain():
+    wave = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    plain = AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(-20.0, -20.0))
+    for level in (-80.0, -60.0):
+        dithered = perturb_wave(wave, dataclasses.replace(plain, dither_db=(level, level)), random.Random(0))
+        # The dither's level does not move with the -20 dB gain: it is measured against the gained wave.
+        added_db = 10 * torch.log10((dithered - wave / 10).pow(2).mean())
+        assert added_db == pytest.approx(level, abs=0.3)
+    drawn = [10 * torch.log10((perturb_wave(wave, dataclasses.replace(plain, dither_db=(-90.0, -65.0)), random.Random(seed)) - wave / 10).pow(2).mean()) for seed in range(20)]
+    assert all(-90.5 < d < -64.5 for d in drawn) and max(drawn) - min(drawn) > 10  # spread over the range
+    with pytest.raises(ValueError, match="dither_db"):
+        AugmentConfig(dither_db=(-60.0, -90.0))
+
+
 def test_spec_augment_masks_stay_inside_the_utterance_and_their_limits():
     config = AugmentConfig(n_freq_masks=2, max_freq_width=15, n_time_masks=2, max_time_width=25, max_time_ratio=0.2)
     rng = random.Random(0)

@@ -244,6 +244,10 @@ def main() -> None:
     parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added, robust stage (default: %(default)s)")
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument(
+        "--dither-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="add white noise at a random level in this range (dBFS, e.g. -90 -65) to every training example, both stages (default: off)",
+    )
+    parser.add_argument(
         "--concat-prob", type=float, default=None,
         help=f"share of robust-stage examples made of 2-3 utterances in a row (default: {OFFLINE_DEFAULTS['concat_prob']}, streaming {STREAMING_DEFAULTS['concat_prob']})",
     )
@@ -302,7 +306,9 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
     )
-    robust = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob)
+    robust = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
+        dither_db=tuple(args.dither_db) if args.dither_db else None,
+    )
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
