@@ -11,6 +11,9 @@ split carved from AN4 train: what comparisons between training variants are made
 - noise 10 dB: white noise at 10 dB SNR (below the 15-40 dB the recipe trains with);
 - quiet: 10 to 40 dB quieter (the recipe's gain augmentation spans -10..+6 dB);
 - loud: 10 and 20 dB louder, clipped to full scale;
+- faint noise: white noise at -80 dB full scale (about 3 steps of 16-bit audio, inaudible), three
+  draws: how far WER moves when nothing a listener could hear changes, the resolution below
+  which two models' figures on the same split do not differ;
 - espeak-ng: the test transcripts said by espeak-ng in random accents, voices, speeds and
   pitches (seeded; the engine is the one behind the recipe's synthetic training speech, but
   these sentences are never synthesised for training).
@@ -50,6 +53,9 @@ def conditions(waves: list[torch.Tensor], texts: list[str], synth_dir: Path) -> 
         "8 kHz": [torchaudio.functional.resample(torchaudio.functional.resample(w, 16000, 8000), 8000, 16000) for w in waves],
         "noise 10 dB": [noisy(w, 10.0) for w in waves],
     }
+    for seed in range(3):
+        faint = torch.Generator().manual_seed(seed)
+        out[f"faint noise (-80 dBFS, draw {seed})"] = [w + 1e-4 * torch.randn(w.shape, generator=faint) for w in waves]
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
         out[name] = [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
