@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python scripts/bench_robustness.py [--model offline streaming] [--lm none|default]
-        [--an4 ../shared/data/an4] [--threads 2] [--split test|dev]
+        [--an4 ../shared/data/an4] [--threads 2] [--split test|dev] [--conditions clean faint ...]
 
 Conditions, each on all 130 AN4 test utterances (or, with ``--split dev``, on the recipe's dev
 split carved from AN4 train: what comparisons between training variants are made on):
@@ -41,7 +41,7 @@ from speechrnn.synth import espeak_available, random_voice, speak
 from speechrnn.transcribe import recognize
 
 
-def conditions(waves: list[torch.Tensor], texts: list[str], synth_dir: Path) -> dict[str, list[torch.Tensor]]:
+def conditions(waves: list[torch.Tensor], texts: list[str], synth_dir: Path, with_espeak: bool = True) -> dict[str, list[torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
 
     def noisy(wave: torch.Tensor, snr_db: float) -> torch.Tensor:
@@ -59,7 +59,7 @@ def conditions(waves: list[torch.Tensor], texts: list[str], synth_dir: Path) -> 
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
         out[name] = [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
-    if espeak_available():
+    if with_espeak and espeak_available():
         rng = random.Random(20261123)
         jobs = [(text, synth_dir / f"{i:03d}.wav", random_voice(rng)) for i, text in enumerate(texts)]
         with ThreadPoolExecutor(2) as pool:
@@ -76,13 +76,18 @@ def main() -> None:
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
+    parser.add_argument("--conditions", nargs="+", metavar="PREFIX", help="only the conditions whose names start with one of these (e.g. clean faint quiet; default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    wanted = (lambda name: any(name.startswith(p) for p in args.conditions)) if args.conditions else (lambda name: True)
 
     utterances = an4_utterances(args.an4, "test") if args.split == "test" else an4_dev_split(args.an4)
     texts = [u.text for u in utterances]
     with tempfile.TemporaryDirectory() as tmp:
-        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp))
+        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), with_espeak=wanted("espeak-ng"))
+    sets = {name: waves for name, waves in sets.items() if wanted(name)}
+    if not sets:
+        parser.error(f"no condition starts with any of {args.conditions}")
     report = {}
     for name in args.model:
         model = load_model(name)
