@@ -236,7 +236,7 @@ def main() -> None:
         "--utterance-cmn", action="store_true",
         help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)",
     )
-    parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added noise")
+    parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added white noise in the robust stage (--dither-db is set apart)")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
         help=f"random level change of the robust stage, in dB (default: {OFFLINE_DEFAULTS['gain_db']}, streaming {STREAMING_DEFAULTS['gain_db']})",
@@ -306,7 +306,8 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
     )
-    robust = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
+    robust = AugmentConfig(
+        noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
         dither_db=tuple(args.dither_db) if args.dither_db else None,
     )
     if args.no_level_augment:
