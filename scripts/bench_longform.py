@@ -30,7 +30,7 @@ import soxr
 import torch
 
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
+from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    utterances = an4_utterances(args.an4, "test") if args.split == "test" else an4_dev_split(args.an4)
+    utterances = an4_eval_split(args.an4, args.split)
     waves = [torch.from_numpy(load_audio(u.audio)) for u in utterances]
     report = {}
     for name in args.model:

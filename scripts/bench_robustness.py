@@ -28,12 +28,13 @@ import random
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torchaudio
 
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
+from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
@@ -41,31 +42,39 @@ from speechrnn.synth import espeak_available, random_voice, speak
 from speechrnn.transcribe import recognize
 
 
-def conditions(waves: list[torch.Tensor], texts: list[str], synth_dir: Path, with_espeak: bool = True) -> dict[str, list[torch.Tensor]]:
+def conditions(
+    waves: list[torch.Tensor], texts: list[str], synth_dir: Path, wanted: Callable[[str], bool] = lambda name: True
+) -> dict[str, list[torch.Tensor]]:
+    """The ``wanted`` conditions' waveforms, by name (the others are not made)."""
     generator = torch.Generator().manual_seed(0)
 
     def noisy(wave: torch.Tensor, snr_db: float) -> torch.Tensor:
         noise = torch.randn(wave.shape, generator=generator)
         return wave + noise * (wave.pow(2).mean() / 10 ** (snr_db / 10)).sqrt()
 
-    out = {
-        "clean": waves,
-        "8 kHz": [torchaudio.functional.resample(torchaudio.functional.resample(w, 16000, 8000), 8000, 16000) for w in waves],
-        "noise 10 dB": [noisy(w, 10.0) for w in waves],
-    }
-    for seed in range(3):
-        faint = torch.Generator().manual_seed(seed)
-        out[f"faint noise (-80 dBFS, draw {seed})"] = [w + 1e-4 * torch.randn(w.shape, generator=faint) for w in waves]
-    for gain_db in (-40, -30, -20, -10, 10, 20):
-        name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
-        out[name] = [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
-    if with_espeak and espeak_available():
+    def faint(seed: int) -> list[torch.Tensor]:
+        draw = torch.Generator().manual_seed(seed)
+        return [w + 1e-4 * torch.randn(w.shape, generator=draw) for w in waves]
+
+    def spoken() -> list[torch.Tensor]:
         rng = random.Random(20261123)
         jobs = [(text, synth_dir / f"{i:03d}.wav", random_voice(rng)) for i, text in enumerate(texts)]
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda job: speak(job[0], job[1], **job[2]), jobs))
-        out["espeak-ng"] = [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
-    return out
+        return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
+
+    makers: dict[str, Callable[[], list[torch.Tensor]]] = {
+        "clean": lambda: waves,
+        "8 kHz": lambda: [torchaudio.functional.resample(torchaudio.functional.resample(w, 16000, 8000), 8000, 16000) for w in waves],
+        "noise 10 dB": lambda: [noisy(w, 10.0) for w in waves],
+    }
+    makers.update({f"faint noise (-80 dBFS, draw {seed})": (lambda seed=seed: faint(seed)) for seed in range(3)})
+    for gain_db in (-40, -30, -20, -10, 10, 20):
+        name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
+        makers[name] = lambda gain_db=gain_db: [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
+    if espeak_available():
+        makers["espeak-ng"] = spoken
+    return {name: make() for name, make in makers.items() if wanted(name)}
 
 
 def main() -> None:
@@ -81,11 +90,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     wanted = (lambda name: any(name.startswith(p) for p in args.conditions)) if args.conditions else (lambda name: True)
 
-    utterances = an4_utterances(args.an4, "test") if args.split == "test" else an4_dev_split(args.an4)
+    utterances = an4_eval_split(args.an4, args.split)
     texts = [u.text for u in utterances]
     with tempfile.TemporaryDirectory() as tmp:
-        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), with_espeak=wanted("espeak-ng"))
-    sets = {name: waves for name, waves in sets.items() if wanted(name)}
+        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted)
     if not sets:
         parser.error(f"no condition starts with any of {args.conditions}")
     report = {}

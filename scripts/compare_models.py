@@ -19,7 +19,7 @@ import jiwer
 import numpy as np
 import torch
 
-from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances, load_waves
+from speechrnn.data import DEFAULT_AN4, an4_eval_split, load_waves
 from speechrnn.decoding import beam_search_for
 from speechrnn.model import load_model
 from speechrnn.transcribe import recognize
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    utterances = an4_dev_split(args.an4) if args.split == "dev" else an4_utterances(args.an4, "test")
+    utterances = an4_eval_split(args.an4, args.split)
     waves = load_waves(utterances)
     references = [u.text for u in utterances]
     n_words = np.array([len(text.split()) for text in references])

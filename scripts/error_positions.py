@@ -17,7 +17,7 @@ import json
 
 import jiwer
 
-from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
+from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import evaluate
 from speechrnn.model import load_model
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--an4", default=str(DEFAULT_AN4))
     parser.add_argument("--show", action="store_true", help="list the utterances whose first word is wrong")
     args = parser.parse_args()
-    utterances = an4_dev_split(args.an4) if args.split == "dev" else an4_utterances(args.an4, "test")
+    utterances = an4_eval_split(args.an4, args.split)
     model = load_model(args.model)
     result = evaluate(model, utterances, search=beam_search_for(model, args.lm))
     first = rest = n_rest = 0

@@ -145,6 +145,13 @@ def an4_dev_split(root: str | os.PathLike, n_dev_speakers: int = AN4_DEV_SPEAKER
     return speaker_split(an4_utterances(root, "train"), n_dev_speakers, seed=0)[1]
 
 
+def an4_eval_split(root: str | os.PathLike, split: str) -> list[Utterance]:
+    """What models are compared (``dev``: :func:`an4_dev_split`) or reported (``test``) on."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"evaluation split must be 'dev' or 'test', got {split!r}")
+    return an4_dev_split(root) if split == "dev" else an4_utterances(root, "test")
+
+
 def an4_train_split(root: str | os.PathLike, n_dev_speakers: int = AN4_DEV_SPEAKERS) -> list[Utterance]:
     """What recipes/an4 trains on (and builds its LM from): AN4 train without the dev split."""
     return speaker_split(an4_utterances(root, "train"), n_dev_speakers, seed=0)[0]
@@ -260,14 +267,18 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) 
         wave = AF.resample(AF.resample(wave, 2, 1), 1, 2)[: wave.shape[0]]
     wave = wave * 10 ** (rng.uniform(*config.gain_db) / 20)
     if config.dither_db is not None:
-        dither = torch.randn(wave.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+        dither = _white_noise(wave, rng)
         wave = wave + dither * 10 ** (rng.uniform(*config.dither_db) / 20)
     if rng.random() < config.noise_prob:
         power = wave.pow(2).mean().clamp(min=1e-10)
         snr = 10 ** (rng.uniform(*config.snr_db) / 10)
-        noise = torch.randn(wave.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
-        wave = wave + noise * (power / snr).sqrt()
+        wave = wave + _white_noise(wave, rng) * (power / snr).sqrt()
     return wave.clamp(-1.0, 1.0)
+
+
+def _white_noise(like: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """Unit-variance Gaussian noise shaped as ``like``, seeded from ``rng`` (one draw of it)."""
+    return torch.randn(like.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
 
 
 # SpecAugment is written here rather than taken from torchaudio's FrequencyMasking/TimeMasking:
