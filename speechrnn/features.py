@@ -34,6 +34,14 @@ class FrontendConfig:
     # Causal level normalisation (0: off): each frame's log-mel energies are taken relative to the
     # loudest frame so far, whose level falls by this many dB per second (see Frontend.track_level).
     level_decay_db: float = 0.0
+    # With level tracking: the running level before a signal's first frame, in dB of a frame's
+    # total mel power (10 log10 of the sum of its mel energies; see Frontend.frame_level_db), as
+    # if a frame that loud had come just before (None: the first frame starts the running level).
+    # Near the training speech's peak level, the first sounds after a quiet lead-in are taken
+    # relative to a speech level, as later sounds are, rather than each new loudest frame
+    # relative to itself, which made a weak onset ("y" of "yes", "h" of "help") look as loud
+    # as the vowel after it.
+    level_start_db: float | None = None
     # Whole-utterance mean normalisation (whole-input models only): each mel channel's mean over
     # the utterance's frames is subtracted from its log energies before the global statistics,
     # removing a fixed channel response (microphone, telephone band, gain) from the input.
@@ -50,6 +58,8 @@ class FrontendConfig:
             raise ValueError(f"level_decay_db must be >= 0, got {self.level_decay_db}")
         if self.utterance_cmn and self.level_decay_db:
             raise ValueError("utterance_cmn and level_decay_db are alternatives: set one")
+        if self.level_start_db is not None and not self.level_decay_db:
+            raise ValueError("level_start_db needs level tracking (level_decay_db > 0)")
 
     @property
     def n_features(self) -> int:
@@ -130,6 +140,9 @@ class Frontend(nn.Module):
         window that reaches ahead of them, which a stream cannot see, and a chunked stream
         would keep and re-sum the window's frames every chunk; this needs one number per stream.
 
+        With ``config.level_start_db`` set, a signal's running level starts from that level,
+        as if a frame so loud had come just before its first frame.
+
         Args:
             log_mel: ``(B, T, n_mels)`` from :meth:`mel_energies`.
             peak: ``(B,)`` float64 running maximum carried from the frames before ``start``
@@ -145,6 +158,9 @@ class Frontend(nn.Module):
             return log_mel, peak
         # dB per second -> natural-log power units per frame.
         decay = config.level_decay_db * config.hop_length / config.sample_rate * math.log(10) / 10
+        if peak is None and config.level_start_db is not None:
+            start_level = config.level_start_db * math.log(10) / 10 + decay * (start - 1)
+            peak = torch.full(log_mel.shape[:-2], start_level, dtype=torch.float64, device=log_mel.device)
         if log_mel.device.type == "cpu" and not log_mel.requires_grad:
             return _track_level_numpy(log_mel, peak, start, decay)
         frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
@@ -154,6 +170,11 @@ class Frontend(nn.Module):
         running = torch.cummax(lifted, dim=1).values[:, -log_mel.shape[-2] :]
         level = running - decay * frame
         return log_mel - level[..., None].to(log_mel.dtype), running[:, -1]
+
+    def frame_level_db(self, waves: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` samples -> ``(B, T)`` each frame's level as level tracking measures it, in dB
+        (10 log10 of the sum of its mel energies, the log's fixed offset included)."""
+        return torch.logsumexp(self.mel_energies(waves).double(), dim=-1) * (10 / math.log(10))
 
     def subtract_utterance_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """``(B, T, n_mels)`` log-mel frames less each row's per-channel mean over its ``feat_lens``

@@ -92,11 +92,13 @@ def test_level_normalisation_undoes_a_gain_within_its_range(tone):
     assert float(speech_level_db(quiet, lens[:1], config)[0]) == pytest.approx(levels[0] - 30, abs=1e-3)
 
 
+@pytest.mark.parametrize("start_db", [None, 60.0], ids=["no-start-level", "start-level"])
 @pytest.mark.parametrize("through", ["numpy", "torch"])
-def test_level_tracking_divides_by_the_decaying_peak(through):
-    """Against the rule written as a loop: frame t minus max over s <= t of (level_s - decay * (t - s)).
+def test_level_tracking_divides_by_the_decaying_peak(through, start_db):
+    """Against the rule written as a loop: frame t minus max over s <= t of (level_s - decay * (t - s)),
+    with a start level as a frame s = -1 of that level (in dB).
     On the CPU it runs in NumPy; a tensor that requires grad (as on a GPU) takes the torch path."""
-    config = FrontendConfig(level_decay_db=10.0)
+    config = FrontendConfig(level_decay_db=10.0, level_start_db=start_db)
     decay = 10.0 * config.hop_length / config.sample_rate * np.log(10) / 10
     torch.manual_seed(0)
     log_mel = torch.randn(2, 50, config.n_mels) * 3
@@ -109,11 +111,40 @@ def test_level_tracking_divides_by_the_decaying_peak(through):
     second, _ = track(log_mel[:, 23:], peak.detach(), 23)  # in two chunks, the peak carried
     torch.testing.assert_close(torch.cat([first, second], dim=1).detach(), out, atol=0, rtol=0)
     levels = torch.logsumexp(log_mel.double(), -1)
+    start = [] if start_db is None else [(start_db * np.log(10) / 10, -1)]
     for b in range(2):
         for t in range(50):
-            running = max(float(levels[b, s]) - decay * (t - s) for s in range(t + 1))
+            running = max(level - decay * (t - s) for level, s in start + [(float(levels[b, s]), s) for s in range(t + 1)])
             torch.testing.assert_close(out[b, t], log_mel[b, t] - running, atol=1e-5, rtol=0)
-    assert float(out[0, 10].logsumexp(-1)) == pytest.approx(0.0, abs=1e-5)
+    assert float(out[0, 10].logsumexp(-1)) == pytest.approx(0.0, abs=1e-5)  # (louder than the start level)
+    if start_db is not None:  # the start level decides the first frames (their levels are near 40 dB)
+        assert float(out[1, 0].logsumexp(-1)) == pytest.approx(float(levels[1, 0]) - (start_db * np.log(10) / 10 - decay), abs=1e-5)
+
+
+def test_a_start_level_keeps_a_weak_onset_below_the_loud_sound_after_it(tone):
+    """Quiet noise, a faint onset (-20 dB) and a loud tone: tracked from the first frame, each
+    new loudest frame is its own level, so the onset reads as loud as the tone (0 dB); from a
+    start level near the tone's, it stays about 20 dB below it (less the start level's fall), as
+    without tracking."""
+    rng = np.random.default_rng(3)
+    wave = 1e-4 * rng.standard_normal(len(tone)).astype(np.float32)
+    onset, loud = slice(4000, 5600), slice(5600, len(tone))
+    wave[onset] += 0.1 * tone[onset]
+    wave[loud] += tone[loud]
+    waves = torch.from_numpy(wave)[None]
+    plain = Frontend(FrontendConfig())
+    tone_db = float(plain.frame_level_db(waves)[0, 60:].median())
+    frame = 30  # within the onset (frames 25..34), its window past the onset's start
+
+    def onset_db(config: FrontendConfig) -> float:
+        frontend = Frontend(config)
+        return float(frontend.log_mel(waves)[0, frame].logsumexp(-1)) * 10 / np.log(10)
+
+    assert onset_db(FrontendConfig(level_decay_db=10.0)) == pytest.approx(0.0, abs=0.5)
+    fallen = 10.0 * (frame + 1) * 160 / 16000  # dB the start level has fallen by then (10 dB/s)
+    assert onset_db(FrontendConfig(level_decay_db=10.0, level_start_db=tone_db)) == pytest.approx(-20.0 + fallen, abs=1.0)
+    with pytest.raises(ValueError, match="level tracking"):
+        FrontendConfig(level_start_db=20.0)
 
 
 def test_level_tracking_makes_features_independent_of_gain(tone):

@@ -26,11 +26,16 @@ from speechrnn.streaming import (
 TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False)
 
 
-@pytest.fixture(scope="module", params=[(0, 0.0), (2, 0.0), (2, 10.0)], ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking"])
+@pytest.fixture(
+    scope="module",
+    params=[(0, 0.0, None), (2, 0.0, None), (2, 10.0, None), (2, 10.0, 20.0)],
+    ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level"],
+)
 def model(request):
     torch.manual_seed(0)
-    lookahead, level_decay_db = request.param
-    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=FrontendConfig(level_decay_db=level_decay_db), **TINY)).eval()
+    lookahead, level_decay_db, level_start_db = request.param
+    frontend = FrontendConfig(level_decay_db=level_decay_db, level_start_db=level_start_db)
+    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)
     with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it
