@@ -1,14 +1,16 @@
 """Where in an utterance a model's word errors fall: its first word against the rest.
 
 Usage:
-    .venv/bin/python scripts/error_positions.py [--model offline] [--split test|dev] [--lm default|none]
+    .venv/bin/python scripts/error_positions.py [--model offline] [--split test|dev|train] [--lm default|none]
         [--an4 ../shared/data/an4] [--show]
 
 Decodes the AN4 split, aligns each transcript with its reference (jiwer) and charges every
 error to a reference word: a substitution or deletion to the word it replaces or drops, an
 insertion to the reference word it comes before (the last one after the end). Prints the error
 rate of the utterances' first words and of all later words (errors per reference word, in
-percent); ``--show`` also lists the utterances whose first word is wrong.
+percent); ``--show`` also lists the utterances whose first word is wrong. ``--split train``
+reads the recipe's own training utterances (AN4 train less dev): what a model fails to learn
+rather than what it fails to generalise to.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import json
 
 import jiwer
 
-from speechrnn.data import DEFAULT_AN4, an4_eval_split
+from speechrnn.data import DEFAULT_AN4, an4_eval_split, an4_train_split
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import evaluate
 from speechrnn.model import load_model
@@ -41,12 +43,12 @@ def errors_by_position(reference: str, hypothesis: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="offline")
-    parser.add_argument("--split", choices=["test", "dev"], default="test")
+    parser.add_argument("--split", choices=["test", "dev", "train"], default="test")
     parser.add_argument("--lm", default="default", help="'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--an4", default=str(DEFAULT_AN4))
     parser.add_argument("--show", action="store_true", help="list the utterances whose first word is wrong")
     args = parser.parse_args()
-    utterances = an4_eval_split(args.an4, args.split)
+    utterances = an4_train_split(args.an4) if args.split == "train" else an4_eval_split(args.an4, args.split)
     model = load_model(args.model)
     result = evaluate(model, utterances, search=beam_search_for(model, args.lm))
     first = rest = n_rest = 0

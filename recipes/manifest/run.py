@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     model.add_argument("--dropout", type=float, default=None, help="dropout between RNN layers (default: 0.25, streaming 0.15)")
     model.add_argument("--lookahead", type=int, default=None, help="look-ahead output frames of a streaming model, 20 ms each (default: 4)")
+    model.add_argument(
+        "--level-start-db", type=float, default=None,
+        help="a streaming model's level tracking starts from this level, in dB of a frame's total mel power (recipes/an4 uses 24, AN4 train's median peak; default: off, the first frame starts it)",
+    )
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=30)
     training.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="utterances per batch and process (default: %(default)s)")
@@ -112,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def model_config(args: argparse.Namespace) -> ModelConfig:
     streaming = args.streaming
     return ModelConfig(
-        frontend=FrontendConfig(kind=args.features, level_decay_db=10.0 if streaming else 0.0),
+        frontend=FrontendConfig(kind=args.features, level_decay_db=10.0 if streaming else 0.0, level_start_db=args.level_start_db if streaming else None),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
         n_hidden=args.hidden,
