@@ -40,7 +40,8 @@ class FrontendConfig:
     # Near the training speech's peak level, the first sounds after a quiet lead-in are taken
     # relative to a speech level, as later sounds are, rather than each new loudest frame
     # relative to itself, which made a weak onset ("y" of "yes", "h" of "help") look as loud
-    # as the vowel after it.
+    # as the vowel after it. The cost: speech far quieter than the start level reads quiet
+    # until the running level has fallen to it (recipes/an4/RESULTS.md, session 22).
     level_start_db: float | None = None
     # Whole-utterance mean normalisation (whole-input models only): each mel channel's mean over
     # the utterance's frames is subtracted from its log energies before the global statistics,

@@ -88,3 +88,10 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
     else:
         assert search.rescorer is None
     assert evaluate(load_model(models / "toy.pt"), test, search=search).wer == pytest.approx(settings["an4_test"]["wer"], abs=0.01)
+    # --half decides the shipped weights outright, whatever dev says.
+    for half, flag in ((True, "yes"), (False, "no")):
+        result = run_recipe(an4_root, tmp_path, "--resume", "--half", flag, "--bundle", "--bundle-dir", str(models))
+        shipped = load_model(models / "toy.pt")
+        assert shipped.metadata["float16"] is half and f"shipping float{16 if half else 32}" in result.stderr
+        weights = torch.load(models / "toy.pt", weights_only=True)
+        assert any(t.dtype == torch.float16 for t in weights["state_dict"].values()) is half, flag

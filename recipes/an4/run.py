@@ -234,7 +234,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--level-start-db", type=float, default=None,
-        help="with level tracking: the running level before the first frame, in dB of a frame's total mel power (AN4 train's median peak: 24; default: off, the first frame starts it)",
+        help="with level tracking: the running level before the first frame, in dB of a frame's total mel power (AN4 train's median loudest frame: 24; default: off, the first frame starts it)",
     )
     parser.add_argument(
         "--utterance-cmn", action="store_true",
@@ -276,7 +276,11 @@ def main() -> None:
     parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
-    parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if it reads dev as float32 does)")
+    parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if it reads dev as float32 does; see --half)")
+    parser.add_argument(
+        "--half", choices=("auto", "yes", "no"), default="auto",
+        help="--bundle ships float16 weights: 'auto' when they read dev greedy as the float32 ones do (the same WER, a CER no higher), or always / never (default: %(default)s)",
+    )
     parser.add_argument("--bundle-dir", type=Path, default=BUNDLED_DIR, help="where --bundle writes NAME.pt, its LM and NAME.lm.json (default: the package's models folder)")
     parser.add_argument("--lm-order", type=int, nargs="+", default=[2, 3, 4, 5], help="n-gram orders of the word LM to tune on dev, the best kept (default: %(default)s; 0: no LM step)")
     parser.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune on dev with each LM (default: %(default)s)")
@@ -357,14 +361,15 @@ def main() -> None:
     model = load_model(best)
     if args.bundle:
         # Ship float16 weights when they read dev as the float32 ones do (the same WER, a CER no
-        # higher), else float32: half the file, and on the CPU inference then runs float16-weight
-        # kernels. Decided on dev, as the model was; the figures stored with the file (and quoted
-        # in the README) are the shipped file's.
+        # higher), else float32 (or as --half says): half the file, and on the CPU inference then
+        # runs float16-weight kernels. Decided on dev, as the model was; the figures stored with
+        # the file (and quoted in the README) are the shipped file's.
         args.bundle_dir.mkdir(parents=True, exist_ok=True)
         target = args.bundle_dir / f"{args.name}.pt"
         save_model(target, model, half=True, metadata=model.metadata)
         half_dev = evaluate_sets(target, {"dev": dev})["dev"]
-        half = half_dev["wer"] == results["dev"]["wer"] and half_dev["cer"] <= results["dev"]["cer"]
+        half = args.half == "yes" or (args.half == "auto" and half_dev["wer"] == results["dev"]["wer"] and half_dev["cer"] <= results["dev"]["cer"])
+        print(f"dev greedy, float16 weights: {half_dev['wer']:.2f}% WER, {half_dev['cer']:.2f}% CER; shipping float{16 if half else 32}", file=sys.stderr)
         if not half:
             save_model(target, model, half=False, metadata=model.metadata)
         shipped = evaluate_sets(target, {"test": test})["test"]
