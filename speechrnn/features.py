@@ -43,6 +43,11 @@ class FrontendConfig:
     # as the vowel after it. The cost: speech far quieter than the start level reads quiet
     # until the running level has fallen to it (recipes/an4/RESULTS.md, session 22).
     level_start_db: float | None = None
+    # With level_start_db: the start level is at most this many dB above the first frame's own
+    # level (None: no such bound), so a recording far quieter than the start level, whose
+    # lead-in is quieter too, starts near its own speech level (AN4's loudest frames are a
+    # median 43 dB above its first).
+    level_start_lead_db: float | None = None
     # Whole-utterance mean normalisation (whole-input models only): each mel channel's mean over
     # the utterance's frames is subtracted from its log energies before the global statistics,
     # removing a fixed channel response (microphone, telephone band, gain) from the input.
@@ -61,6 +66,8 @@ class FrontendConfig:
             raise ValueError("utterance_cmn and level_decay_db are alternatives: set one")
         if self.level_start_db is not None and not self.level_decay_db:
             raise ValueError("level_start_db needs level tracking (level_decay_db > 0)")
+        if self.level_start_lead_db is not None and self.level_start_db is None:
+            raise ValueError("level_start_lead_db bounds level_start_db: set that too")
 
     @property
     def n_features(self) -> int:
@@ -142,7 +149,8 @@ class Frontend(nn.Module):
         would keep and re-sum the window's frames every chunk; this needs one number per stream.
 
         With ``config.level_start_db`` set, a signal's running level starts from that level,
-        as if a frame so loud had come just before its first frame.
+        as if a frame so loud had come just before its first frame; with
+        ``config.level_start_lead_db`` too, from at most that many dB above the first frame.
 
         Args:
             log_mel: ``(B, T, n_mels)`` from :meth:`mel_energies`.
@@ -160,8 +168,11 @@ class Frontend(nn.Module):
         # dB per second -> natural-log power units per frame.
         decay = config.level_decay_db * config.hop_length / config.sample_rate * math.log(10) / 10
         if peak is None and config.level_start_db is not None:
-            start_level = config.level_start_db * math.log(10) / 10 + decay * (start - 1)
-            peak = torch.full(log_mel.shape[:-2], start_level, dtype=torch.float64, device=log_mel.device)
+            start_level = torch.full(log_mel.shape[:-2], config.level_start_db * math.log(10) / 10, dtype=torch.float64, device=log_mel.device)
+            if config.level_start_lead_db is not None:
+                first = torch.logsumexp(log_mel[..., 0, :].detach().double(), dim=-1)
+                start_level = torch.minimum(start_level, first + config.level_start_lead_db * math.log(10) / 10)
+            peak = start_level + decay * (start - 1)
         if log_mel.device.type == "cpu" and not log_mel.requires_grad:
             return _track_level_numpy(log_mel, peak, start, decay)
         frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)

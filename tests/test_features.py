@@ -147,6 +147,30 @@ def test_a_start_level_keeps_a_weak_onset_below_the_loud_sound_after_it(tone):
         FrontendConfig(level_start_db=20.0)
 
 
+def test_a_start_level_bounded_by_the_lead_in_follows_a_quiet_recording(tone):
+    """A fixed start level reads a recording 30 dB quieter 30 dB quieter (until the level falls
+    to it); bounded to a lead above the first frame, a recording whose start level comes from
+    that bound reads at the same level at any gain (short of the log's floor)."""
+    rng = np.random.default_rng(4)
+    wave = 3e-2 * rng.standard_normal(len(tone)).astype(np.float32)  # a lead-in well above the log's floor at -30 dB too
+    wave[4000:] += tone[4000:]
+    waves = torch.from_numpy(wave)[None]
+    quiet = waves * 10 ** (-30 / 20)
+    first_db = float(Frontend(FrontendConfig()).frame_level_db(waves)[0, 0])
+    fixed = Frontend(FrontendConfig(level_decay_db=10.0, level_start_db=first_db + 70.0))
+    bounded = Frontend(FrontendConfig(level_decay_db=10.0, level_start_db=first_db + 70.0, level_start_lead_db=55.0))
+    speech = slice(30, 50)  # the tone's first frames, while the start level still decides
+    assert (fixed.log_mel(waves)[0, speech] - fixed.log_mel(quiet)[0, speech]).mean() == pytest.approx(30 * np.log(10) / 10, abs=0.1)
+    # Frame levels (bins near the log's floor differ at -30 dB whatever the tracking does),
+    # read against the start level, below the tone's own.
+    levels = bounded.log_mel(waves)[0].logsumexp(-1) * 10 / np.log(10)
+    assert levels[speech].max() < -3.0
+    torch.testing.assert_close(bounded.log_mel(quiet)[0, speech].logsumexp(-1), bounded.log_mel(waves)[0, speech].logsumexp(-1), atol=0.01, rtol=0)
+    assert float(levels[0]) == pytest.approx(-55.0 + 10.0 * 160 / 16000, abs=1e-3)  # less one frame's fall
+    with pytest.raises(ValueError, match="level_start_db"):
+        FrontendConfig(level_decay_db=10.0, level_start_lead_db=40.0)
+
+
 def test_level_tracking_makes_features_independent_of_gain(tone):
     noisy = tone + 0.05 * np.random.default_rng(1).standard_normal(len(tone)).astype(np.float32)
     waves = torch.from_numpy(noisy)[None]

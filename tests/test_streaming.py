@@ -28,13 +28,13 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False
 
 @pytest.fixture(
     scope="module",
-    params=[(0, 0.0, None), (2, 0.0, None), (2, 10.0, None), (2, 10.0, 20.0)],
-    ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level"],
+    params=[(0, 0.0, None, None), (2, 0.0, None, None), (2, 10.0, None, None), (2, 10.0, 20.0, None), (2, 10.0, 20.0, 30.0)],
+    ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level", "lookahead-2-level-tracking-start-level-lead"],
 )
 def model(request):
     torch.manual_seed(0)
-    lookahead, level_decay_db, level_start_db = request.param
-    frontend = FrontendConfig(level_decay_db=level_decay_db, level_start_db=level_start_db)
+    lookahead, level_decay_db, level_start_db, level_start_lead_db = request.param
+    frontend = FrontendConfig(level_decay_db=level_decay_db, level_start_db=level_start_db, level_start_lead_db=level_start_lead_db)
     model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)

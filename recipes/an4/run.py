@@ -237,6 +237,10 @@ def main() -> None:
         help="with level tracking: the running level before the first frame, in dB of a frame's total mel power (AN4 train's median loudest frame: 24; default: off, the first frame starts it)",
     )
     parser.add_argument(
+        "--level-start-lead-db", type=float, default=None,
+        help="with --level-start-db: start at most this many dB above the first frame's level, so a quiet recording starts near its own level (AN4: 43; default: no bound)",
+    )
+    parser.add_argument(
         "--utterance-cmn", action="store_true",
         help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)",
     )
@@ -304,7 +308,14 @@ def main() -> None:
     print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
 
     config = ModelConfig(
-        frontend=FrontendConfig(n_mfcc=args.n_mfcc, kind=args.features, level_decay_db=args.level_decay_db, level_start_db=args.level_start_db, utterance_cmn=args.utterance_cmn),
+        frontend=FrontendConfig(
+            n_mfcc=args.n_mfcc,
+            kind=args.features,
+            level_decay_db=args.level_decay_db,
+            level_start_db=args.level_start_db,
+            level_start_lead_db=args.level_start_lead_db,
+            utterance_cmn=args.utterance_cmn,
+        ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
         n_hidden=args.hidden,

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--level-start-db", type=float, default=None,
         help="a streaming model's level tracking starts from this level, in dB of a frame's total mel power (recipes/an4 uses 24, AN4 train's median peak; default: off, the first frame starts it)",
     )
+    model.add_argument(
+        "--level-start-lead-db", type=float, default=None,
+        help="with --level-start-db: start at most this many dB above the first frame's level (default: no bound)",
+    )
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=30)
     training.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="utterances per batch and process (default: %(default)s)")
@@ -116,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 def model_config(args: argparse.Namespace) -> ModelConfig:
     streaming = args.streaming
     return ModelConfig(
-        frontend=FrontendConfig(kind=args.features, level_decay_db=10.0 if streaming else 0.0, level_start_db=args.level_start_db if streaming else None),
+        frontend=FrontendConfig(
+            kind=args.features,
+            level_decay_db=10.0 if streaming else 0.0,
+            level_start_db=args.level_start_db if streaming else None,
+            level_start_lead_db=args.level_start_lead_db if streaming else None,
+        ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
         n_hidden=args.hidden,
