@@ -19,6 +19,8 @@ from torch import nn
 
 from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 
+NATS_PER_DB = math.log(10) / 10  # natural-log power units in one decibel
+
 
 @dataclass(frozen=True)
 class FrontendConfig:
@@ -45,8 +47,8 @@ class FrontendConfig:
     level_start_db: float | None = None
     # With level_start_db: the start level is at most this many dB above the first frame's own
     # level (None: no such bound), so a recording far quieter than the start level, whose
-    # lead-in is quieter too, starts near its own speech level (AN4's loudest frames are a
-    # median 43 dB above its first).
+    # lead-in is quieter too, starts near its own speech level (AN4 train's loudest frames are a
+    # median 43.5 dB above its first: scripts/level_stats.py).
     level_start_lead_db: float | None = None
     # Whole-utterance mean normalisation (whole-input models only): each mel channel's mean over
     # the utterance's frames is subtracted from its log energies before the global statistics,
@@ -80,6 +82,12 @@ def num_frames(n_samples: torch.Tensor | int, config: FrontendConfig) -> torch.T
     if isinstance(n_samples, torch.Tensor):
         return torch.clamp((n_samples - config.n_fft) // config.hop_length + 1, min=0)
     return max(0, (n_samples - config.n_fft) // config.hop_length + 1)
+
+
+def frame_levels(log_mel: torch.Tensor) -> torch.Tensor:
+    """``(..., T, n_mels)`` log-mel energies -> ``(..., T)`` float64 frame levels: the log of each
+    frame's total mel power, what level tracking measures."""
+    return torch.logsumexp(log_mel.double(), dim=-1)
 
 
 class Frontend(nn.Module):
@@ -166,17 +174,17 @@ class Frontend(nn.Module):
         if not config.level_decay_db or log_mel.shape[-2] == 0:
             return log_mel, peak
         # dB per second -> natural-log power units per frame.
-        decay = config.level_decay_db * config.hop_length / config.sample_rate * math.log(10) / 10
+        decay = config.level_decay_db * config.hop_length / config.sample_rate * NATS_PER_DB
         if peak is None and config.level_start_db is not None:
-            start_level = torch.full(log_mel.shape[:-2], config.level_start_db * math.log(10) / 10, dtype=torch.float64, device=log_mel.device)
+            start_level = torch.full(log_mel.shape[:-2], config.level_start_db * NATS_PER_DB, dtype=torch.float64, device=log_mel.device)
             if config.level_start_lead_db is not None:
-                first = torch.logsumexp(log_mel[..., 0, :].detach().double(), dim=-1)
-                start_level = torch.minimum(start_level, first + config.level_start_lead_db * math.log(10) / 10)
+                first = frame_levels(log_mel[..., :1, :])[..., 0]
+                start_level = torch.minimum(start_level, first + config.level_start_lead_db * NATS_PER_DB)
             peak = start_level + decay * (start - 1)
         if log_mel.device.type == "cpu" and not log_mel.requires_grad:
             return _track_level_numpy(log_mel, peak, start, decay)
         frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
-        lifted = torch.logsumexp(log_mel.double(), dim=-1) + decay * frame  # (B, T)
+        lifted = frame_levels(log_mel) + decay * frame  # (B, T)
         if peak is not None:
             lifted = torch.cat([peak[:, None], lifted], dim=1)
         running = torch.cummax(lifted, dim=1).values[:, -log_mel.shape[-2] :]
@@ -186,7 +194,7 @@ class Frontend(nn.Module):
     def frame_level_db(self, waves: torch.Tensor) -> torch.Tensor:
         """``(B, N)`` samples -> ``(B, T)`` each frame's level as level tracking measures it, in dB
         (10 log10 of the sum of its mel energies, the log's fixed offset included)."""
-        return torch.logsumexp(self.mel_energies(waves).double(), dim=-1) * (10 / math.log(10))
+        return frame_levels(self.mel_energies(waves)) / NATS_PER_DB
 
     def subtract_utterance_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """``(B, T, n_mels)`` log-mel frames less each row's per-channel mean over its ``feat_lens``

@@ -1,6 +1,7 @@
-"""The streaming benchmark's word-latency measurement (scripts/bench_streaming.py)."""
+"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, level_stats."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
@@ -67,3 +68,48 @@ def test_errors_are_charged_to_the_reference_words_they_touch():
     assert positions.errors_by_position("may second nineteen", "n six n nineteen") == [2, 1, 0]
     assert positions.errors_by_position("enter two", "enter two ten") == [0, 1]  # an insertion after the end: the last word
     assert positions.errors_by_position("enter two", "") == [1, 1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_set_frontend_changes_the_options_and_keeps_the_weights(tmp_path, monkeypatch, tone):
+    import torch
+
+    from speechrnn.features import FrontendConfig
+    from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
+
+    set_frontend = _script("set_frontend")
+    torch.manual_seed(0)
+    frontend = FrontendConfig(level_decay_db=10.0)
+    model = SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, bidirectional=False, frontend=frontend)).eval()
+    save_model(tmp_path / "a.pt", model, metadata={"epoch": 3})
+    monkeypatch.setattr("sys.argv", ["set_frontend.py", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "level_start_db=60", "level_start_lead_db=40"])
+    set_frontend.main()
+    changed = load_model(tmp_path / "b.pt")
+    assert changed.config == dataclasses.replace(model.config, frontend=dataclasses.replace(frontend, level_start_db=60, level_start_lead_db=40))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(changed.state_dict()[key], value, atol=0, rtol=0)
+    assert changed.metadata["epoch"] == 3 and changed.metadata["frontend_changed"] == {"level_start_db": 60, "level_start_lead_db": 40}
+    wave = torch.from_numpy(tone)[None]
+    n = torch.tensor([wave.shape[1]])
+    assert not torch.allclose(changed.features(wave, n)[0], model.features(wave, n)[0])  # the start level decides the tone's start
+    with pytest.raises(ValueError, match="level_start_db"):
+        set_frontend.with_frontend(model, level_start_lead_db=40)
+
+
+def test_level_stats_reads_the_loudest_and_the_first_frame(tone):
+    import torch
+
+    from speechrnn.features import Frontend, FrontendConfig
+
+    level_stats = _script("level_stats")
+    wave = np.concatenate([1e-3 * np.ones(4000, dtype=np.float32), tone]).astype(np.float32)
+    levels = Frontend(FrontendConfig()).frame_level_db(torch.from_numpy(wave)[None])[0]
+    loudest, first = level_stats.loudest_and_first(Frontend(FrontendConfig()), torch.from_numpy(wave))
+    assert (loudest, first) == (float(levels.max()), float(levels[0]))
+    assert loudest - first > 20  # the tone well above the quiet lead-in

@@ -234,11 +234,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--level-start-db", type=float, default=None,
-        help="with level tracking: the running level before the first frame, in dB of a frame's total mel power (AN4 train's median loudest frame: 24; default: off, the first frame starts it)",
+        help="with level tracking: the running level before the first frame, in dB of a frame's total mel power (AN4 train's median loudest frame, scripts/level_stats.py: 24; default: off, the first frame starts it)",
     )
     parser.add_argument(
         "--level-start-lead-db", type=float, default=None,
-        help="with --level-start-db: start at most this many dB above the first frame's level, so a quiet recording starts near its own level (AN4: 43; default: no bound)",
+        help="with --level-start-db: start at most this many dB above the first frame's level, so a quiet recording starts near its own level (AN4 train, scripts/level_stats.py: 43; default: no bound)",
     )
     parser.add_argument(
         "--utterance-cmn", action="store_true",
@@ -377,12 +377,14 @@ def main() -> None:
         # the file (and quoted in the README) are the shipped file's.
         args.bundle_dir.mkdir(parents=True, exist_ok=True)
         target = args.bundle_dir / f"{args.name}.pt"
-        save_model(target, model, half=True, metadata=model.metadata)
-        half_dev = evaluate_sets(target, {"dev": dev})["dev"]
-        half = args.half == "yes" or (args.half == "auto" and half_dev["wer"] == results["dev"]["wer"] and half_dev["cer"] <= results["dev"]["cer"])
-        print(f"dev greedy, float16 weights: {half_dev['wer']:.2f}% WER, {half_dev['cer']:.2f}% CER; shipping float{16 if half else 32}", file=sys.stderr)
-        if not half:
-            save_model(target, model, half=False, metadata=model.metadata)
+        half = args.half == "yes"
+        if args.half == "auto":
+            save_model(target, model, half=True, metadata=model.metadata)
+            half_dev = evaluate_sets(target, {"dev": dev})["dev"]
+            half = half_dev["wer"] == results["dev"]["wer"] and half_dev["cer"] <= results["dev"]["cer"]
+            print(f"dev greedy, float16 weights: {half_dev['wer']:.2f}% WER, {half_dev['cer']:.2f}% CER", file=sys.stderr)
+        print(f"shipping float{16 if half else 32}", file=sys.stderr)
+        save_model(target, model, half=half, metadata=model.metadata)
         shipped = evaluate_sets(target, {"test": test})["test"]
         info = {**model.metadata, "an4_test_wer": shipped["wer"], "an4_test_cer": shipped["cer"], "float16": half}
         if lm_info is not None:
