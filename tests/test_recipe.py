@@ -1,6 +1,7 @@
 """The AN4 recipe end to end at toy size: both stages, resume, results file."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +17,26 @@ from speechrnn.model import BUNDLED_DIR, load_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "an4" / "run.py"
 TOY = ["--hidden", "16", "--layers", "1", "--epochs", "1", "--robust-epochs", "1", "--synth-share", "0.02", "--lm-order", "0", "--threads", "1"]
+
+_spec = importlib.util.spec_from_file_location("an4_recipe", RECIPE)
+recipe = sys.modules["an4_recipe"] = importlib.util.module_from_spec(_spec)  # registered: its dataclasses look themselves up
+_spec.loader.exec_module(recipe)
+
+
+def test_recipe_defaults_follow_the_model_kind_and_can_be_turned_off():
+    """A streaming model's level tracking starts from the recipe's level with its lead bound;
+    'none' turns the start off (and its bound with it), and a bound alone is refused."""
+    streaming = recipe.parse_args(["--streaming"])
+    assert (streaming.level_decay_db, streaming.level_start_db, streaming.level_start_lead_db) == (10.0, 24.0, 43.0)
+    offline = recipe.parse_args([])
+    assert (offline.level_decay_db, offline.level_start_db, offline.level_start_lead_db) == (0.0, None, None)
+    unbounded = recipe.parse_args(["--streaming", "--level-start-lead-db", "none"])
+    assert (unbounded.level_start_db, unbounded.level_start_lead_db) == (24.0, None)
+    off = recipe.parse_args(["--streaming", "--level-start-db", "none"])
+    assert (off.level_start_db, off.level_start_lead_db) == (None, None)
+    assert recipe.parse_args(["--streaming", "--level-start-db", "30", "--level-start-lead-db", "35"]).level_start_lead_db == 35.0
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--streaming", "--level-start-db", "none", "--level-start-lead-db", "40"])
 
 
 def run_recipe(an4_root, tmp_path, *extra):
