@@ -205,7 +205,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
 # Session 23: the level tracking starts from 24 dB (AN4 train's median loudest frame), at most
 # 43 dB above the first frame (its median lead; scripts/level_stats.py), so a weak first sound
 # after a quiet lead-in is no longer read as loud as the vowel after it (AN4 dev 21.90% greedy
-# against 22.80%, 14.45% with the LM against 15.58%; first words 34% wrong against 47%).
+# against 22.80%, 14.45% with the LM against 15.58%; first words 30% wrong against 47%).
 STREAMING_DEFAULTS = {
     "epochs": 120, "robust_epochs": 20, "dropout": 0.15, "gain_db": (-30.0, 15.0), "lookahead": 4, "level_decay_db": 10.0,
     "level_start_db": 24.0, "level_start_lead_db": 43.0, "concat_prob": 0.4,
