@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechrnn.data import an4_utterances
+from speechrnn.data import AugmentConfig, an4_utterances
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, load_model
@@ -37,6 +37,15 @@ def test_recipe_defaults_follow_the_model_kind_and_can_be_turned_off():
     assert recipe.parse_args(["--streaming", "--level-start-db", "30", "--level-start-lead-db", "35"]).level_start_lead_db == 35.0
     with pytest.raises(SystemExit):
         recipe.parse_args(["--streaming", "--level-start-db", "none", "--level-start-lead-db", "40"])
+
+
+def test_spec_augment_widths_reach_both_stages_augmentation():
+    default = recipe.robust_augment(recipe.parse_args([]))
+    assert (default.max_freq_width, default.max_time_width) == (AugmentConfig.max_freq_width, AugmentConfig.max_time_width)
+    wide = recipe.robust_augment(recipe.parse_args(["--freq-mask-width", "27", "--time-mask-width", "40"]))
+    assert (wide.max_freq_width, wide.max_time_width) == (27, 40)
+    quiet = recipe.robust_augment(recipe.parse_args(["--no-level-augment", "--freq-mask-width", "20"]))
+    assert (quiet.gain_db, quiet.noise_prob, quiet.max_freq_width) == ((0.0, 0.0), 0.0, 20)
 
 
 def run_recipe(an4_root, tmp_path, *extra):

@@ -230,6 +230,18 @@ def float_or_none(text: str) -> float | str:
     return text if text == "none" else float(text)
 
 
+def robust_augment(args: argparse.Namespace) -> AugmentConfig:
+    """The robust stage's (or a one-stage run's) augmentation; the clean stage keeps its speed
+    perturbation, SpecAugment, joined examples and dither."""
+    robust = AugmentConfig(
+        noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
+        dither_db=tuple(args.dither_db) if args.dither_db else None, max_freq_width=args.freq_mask_width, max_time_width=args.time_mask_width,
+    )
+    if args.no_level_augment:
+        robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
+    return robust
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with the recipe's defaults for the model kind filled in."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -275,6 +287,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concat-prob", type=float, default=None,
         help=f"share of robust-stage examples made of 2-3 utterances in a row (default: {OFFLINE_DEFAULTS['concat_prob']}, streaming {STREAMING_DEFAULTS['concat_prob']})",
     )
+    parser.add_argument("--freq-mask-width", type=int, default=AugmentConfig.max_freq_width, help="SpecAugment: widest frequency mask, mel bins, both stages (default: %(default)s)")
+    parser.add_argument("--time-mask-width", type=int, default=AugmentConfig.max_time_width, help="SpecAugment: widest time mask, 10 ms frames, both stages (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: {OFFLINE_DEFAULTS['epochs']}, streaming {STREAMING_DEFAULTS['epochs']})")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
@@ -352,12 +366,7 @@ def main() -> None:
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
     )
-    robust = AugmentConfig(
-        noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
-        dither_db=tuple(args.dither_db) if args.dither_db else None,
-    )
-    if args.no_level_augment:
-        robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
+    robust = robust_augment(args)
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
     if args.robust_epochs > 0:
