@@ -143,6 +143,7 @@ class SpeechModel(nn.Module):
         feats: torch.Tensor,
         feat_lens: torch.Tensor,
         hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+        inter_layer: int = 0,
     ):
         """CTC log-probabilities of a padded batch.
 
@@ -151,16 +152,24 @@ class SpeechModel(nn.Module):
             feat_lens: ``(B,)`` valid frames per row.
             hidden: initial RNN state ``(n_layers * directions, B, H)`` (a pair for LSTM),
                 or None for zeros.
+            inter_layer: if > 0 (GRU only, no ``hidden``), also return the log-probabilities
+                the CTC head gives the output of the first ``inter_layer`` RNN layers, for an
+                intermediate CTC loss in training (the head is shared: no extra weights).
 
         Returns:
-            ``(B, U, V)`` log-probabilities, ``(B,)`` valid output frames.
+            ``(B, U, V)`` log-probabilities, ``(B,)`` valid output frames (and the intermediate
+            ``(B, U, V)`` log-probabilities when ``inter_layer`` is set).
         """
+        if inter_layer and not (0 < inter_layer < self.config.n_layers and self.config.rnn_type == "gru" and hidden is None):
+            raise ValueError(f"inter_layer needs a GRU of more than {inter_layer} layers and no initial state (n_layers {self.config.n_layers}, {self.config.rnn_type})")
         x, out_lens = self.stack_frames(feats, feat_lens)
         if x.shape[1] == 0:
-            return x.new_zeros(x.shape[0], 0, len(self.config.vocab)), out_lens
+            empty = x.new_zeros(x.shape[0], 0, len(self.config.vocab))
+            return (empty, out_lens, empty) if inter_layer else (empty, out_lens)
         x = self.proj(x)
-        if self.training and hidden is None and self.config.rnn_type == "gru" and x.device.type == "cpu":
-            x = self._gru_padded(x, out_lens)
+        inter = None
+        if inter_layer or (self.training and hidden is None and self.config.rnn_type == "gru" and x.device.type == "cpu"):
+            x, inter = self._gru_padded(x, out_lens, keep_layer=inter_layer)
         else:
             lens = torch.clamp(out_lens, min=1).cpu()  # packing rejects empty rows; they are masked out below
             packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
@@ -172,6 +181,8 @@ class SpeechModel(nn.Module):
             # Frames past the end are zeros, as a stream's last frames see at finalisation.
             x = self.mix_lookahead(nn.functional.pad(x, (0, 0, 0, self.config.lookahead)))
         log_probs = self.head(self.dropout(x)).log_softmax(dim=-1)
+        if inter_layer:
+            return log_probs, out_lens, self.head(self.dropout(inter)).log_softmax(dim=-1)
         return log_probs, out_lens
 
     def mix_lookahead(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,9 +199,10 @@ class SpeechModel(nn.Module):
             out = out + x[:, k : k + n] * weight[:, k]
         return out
 
-    def _gru_padded(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    def _gru_padded(self, x: torch.Tensor, lens: torch.Tensor, keep_layer: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The GRU stack on a padded ``(B, U, n_proj)`` batch, equal on every valid frame to the
-        packed-sequence computation, and zero past each row's length.
+        packed-sequence computation, and zero past each row's length; with ``keep_layer`` > 0
+        also the output of the first ``keep_layer`` layers (before dropout), else None.
 
         Used in training on the CPU, where PyTorch's GRU runs forward and backward on a padded
         batch through its fused kernels about 1.3x faster than on a packed one (inference alone
@@ -206,6 +218,7 @@ class SpeechModel(nn.Module):
         valid = t < lens  # (B, U)
         reverse = torch.where(valid, lens - 1 - t, t)[..., None]  # flips each row within its length
         directions = ("", "_reverse") if self.config.bidirectional else ("",)
+        kept = None
         for layer in range(rnn.num_layers):
             outs = []
             for suffix in directions:
@@ -219,9 +232,11 @@ class SpeechModel(nn.Module):
                     out = torch._VF.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)[0]
                 outs.append(out)
             x = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+            if layer + 1 == keep_layer:
+                kept = x * valid[..., None]
             if layer < rnn.num_layers - 1:
                 x = nn.functional.dropout(x, rnn.dropout, self.training)
-        return x * valid[..., None]
+        return x * valid[..., None], kept
 
     @property
     def n_params(self) -> int:

@@ -48,6 +48,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2  # CPU threads per process
     average_epochs: int = 0  # with keep="last": the model file averages the weights of the last N epochs
+    # Intermediate CTC (a regulariser): the loss is (1 - w) * CTC(output) + w * CTC(the shared
+    # head on the output of the first inter_ctc_layer RNN layers); GRU models only. 0: off.
+    inter_ctc_weight: float = 0.0
+    inter_ctc_layer: int = 0
 
 
 # Training audio up to this many hours is read into memory before training (about 0.2 GB an
@@ -147,6 +151,11 @@ def augmented_batch(
     return torch.stack(rows), feat_lens.to(device)
 
 
+def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor, blank: int) -> torch.Tensor:
+    """Mean CTC loss of a ``(B, U, V)`` batch against concatenated ``targets``."""
+    return F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens.to(log_probs.device), target_lens, blank=blank, zero_infinity=True)
+
+
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -203,6 +212,8 @@ def train(
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    if config.inter_ctc_weight and not (0 < config.inter_ctc_weight < 1 and 0 < config.inter_ctc_layer < model_config.n_layers and model_config.rnn_type == "gru"):
+        raise ValueError(f"inter_ctc_weight needs 0 < weight < 1 and a GRU with more than inter_ctc_layer layers, got weight {config.inter_ctc_weight}, layer {config.inter_ctc_layer}, {model_config.n_layers} x {model_config.rnn_type}")
     if checkpoint_steps < 0:
         raise ValueError(f"checkpoint_steps must be >= 0, got {checkpoint_steps}")
     if config.average_epochs and (keep != "last" or not 0 < config.average_epochs <= config.epochs):
@@ -351,15 +362,16 @@ def train(
             last_readable = groups, waves
             feats, feat_lens = augmented_batch(model, waves, augment, rng)
             targets = [torch.tensor(model.tokenizer.encode(" ".join(train_set[i].text for i in g))) for g in groups]
-            log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
-            loss = F.ctc_loss(
-                log_probs.transpose(0, 1),
-                torch.cat(targets).to(device),
-                out_lens.to(device),
-                torch.tensor([len(t) for t in targets], device=device),
-                blank=model.tokenizer.blank,
-                zero_infinity=True,
-            )
+            target_lens = torch.tensor([len(t) for t in targets], device=device)
+            targets = torch.cat(targets).to(device)
+            blank = model.tokenizer.blank
+            if config.inter_ctc_weight:
+                log_probs, out_lens, inter_log_probs = ddp_model(feats.to(device), feat_lens.to(device), inter_layer=config.inter_ctc_layer)
+                w = config.inter_ctc_weight
+                loss = (1 - w) * ctc_loss(log_probs, out_lens, targets, target_lens, blank) + w * ctc_loss(inter_log_probs, out_lens, targets, target_lens, blank)
+            else:
+                log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
+                loss = ctc_loss(log_probs, out_lens, targets, target_lens, blank)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

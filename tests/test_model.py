@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -133,6 +135,28 @@ def test_padded_gru_path_equals_packed_sequences(bidirectional, lookahead):
     torch.testing.assert_close(fast, packed, atol=1e-5, rtol=1e-5)
     for a, b in zip(fast_grads, packed_grads):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_intermediate_log_probs_are_the_shared_head_on_the_lower_layers():
+    """``inter_layer`` leaves the output as it was and adds what the same head reads from the
+    lower layers: here a 1-layer model with the 2-layer model's first layer."""
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY, "n_layers": 2})
+    model = SpeechModel(config).eval()
+    lower = SpeechModel(dataclasses.replace(config, n_layers=1)).eval()
+    lower.load_state_dict({k: v for k, v in model.state_dict().items() if "_l1" not in k})
+    feats = torch.randn(2, 30, config.frontend.n_features)
+    feat_lens = torch.tensor([30, 17])
+    with torch.no_grad():
+        plain, plain_lens = model(feats, feat_lens)
+        log_probs, out_lens, inter = model(feats, feat_lens, inter_layer=1)
+        expected, _ = lower(feats, feat_lens)
+    valid = (torch.arange(plain.shape[1])[None] < plain_lens[:, None])[..., None]
+    torch.testing.assert_close(log_probs * valid, plain * valid, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(inter * valid, expected * valid, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(inter * valid, plain * valid)  # the layers differ, so the check can fail
+    with pytest.raises(ValueError, match="inter_layer"):
+        model(feats, feat_lens, inter_layer=2)
 
 
 def test_tiny_model_overfits_a_handful_of_utterances(speech_dir):

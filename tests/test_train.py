@@ -56,6 +56,20 @@ def test_fine_tuning_starts_from_the_given_model(tiny_set, tmp_path):
         train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "other", config, None, init_from=first)
 
 
+def test_intermediate_ctc_trains_other_weights_into_the_same_model_file(tiny_set, tmp_path):
+    two_layers = dataclasses.replace(TINY, n_layers=2)
+    config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
+    plain = load_model(train(two_layers, tiny_set, tiny_set[:2], tmp_path / "plain", config, None))
+    inter_config = dataclasses.replace(config, inter_ctc_weight=0.3, inter_ctc_layer=1)
+    inter = load_model(train(two_layers, tiny_set, tiny_set[:2], tmp_path / "inter", inter_config, None))
+    assert inter.config == plain.config and inter.state_dict().keys() == plain.state_dict().keys()
+    assert not torch.equal(inter.rnn.weight_ih_l0, plain.rnn.weight_ih_l0)  # the extra loss reached the lower layer
+    assert not torch.equal(inter.head.weight, plain.head.weight)
+    for weight, layer in ((1.0, 1), (0.3, 2), (0.3, 0)):
+        with pytest.raises(ValueError, match="inter_ctc_weight"):
+            train(two_layers, tiny_set, tiny_set[:2], tmp_path / "bad", dataclasses.replace(config, inter_ctc_weight=weight, inter_ctc_layer=layer), None)
+
+
 def test_keep_last_makes_the_last_epoch_the_model_file(tiny_set, tmp_path):
     config = TrainConfig(epochs=3, batch_size=2, warmup_steps=2, threads=1)
     path = train(TINY, tiny_set, tiny_set[:2], tmp_path, config, None)

@@ -300,6 +300,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
     parser.add_argument("--clean-mix", type=float, default=0.0, help="the model file mixes in this share of the clean stage's weights (default: %(default)s)")
     parser.add_argument("--average-epochs", type=int, default=0, help="the robust stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
+    parser.add_argument("--inter-ctc-weight", type=float, default=0.0, help="weight of an intermediate CTC loss on the lower RNN layers' output, both stages (default: %(default)s, off)")
+    parser.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
@@ -368,6 +370,8 @@ def main() -> None:
     )
     robust = robust_augment(args)
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+    if args.inter_ctc_weight:
+        schedule.update(inter_ctc_weight=args.inter_ctc_weight, inter_ctc_layer=args.layers - 1 if args.inter_ctc_layer is None else args.inter_ctc_layer)
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
     if args.robust_epochs > 0:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns
