@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
+    training.add_argument("--inter-ctc-weight", type=float, default=0.0, help="weight of an intermediate CTC loss on the lower RNN layers' output (default: %(default)s, off)")
+    training.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
     lm = parser.add_argument_group("language model")
     lm.add_argument("--lm-order", type=int, nargs="+", default=[3], help="n-gram orders to build from the training transcripts and tune on dev, the best kept (default: %(default)s; 0: no LM)")
     lm.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune (default: %(default)s)")
@@ -179,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     config = model_config(args)
     gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
     augment = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
+        inter_ctc_weight=args.inter_ctc_weight, inter_ctc_layer=(args.layers - 1 if args.inter_ctc_layer is None else args.inter_ctc_layer) if args.inter_ctc_weight else 0,
+    )
     if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
         exp.mkdir(parents=True, exist_ok=True)
         write_atomic(exp / "command.txt", " ".join([".venv/bin/python", "recipes/manifest/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
