@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=60.0, help="0 skips the long-stream check")
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
+    parser.add_argument("--rescore-weight", type=float, default=None, help="weight of the --rescore model (default: the tuned value, else 0.25)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam size of the LM search (default: the model's tuned one)")
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
@@ -239,7 +240,7 @@ def main() -> None:
         references = [h.words for h in recognize(load_model(args.reference), tensors)]
     step = 16000 * args.chunk_ms // 1000
 
-    search = beam_search_for(model, args.lm, rescore=args.rescore, beam_size=args.beam_size)
+    search = beam_search_for(model, args.lm, rescore=args.rescore, rescore_weight=args.rescore_weight, beam_size=args.beam_size)
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
     passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable) of each pass over the test set
     for _ in range(args.repeat):
