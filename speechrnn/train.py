@@ -151,6 +151,14 @@ def augmented_batch(
     return torch.stack(rows), feat_lens.to(device)
 
 
+def inter_ctc_options(weight: float, layer: int | None, n_layers: int) -> dict:
+    """The intermediate-CTC fields of a :class:`TrainConfig` for a recipe's options: below all
+    but the last of ``n_layers`` RNN layers unless ``layer`` says; none (off) for weight 0."""
+    if not weight:
+        return {}
+    return {"inter_ctc_weight": weight, "inter_ctc_layer": n_layers - 1 if layer is None else layer}
+
+
 def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor, blank: int) -> torch.Tensor:
     """Mean CTC loss of a ``(B, U, V)`` batch against concatenated ``targets``."""
     return F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens.to(log_probs.device), target_lens, blank=blank, zero_infinity=True)

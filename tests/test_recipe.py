@@ -39,6 +39,18 @@ def test_recipe_defaults_follow_the_model_kind_and_can_be_turned_off():
         recipe.parse_args(["--streaming", "--level-start-db", "none", "--level-start-lead-db", "40"])
 
 
+def test_intermediate_ctc_is_on_for_offline_models_of_two_or_more_layers():
+    """The offline recipe trains with an intermediate CTC loss of weight 0.3 below its last
+    layer; the streaming recipe and one-layer models (nothing below) without, unless asked."""
+    assert recipe.parse_args([]).inter_ctc_weight == 0.3
+    assert recipe.parse_args(["--streaming"]).inter_ctc_weight == 0.0
+    assert recipe.parse_args(["--layers", "1"]).inter_ctc_weight == 0.0
+    assert recipe.parse_args(["--inter-ctc-weight", "0"]).inter_ctc_weight == 0.0
+    assert recipe.inter_ctc_options(0.3, None, 3) == {"inter_ctc_weight": 0.3, "inter_ctc_layer": 2}
+    assert recipe.inter_ctc_options(0.3, 1, 3) == {"inter_ctc_weight": 0.3, "inter_ctc_layer": 1}
+    assert recipe.inter_ctc_options(0.0, 1, 3) == {}
+
+
 def test_spec_augment_widths_reach_both_stages_augmentation():
     default = recipe.robust_augment(recipe.parse_args([]))
     assert (default.max_freq_width, default.max_time_width) == (AugmentConfig.max_freq_width, AugmentConfig.max_time_width)

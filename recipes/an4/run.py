@@ -41,7 +41,7 @@ from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
-from speechrnn.train import TrainConfig, calibrate_level, mix_into, train, write_log
+from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, mix_into, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -379,9 +379,7 @@ def main() -> None:
         lookahead=args.lookahead,
     )
     robust = robust_augment(args)
-    schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed)
-    if args.inter_ctc_weight:
-        schedule.update(inter_ctc_weight=args.inter_ctc_weight, inter_ctc_layer=args.layers - 1 if args.inter_ctc_layer is None else args.inter_ctc_layer)
+    schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed, **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers))
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
     if args.robust_epochs > 0:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns

@@ -48,7 +48,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, load_model
 from speechrnn.output import write_atomic
-from speechrnn.train import TrainConfig, calibrate_level, train
+from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     augment = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
-        inter_ctc_weight=args.inter_ctc_weight, inter_ctc_layer=(args.layers - 1 if args.inter_ctc_layer is None else args.inter_ctc_layer) if args.inter_ctc_weight else 0,
+        **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
     )
     if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
         exp.mkdir(parents=True, exist_ok=True)
