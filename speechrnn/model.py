@@ -43,6 +43,11 @@ class ModelConfig:
     # anyway): each input is scaled so its speech level is this many dB full scale, the median
     # of the training speech (None: off). A streaming model cannot know a level in advance.
     level_db: float | None = None
+    # A 2-D convolution frontend (bidirectional models): two 3x3 convolutions over (frames,
+    # features) with this many channels and ReLUs, each halving the feature axis, before the
+    # frame stacking (0: off, the features go to the stacking directly). Its kernels see one
+    # frame ahead, so a causal streaming model cannot have it as it is.
+    conv_channels: int = 0
 
     def __post_init__(self):
         if self.level_db is not None and not self.bidirectional:
@@ -55,6 +60,10 @@ class ModelConfig:
             raise ValueError("frame_stack, n_layers, n_hidden and n_proj must be positive")
         if self.lookahead < 0:
             raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
+        if self.conv_channels < 0:
+            raise ValueError(f"conv_channels must be >= 0, got {self.conv_channels}")
+        if self.conv_channels and not self.bidirectional:
+            raise ValueError("conv_channels (a convolution frontend that sees the next frame) needs a bidirectional model")
 
     @property
     def frame_shift(self) -> float:
@@ -80,7 +89,8 @@ class ModelConfig:
 
 
 class SpeechModel(nn.Module):
-    """Frontend (with its CMVN statistics) + frame stacking + RNN + linear CTC head.
+    """Frontend (with its CMVN statistics) + optional convolution frontend + frame stacking +
+    RNN + linear CTC head.
 
     Example:
         >>> model = SpeechModel(ModelConfig(n_hidden=64, n_proj=64, n_layers=1))
@@ -98,8 +108,19 @@ class SpeechModel(nn.Module):
         self.config = config
         self.tokenizer = Tokenizer(config.vocab)
         self.frontend = Frontend(config.frontend)
+        n_in = config.frontend.n_features
+        self.conv = None
+        if config.conv_channels:
+            c = config.conv_channels
+            self.conv = nn.Sequential(
+                nn.Conv2d(1, c, 3, stride=(1, 2), padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c, c, 3, stride=(1, 2), padding=1),
+                nn.ReLU(),
+            )
+            n_in = c * ((((n_in + 1) // 2) + 1) // 2)  # each stride-2 layer keeps ceil(F / 2) features
         self.proj = nn.Sequential(
-            nn.Linear(config.frontend.n_features * config.frame_stack, config.n_proj),
+            nn.Linear(n_in * config.frame_stack, config.n_proj),
             nn.ReLU(),
             nn.Dropout(config.io_dropout),
         )
@@ -130,6 +151,16 @@ class SpeechModel(nn.Module):
         if self.config.level_db is not None:
             waves = normalize_level(waves, wave_lens, self.config.level_db, self.config.frontend)
         return self.frontend(waves, wave_lens)
+
+    def convolve(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """The convolution frontend: ``(B, T, F)`` -> ``(B, T, C * F / 4)``. Frames past each
+        row's length are zeroed before each layer, so a padded row reads as the same utterance
+        alone does (its convolution's padding is zeros too)."""
+        valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens.to(feats.device)[:, None])[:, None, :, None]
+        x = feats.unsqueeze(1) * valid  # (B, 1, T, F)
+        x = self.conv[1](self.conv[0](x)) * valid
+        x = self.conv[3](self.conv[2](x)) * valid  # (B, C, T, F / 4)
+        return x.permute(0, 2, 1, 3).flatten(2)
 
     def stack_frames(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, F)`` -> ``(B, U, F * frame_stack)``, dropping a trailing partial group."""
@@ -162,6 +193,8 @@ class SpeechModel(nn.Module):
         """
         if inter_layer and not (0 < inter_layer < self.config.n_layers and self.config.rnn_type == "gru" and hidden is None):
             raise ValueError(f"inter_layer needs a GRU of more than {inter_layer} layers and no initial state (n_layers {self.config.n_layers}, {self.config.rnn_type})")
+        if self.conv is not None and feats.shape[1] > 0:
+            feats = self.convolve(feats, feat_lens)
         x, out_lens = self.stack_frames(feats, feat_lens)
         if x.shape[1] == 0:
             empty = x.new_zeros(x.shape[0], 0, len(self.config.vocab))

@@ -15,10 +15,10 @@ from speechrnn.transcribe import recognize
 TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0)
 
 
-@pytest.mark.parametrize("bidirectional, rnn_type", [(True, "gru"), (False, "gru"), (True, "lstm")])
-def test_save_load_round_trip_is_exact(tmp_path, tone, bidirectional, rnn_type):
+@pytest.mark.parametrize("bidirectional, rnn_type, conv_channels", [(True, "gru", 0), (False, "gru", 0), (True, "lstm", 0), (True, "gru", 4)])
+def test_save_load_round_trip_is_exact(tmp_path, tone, bidirectional, rnn_type, conv_channels):
     torch.manual_seed(0)
-    model = SpeechModel(ModelConfig(bidirectional=bidirectional, rnn_type=rnn_type, **TINY)).eval()
+    model = SpeechModel(ModelConfig(bidirectional=bidirectional, rnn_type=rnn_type, conv_channels=conv_channels, **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n), torch.rand(n) + 0.5)
     path = tmp_path / "m.pt"
@@ -100,9 +100,10 @@ def test_load_rejects_files_that_are_not_models(tmp_path):
         load_model("no-such-model")
 
 
-def test_batch_equals_one_at_a_time(tone):
+@pytest.mark.parametrize("conv_channels", [0, 4])
+def test_batch_equals_one_at_a_time(tone, conv_channels):
     torch.manual_seed(0)
-    model = SpeechModel(ModelConfig(**TINY)).eval()
+    model = SpeechModel(ModelConfig(conv_channels=conv_channels, **TINY)).eval()
     waves = [torch.from_numpy(tone[:n]) for n in (16000, 7000, 12345)]
     padded, lens = pad_waves(waves)
     with torch.no_grad():
@@ -157,6 +158,30 @@ def test_intermediate_log_probs_are_the_shared_head_on_the_lower_layers():
     assert not torch.allclose(inter * valid, plain * valid)  # the layers differ, so the check can fail
     with pytest.raises(ValueError, match="inter_layer"):
         model(feats, feat_lens, inter_layer=2)
+
+
+def test_convolution_frontend_feeds_the_rnn_and_learns():
+    """Two stride-2 layers leave a quarter of the features per channel; the model's outputs
+    depend on the convolution's weights and its loss trains them; a streaming model cannot
+    have one (its kernels see the next frame)."""
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(conv_channels=4, **TINY)).train()
+    n = model.config.frontend.n_features
+    assert model.proj[0].in_features == 4 * ((n + 3) // 4) * model.config.frame_stack
+    feats, feat_lens = torch.randn(2, 30, n), torch.tensor([30, 21])
+    log_probs, out_lens = model(feats, feat_lens)
+    k = model.config.frame_stack
+    assert log_probs.shape[:2] == (2, 30 // k) and out_lens.tolist() == [30 // k, 21 // k]
+    targets = torch.tensor([[3, 4, 5], [6, 7, 0]])
+    F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens, torch.tensor([3, 2])).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.conv.parameters())
+    model.eval()
+    with torch.no_grad():
+        before = model(feats, feat_lens)[0]
+        model.conv[0].weight.mul_(2.0)
+        assert not torch.allclose(before, model(feats, feat_lens)[0])
+    with pytest.raises(ValueError, match="conv_channels"):
+        ModelConfig(conv_channels=4, bidirectional=False)
 
 
 def test_tiny_model_overfits_a_handful_of_utterances(speech_dir):

@@ -295,6 +295,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freq-mask-width", type=int, default=AugmentConfig.max_freq_width, help="SpecAugment: widest frequency mask, mel bins, both stages (default: %(default)s)")
     parser.add_argument("--time-mask-width", type=int, default=AugmentConfig.max_time_width, help="SpecAugment: widest time mask, 10 ms frames, both stages (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
+    parser.add_argument("--conv-channels", type=int, default=0, help="offline models: a 2-D convolution frontend of two 3x3 layers with this many channels (default: %(default)s, none)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: {OFFLINE_DEFAULTS['epochs']}, streaming {STREAMING_DEFAULTS['epochs']})")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
@@ -346,21 +347,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if lead_given:
             parser.error("--level-start-lead-db bounds a start level: give --level-start-db too")
         args.level_start_lead_db = None  # the recipe's bound goes with its start level
+    if args.conv_channels and args.streaming:
+        parser.error("--conv-channels is for offline models: its convolution sees the next frame")
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    exp = Path(args.exp or HERE / "exp" / args.name)
-    all_train = an4_utterances(args.an4, "train")
-    test = an4_utterances(args.an4, "test")
-    train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)
-    synth = synthesize(train_set, HERE / "exp" / f"synth-{args.synth_share}", args.synth_share, seed=0) if args.synth_share > 0 else []
-    print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
-
-    config = ModelConfig(
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    """The model the command line asks for."""
+    return ModelConfig(
         frontend=FrontendConfig(
             n_mfcc=args.n_mfcc,
             kind=args.features,
@@ -377,7 +373,20 @@ def main() -> None:
         io_dropout=args.io_dropout,
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
+        conv_channels=args.conv_channels,
     )
+
+
+def main() -> None:
+    args = parse_args()
+    exp = Path(args.exp or HERE / "exp" / args.name)
+    all_train = an4_utterances(args.an4, "train")
+    test = an4_utterances(args.an4, "test")
+    train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)
+    synth = synthesize(train_set, HERE / "exp" / f"synth-{args.synth_share}", args.synth_share, seed=0) if args.synth_share > 0 else []
+    print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
+
+    config = model_config(args)
     robust = robust_augment(args)
     schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed, **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers))
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)

@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--layers", type=int, default=3)
     model.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
     model.add_argument("--rnn-type", choices=("gru", "lstm"), default="gru")
+    model.add_argument("--conv-channels", type=int, default=0, help="offline models: a 2-D convolution frontend of two 3x3 layers with this many channels (default: %(default)s, none)")
     model.add_argument("--features", choices=("mfcc", "logmel"), default="logmel", help="frontend output (default: %(default)s)")
     model.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     model.add_argument("--dropout", type=float, default=None, help="dropout between RNN layers (default: 0.25, streaming 0.15)")
@@ -137,6 +138,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         io_dropout=0.0,
         bidirectional=not streaming,
         lookahead=(args.lookahead if args.lookahead is not None else 4) if streaming else 0,
+        conv_channels=args.conv_channels,
     )
 
 
@@ -169,6 +171,8 @@ def write_results(exp: Path, args: argparse.Namespace, config: ModelConfig, n_tr
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.conv_channels and args.streaming:
+        parser.error("--conv-channels is for offline models: its convolution sees the next frame")
     exp = Path(args.exp)
     try:
         train_set = read_set(args.train, args.max_duration)
