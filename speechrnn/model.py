@@ -112,12 +112,7 @@ class SpeechModel(nn.Module):
         self.conv = None
         if config.conv_channels:
             c = config.conv_channels
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, c, 3, stride=(1, 2), padding=1),
-                nn.ReLU(),
-                nn.Conv2d(c, c, 3, stride=(1, 2), padding=1),
-                nn.ReLU(),
-            )
+            self.conv = nn.ModuleList([nn.Conv2d(1, c, 3, stride=(1, 2), padding=1), nn.Conv2d(c, c, 3, stride=(1, 2), padding=1)])
             n_in = c * ((((n_in + 1) // 2) + 1) // 2)  # each stride-2 layer keeps ceil(F / 2) features
         self.proj = nn.Sequential(
             nn.Linear(n_in * config.frame_stack, config.n_proj),
@@ -157,10 +152,10 @@ class SpeechModel(nn.Module):
         row's length are zeroed before each layer, so a padded row reads as the same utterance
         alone does (its convolution's padding is zeros too)."""
         valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens.to(feats.device)[:, None])[:, None, :, None]
-        x = feats.unsqueeze(1) * valid  # (B, 1, T, F)
-        x = self.conv[1](self.conv[0](x)) * valid
-        x = self.conv[3](self.conv[2](x)) * valid  # (B, C, T, F / 4)
-        return x.permute(0, 2, 1, 3).flatten(2)
+        x = feats.unsqueeze(1)  # (B, 1, T, F)
+        for conv in self.conv:
+            x = torch.relu(conv(x * valid))
+        return (x * valid).permute(0, 2, 1, 3).flatten(2)  # (B, C, T, F / 4) -> (B, T, C * F / 4)
 
     def stack_frames(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, F)`` -> ``(B, U, F * frame_stack)``, dropping a trailing partial group."""

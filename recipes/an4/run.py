@@ -347,8 +347,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if lead_given:
             parser.error("--level-start-lead-db bounds a start level: give --level-start-db too")
         args.level_start_lead_db = None  # the recipe's bound goes with its start level
-    if args.conv_channels and args.streaming:
-        parser.error("--conv-channels is for offline models: its convolution sees the next frame")
+    try:
+        model_config(args)  # the model's own checks (e.g. --conv-channels needs an offline model), before any data is read
+    except ValueError as error:
+        parser.error(str(error))
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
     return args

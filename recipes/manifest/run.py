@@ -171,18 +171,16 @@ def write_results(exp: Path, args: argparse.Namespace, config: ModelConfig, n_tr
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.conv_channels and args.streaming:
-        parser.error("--conv-channels is for offline models: its convolution sees the next frame")
     exp = Path(args.exp)
     try:
+        config = model_config(args)  # the model's own checks (e.g. --conv-channels needs an offline model), before any data is read
         train_set = read_set(args.train, args.max_duration)
         dev = read_set(args.dev)
         tests = {result_name(path, args.test): read_set([path]) for path in args.test}
-    except (OSError, ValueError) as error:  # a missing or malformed manifest: no traceback
+    except (OSError, ValueError) as error:  # a bad model option or a missing or malformed manifest: no traceback
         parser.error(str(error))
     print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
 
-    config = model_config(args)
     gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
     augment = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
     train_config = TrainConfig(
