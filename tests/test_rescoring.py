@@ -219,7 +219,7 @@ def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, dev_
 def test_bundled_models_ship_without_a_second_pass_and_take_one_by_name():
     """The bundled settings keep the first pass (the second costs speed, and a streaming final
     that revises its partials more often; see the README), and each model takes the other by
-    its bundled name at the weight AN4 dev chose for both."""
+    its bundled name at the default weight, the one AN4 dev chose for both in session 19."""
     for name, partner in (("offline", "streaming"), ("streaming", "offline")):
         assert "rescore" not in json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
         model = load_model(name)
