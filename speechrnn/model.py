@@ -43,10 +43,11 @@ class ModelConfig:
     # anyway): each input is scaled so its speech level is this many dB full scale, the median
     # of the training speech (None: off). A streaming model cannot know a level in advance.
     level_db: float | None = None
-    # A 2-D convolution frontend (bidirectional models): two 3x3 convolutions over (frames,
-    # features) with this many channels and ReLUs, each halving the feature axis, before the
-    # frame stacking (0: off, the features go to the stacking directly). Its kernels see one
-    # frame ahead, so a causal streaming model cannot have it as it is.
+    # A 2-D convolution frontend: two 3x3 convolutions over (frames, features) with this many
+    # channels and ReLUs, each halving the feature axis, before the frame stacking (0: off, the
+    # features go to the stacking directly). A bidirectional model's kernels see the frames
+    # before and after; a unidirectional (streaming) model's are causal, seeing the two before,
+    # so it adds no latency.
     conv_channels: int = 0
 
     def __post_init__(self):
@@ -62,8 +63,6 @@ class ModelConfig:
             raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
         if self.conv_channels < 0:
             raise ValueError(f"conv_channels must be >= 0, got {self.conv_channels}")
-        if self.conv_channels and not self.bidirectional:
-            raise ValueError("conv_channels (a convolution frontend that sees the next frame) needs a bidirectional model")
 
     @property
     def frame_shift(self) -> float:
@@ -112,7 +111,9 @@ class SpeechModel(nn.Module):
         self.conv = None
         if config.conv_channels:
             c = config.conv_channels
-            self.conv = nn.ModuleList([nn.Conv2d(1, c, 3, stride=(1, 2), padding=1), nn.Conv2d(c, c, 3, stride=(1, 2), padding=1)])
+            # Causal kernels get their past frames from convolve_causal, so no padding in time.
+            padding = 1 if config.bidirectional else (0, 1)
+            self.conv = nn.ModuleList([nn.Conv2d(1, c, 3, stride=(1, 2), padding=padding), nn.Conv2d(c, c, 3, stride=(1, 2), padding=padding)])
             n_in = c * ((((n_in + 1) // 2) + 1) // 2)  # each stride-2 layer keeps ceil(F / 2) features
         self.proj = nn.Sequential(
             nn.Linear(n_in * config.frame_stack, config.n_proj),
@@ -150,12 +151,37 @@ class SpeechModel(nn.Module):
     def convolve(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """The convolution frontend: ``(B, T, F)`` -> ``(B, T, C * F / 4)``. Frames past each
         row's length are zeroed before each layer, so a padded row reads as the same utterance
-        alone does (its convolution's padding is zeros too)."""
+        alone does (its convolution's padding is zeros too). A causal frontend starts from zero
+        frames before the first, as a fresh stream does (:meth:`convolve_causal`)."""
         valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens.to(feats.device)[:, None])[:, None, :, None]
+        if not self.config.bidirectional:
+            x, _ = self.convolve_causal(feats, self.conv_context(feats.shape[0]))
+            return x * valid[:, 0]
         x = feats.unsqueeze(1)  # (B, 1, T, F)
         for conv in self.conv:
             x = torch.relu(conv(x * valid))
         return (x * valid).permute(0, 2, 1, 3).flatten(2)  # (B, C, T, F / 4) -> (B, T, C * F / 4)
+
+    def conv_context(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """A causal convolution frontend's state at a stream's start: for each layer, the
+        ``(B, C_in, 2, F_in)`` input frames before the first, zeros."""
+        weight = self.conv[0].weight
+        shapes, n_in = [], self.config.frontend.n_features
+        for conv in self.conv:
+            shapes.append((batch_size, conv.in_channels, 2, n_in))
+            n_in = (n_in + 1) // 2
+        return tuple(weight.new_zeros(shape) for shape in shapes)
+
+    def convolve_causal(self, feats: torch.Tensor, context: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The causal convolution frontend over frames that follow ``context`` (see
+        :meth:`conv_context`): ``(B, T, F)`` -> ``(B, T, C * F / 4)`` and the context after them,
+        so a stream's chunks give exactly the frames of the whole input."""
+        x, after = feats.unsqueeze(1), []  # (B, 1, T, F)
+        for conv, before in zip(self.conv, context):
+            x = torch.cat([before, x], dim=2)
+            after.append(x[:, :, -2:])
+            x = torch.relu(conv(x)) if x.shape[2] > 2 else x.new_zeros(x.shape[0], conv.out_channels, 0, (x.shape[3] + 1) // 2)
+        return x.permute(0, 2, 1, 3).flatten(2), tuple(after)
 
     def stack_frames(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, F)`` -> ``(B, U, F * frame_stack)``, dropping a trailing partial group."""

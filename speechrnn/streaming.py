@@ -1,8 +1,9 @@
 """Streaming recognition: explicit stream state, chunked model steps, endpointing.
 
 A stream's state is one :class:`StreamState`: samples not yet framed, the frontend's running
-level (when it tracks one), feature frames not yet stacked, the RNN state, RNN outputs waiting
-for their look-ahead, and the decoder.
+level (when it tracks one), feature frames not yet stacked, the convolution frontend's last
+input frames (when the model has one), the RNN state, RNN outputs waiting for their
+look-ahead, and the decoder.
 :func:`forward_chunk` advances a batch of streams by one chunk and returns the new state;
 :func:`stack_states` and :func:`unstack_state` move streams in and out of a batch.
 :class:`StreamingRecognizer` drives one stream from raw samples to partial and final results.
@@ -44,6 +45,7 @@ class StreamState:
     features_done: int = 0  # feature frames produced so far
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
+    conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -61,6 +63,7 @@ def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | Non
         cell=zeros.clone() if config.rnn_type == "lstm" else None,
         pending=torch.zeros(batch_size, 0, config.n_hidden, device=device),
         decoders=[new_decoder(model, search, time_offset) for _ in range(batch_size)],
+        conv_context=model.conv_context(batch_size) if model.conv is not None else None,
     )
 
 
@@ -114,7 +117,11 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -
     state = dataclasses.replace(state, frames=feats[:, n_stacked * k :])
     if n_stacked == 0:
         return feats.new_zeros(feats.shape[0], 0, len(config.vocab)), state
-    stacked = feats[:, : n_stacked * k].reshape(feats.shape[0], n_stacked, -1)
+    stacked = feats[:, : n_stacked * k]
+    if model.conv is not None:  # (only whole stacks: the frames held back may yet be normalised again, see StreamingRecognizer)
+        stacked, context = model.convolve_causal(stacked, state.conv_context)
+        state = dataclasses.replace(state, conv_context=context)
+    stacked = stacked.reshape(feats.shape[0], n_stacked, -1)
     arrays = numpy_model(model)
     if arrays is not None:  # on the CPU: the same steps in NumPy, at a fraction of ATen's per-call overhead
         out, hidden = arrays.rnn(stacked.numpy(), state.hidden.numpy())
@@ -182,6 +189,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         features_done=states[0].features_done,
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
+        conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
     )
 
 
@@ -200,6 +208,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             features_done=state.features_done,
             level=None if state.level is None else state.level[b : b + 1],
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
+            conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
         )
         for b in range(state.samples.shape[0])
     ]
@@ -387,8 +396,9 @@ class StreamingRecognizer:
 
     def _end_utterance(self) -> Result:
         """Close the current utterance and start the next at the following frame: the RNN,
-        the frontend's level tracking and the decoder restart, as at a stream's start (how
-        every training example starts); the audio and frames already buffered are kept."""
+        the convolution frontend, the frontend's level tracking and the decoder restart, as at
+        a stream's start (how every training example starts); the audio and frames already
+        buffered are kept."""
         # A level carried over from the speech before left the fresh RNN facing the pause at
         # that level, which it often read as a letter ("p", "x"); see the README's Status.
         log_probs, self.state = flush(self.model, self.state)

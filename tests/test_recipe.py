@@ -51,11 +51,13 @@ def test_intermediate_ctc_is_on_for_offline_models_of_two_or_more_layers():
     assert recipe.inter_ctc_options(0.0, 1, 3) == {}
 
 
-def test_convolution_frontend_option_reaches_the_offline_model_only():
+def test_convolution_frontend_option_reaches_the_model():
     assert recipe.model_config(recipe.parse_args([])).conv_channels == 0
     assert recipe.model_config(recipe.parse_args(["--conv-channels", "16"])).conv_channels == 16
+    streaming = recipe.model_config(recipe.parse_args(["--streaming", "--conv-channels", "16"]))
+    assert (streaming.conv_channels, streaming.bidirectional) == (16, False)  # (a causal one)
     with pytest.raises(SystemExit):
-        recipe.parse_args(["--streaming", "--conv-channels", "16"])
+        recipe.parse_args(["--conv-channels", "-1"])
 
 
 def test_spec_augment_widths_reach_both_stages_augmentation():

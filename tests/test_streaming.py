@@ -30,14 +30,17 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False
 # and with a lead bound that lowers the start below 40 dB.
 @pytest.fixture(
     scope="module",
-    params=[(0, 0.0, None, None), (2, 0.0, None, None), (2, 10.0, None, None), (2, 10.0, 40.0, None), (2, 10.0, 40.0, 5.0)],
-    ids=["no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level", "lookahead-2-level-tracking-start-level-lead"],
+    params=[(0, 0.0, None, None, 0), (2, 0.0, None, None, 0), (2, 10.0, None, None, 0), (2, 10.0, 40.0, None, 0), (2, 10.0, 40.0, 5.0, 0), (2, 10.0, 40.0, 5.0, 4)],
+    ids=[
+        "no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level", "lookahead-2-level-tracking-start-level-lead",
+        "lookahead-2-level-tracking-start-level-lead-causal-conv",
+    ],
 )
 def model(request):
     torch.manual_seed(0)
-    lookahead, level_decay_db, level_start_db, level_start_lead_db = request.param
+    lookahead, level_decay_db, level_start_db, level_start_lead_db, conv_channels = request.param
     frontend = FrontendConfig(level_decay_db=level_decay_db, level_start_db=level_start_db, level_start_lead_db=level_start_lead_db)
-    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, **TINY)).eval()
+    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, conv_channels=conv_channels, **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)
     with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it

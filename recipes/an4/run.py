@@ -295,7 +295,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freq-mask-width", type=int, default=AugmentConfig.max_freq_width, help="SpecAugment: widest frequency mask, mel bins, both stages (default: %(default)s)")
     parser.add_argument("--time-mask-width", type=int, default=AugmentConfig.max_time_width, help="SpecAugment: widest time mask, 10 ms frames, both stages (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
-    parser.add_argument("--conv-channels", type=int, default=0, help="offline models: a 2-D convolution frontend of two 3x3 layers with this many channels (default: %(default)s, none)")
+    parser.add_argument("--conv-channels", type=int, default=0, help="a 2-D convolution frontend of two 3x3 layers with this many channels, causal in a streaming model (default: %(default)s, none)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs of the (clean) stage (default: {OFFLINE_DEFAULTS['epochs']}, streaming {STREAMING_DEFAULTS['epochs']})")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
@@ -348,7 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error("--level-start-lead-db bounds a start level: give --level-start-db too")
         args.level_start_lead_db = None  # the recipe's bound goes with its start level
     try:
-        model_config(args)  # the model's own checks (e.g. --conv-channels needs an offline model), before any data is read
+        model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
     except ValueError as error:
         parser.error(str(error))
     if args.keep is not None and args.robust_epochs != 0:

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--layers", type=int, default=3)
     model.add_argument("--hidden", type=int, default=320, help="RNN units per direction (default: %(default)s)")
     model.add_argument("--rnn-type", choices=("gru", "lstm"), default="gru")
-    model.add_argument("--conv-channels", type=int, default=0, help="offline models: a 2-D convolution frontend of two 3x3 layers with this many channels (default: %(default)s, none)")
+    model.add_argument("--conv-channels", type=int, default=0, help="a 2-D convolution frontend of two 3x3 layers with this many channels, causal in a streaming model (default: %(default)s, none)")
     model.add_argument("--features", choices=("mfcc", "logmel"), default="logmel", help="frontend output (default: %(default)s)")
     model.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     model.add_argument("--dropout", type=float, default=None, help="dropout between RNN layers (default: 0.25, streaming 0.15)")
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     exp = Path(args.exp)
     try:
-        config = model_config(args)  # the model's own checks (e.g. --conv-channels needs an offline model), before any data is read
+        config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
         train_set = read_set(args.train, args.max_duration)
         dev = read_set(args.dev)
         tests = {result_name(path, args.test): read_set([path]) for path in args.test}
