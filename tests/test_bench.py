@@ -113,3 +113,17 @@ def test_level_stats_reads_the_loudest_and_the_first_frame(tone):
     loudest, first = level_stats.loudest_and_first(Frontend(FrontendConfig()), torch.from_numpy(wave))
     assert (loudest, first) == (float(levels.max()), float(levels[0]))
     assert loudest - first > 20  # the tone well above the quiet lead-in
+
+
+def test_bench_train_variants_are_the_bundled_configs_with_the_convolution_swapped():
+    import torch
+
+    from speechrnn.model import load_model
+
+    spec = importlib.util.spec_from_file_location("bench_train", Path(__file__).parent.parent / "scripts" / "bench_train.py")
+    bench_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_train)
+    for name, base, conv in (("offline", "offline", 16), ("offline-conv0", "offline", 0), ("streaming-conv16", "streaming", 16)):
+        model, shipped = bench_train.variant_model(name), load_model(base)
+        assert model.config == dataclasses.replace(shipped.config, conv_channels=conv) and model.training
+        assert torch.equal(model.frontend.cmvn_mean, shipped.frontend.cmvn_mean) and torch.equal(model.frontend.cmvn_std, shipped.frontend.cmvn_std)

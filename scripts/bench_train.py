@@ -1,0 +1,104 @@
+"""Time training steps of the bundled models' architectures on AN4 training audio.
+
+Usage:
+    .venv/bin/python scripts/bench_train.py                       # all four variants, 2 threads
+    .venv/bin/python scripts/bench_train.py --variant offline offline-conv0 --batches 20
+
+Each variant is a bundled model's config (``offline``, ``streaming``) with its convolution
+frontend as shipped, or with ``-conv0`` / ``-conv16`` swapped in, freshly initialised. A step
+is what the recipe's training does per batch: speed perturbation, features and SpecAugment,
+forward (with the intermediate CTC loss for a bidirectional model, as the offline recipe
+trains), backward, gradient clipping and an AdamW update. Batches are 16 utterances of AN4
+train in the recipe's length-sorted buckets, the same batches for every variant (single
+utterances: the recipe also joins 2-3 in some examples, so its steps run longer). Prints one
+JSON line per variant: the median seconds per step and the epoch time that implies for the
+recipe's 869 training utterances, a figure of the machine as much as of the model (compare
+variants within one run).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from speechrnn.audio import load_audio  # noqa: E402
+from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, an4_utterances, speaker_split  # noqa: E402
+from speechrnn.model import SpeechModel, load_model  # noqa: E402
+from speechrnn.train import augmented_batch, ctc_loss  # noqa: E402
+
+VARIANTS = ("offline", "offline-conv0", "streaming", "streaming-conv16")
+RECIPE_TRAIN_UTTERANCES = 869  # AN4 train less the recipe's dev speakers
+
+
+def variant_model(name: str) -> SpeechModel:
+    base, _, conv = name.partition("-conv")
+    config = load_model(base).config
+    if conv:
+        config = dataclasses.replace(config, conv_channels=int(conv))
+    torch.manual_seed(0)
+    model = SpeechModel(config)
+    shipped = load_model(base)
+    model.frontend.set_cmvn(shipped.frontend.cmvn_mean, shipped.frontend.cmvn_std)
+    return model.train()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--an4", type=Path, default=DEFAULT_AN4)
+    parser.add_argument("--variant", nargs="+", default=list(VARIANTS), help=f"models to time (default: {' '.join(VARIANTS)}; NAME-convC for C channels)")
+    parser.add_argument("--batches", type=int, default=12, help="timed steps per variant, after one untimed (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    train_set, _ = speaker_split(an4_utterances(args.an4, "train"), AN4_DEV_SPEAKERS, seed=0)
+    # The recipe's buckets sort by length and batch neighbours; a random draw of them, fixed.
+    ordered = sorted(train_set, key=lambda u: u.duration)
+    batches = [ordered[i : i + args.batch_size] for i in range(0, len(ordered), args.batch_size)]
+    chosen = random.Random(0).sample(batches, min(len(batches), args.batches + 1))
+    waves = [[torch.from_numpy(load_audio(u.audio)) for u in batch] for batch in chosen]
+    n_epoch_batches = -(-RECIPE_TRAIN_UTTERANCES // args.batch_size)
+
+    for name in args.variant:
+        model = variant_model(name)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        inter_layer = 2 if model.config.bidirectional else 0  # the offline recipe's intermediate loss
+        rng, times = random.Random(0), []
+        for i, (batch, utterances) in enumerate(zip(waves, chosen)):
+            start = time.perf_counter()
+            feats, feat_lens = augmented_batch(model, batch, AugmentConfig(), rng)
+            tokens = [model.tokenizer.encode(u.text) for u in utterances]
+            targets, target_lens = torch.tensor([t for ts in tokens for t in ts]), torch.tensor([len(ts) for ts in tokens])
+            outputs = model(feats, feat_lens, inter_layer=inter_layer)
+            loss = ctc_loss(outputs[0], outputs[1], targets, target_lens, model.tokenizer.blank)
+            if inter_layer:
+                loss = 0.7 * loss + 0.3 * ctc_loss(outputs[2], outputs[1], targets, target_lens, model.tokenizer.blank)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            if i:  # the first step warms up allocators and kernels
+                times.append(time.perf_counter() - start)
+        step = statistics.median(times)
+        print(json.dumps({
+            "variant": name, "params_m": round(model.n_params / 1e6, 2), "s_per_step": round(step, 3),
+            "epoch_min": round(step * n_epoch_batches / 60, 2), "steps": len(times), "batch_size": args.batch_size,
+            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "torch": torch.__version__,
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
