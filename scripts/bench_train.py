@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speechrnn.audio import load_audio  # noqa: E402
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, an4_utterances, speaker_split  # noqa: E402
 from speechrnn.model import SpeechModel, load_model  # noqa: E402
-from speechrnn.train import augmented_batch, ctc_loss  # noqa: E402
+from speechrnn.train import TrainConfig, augmented_batch, batch_loss, inter_ctc_options  # noqa: E402
 
 VARIANTS = ("offline", "offline-conv0", "streaming", "streaming-conv16")
 RECIPE_TRAIN_UTTERANCES = 869  # AN4 train less the recipe's dev speakers
@@ -43,12 +43,10 @@ RECIPE_TRAIN_UTTERANCES = 869  # AN4 train less the recipe's dev speakers
 
 def variant_model(name: str) -> SpeechModel:
     base, _, conv = name.partition("-conv")
-    config = load_model(base).config
-    if conv:
-        config = dataclasses.replace(config, conv_channels=int(conv))
+    shipped = load_model(base)
+    config = dataclasses.replace(shipped.config, conv_channels=int(conv)) if conv else shipped.config
     torch.manual_seed(0)
     model = SpeechModel(config)
-    shipped = load_model(base)
     model.frontend.set_cmvn(shipped.frontend.cmvn_mean, shipped.frontend.cmvn_std)
     return model.train()
 
@@ -73,21 +71,17 @@ def main() -> None:
 
     for name in args.variant:
         model = variant_model(name)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        inter_layer = 2 if model.config.bidirectional else 0  # the offline recipe's intermediate loss
+        # The offline recipe's intermediate CTC loss (weight 0.3 below the last layer); none for streaming.
+        config = TrainConfig(**inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         rng, times = random.Random(0), []
         for i, (batch, utterances) in enumerate(zip(waves, chosen)):
             start = time.perf_counter()
             feats, feat_lens = augmented_batch(model, batch, AugmentConfig(), rng)
-            tokens = [model.tokenizer.encode(u.text) for u in utterances]
-            targets, target_lens = torch.tensor([t for ts in tokens for t in ts]), torch.tensor([len(ts) for ts in tokens])
-            outputs = model(feats, feat_lens, inter_layer=inter_layer)
-            loss = ctc_loss(outputs[0], outputs[1], targets, target_lens, model.tokenizer.blank)
-            if inter_layer:
-                loss = 0.7 * loss + 0.3 * ctc_loss(outputs[2], outputs[1], targets, target_lens, model.tokenizer.blank)
-            optimizer.zero_grad()
+            loss = batch_loss(model, model.tokenizer, feats, feat_lens, [u.text for u in utterances], config)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             if i:  # the first step warms up allocators and kernels
                 times.append(time.perf_counter() - start)

@@ -114,7 +114,8 @@ class SpeechModel(nn.Module):
             # Causal kernels get their past frames from convolve_causal, so no padding in time.
             padding = 1 if config.bidirectional else (0, 1)
             self.conv = nn.ModuleList([nn.Conv2d(1, c, 3, stride=(1, 2), padding=padding), nn.Conv2d(c, c, 3, stride=(1, 2), padding=padding)])
-            n_in = c * ((((n_in + 1) // 2) + 1) // 2)  # each stride-2 layer keeps ceil(F / 2) features
+            self.conv_in_features = (n_in, (n_in + 1) // 2)  # each stride-2 layer keeps ceil(F / 2) features
+            n_in = c * ((self.conv_in_features[-1] + 1) // 2)
         self.proj = nn.Sequential(
             nn.Linear(n_in * config.frame_stack, config.n_proj),
             nn.ReLU(),
@@ -166,21 +167,17 @@ class SpeechModel(nn.Module):
         """A causal convolution frontend's state at a stream's start: for each layer, the
         ``(B, C_in, 2, F_in)`` input frames before the first, zeros."""
         weight = self.conv[0].weight
-        shapes, n_in = [], self.config.frontend.n_features
-        for conv in self.conv:
-            shapes.append((batch_size, conv.in_channels, 2, n_in))
-            n_in = (n_in + 1) // 2
-        return tuple(weight.new_zeros(shape) for shape in shapes)
+        return tuple(weight.new_zeros(batch_size, conv.in_channels, 2, n_in) for conv, n_in in zip(self.conv, self.conv_in_features))
 
     def convolve_causal(self, feats: torch.Tensor, context: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """The causal convolution frontend over frames that follow ``context`` (see
-        :meth:`conv_context`): ``(B, T, F)`` -> ``(B, T, C * F / 4)`` and the context after them,
-        so a stream's chunks give exactly the frames of the whole input."""
+        :meth:`conv_context`): ``(B, T, F)``, ``T >= 1`` -> ``(B, T, C * F / 4)`` and the context
+        after them, so a stream's chunks give exactly the frames of the whole input."""
         x, after = feats.unsqueeze(1), []  # (B, 1, T, F)
         for conv, before in zip(self.conv, context):
             x = torch.cat([before, x], dim=2)
             after.append(x[:, :, -2:])
-            x = torch.relu(conv(x)) if x.shape[2] > 2 else x.new_zeros(x.shape[0], conv.out_channels, 0, (x.shape[3] + 1) // 2)
+            x = torch.relu(conv(x))
         return x.permute(0, 2, 1, 3).flatten(2), tuple(after)
 
     def stack_frames(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -164,6 +164,22 @@ def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Ten
     return F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens.to(log_probs.device), target_lens, blank=blank, zero_infinity=True)
 
 
+def batch_loss(network: torch.nn.Module, tokenizer, feats: torch.Tensor, feat_lens: torch.Tensor, texts: Sequence[str], config: TrainConfig) -> torch.Tensor:
+    """A training batch's loss: the CTC loss of ``network`` (a :class:`SpeechModel`, or its
+    DDP wrapper) on ``(B, T, F)`` features against ``texts``, mixed with the intermediate CTC
+    loss when ``config`` has one."""
+    device = feats.device
+    targets = [torch.tensor(tokenizer.encode(text)) for text in texts]
+    target_lens = torch.tensor([len(t) for t in targets], device=device)
+    targets = torch.cat(targets).to(device)
+    if not config.inter_ctc_weight:
+        log_probs, out_lens = network(feats, feat_lens)
+        return ctc_loss(log_probs, out_lens, targets, target_lens, tokenizer.blank)
+    log_probs, out_lens, inter_log_probs = network(feats, feat_lens, inter_layer=config.inter_ctc_layer)
+    w = config.inter_ctc_weight
+    return (1 - w) * ctc_loss(log_probs, out_lens, targets, target_lens, tokenizer.blank) + w * ctc_loss(inter_log_probs, out_lens, targets, target_lens, tokenizer.blank)
+
+
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -369,17 +385,8 @@ def train(
                 groups, waves = last_readable
             last_readable = groups, waves
             feats, feat_lens = augmented_batch(model, waves, augment, rng)
-            targets = [torch.tensor(model.tokenizer.encode(" ".join(train_set[i].text for i in g))) for g in groups]
-            target_lens = torch.tensor([len(t) for t in targets], device=device)
-            targets = torch.cat(targets).to(device)
-            blank = model.tokenizer.blank
-            if config.inter_ctc_weight:
-                log_probs, out_lens, inter_log_probs = ddp_model(feats.to(device), feat_lens.to(device), inter_layer=config.inter_ctc_layer)
-                w = config.inter_ctc_weight
-                loss = (1 - w) * ctc_loss(log_probs, out_lens, targets, target_lens, blank) + w * ctc_loss(inter_log_probs, out_lens, targets, target_lens, blank)
-            else:
-                log_probs, out_lens = ddp_model(feats.to(device), feat_lens.to(device))
-                loss = ctc_loss(log_probs, out_lens, targets, target_lens, blank)
+            texts = [" ".join(train_set[i].text for i in g) for g in groups]
+            loss = batch_loss(ddp_model, model.tokenizer, feats.to(device), feat_lens.to(device), texts, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
