@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .cpu_gru import gru_layer
 from .features import Frontend, FrontendConfig, normalize_level
 from .text import VOCAB, Tokenizer
 
@@ -255,39 +256,33 @@ class SpeechModel(nn.Module):
         packed-sequence computation, and zero past each row's length; with ``keep_layer`` > 0
         also the output of the first ``keep_layer`` layers (before dropout), else None.
 
-        Used in training on the CPU, where PyTorch's GRU runs forward and backward on a padded
-        batch through its fused kernels about 1.3x faster than on a packed one (inference alone
-        is faster packed, so it stays packed), but a padded backward direction would
-        start in the padding. So each layer runs each direction on its own, the backward one on
-        the rows reversed within their lengths; PyTorch has no public single-layer call that
-        takes the bidirectional module's weights, hence ``torch._VF.gru``, the call nn.GRU
-        itself makes (tests/test_model.py checks the result against the packed module).
+        Used in training on the CPU: each layer runs both directions side by side through
+        :func:`speechrnn.cpu_gru.gru_layer` (a recurrence with its own backward pass, faster there
+        than autograd through PyTorch's GRU), the backward direction on the rows reversed within
+        their lengths, since a padded backward direction would start in the padding. Inference
+        stays on the packed module, which is faster without gradients (tests/test_model.py
+        checks outputs and gradients against it).
         """
-        rnn, (batch, steps, _) = self.rnn, x.shape
-        t = torch.arange(steps, device=x.device)[None]
-        lens = lens.to(x.device)[:, None]
-        valid = t < lens  # (B, U)
-        reverse = torch.where(valid, lens - 1 - t, t)[..., None]  # flips each row within its length
-        directions = ("", "_reverse") if self.config.bidirectional else ("",)
-        kept = None
+        rnn = self.rnn
+        t = torch.arange(x.shape[1], device=x.device)[:, None]
+        lens = lens.to(x.device)[None]
+        valid = (t < lens)[..., None]  # (U, B, 1)
+        reverse = torch.where(valid, lens[..., None] - 1 - t[..., None], t[..., None])  # flips each row within its length
+        n_dirs = 2 if self.config.bidirectional else 1
+        x, kept = x.transpose(0, 1), None  # time-major (U, B, F) inside
         for layer in range(rnn.num_layers):
-            outs = []
-            for suffix in directions:
-                weights = [getattr(rnn, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                h0 = x.new_zeros(1, batch, rnn.hidden_size)
-                if suffix:
-                    flipped = x.gather(1, reverse.expand(-1, -1, x.shape[2]))
-                    out = torch._VF.gru(flipped, h0, weights, True, 1, 0.0, self.training, False, True)[0]
-                    out = out.gather(1, reverse.expand(-1, -1, out.shape[2]))
-                else:
-                    out = torch._VF.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)[0]
-                outs.append(out)
-            x = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+            suffixes = ("", "_reverse")[:n_dirs]
+            weights = [tuple(getattr(rnn, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for suffix in suffixes]
+            inputs = torch.stack([x, x.gather(0, reverse.expand(-1, -1, x.shape[2]))]) if n_dirs > 1 else x[None]
+            outs = list(gru_layer(inputs, weights).unbind(0))
+            if n_dirs > 1:
+                outs[1] = outs[1].gather(0, reverse.expand(-1, -1, outs[1].shape[2]))
+            x = torch.cat(outs, dim=-1) if n_dirs > 1 else outs[0]
             if layer + 1 == keep_layer:
-                kept = x * valid[..., None]
+                kept = (x * valid).transpose(0, 1)
             if layer < rnn.num_layers - 1:
                 x = nn.functional.dropout(x, rnn.dropout, self.training)
-        return x * valid[..., None], kept
+        return (x * valid).transpose(0, 1), kept
 
     @property
     def n_params(self) -> int:

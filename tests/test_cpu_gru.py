@@ -1,0 +1,41 @@
+"""The training-time GRU recurrence with its hand-written backward pass (speechrnn/cpu_gru.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechrnn.cpu_gru import gru_layer, gru_recurrence
+
+
+@pytest.mark.parametrize("n_dirs", [1, 2])
+def test_backward_pass_matches_numerical_gradients(n_dirs):
+    torch.manual_seed(0)
+    gi = torch.randn(5, n_dirs, 3, 12, dtype=torch.float64, requires_grad=True)
+    w_hh = torch.randn(n_dirs, 12, 4, dtype=torch.float64, requires_grad=True)
+    b_hh = torch.randn(n_dirs, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gru_recurrence, (gi, w_hh, b_hh))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_layer_equals_torch_gru_in_values_and_gradients(dtype, tolerance):
+    """Both directions of a bidirectional torch.nn.GRU layer: outputs and the gradients of the
+    inputs and of all eight weight tensors."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, bidirectional=True).to(dtype)
+    x = torch.randn(9, 4, 6, dtype=dtype, requires_grad=True)  # (T, B, F)
+    expected, _ = gru(x)
+    weights = [tuple(getattr(gru, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for suffix in ("", "_reverse")]
+    forward, backward = gru_layer(torch.stack([x, x.flip(0)]), weights)
+    got = torch.cat([forward, backward.flip(0)], dim=-1)
+    torch.testing.assert_close(got, expected, atol=tolerance, rtol=tolerance)
+
+    upstream = torch.randn_like(expected)
+    inputs = [x, *gru.parameters()]
+    for a, b in zip(torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
+        torch.testing.assert_close(a, b, atol=tolerance, rtol=tolerance)
+
+
+def test_wrong_shapes_are_refused():
+    gi = torch.randn(5, 2, 3, 12)
+    with pytest.raises(ValueError, match=r"w_hh \(D, 3H, H\)"):
+        gru_recurrence(gi, torch.randn(1, 12, 4), torch.randn(2, 12))
