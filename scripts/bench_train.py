@@ -3,6 +3,7 @@
 Usage:
     .venv/bin/python scripts/bench_train.py                       # all four variants, 2 threads
     .venv/bin/python scripts/bench_train.py --variant offline offline-conv0 --batches 20
+    .venv/bin/python scripts/bench_train.py --variant offline streaming --gru speechrnn torch --rounds 2
 
 Each variant is a bundled model's config (``offline``, ``streaming``) with its convolution
 frontend as shipped, or with ``-conv0`` / ``-conv16`` swapped in, freshly initialised. A step
@@ -14,10 +15,16 @@ utterances: the recipe also joins 2-3 in some examples, so its steps run longer)
 JSON line per variant: the median seconds per step and the epoch time that implies for the
 recipe's 869 training utterances, a figure of the machine as much as of the model (compare
 variants within one run).
+
+``--gru torch`` times the same steps with PyTorch's own GRU (``speechrnn.cpu_gru.torch_gru_layer``:
+autograd through the call ``torch.nn.GRU`` makes) in place of speechrnn's training recurrence
+(``speechrnn.cpu_gru.gru_layer``), through the model's ``own_cpu_gru`` switch; with both named, each round times them one after the other,
+alternating which goes first, so a drifting machine slows both alike.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -51,6 +58,31 @@ def variant_model(name: str) -> SpeechModel:
     return model.train()
 
 
+GRUS = ("speechrnn", "torch")
+
+
+def time_steps(initial: SpeechModel, gru: str, waves, chosen) -> list[float]:
+    """Seconds of each training step after the first, training a copy of ``initial`` with the
+    ``gru`` recurrence (one of :data:`GRUS`)."""
+    model = copy.deepcopy(initial)
+    model.own_cpu_gru = gru == "speechrnn"
+    # The offline recipe's intermediate CTC loss (weight 0.3 below the last layer); none for streaming.
+    config = TrainConfig(**inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rng, times = random.Random(0), []
+    for i, (batch, utterances) in enumerate(zip(waves, chosen)):
+        start = time.perf_counter()
+        feats, feat_lens = augmented_batch(model, batch, AugmentConfig(), rng)
+        loss = batch_loss(model, model.tokenizer, feats, feat_lens, [u.text for u in utterances], config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        if i:  # the first step warms up allocators and kernels
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--an4", type=Path, default=DEFAULT_AN4)
@@ -58,6 +90,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="timed steps per variant, after one untimed (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gru", nargs="+", choices=GRUS, default=["speechrnn"], help="training recurrence(s) to time (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=1, help="times each variant and recurrence is timed, alternating (default: %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -70,28 +104,18 @@ def main() -> None:
     n_epoch_batches = -(-RECIPE_TRAIN_UTTERANCES // args.batch_size)
 
     for name in args.variant:
-        model = variant_model(name)
-        # The offline recipe's intermediate CTC loss (weight 0.3 below the last layer); none for streaming.
-        config = TrainConfig(**inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        rng, times = random.Random(0), []
-        for i, (batch, utterances) in enumerate(zip(waves, chosen)):
-            start = time.perf_counter()
-            feats, feat_lens = augmented_batch(model, batch, AugmentConfig(), rng)
-            loss = batch_loss(model, model.tokenizer, feats, feat_lens, [u.text for u in utterances], config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if i:  # the first step warms up allocators and kernels
-                times.append(time.perf_counter() - start)
-        step = statistics.median(times)
-        print(json.dumps({
-            "variant": name, "params_m": round(model.n_params / 1e6, 2), "s_per_step": round(step, 3),
-            "epoch_min": round(step * n_epoch_batches / 60, 2), "steps": len(times), "batch_size": args.batch_size,
-            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "torch": torch.__version__,
-        }), flush=True)
+        initial, times = variant_model(name), {gru: [] for gru in args.gru}
+        for round_ in range(args.rounds):
+            for gru in args.gru if round_ % 2 == 0 else args.gru[::-1]:
+                times[gru] += time_steps(initial, gru, waves, chosen)
+        for gru, gru_times in times.items():
+            step = statistics.median(gru_times)
+            print(json.dumps({
+                "variant": name, "gru": gru, "params_m": round(initial.n_params / 1e6, 2), "s_per_step": round(step, 3),
+                "epoch_min": round(step * n_epoch_batches / 60, 2), "steps": len(gru_times), "batch_size": args.batch_size,
+                "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "torch": torch.__version__,
+            }), flush=True)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,15 @@ def gru_layer(x: torch.Tensor, weights: list[tuple[torch.Tensor, torch.Tensor, t
     n_dirs, steps, batch, n_in = x.shape
     gi = torch.baddbmm(b_ih.unsqueeze(1), x.reshape(n_dirs, steps * batch, n_in), w_ih.transpose(1, 2))
     return gru_recurrence(gi.view(n_dirs, steps, batch, -1).transpose(0, 1), w_hh, b_hh).transpose(0, 1)
+
+
+def torch_gru_layer(x: torch.Tensor, weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """:func:`gru_layer` computed by PyTorch's GRU (``torch._VF.gru``, the call
+    ``torch.nn.GRU`` makes), one direction at a time: on a GPU its cuDNN kernels beat any
+    per-step loop, and on the CPU it is what :func:`gru_layer` is measured against
+    (``scripts/bench_train.py --gru speechrnn torch``). Same arguments and result."""
+    outs = []
+    for inputs, direction in zip(x, weights):
+        h0 = inputs.new_zeros(1, inputs.shape[1], direction[1].shape[1])
+        outs.append(torch._VF.gru(inputs, h0, list(direction), True, 1, 0.0, True, False, False)[0])
+    return torch.stack(outs)

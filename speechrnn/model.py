@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cpu_gru import gru_layer
+from .cpu_gru import gru_layer, torch_gru_layer
 from .features import Frontend, FrontendConfig, normalize_level
 from .text import VOCAB, Tokenizer
 
@@ -256,10 +256,11 @@ class SpeechModel(nn.Module):
         packed-sequence computation, and zero past each row's length; with ``keep_layer`` > 0
         also the output of the first ``keep_layer`` layers (before dropout), else None.
 
-        Used in training on the CPU: each layer runs both directions side by side through
-        :func:`speechrnn.cpu_gru.gru_layer` (a recurrence with its own backward pass, faster there
-        than autograd through PyTorch's GRU), the backward direction on the rows reversed within
-        their lengths, since a padded backward direction would start in the padding. Inference
+        Used in training on the CPU, and with ``keep_layer`` on any device: on the CPU each layer
+        runs both directions side by side through :func:`speechrnn.cpu_gru.gru_layer` (a
+        recurrence with its own backward pass, faster there than autograd through PyTorch's GRU;
+        on a GPU PyTorch's GRU), the backward direction on the rows reversed within their
+        lengths, since a padded backward direction would start in the padding. Inference
         stays on the packed module, which is faster without gradients (tests/test_model.py
         checks outputs and gradients against it).
         """
@@ -269,12 +270,14 @@ class SpeechModel(nn.Module):
         valid = (t < lens)[..., None]  # (U, B, 1)
         reverse = torch.where(valid, lens[..., None] - 1 - t[..., None], t[..., None])  # flips each row within its length
         n_dirs = 2 if self.config.bidirectional else 1
+        # cuDNN on a GPU; ``model.own_cpu_gru = False`` times PyTorch's GRU on the CPU (scripts/bench_train.py)
+        layer_fn = gru_layer if x.device.type == "cpu" and getattr(self, "own_cpu_gru", True) else torch_gru_layer
         x, kept = x.transpose(0, 1), None  # time-major (U, B, F) inside
         for layer in range(rnn.num_layers):
             suffixes = ("", "_reverse")[:n_dirs]
             weights = [tuple(getattr(rnn, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for suffix in suffixes]
             inputs = torch.stack([x, x.gather(0, reverse.expand(-1, -1, x.shape[2]))]) if n_dirs > 1 else x[None]
-            outs = list(gru_layer(inputs, weights).unbind(0))
+            outs = list(layer_fn(inputs, weights).unbind(0))
             if n_dirs > 1:
                 outs[1] = outs[1].gather(0, reverse.expand(-1, -1, outs[1].shape[2]))
             x = torch.cat(outs, dim=-1) if n_dirs > 1 else outs[0]

@@ -127,3 +127,31 @@ def test_bench_train_variants_are_the_bundled_configs_with_the_convolution_swapp
         model, shipped = bench_train.variant_model(name), load_model(base)
         assert model.config == dataclasses.replace(shipped.config, conv_channels=conv) and model.training
         assert torch.equal(model.frontend.cmvn_mean, shipped.frontend.cmvn_mean) and torch.equal(model.frontend.cmvn_std, shipped.frontend.cmvn_std)
+
+
+
+
+
+def test_bench_train_times_the_chosen_training_recurrence(monkeypatch, tone):
+    """``--gru speechrnn`` trains through speechrnn.cpu_gru's layer, ``--gru torch`` through
+    PyTorch's GRU (the two compute the same: tests/test_cpu_gru.py)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import speechrnn.model as model_module
+    from speechrnn.model import ModelConfig, SpeechModel
+
+    bench_train = _script("bench_train")
+    calls = []
+    for name in ("gru_layer", "torch_gru_layer"):
+        original = getattr(model_module, name)
+        monkeypatch.setattr(model_module, name, lambda x, weights, name=name, original=original: calls.append(name) or original(x, weights))
+    torch.manual_seed(0)
+    initial = SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=2)).train()  # the intermediate loss needs 2 layers
+    waves = [[torch.from_numpy(tone[:8000])] * 2] * 2
+    utterances = [[SimpleNamespace(text="a b")] * 2] * 2
+    for gru, layer in (("speechrnn", "gru_layer"), ("torch", "torch_gru_layer")):
+        calls.clear()
+        assert len(bench_train.time_steps(initial, gru, waves, utterances)) == 1  # the first step is not timed
+        assert set(calls) == {layer}

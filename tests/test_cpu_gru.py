@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechrnn.cpu_gru import gru_layer, gru_recurrence
+from speechrnn.cpu_gru import gru_layer, gru_recurrence, torch_gru_layer
 
 
 @pytest.mark.parametrize("n_dirs", [1, 2])
@@ -33,6 +33,24 @@ def test_layer_equals_torch_gru_in_values_and_gradients(dtype, tolerance):
     inputs = [x, *gru.parameters()]
     for a, b in zip(torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
         torch.testing.assert_close(a, b, atol=tolerance, rtol=tolerance)
+
+
+def test_torch_gru_layer_computes_the_same_layer():
+    """The layer by PyTorch's GRU (the GPU path, and the CPU timing baseline) gives the same
+    outputs and gradients on time-major inputs of two directions."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, bidirectional=True)
+    weights = [tuple(getattr(gru, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for suffix in ("", "_reverse")]
+    x = torch.randn(2, 7, 3, 6, requires_grad=True)
+    upstream = torch.randn(2, 7, 3, 5)
+    results = []
+    for layer in (gru_layer, torch_gru_layer):
+        out = layer(x, weights)
+        results.append((out, torch.autograd.grad(out, [x, *gru.parameters()], upstream)))
+    (ours, our_grads), (theirs, their_grads) = results
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    for a, b in zip(our_grads, their_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_wrong_shapes_are_refused():
