@@ -109,6 +109,8 @@ class SpeechModel(nn.Module):
         self.tokenizer = Tokenizer(config.vocab)
         self.frontend = Frontend(config.frontend)
         n_in = config.frontend.n_features
+        # CPU training runs the GRU through speechrnn.cpu_gru; False: PyTorch's GRU (scripts/bench_train.py --gru torch).
+        self.own_cpu_gru = True
         self.conv = None
         if config.conv_channels:
             c = config.conv_channels
@@ -270,11 +272,11 @@ class SpeechModel(nn.Module):
         valid = (t < lens)[..., None]  # (U, B, 1)
         reverse = torch.where(valid, lens[..., None] - 1 - t[..., None], t[..., None])  # flips each row within its length
         n_dirs = 2 if self.config.bidirectional else 1
-        # cuDNN on a GPU; ``model.own_cpu_gru = False`` times PyTorch's GRU on the CPU (scripts/bench_train.py)
-        layer_fn = gru_layer if x.device.type == "cpu" and getattr(self, "own_cpu_gru", True) else torch_gru_layer
+        # PyTorch's GRU (cuDNN) on a GPU
+        layer_fn = gru_layer if x.device.type == "cpu" and self.own_cpu_gru else torch_gru_layer
         x, kept = x.transpose(0, 1), None  # time-major (U, B, F) inside
+        suffixes = ("", "_reverse")[:n_dirs]
         for layer in range(rnn.num_layers):
-            suffixes = ("", "_reverse")[:n_dirs]
             weights = [tuple(getattr(rnn, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for suffix in suffixes]
             inputs = torch.stack([x, x.gather(0, reverse.expand(-1, -1, x.shape[2]))]) if n_dirs > 1 else x[None]
             outs = list(layer_fn(inputs, weights).unbind(0))

@@ -129,9 +129,6 @@ def test_bench_train_variants_are_the_bundled_configs_with_the_convolution_swapp
         assert torch.equal(model.frontend.cmvn_mean, shipped.frontend.cmvn_mean) and torch.equal(model.frontend.cmvn_std, shipped.frontend.cmvn_std)
 
 
-
-
-
 def test_bench_train_times_the_chosen_training_recurrence(monkeypatch, tone):
     """``--gru speechrnn`` trains through speechrnn.cpu_gru's layer, ``--gru torch`` through
     PyTorch's GRU (the two compute the same: tests/test_cpu_gru.py)."""
