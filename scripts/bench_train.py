@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python scripts/bench_train.py                       # all four variants, 2 threads
     .venv/bin/python scripts/bench_train.py --variant offline offline-conv0 --batches 20
     .venv/bin/python scripts/bench_train.py --variant offline streaming --gru speechrnn torch --rounds 2
+    .venv/bin/python scripts/bench_train.py --variant streaming --teacher offline   # distillation's cost
 
 Each variant is a bundled model's config (``offline``, ``streaming``) with its convolution
 frontend as shipped, or with ``-conv0`` / ``-conv16`` swapped in, freshly initialised. A step
@@ -20,6 +21,10 @@ variants within one run).
 autograd through the call ``torch.nn.GRU`` makes) in place of speechrnn's training recurrence
 (``speechrnn.cpu_gru.gru_layer``), through the model's ``own_cpu_gru`` switch; with both named, each round times them one after the other,
 alternating which goes first, so a drifting machine slows both alike.
+
+``--teacher MODEL`` adds what the recipes' ``--distill-from MODEL`` adds to a step: the
+teacher's forward pass over the perturbed batch and the distillation loss (weight 0.5, the
+teacher's frames delayed by 3).
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speechrnn.audio import load_audio  # noqa: E402
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, an4_utterances, speaker_split  # noqa: E402
 from speechrnn.model import SpeechModel, load_model  # noqa: E402
-from speechrnn.train import TrainConfig, augmented_batch, batch_loss, inter_ctc_options  # noqa: E402
+from speechrnn.train import TrainConfig, batch_features, batch_loss, inter_ctc_options, perturbed_batch, teacher_log_probs  # noqa: E402
 
 VARIANTS = ("offline", "offline-conv0", "streaming", "streaming-conv16")
 RECIPE_TRAIN_UTTERANCES = 869  # AN4 train less the recipe's dev speakers
@@ -61,19 +66,23 @@ def variant_model(name: str) -> SpeechModel:
 GRUS = ("speechrnn", "torch")
 
 
-def time_steps(initial: SpeechModel, gru: str, waves, chosen) -> list[float]:
+def time_steps(initial: SpeechModel, gru: str, waves, chosen, teacher: SpeechModel | None = None) -> list[float]:
     """Seconds of each training step after the first, training a copy of ``initial`` with the
-    ``gru`` recurrence (one of :data:`GRUS`)."""
+    ``gru`` recurrence (one of :data:`GRUS`), with distillation from ``teacher`` if given (the
+    recipes' default weight and shift)."""
     model = copy.deepcopy(initial)
     model.own_cpu_gru = gru == "speechrnn"
     # The offline recipe's intermediate CTC loss (weight 0.3 below the last layer); none for streaming.
-    config = TrainConfig(**inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers))
+    distill = dict(distill_weight=0.5, distill_shift=3) if teacher is not None else {}
+    config = TrainConfig(**inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers), **distill)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng, times = random.Random(0), []
     for i, (batch, utterances) in enumerate(zip(waves, chosen)):
         start = time.perf_counter()
-        feats, feat_lens = augmented_batch(model, batch, AugmentConfig(), rng)
-        loss = batch_loss(model, model.tokenizer, feats, feat_lens, [u.text for u in utterances], config)
+        padded, lens = perturbed_batch(batch, AugmentConfig(), rng)
+        feats, feat_lens = batch_features(model, padded, lens, AugmentConfig(), rng)
+        targets = None if teacher is None else teacher_log_probs(teacher, padded, lens, config.distill_shift)
+        loss = batch_loss(model, model.tokenizer, feats, feat_lens, [u.text for u in utterances], config, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -92,8 +101,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gru", nargs="+", choices=GRUS, default=["speechrnn"], help="training recurrence(s) to time (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=1, help="times each variant and recurrence is timed, alternating (default: %(default)s)")
+    parser.add_argument("--teacher", default=None, metavar="MODEL", help="also distil from this model in each step, as the recipes' --distill-from does (default: none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    teacher = load_model(args.teacher) if args.teacher else None
 
     train_set, _ = speaker_split(an4_utterances(args.an4, "train"), AN4_DEV_SPEAKERS, seed=0)
     # The recipe's buckets sort by length and batch neighbours; a random draw of them, fixed.
@@ -107,11 +118,11 @@ def main() -> None:
         initial, times = variant_model(name), {gru: [] for gru in args.gru}
         for round_ in range(args.rounds):
             for gru in args.gru if round_ % 2 == 0 else args.gru[::-1]:
-                times[gru] += time_steps(initial, gru, waves, chosen)
+                times[gru] += time_steps(initial, gru, waves, chosen, teacher)
         for gru, gru_times in times.items():
             step = statistics.median(gru_times)
             print(json.dumps({
-                "variant": name, "gru": gru, "params_m": round(initial.n_params / 1e6, 2), "s_per_step": round(step, 3),
+                "variant": name, "gru": gru, "teacher": args.teacher, "params_m": round(initial.n_params / 1e6, 2), "s_per_step": round(step, 3),
                 "epoch_min": round(step * n_epoch_batches / 60, 2), "steps": len(gru_times), "batch_size": args.batch_size,
                 "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "torch": torch.__version__,

@@ -52,6 +52,12 @@ class TrainConfig:
     # head on the output of the first inter_ctc_layer RNN layers); GRU models only. 0: off.
     inter_ctc_weight: float = 0.0
     inter_ctc_layer: int = 0
+    # Distillation (needs a teacher model, see train()): the loss is (1 - w) * the CTC loss +
+    # w * the mean per-frame KL divergence from the teacher's output distributions, delayed by
+    # distill_shift output frames (a streaming student emits its characters later than a
+    # bidirectional teacher: 3 frames, median, for the bundled pair on AN4 dev). 0: off.
+    distill_weight: float = 0.0
+    distill_shift: int = 0
 
 
 # Training audio up to this many hours is read into memory before training (about 0.2 GB an
@@ -136,12 +142,25 @@ def augmented_batch(
     model: SpeechModel, waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Perturb, featurise and SpecAugment a batch: ``(B, T, F)`` features and ``(B,)`` lengths."""
+    return batch_features(model, *perturbed_batch(waves, augment, rng), augment, rng)
+
+
+def perturbed_batch(waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's waveforms after speed, level, noise and band perturbation, padded: ``(B, N)``
+    samples and ``(B,)`` lengths."""
+    if augment is None:
+        return pad_waves(waves)
+    return pad_waves([perturb_wave(w, augment, rng) for w in waves])
+
+
+def batch_features(
+    model: SpeechModel, padded: torch.Tensor, lens: torch.Tensor, augment: AugmentConfig | None, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s features of a :func:`perturbed_batch`, SpecAugmented: ``(B, T, F)`` and ``(B,)``."""
     frontend = model.frontend
     device = frontend.cmvn_mean.device
     if augment is None:
-        padded, lens = pad_waves(waves)
         return model.features(padded.to(device), lens.to(device))
-    padded, lens = pad_waves([perturb_wave(w, augment, rng) for w in waves])
     feat_lens = num_frames(lens, frontend.config)
     log_mel = frontend.subtract_utterance_mean(frontend.log_mel(padded.to(device)), feat_lens)
     rows = []
@@ -159,25 +178,57 @@ def inter_ctc_options(weight: float, layer: int | None, n_layers: int) -> dict:
     return {"inter_ctc_weight": weight, "inter_ctc_layer": n_layers - 1 if layer is None else layer}
 
 
+def teacher_log_probs(teacher: SpeechModel, padded: torch.Tensor, lens: torch.Tensor, shift: int) -> torch.Tensor:
+    """A teacher model's ``(B, U, V)`` log-probabilities of a :func:`perturbed_batch`, read
+    without SpecAugment (the teacher sees the input the student's masks hide), each row delayed
+    by ``shift`` output frames: frame ``t`` holds the teacher's frame ``t - shift``, the first
+    ``shift`` frames its frame 0."""
+    device = teacher.frontend.cmvn_mean.device
+    with torch.no_grad():
+        log_probs, _ = teacher.eval()(*teacher.features(padded.to(device), lens.to(device)))
+    if shift and log_probs.shape[1]:
+        n = log_probs.shape[1]
+        log_probs = torch.cat([log_probs[:, :1].expand(-1, shift, -1), log_probs[:, : max(0, n - shift)]], dim=1)[:, :n]
+    return log_probs
+
+
+def distillation_loss(log_probs: torch.Tensor, teacher: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid frames of ``KL(teacher || student)`` between ``(B, U, V)``
+    log-probabilities."""
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < out_lens.to(log_probs.device)[:, None]
+    per_frame = F.kl_div(log_probs, teacher, reduction="none", log_target=True).sum(-1)
+    return (per_frame * valid).sum() / valid.sum().clamp(min=1)
+
+
 def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor, blank: int) -> torch.Tensor:
     """Mean CTC loss of a ``(B, U, V)`` batch against concatenated ``targets``."""
     return F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens.to(log_probs.device), target_lens, blank=blank, zero_infinity=True)
 
 
-def batch_loss(network: torch.nn.Module, tokenizer, feats: torch.Tensor, feat_lens: torch.Tensor, texts: Sequence[str], config: TrainConfig) -> torch.Tensor:
+def batch_loss(
+    network: torch.nn.Module, tokenizer, feats: torch.Tensor, feat_lens: torch.Tensor, texts: Sequence[str], config: TrainConfig, teacher: torch.Tensor | None = None
+) -> torch.Tensor:
     """A training batch's loss: the CTC loss of ``network`` (a :class:`SpeechModel`, or its
     DDP wrapper) on ``(B, T, F)`` features against ``texts``, mixed with the intermediate CTC
-    loss when ``config`` has one."""
+    loss when ``config`` has one, and with the distillation loss from ``teacher``'s
+    log-probabilities (:func:`teacher_log_probs`) when ``config`` has a distillation weight."""
     device = feats.device
     targets = [torch.tensor(tokenizer.encode(text)) for text in texts]
     target_lens = torch.tensor([len(t) for t in targets], device=device)
     targets = torch.cat(targets).to(device)
     if not config.inter_ctc_weight:
         log_probs, out_lens = network(feats, feat_lens)
-        return ctc_loss(log_probs, out_lens, targets, target_lens, tokenizer.blank)
-    log_probs, out_lens, inter_log_probs = network(feats, feat_lens, inter_layer=config.inter_ctc_layer)
-    w = config.inter_ctc_weight
-    return (1 - w) * ctc_loss(log_probs, out_lens, targets, target_lens, tokenizer.blank) + w * ctc_loss(inter_log_probs, out_lens, targets, target_lens, tokenizer.blank)
+        loss = ctc_loss(log_probs, out_lens, targets, target_lens, tokenizer.blank)
+    else:
+        log_probs, out_lens, inter_log_probs = network(feats, feat_lens, inter_layer=config.inter_ctc_layer)
+        w = config.inter_ctc_weight
+        loss = (1 - w) * ctc_loss(log_probs, out_lens, targets, target_lens, tokenizer.blank) + w * ctc_loss(inter_log_probs, out_lens, targets, target_lens, tokenizer.blank)
+    if not config.distill_weight:
+        return loss
+    if teacher is None or teacher.shape != log_probs.shape:
+        raise ValueError(f"distillation needs the teacher's log-probabilities in the student's shape {tuple(log_probs.shape)}, got {None if teacher is None else tuple(teacher.shape)}")
+    w = config.distill_weight
+    return (1 - w) * loss + w * distillation_loss(log_probs, teacher, out_lens)
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -185,6 +236,24 @@ def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
         return (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
     return config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def load_teacher(teacher: str | os.PathLike | None, model_config: ModelConfig, config: TrainConfig, device: str | torch.device = "cpu") -> SpeechModel | None:
+    """The distillation teacher (a model file or bundled name) for training a ``model_config``
+    model under ``config``, or None without distillation; ValueError, naming the file, for a
+    teacher without a distillation weight or the other way round, a weight outside 0..1, a
+    negative shift, or a teacher whose output frames or vocabulary differ from the student's."""
+    if (teacher is None) != (not config.distill_weight) or not 0 <= config.distill_weight < 1 or config.distill_shift < 0:
+        raise ValueError(f"distillation needs a teacher model, 0 < distill_weight < 1 and distill_shift >= 0, got teacher {teacher}, weight {config.distill_weight}, shift {config.distill_shift}")
+    if teacher is None:
+        return None
+    model = load_model(teacher, device)
+    if model.config.frame_samples != model_config.frame_samples or model.config.vocab != model_config.vocab:
+        raise ValueError(
+            f"{model.source}: a teacher needs the student's output frames ({model_config.frame_samples} samples) and vocabulary; "
+            f"it has {model.config.frame_samples}-sample frames and {len(model.config.vocab)} symbols"
+        )
+    return model
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -208,6 +277,7 @@ def train(
     keep: str = "best",
     preload: bool | None = None,
     checkpoint_steps: int = 0,
+    teacher: str | os.PathLike | None = None,
 ) -> Path:
     """Train a model and return the path of its model file, ``best.pt``.
 
@@ -233,6 +303,11 @@ def train(
     CUDA's CTC backward is not deterministic to begin with. Under DDP, resume with as many
     processes; across machines ``out_dir`` must be on a filesystem they share (rank 0 writes
     the checkpoint, every process reads it).
+
+    ``teacher`` (a model file or bundled model name; with ``config.distill_weight``) is the
+    model whose output distributions the student learns to match besides the CTC loss
+    (distillation, see :class:`TrainConfig`): it reads each batch after the same perturbation,
+    without SpecAugment, and must give frames of the same length and vocabulary.
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
@@ -258,6 +333,7 @@ def train(
     train_waves = load_waves(train_set, progress=is_main) if preload else DiskWaves(train_set)
     dev_waves = load_waves(dev_set, progress=is_main)
     model = SpeechModel(model_config)
+    teacher_model = load_teacher(teacher, model_config, config, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size) // world
     total_steps = steps_per_epoch * config.epochs
@@ -384,9 +460,11 @@ def train(
                 # readable batch again rather than skip the step.
                 groups, waves = last_readable
             last_readable = groups, waves
-            feats, feat_lens = augmented_batch(model, waves, augment, rng)
+            padded, lens = perturbed_batch(waves, augment, rng)
+            feats, feat_lens = batch_features(model, padded, lens, augment, rng)
+            targets = None if teacher_model is None else teacher_log_probs(teacher_model, padded, lens, config.distill_shift)
             texts = [" ".join(train_set[i].text for i in g) for g in groups]
-            loss = batch_loss(ddp_model, model.tokenizer, feats.to(device), feat_lens.to(device), texts, config)
+            loss = batch_loss(ddp_model, model.tokenizer, feats.to(device), feat_lens.to(device), texts, config, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

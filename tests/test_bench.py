@@ -152,3 +152,10 @@ def test_bench_train_times_the_chosen_training_recurrence(monkeypatch, tone):
         calls.clear()
         assert len(bench_train.time_steps(initial, gru, waves, utterances)) == 1  # the first step is not timed
         assert set(calls) == {layer}
+    # --teacher: each step also reads the batch with the teacher (the distillation loss needs it).
+    read = []
+    original_read = bench_train.teacher_log_probs
+    monkeypatch.setattr(bench_train, "teacher_log_probs", lambda *args: read.append(args[3]) or original_read(*args))
+    teacher = SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)).eval()
+    assert len(bench_train.time_steps(initial, "speechrnn", waves, utterances, teacher)) == 1
+    assert read == [3, 3]  # both steps, the recipes' shift

@@ -99,7 +99,7 @@ def test_manifest_recipe_trains_tunes_an_lm_and_reports(speech_dir, tmp_path):
     manifest = tmp_path / "set.jsonl"
     manifest.write_text("".join(json.dumps({"audio": str(folder / f"{name}.wav"), "text": text.upper()}) + "\n" for name, text in phrases.items()))
     exp = tmp_path / "exp"
-    args = ["--train", manifest, "--dev", manifest, "--test", manifest, "--exp", exp, "--layers", "2", "--hidden", "16", "--epochs", "2", "--threads", "1", "--lm-order", "2", "--beam-size", "8", "--inter-ctc-weight", "0.3"]
+    args = ["--train", manifest, "--dev", manifest, "--test", manifest, "--exp", exp, "--layers", "2", "--hidden", "16", "--epochs", "2", "--threads", "1", "--lm-order", "2", "--beam-size", "8", "--inter-ctc-weight", "0.3", "--distill-from", "offline", "--distill-weight", "0.2"]
     result = run_script(RECIPES / "manifest" / "run.py", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     results = (exp / "RESULTS.md").read_text()
@@ -109,6 +109,8 @@ def test_manifest_recipe_trains_tunes_an_lm_and_reports(speech_dir, tmp_path):
     assert checkpoint["epoch"] == 2
     # --inter-ctc-weight reaches the training loss, below the last of the two layers by default.
     assert (checkpoint["train_config"]["inter_ctc_weight"], checkpoint["train_config"]["inter_ctc_layer"]) == (0.3, 1)
+    # So does distillation from the bundled offline model (the teacher), its frames delayed by the default 3.
+    assert (checkpoint["train_config"]["distill_weight"], checkpoint["train_config"]["distill_shift"]) == (0.2, 3)
     model = load_model(exp / "best.pt")
     assert model.config.bidirectional and model.config.level_db is not None
     assert json.loads((exp / "best.lm.json").read_text())["beam_size"] == 8

@@ -60,6 +60,21 @@ def test_convolution_frontend_option_reaches_the_model():
         recipe.parse_args(["--conv-channels", "-1"])
 
 
+def test_distillation_options_check_the_teacher_before_any_data_is_read(tmp_path, capsys):
+    args = recipe.parse_args(["--streaming", "--distill-from", "offline"])
+    assert (args.distill_from, args.distill_weight, args.distill_shift) == ("offline", 0.5, 3)
+    missing = tmp_path / "missing.pt"
+    for bad, says in (
+        (["--distill-from", str(missing)], "missing.pt"),
+        (["--distill-from", "offline", "--distill-weight", "1"], "0 < distill_weight < 1"),
+        (["--distill-from", "offline", "--distill-shift", "-1"], "distill_shift >= 0"),
+        (["--distill-from", "offline", "--frame-stack", "3"], "a teacher needs the student's output frames"),
+    ):
+        with pytest.raises(SystemExit):
+            recipe.parse_args(["--streaming", *bad])
+        assert says in capsys.readouterr().err
+
+
 def test_spec_augment_widths_reach_both_stages_augmentation():
     default = recipe.robust_augment(recipe.parse_args([]))
     assert (default.max_freq_width, default.max_time_width) == (AugmentConfig.max_freq_width, AugmentConfig.max_time_width)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from speechrnn.audio import AudioError
-from speechrnn.data import AugmentConfig, Utterance, length_batches, mask_frequencies, mask_times, perturb_wave, speaker_split
-from speechrnn.model import ModelConfig, load_model
-from speechrnn.train import TrainConfig, compute_cmvn, lr_factor, statistics_subset, train
+from speechrnn.data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, speaker_split
+from speechrnn.model import ModelConfig, load_model, save_model
+from speechrnn.train import TrainConfig, compute_cmvn, distillation_loss, lr_factor, statistics_subset, teacher_log_probs, train
 
 TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
 
@@ -68,6 +68,54 @@ def test_intermediate_ctc_trains_other_weights_into_the_same_model_file(tiny_set
     for weight, layer in ((1.0, 1), (0.3, 2), (0.3, 0)):
         with pytest.raises(ValueError, match="inter_ctc_weight"):
             train(two_layers, tiny_set, tiny_set[:2], tmp_path / "bad", dataclasses.replace(config, inter_ctc_weight=weight, inter_ctc_layer=layer), None)
+
+
+def test_distillation_loss_is_the_kl_divergence_over_valid_frames_and_the_teacher_is_delayed(tiny_set, tmp_path):
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 6, 5).log_softmax(-1), torch.randn(2, 6, 5).log_softmax(-1)
+    lens = torch.tensor([6, 4])
+    by_hand = [float((teacher[b, t].exp() * (teacher[b, t] - student[b, t])).sum()) for b in range(2) for t in range(int(lens[b]))]
+    assert distillation_loss(student, teacher, lens).item() == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
+    assert distillation_loss(teacher, teacher, lens).item() == pytest.approx(0.0, abs=1e-6)
+    # Frames past a row's length do not count.
+    changed = student.clone()
+    changed[1, 4:] = torch.randn(2, 5).log_softmax(-1)
+    assert distillation_loss(changed, teacher, lens).item() == pytest.approx(distillation_loss(student, teacher, lens).item(), rel=1e-6)
+
+    model = load_model(train(TINY, tiny_set, tiny_set[:2], tmp_path, TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1), None))
+    padded, lens = pad_waves(load_waves(tiny_set))
+    now, delayed = teacher_log_probs(model, padded, lens, 0), teacher_log_probs(model, padded, lens, 2)
+    assert delayed.shape == now.shape
+    torch.testing.assert_close(delayed[:, 2:], now[:, :-2])
+    torch.testing.assert_close(delayed[:, :2], now[:, :1].expand(-1, 2, -1))
+
+
+def test_distillation_pulls_the_student_towards_its_teacher(tiny_set, tmp_path):
+    config = TrainConfig(epochs=4, batch_size=2, warmup_steps=2, threads=1, seed=1, lr=0.03)
+    # A teacher unlike anything CTC training leads to: a barely trained model that favours "e" everywhere.
+    teacher = load_model(train(TINY, tiny_set, tiny_set[:2], tmp_path / "teacher", dataclasses.replace(config, epochs=1, lr=1e-3), None))
+    with torch.no_grad():
+        teacher.head.bias[teacher.tokenizer.encode("e")[0]] += 4.0
+    teacher_path = tmp_path / "teacher.pt"
+    save_model(teacher_path, teacher)
+    plain = load_model(train(TINY, tiny_set, tiny_set[:2], tmp_path / "plain", config, None))
+    distilled_config = dataclasses.replace(config, distill_weight=0.9, distill_shift=1)
+    distilled = load_model(train(TINY, tiny_set, tiny_set[:2], tmp_path / "distilled", distilled_config, None, teacher=teacher_path))
+    assert distilled.state_dict().keys() == plain.state_dict().keys()
+    padded, lens = pad_waves(load_waves(tiny_set))
+    targets = teacher_log_probs(teacher, padded, lens, 1)
+
+    def divergence(student):
+        with torch.no_grad():
+            log_probs, out_lens = student(*student.features(padded, lens))
+        return distillation_loss(log_probs, targets, out_lens).item()
+
+    assert divergence(distilled) < 0.5 * divergence(plain)
+    for weight, kept in ((0.5, None), (0.0, teacher_path), (1.0, teacher_path)):
+        with pytest.raises(ValueError, match="distillation needs a teacher"):
+            train(TINY, tiny_set, tiny_set[:2], tmp_path / "bad", dataclasses.replace(config, distill_weight=weight), None, teacher=kept)
+    with pytest.raises(ValueError, match="a teacher needs the student's output frames"):
+        train(dataclasses.replace(TINY, frame_stack=2), tiny_set, tiny_set[:2], tmp_path / "bad", distilled_config, None, teacher=teacher_path)
 
 
 def test_keep_last_makes_the_last_epoch_the_model_file(tiny_set, tmp_path):

@@ -41,7 +41,7 @@ from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
-from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, mix_into, train, write_log
+from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, load_teacher, mix_into, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -311,6 +311,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"weight of an intermediate CTC loss on the lower RNN layers' output, both stages; 0: off (default: {OFFLINE_DEFAULTS['inter_ctc_weight']} with 2 or more layers, streaming {STREAMING_DEFAULTS['inter_ctc_weight']})",
     )
     parser.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
+    parser.add_argument(
+        "--distill-from", default=None, metavar="MODEL",
+        help="a teacher model (file or bundled name, e.g. offline) whose output distributions the model also learns to match, both stages (default: none)",
+    )
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="with --distill-from: the loss is (1 - W) * CTC + W * the per-frame KL divergence from the teacher (default: %(default)s)")
+    parser.add_argument(
+        "--distill-shift", type=int, default=3,
+        help="with --distill-from: the teacher's frames are delayed by this many output frames (default: %(default)s, the median lag of the bundled streaming model's characters behind the offline model's on AN4 dev)",
+    )
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
     parser.add_argument("--dev-speakers", type=int, default=AN4_DEV_SPEAKERS)
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps, help="linear warm-up steps (default: %(default)s)")
@@ -348,8 +357,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error("--level-start-lead-db bounds a start level: give --level-start-db too")
         args.level_start_lead_db = None  # the recipe's bound goes with its start level
     try:
-        model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
-    except ValueError as error:
+        config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
+        if args.distill_from:  # the teacher's too
+            load_teacher(args.distill_from, config, TrainConfig(distill_weight=args.distill_weight, distill_shift=args.distill_shift))
+    except (OSError, ValueError) as error:  # a bad option, or a teacher model file missing or unreadable
         parser.error(str(error))
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
@@ -390,7 +401,8 @@ def main() -> None:
 
     config = model_config(args)
     robust = robust_augment(args)
-    schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed, **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers))
+    distill = dict(distill_weight=args.distill_weight, distill_shift=args.distill_shift) if args.distill_from else {}
+    schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed, **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers), **distill)
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
     if args.robust_epochs > 0:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns
@@ -413,8 +425,8 @@ def main() -> None:
         for stage in stages:
             if stage.name:
                 print(f"{stage.name} stage: {len(stage.data)} utterances, {stage.train_config.epochs} epochs", file=sys.stderr)
-            metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
-            best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep)
+            metadata = {"recipe": "an4", "name": args.name, "stage": stage.name, **({"distilled_from": args.distill_from} if args.distill_from else {})}
+            best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep, teacher=args.distill_from)
             start = best
         if args.clean_mix > 0 and len(stages) > 1 and int(os.environ.get("RANK", "0")) == 0:
             mix_into(best, stages[0].exp / "best.pt", args.clean_mix)

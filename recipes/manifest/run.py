@@ -48,7 +48,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, load_model
 from speechrnn.output import write_atomic
-from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, train
+from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, load_teacher, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
     training.add_argument("--inter-ctc-weight", type=float, default=0.0, help="weight of an intermediate CTC loss on the lower RNN layers' output (default: %(default)s, off)")
     training.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
+    training.add_argument("--distill-from", default=None, metavar="MODEL", help="a teacher model (file or bundled name) whose output distributions the model also learns to match (default: none)")
+    training.add_argument("--distill-weight", type=float, default=0.5, help="with --distill-from: the loss is (1 - W) * CTC + W * the per-frame KL divergence from the teacher (default: %(default)s)")
+    training.add_argument("--distill-shift", type=int, default=3, help="with --distill-from: the teacher's frames are delayed by this many output frames (default: %(default)s, as measured for AN4's streaming and offline models)")
     lm = parser.add_argument_group("language model")
     lm.add_argument("--lm-order", type=int, nargs="+", default=[3], help="n-gram orders to build from the training transcripts and tune on dev, the best kept (default: %(default)s; 0: no LM)")
     lm.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune (default: %(default)s)")
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     exp = Path(args.exp)
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
+        if args.distill_from:  # the teacher's too
+            load_teacher(args.distill_from, config, TrainConfig(distill_weight=args.distill_weight, distill_shift=args.distill_shift))
         train_set = read_set(args.train, args.max_duration)
         dev = read_set(args.dev)
         tests = {result_name(path, args.test): read_set([path]) for path in args.test}
@@ -186,11 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
         **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
+        **(dict(distill_weight=args.distill_weight, distill_shift=args.distill_shift) if args.distill_from else {}),
     )
     if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
         exp.mkdir(parents=True, exist_ok=True)
         write_atomic(exp / "command.txt", " ".join([".venv/bin/python", "recipes/manifest/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
-    best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from, checkpoint_steps=args.checkpoint_steps)
+    best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from, checkpoint_steps=args.checkpoint_steps, teacher=args.distill_from)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     model = load_model(best)
