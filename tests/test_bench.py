@@ -159,3 +159,22 @@ def test_bench_train_times_the_chosen_training_recurrence(monkeypatch, tone):
     teacher = SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)).eval()
     assert len(bench_train.time_steps(initial, "speechrnn", waves, utterances, teacher)) == 1
     assert read == [3, 3]  # both steps, the recipes' shift
+
+
+def test_spike_lag_counts_frames_between_the_characters_of_models_that_agree(monkeypatch, tone):
+    import torch
+
+    from speechrnn.model import ModelConfig, SpeechModel
+
+    spike_lag = _script("spike_lag")
+    model = SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)).eval()
+    a = model.tokenizer.encode("a")[0]
+    with torch.no_grad():  # every frame reads "a": one character, at the first frame
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.bias[a] = 5.0
+    assert spike_lag.character_frames(model, torch.from_numpy(tone)) == [(0, a)]
+
+    paths = {("student", 0): [(5, 3), (9, 4)], ("teacher", 0): [(2, 3), (7, 4)], ("student", 1): [(4, 3)], ("teacher", 1): [(1, 5)]}
+    monkeypatch.setattr(spike_lag, "character_frames", lambda who, wave: paths[(who, wave)])
+    assert spike_lag.lags("student", "teacher", [0, 1]) == ([3, 2], 1)  # the second utterance's spellings differ
