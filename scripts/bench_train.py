@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speechrnn.audio import load_audio  # noqa: E402
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, an4_utterances, speaker_split  # noqa: E402
 from speechrnn.model import SpeechModel, load_model  # noqa: E402
-from speechrnn.train import TrainConfig, batch_features, batch_loss, inter_ctc_options, perturbed_batch, teacher_log_probs  # noqa: E402
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, batch_features, batch_loss, distill_options, inter_ctc_options, perturbed_batch, teacher_log_probs  # noqa: E402
 
 VARIANTS = ("offline", "offline-conv0", "streaming", "streaming-conv16")
 RECIPE_TRAIN_UTTERANCES = 869  # AN4 train less the recipe's dev speakers
@@ -73,8 +73,10 @@ def time_steps(initial: SpeechModel, gru: str, waves, chosen, teacher: SpeechMod
     model = copy.deepcopy(initial)
     model.own_cpu_gru = gru == "speechrnn"
     # The offline recipe's intermediate CTC loss (weight 0.3 below the last layer); none for streaming.
-    distill = dict(distill_weight=0.5, distill_shift=3) if teacher is not None else {}
-    config = TrainConfig(**inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers), **distill)
+    config = TrainConfig(
+        **inter_ctc_options(0.3 if model.config.bidirectional else 0.0, None, model.config.n_layers),
+        **distill_options(teacher, DISTILL_WEIGHT, DISTILL_SHIFT),
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng, times = random.Random(0), []
     for i, (batch, utterances) in enumerate(zip(waves, chosen)):

@@ -238,6 +238,18 @@ def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     return config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+# The recipes' distillation defaults: the bundled streaming model's characters come a median 3
+# output frames after the bundled offline model's on AN4 dev (scripts/spike_lag.py, session 30).
+DISTILL_WEIGHT = 0.5
+DISTILL_SHIFT = 3
+
+
+def distill_options(teacher: object, weight: float, shift: int) -> dict:
+    """The distillation fields of a :class:`TrainConfig` for a recipe's options: none (off)
+    when ``teacher`` (a model name, file or model) is None."""
+    return {"distill_weight": weight, "distill_shift": shift} if teacher is not None else {}
+
+
 def load_teacher(teacher: str | os.PathLike | None, model_config: ModelConfig, config: TrainConfig, device: str | torch.device = "cpu") -> SpeechModel | None:
     """The distillation teacher (a model file or bundled name) for training a ``model_config``
     model under ``config``, or None without distillation; ValueError, naming the file, for a
@@ -370,7 +382,7 @@ def train(
     def save_kept(row: dict) -> None:
         """Write the model as it is now to ``best.pt``, with its epoch's log row; at the end
         of an averaging run, the average of the last epochs with its own dev figures."""
-        info = {**(metadata or {}), "epoch": row["epoch"], "dev_wer": row["dev_wer"], "dev_cer": row["dev_cer"]}
+        info = {**(metadata or {}), **({"distilled_from": str(teacher)} if teacher is not None else {}), "epoch": row["epoch"], "dev_wer": row["dev_wer"], "dev_cer": row["dev_cer"]}
         if averaged is not None and row["epoch"] == config.epochs:
             dev_wer, dev_cer = dev_error_rates(averaged.module)
             info.update(averaged_epochs=config.average_epochs, dev_wer=round(dev_wer, 2), dev_cer=round(dev_cer, 2), last_epoch_dev_wer=row["dev_wer"])

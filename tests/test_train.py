@@ -102,6 +102,7 @@ def test_distillation_pulls_the_student_towards_its_teacher(tiny_set, tmp_path):
     distilled_config = dataclasses.replace(config, distill_weight=0.9, distill_shift=1)
     distilled = load_model(train(TINY, tiny_set, tiny_set[:2], tmp_path / "distilled", distilled_config, None, teacher=teacher_path))
     assert distilled.state_dict().keys() == plain.state_dict().keys()
+    assert distilled.metadata["distilled_from"] == str(teacher_path) and "distilled_from" not in plain.metadata
     padded, lens = pad_waves(load_waves(tiny_set))
     targets = teacher_log_probs(teacher, padded, lens, 1)
 

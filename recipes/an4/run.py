@@ -41,7 +41,7 @@ from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
-from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, load_teacher, mix_into, train, write_log
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -315,9 +315,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--distill-from", default=None, metavar="MODEL",
         help="a teacher model (file or bundled name, e.g. offline) whose output distributions the model also learns to match, both stages (default: none)",
     )
-    parser.add_argument("--distill-weight", type=float, default=0.5, help="with --distill-from: the loss is (1 - W) * CTC + W * the per-frame KL divergence from the teacher (default: %(default)s)")
+    parser.add_argument("--distill-weight", type=float, default=DISTILL_WEIGHT, help="with --distill-from: the loss is (1 - W) * CTC + W * the per-frame KL divergence from the teacher (default: %(default)s)")
     parser.add_argument(
-        "--distill-shift", type=int, default=3,
+        "--distill-shift", type=int, default=DISTILL_SHIFT,
         help="with --distill-from: the teacher's frames are delayed by this many output frames (default: %(default)s, the median lag of the bundled streaming model's characters behind the offline model's on AN4 dev)",
     )
     parser.add_argument("--robust-warmup-steps", type=int, default=100, help="linear warm-up steps of the robust stage (default: %(default)s)")
@@ -359,7 +359,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
         if args.distill_from:  # the teacher's too
-            load_teacher(args.distill_from, config, TrainConfig(distill_weight=args.distill_weight, distill_shift=args.distill_shift))
+            load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
     except (OSError, ValueError) as error:  # a bad option, or a teacher model file missing or unreadable
         parser.error(str(error))
     if args.keep is not None and args.robust_epochs != 0:
@@ -401,8 +401,10 @@ def main() -> None:
 
     config = model_config(args)
     robust = robust_augment(args)
-    distill = dict(distill_weight=args.distill_weight, distill_shift=args.distill_shift) if args.distill_from else {}
-    schedule = dict(batch_size=args.batch_size, threads=args.threads, seed=args.seed, **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers), **distill)
+    schedule = dict(
+        batch_size=args.batch_size, threads=args.threads, seed=args.seed,
+        **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers), **distill_options(args.distill_from, args.distill_weight, args.distill_shift),
+    )
     main_config = TrainConfig(epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, **schedule)
     if args.robust_epochs > 0:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns
@@ -425,7 +427,7 @@ def main() -> None:
         for stage in stages:
             if stage.name:
                 print(f"{stage.name} stage: {len(stage.data)} utterances, {stage.train_config.epochs} epochs", file=sys.stderr)
-            metadata = {"recipe": "an4", "name": args.name, "stage": stage.name, **({"distilled_from": args.distill_from} if args.distill_from else {})}
+            metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
             best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep, teacher=args.distill_from)
             start = best
         if args.clean_mix > 0 and len(stages) > 1 and int(os.environ.get("RANK", "0")) == 0:

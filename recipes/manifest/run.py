@@ -48,7 +48,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, load_model
 from speechrnn.output import write_atomic
-from speechrnn.train import TrainConfig, calibrate_level, inter_ctc_options, load_teacher, train
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, calibrate_level, distill_options, inter_ctc_options, load_teacher, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--inter-ctc-weight", type=float, default=0.0, help="weight of an intermediate CTC loss on the lower RNN layers' output (default: %(default)s, off)")
     training.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
     training.add_argument("--distill-from", default=None, metavar="MODEL", help="a teacher model (file or bundled name) whose output distributions the model also learns to match (default: none)")
-    training.add_argument("--distill-weight", type=float, default=0.5, help="with --distill-from: the loss is (1 - W) * CTC + W * the per-frame KL divergence from the teacher (default: %(default)s)")
-    training.add_argument("--distill-shift", type=int, default=3, help="with --distill-from: the teacher's frames are delayed by this many output frames (default: %(default)s, as measured for AN4's streaming and offline models)")
+    training.add_argument("--distill-weight", type=float, default=DISTILL_WEIGHT, help="with --distill-from: the loss is (1 - W) * CTC + W * the per-frame KL divergence from the teacher (default: %(default)s)")
+    training.add_argument("--distill-shift", type=int, default=DISTILL_SHIFT, help="with --distill-from: the teacher's frames are delayed by this many output frames (default: %(default)s, as measured for AN4's streaming and offline models)")
     lm = parser.add_argument_group("language model")
     lm.add_argument("--lm-order", type=int, nargs="+", default=[3], help="n-gram orders to build from the training transcripts and tune on dev, the best kept (default: %(default)s; 0: no LM)")
     lm.add_argument("--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES), help="beam sizes to tune (default: %(default)s)")
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
         if args.distill_from:  # the teacher's too
-            load_teacher(args.distill_from, config, TrainConfig(distill_weight=args.distill_weight, distill_shift=args.distill_shift))
+            load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
         train_set = read_set(args.train, args.max_duration)
         dev = read_set(args.dev)
         tests = {result_name(path, args.test): read_set([path]) for path in args.test}
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
         **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
-        **(dict(distill_weight=args.distill_weight, distill_shift=args.distill_shift) if args.distill_from else {}),
+        **distill_options(args.distill_from, args.distill_weight, args.distill_shift),
     )
     if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
         exp.mkdir(parents=True, exist_ok=True)
