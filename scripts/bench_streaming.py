@@ -4,7 +4,7 @@ and memory and per-chunk time over a long stream.
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference align|offline|MODEL] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
-        [--no-tentative] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300] [--float32-kernels]
+        [--no-tentative] [--rescore-partials] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300] [--float32-kernels]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread; with
@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--lm", default="default", help="LM for the streaming beam search: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--rescore-weight", type=float, default=None, help="weight of the --rescore model (default: the tuned value, else 0.25)")
+    parser.add_argument("--rescore-partials", action="store_true", help="with a second pass, partials are re-ranked by it too")
     parser.add_argument("--beam-size", type=int, default=None, help="beam size of the LM search (default: the model's tuned one)")
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
@@ -241,7 +242,7 @@ def main() -> None:
     step = 16000 * args.chunk_ms // 1000
 
     search = beam_search_for(model, args.lm, rescore=args.rescore, rescore_weight=args.rescore_weight, beam_size=args.beam_size)
-    recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative)
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
     passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable) of each pass over the test set
     for _ in range(args.repeat):
         texts, latencies, spike_latencies, compute, audio_seconds, partials, stable = [], [], [], 0.0, 0.0, 0, 0
@@ -268,6 +269,7 @@ def main() -> None:
         "threads": args.threads,
         "weights": "float16 kernels" if numpy_model(model) is not None and numpy_model(model).half else "float32",
         "tentative_partials": not args.no_tentative,
+        "rescored_partials": args.rescore_partials and search is not None and search.rescorer is not None,
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),
         "rtf": round(rtf, 4),
@@ -290,7 +292,7 @@ def main() -> None:
     }
     if args.long_minutes > 0:
         endpoint = None if args.long_no_endpoint else EndpointConfig()
-        recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=search, tentative=not args.no_tentative)
+        recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
         report["long_stream"] = {"endpointing": endpoint is not None, **long_stream(recognizer, waves, args.long_minutes, step)}
     print(json.dumps(report, indent=1))
 

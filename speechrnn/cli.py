@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="partials show only frames whose look-ahead has arrived (steadier, up to a chunk later)",
     )
+    p.add_argument(
+        "--rescore-partials",
+        action="store_true",
+        help="with a second pass (--rescore), re-rank partials by it too, so they show the words the final keeps more often (costs a pass of the rescoring model over the utterance at every partial)",
+    )
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
     p.add_argument("--max-utterance", type=float, default=20.0, help="longest utterance in seconds")
@@ -146,7 +151,7 @@ def cmd_live(args) -> int:
     from .model import load_model
 
     model = load_model(args.model)
-    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative)
+    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
     printer = live.Printer(args.format)
     if args.from_file:
         chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)

@@ -660,6 +660,18 @@ class BeamSearchDecoder:
             return best._replace(alternatives=tuple(self._to_hypothesis(r) for r in results[1:]))
         return self._to_hypothesis(self.engine.get_best_hypothesis(0) if self.n_frames else None)
 
+    def current_hypotheses(self) -> list[Hypothesis]:
+        """Before :meth:`finish`: the n best hypotheses at the last frame, best first, each
+        spelled along its own path (its finished words, then the letters of the word it is
+        in); a live second pass re-ranks these (:class:`~speechrnn.streaming.StreamingRecognizer`).
+        After it: :meth:`hypotheses`."""
+        if self.finished:
+            return self.hypotheses()
+        if not self.n_frames:
+            return []
+        results = sorted(self.engine.get_all_final_hypothesis(), key=lambda r: -r.score)[: self.nbest]
+        return [self._to_hypothesis(r) for r in results]
+
     def hypotheses(self) -> list[Hypothesis]:
         """The n best final hypotheses, best first (after :meth:`finish`)."""
         if not self.finished:

@@ -248,3 +248,28 @@ def test_bundled_models_other_setting_reproduces_its_published_wer(an4_root, nam
     for split, utterances in (("an4_test", an4_utterances(an4_root, "test")), ("an4_dev", an4_dev_split(an4_root))):
         result = evaluate(model, utterances, search=search)
         assert (result.wer, result.cer) == (pytest.approx(measured[split]["wer"], abs=0.01), pytest.approx(measured[split]["cer"], abs=0.01)), split
+
+
+def test_rescored_partials_follow_the_partners_ranking_and_finals_stay(lexicon_search):
+    """With ``rescore_partials`` each partial is the search's current n best re-ranked by the
+    partner over the audio so far (the plain partial where the search's best wins); the
+    final is the same as without it."""
+    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
+    search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
+    plain = StreamingRecognizer(model, endpoint=None, lm=search)
+    rescored = StreamingRecognizer(model, endpoint=None, lm=search, rescore_partials=True)
+    changed = 0
+    for start in range(0, len(samples), 1600):
+        chunk = samples[start : start + 1600]
+        shown = plain.accept_waveform(chunk)[-1]
+        partial = rescored.accept_waveform(chunk)[-1]
+        candidates = rescored.decoder.current_hypotheses()
+        audio = torch.from_numpy(samples[: start + len(chunk)])
+        partner_log_probs = search.rescorer.partner_log_probs([audio])[0]
+        best = max(candidates, key=lambda h: h.score + 100.0 * ctc_log_likelihood(partner_log_probs, h.tokens))
+        expected = shown.text if best.tokens == candidates[0].tokens else best.text
+        assert partial.text == expected
+        changed += partial.text != shown.text
+    assert changed  # (these models' seeds): the partner re-ranks some partials
+    assert rescored.finalize().text == plain.finalize().text
