@@ -152,6 +152,8 @@ def cmd_live(args) -> int:
 
     model = load_model(args.model)
     recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
+    if args.rescore_partials and recognizer.rescorer is None:
+        print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
     if args.from_file:
         chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)

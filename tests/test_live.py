@@ -87,6 +87,14 @@ def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model):
     assert proc.returncode == 2 and ("bidirectional" in err or "no bundled model" in err)
 
 
+def test_rescored_partials_without_a_second_pass_is_a_warning(tiny_streaming_model, speech_dir):
+    wav = str(speech_dir[0] / "spell.wav")
+    proc = speechrnn("live", "--model", tiny_streaming_model, "--from-file", wav, "--no-endpoint", "--rescore-partials")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "warning: --rescore-partials re-ranks partials by a second pass; there is none" in err
+
+
 @pytest.fixture(scope="module")
 def virtual_mic(tmp_path_factory):
     if not (VIRTUAL_MIC / "start.sh").is_file():
