@@ -1,10 +1,10 @@
-"""Streaming figures on AN4 test: WER, real-time factor, word latency, partial stability,
+"""Streaming figures on AN4 test (or the dev split, --split dev): WER, real-time factor, word latency, partial stability,
 and memory and per-chunk time over a long stream.
 
 Usage:
     .venv/bin/python scripts/bench_streaming.py [--model streaming] [--chunk-ms 100] [--threads 1]
         [--reference align|offline|MODEL] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
-        [--no-tentative] [--rescore-partials] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300] [--float32-kernels]
+        [--no-tentative] [--rescore-partials [--rescore-growth 0.25]] [--split test|dev] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300] [--float32-kernels]
 
 - WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread; with
@@ -43,13 +43,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from speechrnn.data import DEFAULT_AN4, an4_utterances
+from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.audio import load_audio
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
 from speechrnn.numpy_model import numpy_model
-from speechrnn.streaming import EndpointConfig, StreamingRecognizer, set_threads
+from speechrnn.streaming import RESCORE_GROWTH, EndpointConfig, StreamingRecognizer, set_threads
 from speechrnn.transcribe import recognize
 
 
@@ -215,6 +215,8 @@ def main() -> None:
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--rescore-weight", type=float, default=None, help="weight of the --rescore model (default: the tuned value, else 0.25)")
     parser.add_argument("--rescore-partials", action="store_true", help="with a second pass, partials are re-ranked by it too")
+    parser.add_argument("--rescore-growth", type=float, default=RESCORE_GROWTH, help="with --rescore-partials: re-rank once the utterance grew by this share since the last re-ranking; 0: every partial (default: %(default)s)")
+    parser.add_argument("--split", choices=("test", "dev"), default="test", help="AN4 test, or the dev split carved from train (for tuning)")
     parser.add_argument("--beam-size", type=int, default=None, help="beam size of the LM search (default: the model's tuned one)")
     parser.add_argument("--long-no-endpoint", action="store_true", help="the long stream is one utterance (endpointing off)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the test set; RTF, latency and stability are the fastest pass's")
@@ -224,7 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)  # torch's and NumPy's (the stream's GRU steps)
 
-    utterances = an4_utterances(args.an4, "test")
+    utterances = an4_utterances(args.an4, "test") if args.split == "test" else an4_dev_split(args.an4)
     waves = [load_audio(u.audio) for u in utterances]
     model = load_model(args.model)
     model.half_weight_kernels = not args.float32_kernels
@@ -242,7 +244,7 @@ def main() -> None:
     step = 16000 * args.chunk_ms // 1000
 
     search = beam_search_for(model, args.lm, rescore=args.rescore, rescore_weight=args.rescore_weight, beam_size=args.beam_size)
-    recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth)
     passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable) of each pass over the test set
     for _ in range(args.repeat):
         texts, latencies, spike_latencies, compute, audio_seconds, partials, stable = [], [], [], 0.0, 0.0, 0, 0
@@ -270,8 +272,10 @@ def main() -> None:
         "weights": "float16 kernels" if numpy_model(model) is not None and numpy_model(model).half else "float32",
         "tentative_partials": not args.no_tentative,
         "rescored_partials": args.rescore_partials and search is not None and search.rescorer is not None,
-        "test_wer": round(wer, 2),
-        "test_cer": round(cer, 2),
+        **({"rescore_growth": args.rescore_growth} if args.rescore_partials else {}),
+        "split": args.split,
+        f"{args.split}_wer": round(wer, 2),
+        f"{args.split}_cer": round(cer, 2),
         "rtf": round(rtf, 4),
         "rtf_per_pass": [round(p[0], 4) for p in passes],
         "latency_ms_median": round(1000 * statistics.median(w.seconds for w in latencies), 1),
@@ -292,7 +296,7 @@ def main() -> None:
     }
     if args.long_minutes > 0:
         endpoint = None if args.long_no_endpoint else EndpointConfig()
-        recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
+        recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth)
         report["long_stream"] = {"endpointing": endpoint is not None, **long_stream(recognizer, waves, args.long_minutes, step)}
     print(json.dumps(report, indent=1))
 

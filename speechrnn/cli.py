@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .segment import SegmentConfig
+from .streaming import RESCORE_GROWTH
 from .transcribe import BATCH_SIZE
 from .tuning import LM_WEIGHTS, RESCORE_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 
@@ -95,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rescore-partials",
         action="store_true",
-        help="with a second pass (--rescore), re-rank partials by it too, so they show the words the final keeps more often (costs a pass of the rescoring model over the utterance at every partial)",
+        help="with a second pass (--rescore), re-rank partials by it too, so they show the words the final keeps more often (costs passes of the rescoring model over the utterance as it grows)",
+    )
+    p.add_argument(
+        "--rescore-growth",
+        type=float,
+        default=RESCORE_GROWTH,
+        metavar="G",
+        help="with --rescore-partials: re-rank once the utterance has grown by this share since the last re-ranking; lower is steadier and costlier, 0 re-ranks every partial (default: %(default)s)",
     )
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
@@ -147,11 +155,13 @@ def cmd_live(args) -> int:
         raise ValueError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     if args.sample_rate is not None and args.sample_rate <= 0:
         raise ValueError(f"--sample-rate must be positive, got {args.sample_rate}")
+    if args.rescore_growth < 0:
+        raise ValueError(f"--rescore-growth must be 0 or more, got {args.rescore_growth}")
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
     from .model import load_model
 
     model = load_model(args.model)
-    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials)
+    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth)
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)

@@ -82,6 +82,9 @@ def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model):
     proc = speechrnn("live", "--model", tiny_streaming_model, "--sample-rate", "0")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "--sample-rate must be positive, got 0" in err
+    proc = speechrnn("live", "--model", tiny_streaming_model, "--rescore-growth", "-1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--rescore-growth must be 0 or more, got -1.0" in err
     proc = speechrnn("live", "--model", "offline", "--from-file", "/no/such.wav")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and ("bidirectional" in err or "no bundled model" in err)

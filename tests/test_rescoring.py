@@ -258,7 +258,7 @@ def test_rescored_partials_follow_the_partners_ranking_and_finals_stay(lexicon_s
     samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
     search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
     plain = StreamingRecognizer(model, endpoint=None, lm=search)
-    rescored = StreamingRecognizer(model, endpoint=None, lm=search, rescore_partials=True)
+    rescored = StreamingRecognizer(model, endpoint=None, lm=search, rescore_partials=True, rescore_growth=0.0)
     changed = 0
     for start in range(0, len(samples), 1600):
         chunk = samples[start : start + 1600]
@@ -272,4 +272,47 @@ def test_rescored_partials_follow_the_partners_ranking_and_finals_stay(lexicon_s
         assert partial.text == expected
         changed += partial.text != shown.text
     assert changed  # (these models' seeds): the partner re-ranks some partials
+    assert rescored.finalize().text == plain.finalize().text
+
+
+def test_rescored_partials_are_reranked_as_the_utterance_grows_and_keep_their_choice_between(lexicon_search, monkeypatch):
+    """With ``rescore_growth`` g the partner reads the utterance only once it has grown by g
+    since its last reading; a partial in between is the best of the search's n best that
+    extends the last re-ranked choice (the plain partial where that is the search's best, or
+    none extends it, or the choice was the search's best)."""
+    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    samples = np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1
+    search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
+    plain = StreamingRecognizer(model, endpoint=None, lm=search)
+    rescored = StreamingRecognizer(model, endpoint=None, lm=search, rescore_partials=True, rescore_growth=0.5)
+    read = []  # the audio lengths the partner read
+    partner_log_probs = search.rescorer.partner_log_probs
+    monkeypatch.setattr(search.rescorer, "partner_log_probs", lambda waves: read.append(len(waves[0])) or partner_log_probs(waves))
+    choice, last, kept_choices = None, 0, 0
+    for start in range(0, len(samples), 1600):
+        chunk = samples[start : start + 1600]
+        length = start + len(chunk)
+        shown = plain.accept_waveform(chunk)[-1]
+        reads = len(read)
+        partial = rescored.accept_waveform(chunk)[-1]
+        candidates = rescored.decoder.current_hypotheses()
+        assert len(candidates) >= 2  # (these models and this search): every partial has runners-up
+        if length >= 1.5 * last:
+            assert read[reads:] == [length]
+            audio = torch.from_numpy(samples[:length])
+            scores = search.rescorer.partner_log_probs([audio])[0]
+            read.pop()
+            best = max(candidates, key=lambda h: h.score + 100.0 * ctc_log_likelihood(scores, h.tokens))
+            choice, last = (None if best is candidates[0] else best.tokens), length
+            expected = shown.text if choice is None else best.text
+        else:
+            assert read[reads:] == []
+            kept = next((h for h in candidates if choice is not None and h.tokens[: len(choice)] == choice), None)
+            if kept is None or kept is candidates[0]:
+                choice, expected = None, shown.text
+            else:
+                expected, kept_choices = kept.text, kept_choices + 1
+        assert partial.text == expected
+    assert len(read) < len(samples) // 1600 / 2  # the partner read fewer than half the partials
+    assert kept_choices  # (these models' seeds): some partials between readings keep a re-ranked choice
     assert rescored.finalize().text == plain.finalize().text
