@@ -6,7 +6,7 @@ Usage:
         [--reference align|offline|MODEL] [--long-minutes 60] [--lm default|none|ARPA] [--an4 ../shared/data/an4]
         [--no-tentative] [--rescore-partials [--rescore-growth 0.25]] [--split test|dev] [--long-no-endpoint] [--repeat 1] [--beam-size N] [--late-ms 300] [--float32-kernels]
 
-- WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test.
+- WER/CER: final text of each utterance streamed in chunks (endpointing off) against AN4 test (or dev).
 - RTF: recognizer compute time / audio time (features, model, decoding), one thread; with
   --repeat N, the fastest of N passes (the others are listed).
 - Latency: real-time feeding is simulated: chunk i is available at its end time in the audio,
@@ -49,7 +49,8 @@ from speechrnn.audio import load_audio
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
 from speechrnn.numpy_model import numpy_model
-from speechrnn.streaming import RESCORE_GROWTH, EndpointConfig, StreamingRecognizer, set_threads
+from speechrnn.rescoring import RESCORE_GROWTH
+from speechrnn.streaming import EndpointConfig, StreamingRecognizer, set_threads
 from speechrnn.transcribe import recognize
 
 

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
+from .rescoring import RESCORE_GROWTH
 from .segment import SegmentConfig
-from .streaming import RESCORE_GROWTH
 from .transcribe import BATCH_SIZE
 from .tuning import LM_WEIGHTS, RESCORE_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 

@@ -25,6 +25,10 @@ import torch.nn.functional as F
 
 from .decoding import Hypothesis
 
+# Re-ranked live partials: the share an utterance grows by between two re-rankings
+# (StreamingRecognizer's rescore_growth; AN4 dev chose it, recipes/an4/RESULTS.md session 32).
+RESCORE_GROWTH = 0.25
+
 
 @dataclass(frozen=True)
 class RescoreConfig:

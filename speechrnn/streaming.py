@@ -29,10 +29,7 @@ from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, 
 from .features import num_frames
 from .model import SpeechModel, load_model
 from .numpy_model import NumpyModel, numpy_model
-from .rescoring import final_hypothesis
-
-# Re-ranked partials: the share an utterance grows by between two re-rankings (StreamingRecognizer).
-RESCORE_GROWTH = 0.25
+from .rescoring import RESCORE_GROWTH, final_hypothesis
 
 
 @dataclass
