@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rescore-partials",
         action="store_true",
-        help="with a second pass (--rescore), re-rank partials by it too, so they show the words the final keeps more often (costs passes of the rescoring model over the utterance as it grows)",
+        help="with a second pass (--rescore), re-rank partials by it too, so they show the words the final keeps more often (a bidirectional rescoring model reads the utterance again each time; a unidirectional one streams beside the first pass)",
     )
     p.add_argument(
         "--rescore-growth",

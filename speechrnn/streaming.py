@@ -214,6 +214,42 @@ def unstack_state(state: StreamState) -> list[StreamState]:
     ]
 
 
+def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None, time_offset: float) -> StreamState:
+    """A one-stream ``state`` (flushed) restarted for the next utterance at its next frame:
+    the RNN, the convolution frontend, the frontend's level tracking and the decoder start
+    afresh, as at a stream's start (how every training example starts); the samples and
+    frames already buffered are kept."""
+    # A level carried over from the speech before left the fresh RNN facing the pause at
+    # that level, which it often read as a letter ("p", "x"); see the README's Status.
+    frames, level = state.frames, None  # level None: the tracking restarts at the next frame
+    if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
+        # A frame held back for stacking was normalised by the old level, so the fresh RNN
+        # would meet a pause far below its level, then the same pause at its own level, and
+        # read that jump as a letter ("s"); it is normalised again as a new stream would.
+        frontend = model.frontend
+        log_mel, level = frontend.track_level(state.frames_log_mel, None, state.features_done - state.frames_log_mel.shape[1])
+        frames = frontend.normalize(frontend.transform(log_mel))
+    return dataclasses.replace(
+        init_state(model, search=search, time_offset=time_offset),
+        samples=state.samples,
+        frames=frames,
+        frames_done=state.frames_done,
+        features_done=state.features_done,
+        level=level,
+        frames_log_mel=state.frames_log_mel,
+    )
+
+
+def streams_beside(model: SpeechModel, partner: SpeechModel) -> bool:
+    """Whether ``partner`` can stream beside ``model`` as its second pass: unidirectional, with
+    the same sample rate and output frame rate (so that its frames are the first pass's)."""
+    return (
+        not partner.config.bidirectional
+        and partner.config.frontend.sample_rate == model.config.frontend.sample_rate
+        and partner.config.frame_samples == model.config.frame_samples
+    )
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     trailing_silence: float = 0.8  # seconds without a new character after speech that end an utterance
@@ -245,9 +281,12 @@ class StreamingRecognizer:
     offline decoding of the whole signal with the same model.
 
     When the beam search has a rescoring model (:mod:`speechrnn.rescoring`; for the bundled
-    streaming model, ``--rescore offline``), the recognizer keeps the current
-    utterance's audio (at most the rescorer's ``max_seconds``), and an utterance's final is its
-    n best re-ranked by that model over the utterance, as whole-file decoding re-ranks them.
+    streaming model, ``--rescore offline``), an utterance's final is its n best re-ranked by
+    that model over the utterance, as whole-file decoding re-ranks them. A bidirectional
+    partner reads the utterance's audio, which the recognizer keeps (at most the rescorer's
+    ``max_seconds``); a unidirectional one with the same frame rate streams beside the first
+    pass, chunk by chunk, and its frames are kept instead (it then restarts with each
+    utterance as the first pass does, so its frames are what a stream of it would compute).
 
     Example:
         >>> recognizer = StreamingRecognizer("streaming")  # doctest: +SKIP
@@ -301,6 +340,8 @@ class StreamingRecognizer:
         self.rescore_growth = rescore_growth
         self.sample_rate = self.model.config.frontend.sample_rate
         self.frame_shift = self.model.config.frame_shift
+        partner = self.rescorer.partner if self.rescorer is not None else None
+        self._partner_streams = partner is not None and streams_beside(self.model, partner)
         self.invalid_samples = 0  # NaN or infinite input samples, replaced by zeros
         self.reset()
 
@@ -314,6 +355,10 @@ class StreamingRecognizer:
         self._audio: list[torch.Tensor] = []
         self._audio_start = self._audio_end = 0
         self._too_long = False
+        # A streaming partner's state and its log-probabilities of the current utterance's
+        # frames, ``(U_i, V)`` per chunk (None: the partner is not streamed).
+        self._partner_state = init_state(self.rescorer.partner) if self._partner_streams else None
+        self._partner_frames: list[torch.Tensor] = []
         self._forget_partial_choice()
 
     def _forget_partial_choice(self) -> None:
@@ -355,6 +400,7 @@ class StreamingRecognizer:
         log_probs, self.state = flush(self.model, self.state)
         self.decoder.step(log_probs[0])
         self.decoder.finish()
+        self._flush_partner()
         result = self._result("final")
         self.reset()
         return result
@@ -383,10 +429,29 @@ class StreamingRecognizer:
         feats, self.state = extract_chunk(self.model, samples, self.state)
         log_probs, self.state = forward_chunk(self.model, feats, self.state)
         self.decoder.step(log_probs[0])
+        if self._partner_state is not None:
+            partner = self.rescorer.partner
+            feats, self._partner_state = extract_chunk(partner, samples, self._partner_state)
+            log_probs, self._partner_state = forward_chunk(partner, feats, self._partner_state)
+            self._keep_partner_frames(log_probs[0])
+
+    def _flush_partner(self) -> None:
+        """End of utterance for a streaming partner: its frames held for look-ahead."""
+        if self._partner_state is not None:
+            log_probs, self._partner_state = flush(self.rescorer.partner, self._partner_state)
+            self._keep_partner_frames(log_probs[0])
+
+    def _keep_partner_frames(self, log_probs: torch.Tensor) -> None:
+        if not self._too_long and log_probs.shape[0]:  # (past the limit the first pass's best stands: none needed)
+            self._partner_frames.append(log_probs)
 
     def _keep_audio(self, samples: torch.Tensor) -> None:
         self._audio_end += samples.shape[0]
         if self.rescorer is None:
+            return
+        if self._partner_state is not None:  # (a streaming partner keeps its frames instead)
+            if self._audio_end - self._audio_start > self.rescorer.max_samples:
+                self._too_long, self._partner_frames = True, []
             return
         self._audio.append(samples.clone())  # (the samples may be a view of the caller's buffer)
         if self._audio_end - self._audio_start > self.rescorer.max_samples:
@@ -401,15 +466,28 @@ class StreamingRecognizer:
             return
         kept = torch.cat(self._audio) if self._audio else torch.zeros(0)
         self._audio = [kept[max(0, start - self._audio_start) :]]
+        self._partner_frames = []
         self._too_long = False  # (an utterance starts within the last frames, which the kept second holds)
         self._audio_start = start
         self._forget_partial_choice()
 
-    def _partner_log_probs(self) -> torch.Tensor | None:
+    def _partner_log_probs(self, partial: bool = False) -> torch.Tensor | None:
+        """The rescoring model's ``(U, V)`` log-probabilities of the current utterance, or None
+        where the second pass does not apply. For a partial, a streaming partner's frames still
+        waiting for their look-ahead are read as if silence followed, as the partner's pass
+        over the audio so far would read them."""
         if self._too_long:
             return None
-        audio = torch.cat(self._audio) if self._audio else torch.zeros(0)
-        return self.rescorer.partner_log_probs([audio]).get(0)  # (None where the second pass does not apply)
+        if self._partner_state is None:
+            audio = torch.cat(self._audio) if self._audio else torch.zeros(0)
+            return self.rescorer.partner_log_probs([audio]).get(0)
+        frames = list(self._partner_frames)
+        ahead = self._partner_state.tentative
+        if partial and ahead is not None and ahead.shape[1]:
+            frames.append(ahead[0])
+        if not frames:
+            return None
+        return torch.cat(frames)
 
     def _rescored_partial(self):
         """The partial's hypothesis as the second pass ranks the search's current n best, or
@@ -432,7 +510,7 @@ class StreamingRecognizer:
         candidates = self.decoder.current_hypotheses()
         if len(candidates) < 2:
             return None
-        partner = self._partner_log_probs()
+        partner = self._partner_log_probs(partial=True)
         if partner is None:
             return None
         self._reranked_at = length
@@ -452,36 +530,18 @@ class StreamingRecognizer:
         return "final" if silence >= self.endpoint.trailing_silence else None
 
     def _end_utterance(self) -> Result:
-        """Close the current utterance and start the next at the following frame: the RNN,
-        the convolution frontend, the frontend's level tracking and the decoder restart, as at
-        a stream's start (how every training example starts); the audio and frames already
-        buffered are kept."""
-        # A level carried over from the speech before left the fresh RNN facing the pause at
-        # that level, which it often read as a letter ("p", "x"); see the README's Status.
+        """Close the current utterance and start the next at the following frame
+        (:func:`restarted`; a streaming partner restarts there too)."""
         log_probs, self.state = flush(self.model, self.state)
         self.decoder.step(log_probs[0])
         self.decoder.finish()
+        self._flush_partner()
         result = self._result("final")
-        state = self.state
-        offset = state.frames_done * self.frame_shift  # the next utterance starts at the next frame
-        self._next_utterance_audio(state.frames_done * self.model.config.frame_samples)
-        frames, level = state.frames, None  # level None: the tracking restarts at the next frame
-        if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
-            # A frame held back for stacking was normalised by the old level, so the fresh RNN
-            # would meet a pause far below its level, then the same pause at its own level, and
-            # read that jump as a letter ("s"); it is normalised again as a new stream would.
-            frontend = self.model.frontend
-            log_mel, level = frontend.track_level(state.frames_log_mel, None, state.features_done - state.frames_log_mel.shape[1])
-            frames = frontend.normalize(frontend.transform(log_mel))
-        self.state = dataclasses.replace(
-            init_state(self.model, search=self.search, time_offset=offset),
-            samples=state.samples,
-            frames=frames,
-            frames_done=state.frames_done,
-            features_done=state.features_done,
-            level=level,
-            frames_log_mel=state.frames_log_mel,
-        )
+        offset = self.state.frames_done * self.frame_shift  # the next utterance starts at the next frame
+        self._next_utterance_audio(self.state.frames_done * self.model.config.frame_samples)
+        self.state = restarted(self.model, self.state, self.search, offset)
+        if self._partner_state is not None:
+            self._partner_state = restarted(self.rescorer.partner, self._partner_state, None, offset)
         return result
 
     def _result(self, kind: str) -> Result:

@@ -43,6 +43,12 @@ def tiny_model(bidirectional: bool, seed: int) -> SpeechModel:
     return model
 
 
+def partner_model(bidirectional: bool) -> SpeechModel:
+    """A second pass for ``tiny_model(False, 1)``: bidirectional, or one that streams beside it
+    (seeds whose vote changes some of its transcripts)."""
+    return tiny_model(bidirectional, 2 if bidirectional else 5)
+
+
 def hypothesis(text: str, score: float) -> Hypothesis:
     return Hypothesis(text, TOK.encode(text), [], score, [])
 
@@ -81,10 +87,12 @@ def stream(recognizer: StreamingRecognizer, samples: np.ndarray, seed: int):
     return recognizer.finalize()
 
 
-def test_a_stream_is_rescored_over_its_whole_audio_as_a_file_is(lexicon_search):
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional-partner", "streaming-partner"])
+def test_a_stream_is_rescored_over_its_whole_audio_as_a_file_is(lexicon_search, bidirectional, monkeypatch):
     """With endpointing off, a stream's final is its n best re-ranked by the partner over the
-    whole audio: what whole-file decoding gives, for any chunking."""
-    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    whole audio: what whole-file decoding gives, for any chunking. A unidirectional partner
+    streams beside the first pass instead of reading the kept audio at the end."""
+    model, partner = tiny_model(False, 1), partner_model(bidirectional)
     samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
     # A large weight, so that the partner's vote decides among the first pass's hypotheses.
     search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
@@ -94,13 +102,18 @@ def test_a_stream_is_rescored_over_its_whole_audio_as_a_file_is(lexicon_search):
     assert expected.text != plain.text  # (these models' seeds): the second pass changes the transcript
     whole = recognize(model, [torch.from_numpy(samples)], search=search)[0]
     assert whole.text == expected.text and not whole.alternatives  # nbest 1 asked for: the rest dropped
+    if not bidirectional:
+        monkeypatch.setattr(search.rescorer, "partner_log_probs", lambda waves: pytest.fail("a streaming partner re-read the audio"))
     for seed in (1, 2):
-        final = stream(StreamingRecognizer(model, endpoint=None, lm=search), samples, seed)
+        recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
+        final = stream(recognizer, samples, seed)
         assert (final.text, final.words) == (whole.text, whole.words)
+        assert (recognizer._partner_state is None) == bidirectional
 
 
-def test_an_utterance_longer_than_the_limit_keeps_the_first_pass_best(lexicon_search):
-    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional-partner", "streaming-partner"])
+def test_an_utterance_longer_than_the_limit_keeps_the_first_pass_best(lexicon_search, bidirectional):
+    model, partner = tiny_model(False, 1), partner_model(bidirectional)
     samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
     first_pass = recognize(model, [torch.from_numpy(samples)], search=lexicon_search)[0]
     within_limit = Rescorer(RescoreConfig("tiny", weight=100.0, max_seconds=1.5), TOK, partner=partner)
@@ -110,18 +123,20 @@ def test_an_utterance_longer_than_the_limit_keeps_the_first_pass_best(lexicon_se
     assert recognize(model, [torch.from_numpy(samples)], search=search)[0].text == first_pass.text
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search)
     recognizer.accept_waveform(samples[:20000])
-    assert recognizer._too_long and sum(len(a) for a in recognizer._audio) <= 16000  # over the limit: the last second kept
+    assert recognizer._too_long and sum(len(a) for a in recognizer._audio) <= 16000  # over the limit: at most the last second kept
+    assert not recognizer._partner_frames  # (and a streaming partner's frames dropped)
     recognizer.accept_waveform(samples[20000:])
     assert recognizer.finalize().text == first_pass.text
 
 
-def test_after_an_utterance_too_long_to_rescore_the_next_one_is_rescored_again(lexicon_search):
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional-partner", "streaming-partner"])
+def test_after_an_utterance_too_long_to_rescore_the_next_one_is_rescored_again(lexicon_search, bidirectional):
     """Endpointing with a short rescoring limit: the first utterance outgrows it, the second,
     which starts inside the second the recognizer kept, is rescored over its own audio as a
-    stream started there is."""
+    stream started there is (a streaming partner restarts there as the first pass does)."""
     from speechrnn.streaming import EndpointConfig
 
-    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    model, partner = tiny_model(False, 1), partner_model(bidirectional)
     samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
     search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0, max_seconds=1.0), TOK, partner=partner))
     recognizer = StreamingRecognizer(model, endpoint=EndpointConfig(max_utterance=1.2), lm=search)
@@ -250,11 +265,13 @@ def test_bundled_models_other_setting_reproduces_its_published_wer(an4_root, nam
         assert (result.wer, result.cer) == (pytest.approx(measured[split]["wer"], abs=0.01), pytest.approx(measured[split]["cer"], abs=0.01)), split
 
 
-def test_rescored_partials_follow_the_partners_ranking_and_finals_stay(lexicon_search):
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional-partner", "streaming-partner"])
+def test_rescored_partials_follow_the_partners_ranking_and_finals_stay(lexicon_search, bidirectional):
     """With ``rescore_partials`` each partial is the search's current n best re-ranked by the
-    partner over the audio so far (the plain partial where the search's best wins); the
-    final is the same as without it."""
-    model, partner = tiny_model(False, 1), tiny_model(True, 2)
+    partner over the audio so far (the plain partial where the search's best wins; a
+    streaming partner's frames computed chunk by chunk, the same); the final is the same as
+    without it."""
+    model, partner = tiny_model(False, 1), partner_model(bidirectional)
     samples = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1
     search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
     plain = StreamingRecognizer(model, endpoint=None, lm=search)
