@@ -72,6 +72,15 @@ def greedy_decode(
     return hypotheses
 
 
+class Candidate(NamedTuple):
+    """One of a running beam search's n best, as a second pass ranks it
+    (:meth:`BeamSearchDecoder.current_candidates`)."""
+
+    tokens: list[int]  # what it spells so far (no blanks)
+    score: float  # the search's score
+    result: object  # the search's own hypothesis, to spell the whole one out from
+
+
 # Written here: torchaudio's CTC decoders are batch-only beam searches (flashlight-text); best-path
 # decoding that can be stepped chunk by chunk and keeps word times is a few lines of its own.
 class GreedyDecoder:
@@ -663,14 +672,37 @@ class BeamSearchDecoder:
     def current_hypotheses(self) -> list[Hypothesis]:
         """Before :meth:`finish`: the n best hypotheses at the last frame, best first, each
         spelled along its own path (its finished words, then the letters of the word it is
-        in); a live second pass re-ranks these (:class:`~speechrnn.streaming.StreamingRecognizer`).
-        After it: :meth:`hypotheses`."""
+        in). After it: :meth:`hypotheses`."""
         if self.finished:
             return self.hypotheses()
+        return [self._to_hypothesis(r) for r in self._current_results()]
+
+    def current_candidates(self) -> list[Candidate]:
+        """Before :meth:`finish`: :meth:`current_hypotheses` as token lists and scores only,
+        without their words, times and confidences; what re-ranking them needs, at a fraction
+        of the cost. :meth:`candidate_hypothesis` spells out the one kept; a live second pass
+        re-ranks these (:class:`~speechrnn.streaming.StreamingRecognizer`)."""
+        if self.finished:
+            raise RuntimeError("current_candidates() is for a search still running; after finish() use hypotheses()")
+        return [Candidate(self._spelled_tokens(self._full_path(r, probs=False)[0]), float(r.score), r) for r in self._current_results()]
+
+    def _current_results(self) -> list:
+        # The search's n best at the last frame, best first.
         if not self.n_frames:
             return []
-        results = sorted(self.engine.get_all_final_hypothesis(), key=lambda r: -r.score)[: self.nbest]
-        return [self._to_hypothesis(r) for r in results]
+        return sorted(self.engine.get_all_final_hypothesis(), key=lambda r: -r.score)[: self.nbest]
+
+    def candidate_hypothesis(self, candidate: Candidate) -> Hypothesis:
+        """The whole hypothesis of one of :meth:`current_candidates` (as :meth:`current_hypotheses` lists it)."""
+        return self._to_hypothesis(candidate.result)
+
+    def _spelled_tokens(self, path: list[int]) -> list[int]:
+        # The tokens the committed prefix followed by ``path`` spells, as GreedyDecoder.follow
+        # emits them: a token that is not blank and differs from the frame before it.
+        committed = self._committed
+        frames = np.asarray(path, dtype=np.int64)
+        before = np.concatenate([[committed._previous], frames[:-1]])
+        return committed.tokens + frames[(frames != self.tokenizer.blank) & (frames != before)].tolist()
 
     def hypotheses(self) -> list[Hypothesis]:
         """The n best final hypotheses, best first (after :meth:`finish`)."""
@@ -727,6 +759,25 @@ class BeamSearchDecoder:
         self._reading = (first, n_tail, reading)
         return self.reader.advance(reading, frames[n_tail:].numpy())
 
+    def _full_path(self, result, ahead: torch.Tensor | None = None, probs: bool = True) -> tuple[list[int], list[float]]:
+        """``result``'s path over the frames the search holds, then (before :meth:`finish`) the
+        frames after it and ``ahead`` as :meth:`_follow` reads them; with each token's
+        posterior probability (``probs``), else an empty list."""
+        path = self._path(result, self.frames_in_search)
+        path_probs = self._path_probs(path) if probs else []
+        if not self.finished:
+            tail = self._log_probs[len(path) : self.frames_in_search]
+            frames = tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])
+            spelled = frames.argmax(dim=-1).tolist()
+            if self.reader is not None and not self.reader.spells(spelled):
+                # The best path leaves the lexicon: show the best path that spells lexicon words
+                # (the search itself settles on a word only when it ends).
+                spelled = self.reader.path(self._read(len(path), frames, tail.shape[0]))
+            path += spelled
+            if probs:
+                path_probs += frames[torch.arange(len(spelled)), torch.tensor(spelled, dtype=torch.long)].exp().tolist()
+        return path, path_probs
+
     @contextlib.contextmanager
     def _follow(self, result, ahead: torch.Tensor | None = None):
         """The committed prefix continued by ``result``'s path, undone on exit.
@@ -738,18 +789,7 @@ class BeamSearchDecoder:
         partial shows the word being spoken before the search settles on it (and may respell
         it then).
         """
-        path = self._path(result, self.frames_in_search)
-        probs = self._path_probs(path)
-        if not self.finished:
-            tail = self._log_probs[len(path) : self.frames_in_search]
-            frames = tail if ahead is None else torch.cat([tail, ahead.to(tail.dtype)])
-            spelled = frames.argmax(dim=-1).tolist()
-            if self.reader is not None and not self.reader.spells(spelled):
-                # The best path leaves the lexicon: show the best path that spells lexicon words
-                # (the search itself settles on a word only when it ends).
-                spelled = self.reader.path(self._read(len(path), frames, tail.shape[0]))
-            path += spelled
-            probs += frames[torch.arange(len(spelled)), torch.tensor(spelled, dtype=torch.long)].exp().tolist()
+        path, probs = self._full_path(result, ahead)
         with self._committed.tentatively() as builder:
             if path:
                 builder.follow(path, probs)

@@ -121,11 +121,21 @@ class Rescorer:
         """The first pass's ``best`` and its alternatives re-ranked; the alternatives keep their
         order among themselves and the scores become the combined ones."""
         candidates = [best._replace(alternatives=()), *best.alternatives]
-        likelihoods = ctc_log_likelihoods(partner_log_probs, [h.tokens for h in candidates], self.partner.tokenizer.blank)
-        rescored = [h._replace(score=h.score + self.config.weight * ll) for h, ll in zip(candidates, likelihoods)]
+        scores = self.combined_scores(candidates, partner_log_probs)
         # sorted() is stable: equal scores keep the first pass's order.
-        ranked = sorted(rescored, key=lambda h: -h.score)
+        ranked = sorted((h._replace(score=score) for h, score in zip(candidates, scores)), key=lambda h: -h.score)
         return ranked[0]._replace(alternatives=tuple(ranked[1:]))
+
+    def best_index(self, candidates, partner_log_probs: torch.Tensor) -> int:
+        """Which of the first pass's ``candidates`` (anything with ``tokens`` and ``score``, best
+        first) :meth:`choose` would rank first."""
+        scores = self.combined_scores(candidates, partner_log_probs)
+        return max(range(len(scores)), key=lambda i: (scores[i], -i))  # (a tie: the first pass's order)
+
+    def combined_scores(self, candidates, partner_log_probs: torch.Tensor) -> list[float]:
+        """Each candidate's search score plus the weighted partner log-likelihood of its tokens."""
+        likelihoods = ctc_log_likelihoods(partner_log_probs, [h.tokens for h in candidates], self.partner.tokenizer.blank)
+        return [h.score + self.config.weight * ll for h, ll in zip(candidates, likelihoods)]
 
 
 def keep_nbest(hyp: Hypothesis, nbest: int) -> Hypothesis:

@@ -501,22 +501,22 @@ class StreamingRecognizer:
         if length < self._reranked_at * (1 + self.rescore_growth):
             if self._partial_choice is None:
                 return None  # (the last re-ranking kept the search's best: no need to list the n best)
-            choice, candidates = self._partial_choice, self.decoder.current_hypotheses()
-            kept = next((h for h in candidates if list(h.tokens[: len(choice)]) == choice), None)
-            if kept is None or kept is candidates[0]:
+            choice, candidates = self._partial_choice, self.decoder.current_candidates()
+            kept = next((i for i, c in enumerate(candidates) if c.tokens[: len(choice)] == choice), None)
+            if not kept:  # (None: no candidate extends the choice; 0: the search's best does)
                 self._partial_choice = None
                 return None
-            return kept
-        candidates = self.decoder.current_hypotheses()
+            return self.decoder.candidate_hypothesis(candidates[kept])
+        candidates = self.decoder.current_candidates()
         if len(candidates) < 2:
             return None
         partner = self._partner_log_probs(partial=True)
         if partner is None:
             return None
         self._reranked_at = length
-        best = self.rescorer.choose(candidates[0]._replace(alternatives=tuple(candidates[1:])), partner)
+        best = candidates[self.rescorer.best_index(candidates, partner)]
         self._partial_choice = None if best.tokens == candidates[0].tokens else list(best.tokens)
-        return None if self._partial_choice is None else best
+        return None if self._partial_choice is None else self.decoder.candidate_hypothesis(best)
 
     def _endpoint_reason(self) -> str | None:
         if self.endpoint is None:

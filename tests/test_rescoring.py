@@ -333,3 +333,30 @@ def test_rescored_partials_are_reranked_as_the_utterance_grows_and_keep_their_ch
     assert len(read) < len(samples) // 1600 / 2  # the partner read fewer than half the partials
     assert kept_choices  # (these models' seeds): some partials between readings keep a re-ranked choice
     assert rescored.finalize().text == plain.finalize().text
+
+
+def test_current_candidates_are_the_current_hypotheses_tokens_and_scores(lexicon_search, monkeypatch):
+    """What a live re-ranking reads (token lists and scores only) is what the whole n best
+    hold, at every chunk, before and after the search commits a pruned prefix (pruned here
+    every 2 s, so that a short stream crosses several boundaries)."""
+    from speechrnn.decoding import BeamSearchDecoder
+
+    monkeypatch.setattr(BeamSearchDecoder, "prune_every", 100)
+    monkeypatch.setattr(BeamSearchDecoder, "prune_lookback", 30)
+    monkeypatch.setattr(BeamSearchDecoder, "_LOOKBACK_SLACK", 10)
+    model = tiny_model(False, 1)
+    samples = np.random.default_rng(3).standard_normal(16000 * 8).astype(np.float32) * 0.1
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=lexicon_search.with_config(dataclasses.replace(lexicon_search.config, nbest=16)))
+    compared = 0
+    for start in range(0, len(samples), 4000):
+        recognizer.accept_waveform(samples[start : start + 4000])
+        decoder = recognizer.decoder
+        candidates, hypotheses = decoder.current_candidates(), decoder.current_hypotheses()
+        assert [(c.tokens, c.score) for c in candidates] == [(h.tokens, h.score) for h in hypotheses]
+        assert [decoder.candidate_hypothesis(c) for c in candidates] == hypotheses
+        compared += len(candidates) > 1
+    assert decoder._committed.n_frames > 0  # the search pruned and committed a prefix
+    assert compared  # (this search): some chunks have runners-up to compare
+    recognizer.finalize()
+    with pytest.raises(RuntimeError, match="after finish"):
+        decoder.current_candidates()
