@@ -664,7 +664,7 @@ class BeamSearchDecoder:
 
     def hypothesis(self) -> Hypothesis:
         if self.finished:
-            results = self.engine.get_all_final_hypothesis()[: self.nbest] or [None]
+            results = self._current_results() or [None]
             best = self._to_hypothesis(results[0])
             return best._replace(alternatives=tuple(self._to_hypothesis(r) for r in results[1:]))
         return self._to_hypothesis(self.engine.get_best_hypothesis(0) if self.n_frames else None)
@@ -678,16 +678,17 @@ class BeamSearchDecoder:
         return [self._to_hypothesis(r) for r in self._current_results()]
 
     def current_candidates(self) -> list[Candidate]:
-        """Before :meth:`finish`: :meth:`current_hypotheses` as token lists and scores only,
-        without their words, times and confidences; what re-ranking them needs, at a fraction
-        of the cost. :meth:`candidate_hypothesis` spells out the one kept; a live second pass
-        re-ranks these (:class:`~speechrnn.streaming.StreamingRecognizer`)."""
-        if self.finished:
-            raise RuntimeError("current_candidates() is for a search still running; after finish() use hypotheses()")
+        """:meth:`current_hypotheses` (after :meth:`finish`: :meth:`hypotheses`) as token lists
+        and scores only, without their words, times and confidences; what re-ranking them needs,
+        at a fraction of the cost. :meth:`candidate_hypothesis` spells out those kept; a second
+        pass re-ranks these (:func:`~speechrnn.rescoring.final_hypothesis`, and live partials in
+        :class:`~speechrnn.streaming.StreamingRecognizer`)."""
         return [Candidate(self._spelled_tokens(self._full_path(r, probs=False)[0]), float(r.score), r) for r in self._current_results()]
 
     def _current_results(self) -> list:
-        # The search's n best at the last frame, best first.
+        # The search's n best, best first: at the last frame, or (finished) its final ones.
+        if self.finished:
+            return self.engine.get_all_final_hypothesis()[: self.nbest]
         if not self.n_frames:
             return []
         return sorted(self.engine.get_all_final_hypothesis(), key=lambda r: -r.score)[: self.nbest]

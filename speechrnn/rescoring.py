@@ -19,6 +19,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -121,16 +122,18 @@ class Rescorer:
         """The first pass's ``best`` and its alternatives re-ranked; the alternatives keep their
         order among themselves and the scores become the combined ones."""
         candidates = [best._replace(alternatives=()), *best.alternatives]
-        scores = self.combined_scores(candidates, partner_log_probs)
-        # sorted() is stable: equal scores keep the first pass's order.
-        ranked = sorted((h._replace(score=score) for h, score in zip(candidates, scores)), key=lambda h: -h.score)
+        ranked = [candidates[i]._replace(score=score) for i, score in self.ranking(candidates, partner_log_probs)]
         return ranked[0]._replace(alternatives=tuple(ranked[1:]))
 
-    def best_index(self, candidates, partner_log_probs: torch.Tensor) -> int:
-        """Which of the first pass's ``candidates`` (anything with ``tokens`` and ``score``, best
-        first) :meth:`choose` would rank first."""
+    def ranking(self, candidates, partner_log_probs: torch.Tensor) -> list[tuple[int, float]]:
+        """``(index, combined score)`` of the first pass's ``candidates`` (anything with
+        ``tokens`` and ``score``, best first), best first; equal scores keep the first pass's order."""
         scores = self.combined_scores(candidates, partner_log_probs)
-        return max(range(len(scores)), key=lambda i: (scores[i], -i))  # (a tie: the first pass's order)
+        return sorted(enumerate(scores), key=lambda pair: -pair[1])  # (sorted() is stable)
+
+    def best_index(self, candidates, partner_log_probs: torch.Tensor) -> int:
+        """Which of ``candidates`` :meth:`choose` would rank first."""
+        return self.ranking(candidates, partner_log_probs)[0][0]
 
     def combined_scores(self, candidates, partner_log_probs: torch.Tensor) -> list[float]:
         """Each candidate's search score plus the weighted partner log-likelihood of its tokens."""
@@ -138,17 +141,21 @@ class Rescorer:
         return [h.score + self.config.weight * ll for h, ll in zip(candidates, likelihoods)]
 
 
-def keep_nbest(hyp: Hypothesis, nbest: int) -> Hypothesis:
-    """``hyp`` with at most ``nbest - 1`` alternatives."""
-    return hyp if len(hyp.alternatives) < nbest else hyp._replace(alternatives=hyp.alternatives[: nbest - 1])
-
-
-def final_hypothesis(search, hyp: Hypothesis, partner_log_probs: torch.Tensor | None) -> Hypothesis:
-    """An utterance's final hypothesis from its decoder's: re-ranked when ``search`` (a
-    :class:`~speechrnn.decoding.BeamSearch` or None) has a rescorer and ``partner_log_probs`` are
-    given, and cut to the n-best length the search's config asks for."""
+def final_hypothesis(search, decoder, partner_log_probs: Callable[[], torch.Tensor | None] | None = None) -> Hypothesis:
+    """An utterance's final hypothesis from its finished decoder: the n best re-ranked when
+    ``search`` (a :class:`~speechrnn.decoding.BeamSearch` or None) has a rescorer and
+    ``partner_log_probs`` gives the partner's frames (called only when there are runners-up;
+    None from it: not re-ranked), and cut to the n-best length the search's config asks for.
+    Only the hypotheses kept are spelled out with their words, times and confidences."""
     if search is None:
-        return hyp
-    if search.rescorer is not None and partner_log_probs is not None:
-        hyp = search.rescorer.choose(hyp, partner_log_probs)
-    return keep_nbest(hyp, search.config.nbest)
+        return decoder.hypothesis()
+    candidates = decoder.current_candidates()
+    ranking = [(i, candidate.score) for i, candidate in enumerate(candidates)]
+    if search.rescorer is not None and partner_log_probs is not None and len(candidates) > 1:
+        partner = partner_log_probs()
+        if partner is not None:
+            ranking = search.rescorer.ranking(candidates, partner)
+    if not ranking:
+        return decoder.hypothesis()  # (an empty search: its empty hypothesis)
+    best, *rest = (decoder.candidate_hypothesis(candidates[i])._replace(score=score) for i, score in ranking[: search.config.nbest])
+    return best._replace(alternatives=tuple(rest))

@@ -547,17 +547,15 @@ class StreamingRecognizer:
     def _result(self, kind: str) -> Result:
         decoder, n_frames = self.decoder, self.decoder.n_frames
         ahead = self.state.tentative
-        if kind == "partial" and self.tentative and ahead is not None and ahead.shape[1]:
+        rescored = self._rescored_partial() if kind == "partial" and self.rescore_partials and self.rescorer is not None else None
+        if rescored is not None:
+            text, words = rescored.text, rescored.words
+        elif kind == "partial" and self.tentative and ahead is not None and ahead.shape[1]:
             (text, words), n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
         elif kind == "final" and self.rescorer is not None:
-            hyp = decoder.hypothesis()
-            hyp = final_hypothesis(self.search, hyp, self._partner_log_probs() if hyp.alternatives else None)
+            hyp = final_hypothesis(self.search, decoder, self._partner_log_probs)
             text, words = hyp.text, hyp.words
         else:
             text, words = decoder.transcript()
-        if kind == "partial" and self.rescore_partials and self.rescorer is not None:
-            rescored = self._rescored_partial()
-            if rescored is not None:
-                text, words, n_frames = rescored.text, rescored.words, decoder.n_frames
         start = decoder.time_offset  # where the current utterance began, from stream start
         return Result(kind, text, round(start, 3), round(start + n_frames * self.frame_shift, 3), words)

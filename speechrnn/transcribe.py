@@ -72,7 +72,7 @@ def decode(
     decoder = new_decoder(model, search, time_offset)
     decoder.step(log_probs)
     decoder.finish()
-    return final_hypothesis(search, decoder.hypothesis(), partner_log_probs)
+    return final_hypothesis(search, decoder, None if partner_log_probs is None else lambda: partner_log_probs)
 
 
 def segment_config(model: SpeechModel, max_seconds: float | None = None) -> SegmentConfig | None:

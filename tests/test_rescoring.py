@@ -111,6 +111,22 @@ def test_a_stream_is_rescored_over_its_whole_audio_as_a_file_is(lexicon_search, 
         assert (recognizer._partner_state is None) == bidirectional
 
 
+def test_a_file_s_n_best_is_the_whole_n_best_re_ranked_and_cut(lexicon_search):
+    """Whole-file decoding spells out only the hypotheses it keeps; they are what re-ranking
+    every one of the search's n best (Rescorer.choose) and cutting the list keeps: texts,
+    words, times, confidences and combined scores."""
+    model, partner = tiny_model(False, 1), partner_model(True)
+    samples = torch.from_numpy(np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.1)
+    rescorer = Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner)
+    # Without the lexicon and with a wide beam, this confident model's search keeps 16 hypotheses.
+    config = dataclasses.replace(lexicon_search.config, lexicon=None, beam_threshold=1000.0, nbest=16)
+    plain = recognize(model, [samples], search=BeamSearch(config, TOK))[0]
+    expected = rescorer.choose(plain, rescorer.partner_log_probs([samples])[0])
+    assert len(plain.alternatives) == 15 and expected.text != plain.text  # (these models' seeds)
+    kept = recognize(model, [samples], search=BeamSearch(dataclasses.replace(config, nbest=4), TOK).with_rescorer(rescorer))[0]
+    assert kept == expected._replace(alternatives=expected.alternatives[:3])
+
+
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional-partner", "streaming-partner"])
 def test_an_utterance_longer_than_the_limit_keeps_the_first_pass_best(lexicon_search, bidirectional):
     model, partner = tiny_model(False, 1), partner_model(bidirectional)
@@ -336,9 +352,9 @@ def test_rescored_partials_are_reranked_as_the_utterance_grows_and_keep_their_ch
 
 
 def test_current_candidates_are_the_current_hypotheses_tokens_and_scores(lexicon_search, monkeypatch):
-    """What a live re-ranking reads (token lists and scores only) is what the whole n best
-    hold, at every chunk, before and after the search commits a pruned prefix (pruned here
-    every 2 s, so that a short stream crosses several boundaries)."""
+    """What a re-ranking reads (token lists and scores only) is what the whole n best hold, at
+    every chunk, before and after the search commits a pruned prefix (pruned here every 2 s,
+    so that a short stream crosses several boundaries), and once the search has finished."""
     from speechrnn.decoding import BeamSearchDecoder
 
     monkeypatch.setattr(BeamSearchDecoder, "prune_every", 100)
@@ -358,5 +374,7 @@ def test_current_candidates_are_the_current_hypotheses_tokens_and_scores(lexicon
     assert decoder._committed.n_frames > 0  # the search pruned and committed a prefix
     assert compared  # (this search): some chunks have runners-up to compare
     recognizer.finalize()
-    with pytest.raises(RuntimeError, match="after finish"):
-        decoder.current_candidates()
+    candidates, hypotheses = decoder.current_candidates(), decoder.hypotheses()
+    assert len(candidates) > 1
+    assert [(c.tokens, c.score) for c in candidates] == [(h.tokens, h.score) for h in hypotheses]
+    assert [decoder.candidate_hypothesis(c) for c in candidates] == hypotheses
