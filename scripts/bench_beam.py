@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import torch
 
+from speechrnn import machine
 from speechrnn.data import DEFAULT_AN4, an4_utterances, load_waves
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
@@ -49,7 +48,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         wer, cer = error_rates(references, texts)
         report[name] = {"test_wer": round(wer, 2), "test_cer": round(cer, 2), "decode_rtf": round(seconds / audio_seconds, 5)}
-    report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    report["machine"] = machine.describe()
     print(json.dumps(report, indent=1))
 
 

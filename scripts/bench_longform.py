@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import soxr
 import torch
 
+from speechrnn import machine
 from speechrnn.audio import load_audio
 from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
@@ -97,7 +96,7 @@ def main() -> None:
         "lm": args.lm,
         "live_rate": args.live_rate,
         "results": report,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine.describe(),
         "threads": args.threads,
         "torch": torch.__version__,
     }, indent=1))

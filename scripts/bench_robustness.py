@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +31,7 @@ from typing import Callable
 import torch
 import torchaudio
 
+from speechrnn import machine
 from speechrnn.audio import load_audio
 from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
@@ -118,7 +117,7 @@ def main() -> None:
         "lm": args.lm,
         "wer_cer": report,
         "mean_wer_without_faint": means,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine.describe(),
         "torch": torch.__version__,
     }, indent=1))
 

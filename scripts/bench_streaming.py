@@ -33,8 +33,6 @@ import argparse
 import collections
 import difflib
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -43,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from speechrnn import machine
 from speechrnn.data import DEFAULT_AN4, an4_dev_split, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.audio import load_audio
@@ -292,7 +291,7 @@ def main() -> None:
         "late_words": late_words(latencies, args.late_ms),
         "partials_prefix_of_final": round(stable / max(1, partials), 4),
         "lookahead_ms": round(1000 * model.config.lookahead * model.config.frame_shift, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine.describe(),
         "torch": torch.__version__,
     }
     if args.long_minutes > 0:

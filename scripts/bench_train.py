@@ -32,8 +32,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -44,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speechrnn import machine  # noqa: E402
 from speechrnn.audio import load_audio  # noqa: E402
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, an4_utterances, speaker_split  # noqa: E402
 from speechrnn.model import SpeechModel, load_model  # noqa: E402
@@ -126,7 +125,7 @@ def main() -> None:
             print(json.dumps({
                 "variant": name, "gru": gru, "teacher": args.teacher, "params_m": round(initial.n_params / 1e6, 2), "s_per_step": round(step, 3),
                 "epoch_min": round(step * n_epoch_batches / 60, 2), "steps": len(gru_times), "batch_size": args.batch_size,
-                "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "threads": args.threads, "machine": machine.describe(),
                 "torch": torch.__version__,
             }), flush=True)
 

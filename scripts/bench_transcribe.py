@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import torch
 
+from speechrnn import machine
 from speechrnn.data import DEFAULT_AN4, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
@@ -79,7 +79,7 @@ def main() -> None:
         "rnn": rnn_kind,
         "threads": args.threads,
         "batch_size": args.batch_size,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+        "machine": machine.describe(),
         "torch": torch.__version__,
     }))
 

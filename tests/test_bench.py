@@ -1,4 +1,4 @@
-"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, level_stats."""
+"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, level_stats; the machine they name."""
 from __future__ import annotations
 
 import dataclasses
@@ -178,3 +178,18 @@ def test_spike_lag_counts_frames_between_the_characters_of_models_that_agree(mon
     paths = {("student", 0): [(5, 3), (9, 4)], ("teacher", 0): [(2, 3), (7, 4)], ("student", 1): [(4, 3)], ("teacher", 1): [(1, 5)]}
     monkeypatch.setattr(spike_lag, "character_frames", lambda who, wave: paths[(who, wave)])
     assert spike_lag.lags("student", "teacher", [0, 1]) == ([3, 2], 1)  # the second utterance's spellings differ
+
+
+def test_the_machine_line_names_the_cpu_and_its_avx512(tmp_path, monkeypatch):
+    from speechrnn import machine
+
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    cpuinfo = tmp_path / "cpuinfo"
+    processor = "processor\t: {}\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 {}\n\n"
+    cpuinfo.write_text(processor.format(0, "avx512f avx512bw") + processor.format(1, "avx512f avx512bw"))
+    assert machine.describe(cpuinfo) == "x86_64, 2 cores, AMD EPYC 9R14, AVX-512"
+    cpuinfo.write_text(processor.format(0, "avx512bw"))  # (not the foundation set)
+    assert machine.describe(cpuinfo) == "x86_64, 2 cores, AMD EPYC 9R14"
+    monkeypatch.setattr(machine.platform, "processor", lambda: "")
+    assert machine.describe(tmp_path / "missing") == "x86_64, 2 cores"

@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -33,9 +32,10 @@ from pathlib import Path
 
 import torch
 
+from speechrnn import machine
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
-from speechrnn.model import BUNDLED_DIR, ModelConfig, SpeechModel, load_model, resolve_model_path, save_model
+from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_model
 from speechrnn.synth import random_voice, speak
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
@@ -134,7 +134,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
         f"## {args.name}: {config.n_layers}x{config.n_hidden} {kind} {config.rnn_type.upper()}, {n_params / 1e6:.2f} M parameters",
         "",
         f"Command: `{command(exp)}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, trained on {stages[-1].train_config.threads} CPU thread(s), torch {torch.__version__}, "
+        f"Machine: {machine.describe()}, trained on {stages[-1].train_config.threads} CPU thread(s), torch {torch.__version__}, "
         f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
         f"Training: {history[-1]['wall_s'] / 60:.1f} min wall time in all; model: epoch {best['epoch']} of the last stage ({kept})  ",
         f"Stages: {training}  ",

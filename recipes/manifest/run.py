@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shlex
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from speechrnn import machine
 from speechrnn.data import AugmentConfig, Utterance, read_manifest
 from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
@@ -153,7 +153,7 @@ def write_results(exp: Path, args: argparse.Namespace, config: ModelConfig, n_tr
         f"# {exp.name}: {config.n_layers}x{config.n_hidden} {'bidirectional' if config.bidirectional else 'unidirectional'} {config.rnn_type.upper()}",
         "",
         f"Command: `{(exp / 'command.txt').read_text().strip()}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
+        f"Machine: {machine.describe()}, torch {torch.__version__}, {'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
         f"Training: {len(history)} epochs on {n_train} utterances, {state['elapsed'] / 60:.1f} min; model: epoch {best['epoch']} (lowest dev WER)",
         "",
         "| set | utterances | WER % | CER % | decode RTF |",
