@@ -74,15 +74,31 @@ def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     Frames are emitted once their whole window has arrived, so any chunking emits exactly
     the frames of the whole signal.
     """
+    log_mel, state = chunk_log_mel(model, samples, state)
+    return normalized(model, log_mel), state
+
+
+def normalized(model: SpeechModel, log_mel: torch.Tensor) -> torch.Tensor:
+    """``(B, T, n_mels)`` frames of :func:`chunk_log_mel` -> ``model``'s ``(B, T, F)`` input features."""
+    frontend = model.frontend
+    if not log_mel.shape[1]:
+        return log_mel.new_zeros(log_mel.shape[0], 0, frontend.config.n_features)
+    return frontend.normalize(frontend.transform(log_mel))
+
+
+@torch.inference_mode()
+def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+    """:func:`extract_chunk` up to the features' last step: ``(B, T, n_mels)`` log-mel frames
+    (level-tracked where the frontend tracks the level), which :func:`normalized` turns into a
+    model's features; the state's frontend fields advance (:func:`with_frontend_of`)."""
     config = model.config.frontend
     buffer = torch.cat([state.samples, samples.to(state.samples.dtype)], dim=1)
     n = num_frames(buffer.shape[1], config)
     if n == 0:
-        return state.frames.new_zeros(buffer.shape[0], 0, config.n_features), dataclasses.replace(state, samples=buffer)
+        return state.frames.new_zeros(buffer.shape[0], 0, config.n_mels), dataclasses.replace(state, samples=buffer)
     frontend = model.frontend
     energies = frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
     log_mel, level = frontend.track_level(energies, state.level, state.features_done)
-    feats = frontend.normalize(frontend.transform(log_mel))
     frames_log_mel = state.frames_log_mel
     if config.level_decay_db:
         # The frames that forward_chunk will hold back unstacked, as they were before level
@@ -92,8 +108,17 @@ def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState)
             frames_log_mel = energies[:, n - held :]
         else:
             frames_log_mel = torch.cat([frames_log_mel, energies], dim=1)[:, -held:]
-    return feats, dataclasses.replace(
+    return log_mel, dataclasses.replace(
         state, samples=buffer[:, n * config.hop_length :], features_done=state.features_done + n, level=level, frames_log_mel=frames_log_mel
+    )
+
+
+def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
+    """``state`` with ``other``'s frontend fields (samples buffered, frames counted, level
+    tracked): a streaming partner that :func:`shares_frontend` with the first pass takes them
+    from the first pass's state, whose chunks it reads too, instead of computing them again."""
+    return dataclasses.replace(
+        state, samples=other.samples, features_done=other.features_done, level=other.level, frames_log_mel=other.frames_log_mel
     )
 
 
@@ -240,6 +265,17 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
     )
 
 
+def shares_frontend(model: SpeechModel, partner: SpeechModel) -> bool:
+    """Whether ``partner``'s log-mel frames are ``model``'s: the same frontend settings and
+    filters (their normalisation statistics may differ: :func:`normalized` applies each model's)."""
+    if partner.frontend.config != model.frontend.config:
+        return False
+    mine, theirs = model.frontend.state_dict(), partner.frontend.state_dict()
+    return mine.keys() == theirs.keys() and all(
+        torch.equal(value, theirs[name]) for name, value in mine.items() if name not in ("cmvn_mean", "cmvn_std")
+    )
+
+
 def streams_beside(model: SpeechModel, partner: SpeechModel) -> bool:
     """Whether ``partner`` can stream beside ``model`` as its second pass: unidirectional, with
     the same sample rate and output frame rate (so that its frames are the first pass's)."""
@@ -342,6 +378,7 @@ class StreamingRecognizer:
         self.frame_shift = self.model.config.frame_shift
         partner = self.rescorer.partner if self.rescorer is not None else None
         self._partner_streams = partner is not None and streams_beside(self.model, partner)
+        self._partner_shares_frontend = self._partner_streams and shares_frontend(self.model, partner)
         self.invalid_samples = 0  # NaN or infinite input samples, replaced by zeros
         self.reset()
 
@@ -426,13 +463,16 @@ class StreamingRecognizer:
 
     def _decode(self, samples: torch.Tensor) -> None:
         self._keep_audio(samples[0])
-        feats, self.state = extract_chunk(self.model, samples, self.state)
-        log_probs, self.state = forward_chunk(self.model, feats, self.state)
+        log_mel, self.state = chunk_log_mel(self.model, samples, self.state)
+        log_probs, self.state = forward_chunk(self.model, normalized(self.model, log_mel), self.state)
         self.decoder.step(log_probs[0])
         if self._partner_state is not None:
             partner = self.rescorer.partner
-            feats, self._partner_state = extract_chunk(partner, samples, self._partner_state)
-            log_probs, self._partner_state = forward_chunk(partner, feats, self._partner_state)
+            if self._partner_shares_frontend:  # (the same frames: not computed twice)
+                self._partner_state = with_frontend_of(self._partner_state, self.state)
+            else:
+                log_mel, self._partner_state = chunk_log_mel(partner, samples, self._partner_state)
+            log_probs, self._partner_state = forward_chunk(partner, normalized(partner, log_mel), self._partner_state)
             self._keep_partner_frames(log_probs[0])
 
     def _flush_partner(self) -> None:

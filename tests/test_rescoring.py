@@ -168,6 +168,64 @@ def test_after_an_utterance_too_long_to_rescore_the_next_one_is_rescored_again(l
     assert recognizer.finalize().text == expected != first_pass.finalize().text  # (these seeds: the second pass changes it)
 
 
+def test_a_streaming_partner_with_the_first_pass_frontend_takes_its_frames_from_it(lexicon_search):
+    """A unidirectional partner whose frontend settings and filters are the first pass's takes
+    the log-mel frames from the first pass (normalised by its own statistics) instead of
+    computing them again: the same frames and states, chunk by chunk and across an utterance
+    restart, as when it computes them itself, and the first utterance's frames are its
+    whole-audio ones. One with other settings computes its own."""
+    from speechrnn.features import FrontendConfig
+    from speechrnn.streaming import EndpointConfig, shares_frontend
+    from speechrnn.transcribe import emissions
+
+    def unidirectional(seed: int, frontend: FrontendConfig) -> SpeechModel:
+        torch.manual_seed(seed)
+        model = SpeechModel(ModelConfig(frontend=frontend, bidirectional=False, n_hidden=32, n_proj=32, n_layers=2, lookahead=1)).eval()
+        with torch.no_grad():
+            model.head.weight.mul_(30)
+        return model
+
+    tracking = FrontendConfig(level_decay_db=10.0)  # (the bundled streaming model's level tracking)
+    model, partner, other_stats = unidirectional(1, tracking), unidirectional(5, tracking), unidirectional(5, tracking)
+    with torch.no_grad():
+        other_stats.frontend.cmvn_mean.add_(0.5)
+        other_stats.frontend.cmvn_std.mul_(2.0)
+    other_frontend = unidirectional(5, dataclasses.replace(tracking, f_max=7000.0))
+    assert shares_frontend(model, partner) and shares_frontend(model, other_stats)
+    assert not shares_frontend(model, other_frontend)
+    samples = np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1
+    samples[:8000] *= 0.01  # (a quiet start: the level tracking's reference moves)
+
+    def stream(partner: SpeechModel, shared: bool):
+        search = lexicon_search.with_rescorer(Rescorer(RescoreConfig("tiny", weight=100.0), TOK, partner=partner))
+        recognizer = StreamingRecognizer(model, endpoint=EndpointConfig(max_utterance=1.2), lm=search)
+        assert recognizer._partner_shares_frontend == shares_frontend(model, partner)
+        recognizer._partner_shares_frontend = shared
+        readings, finals, held = [], [], 0
+        for start in range(0, len(samples), 1440):
+            events = recognizer.accept_waveform(samples[start : start + 1440])
+            finals += [e for e in events if e.type == "final"]
+            held += any(e.type == "final" for e in events) and recognizer._partner_state.frames.shape[1] > 0
+            if not finals:  # the first utterance: the partner's frames so far
+                readings.append((start + 1440, torch.cat(recognizer._partner_frames)))
+            readings.append((recognizer._partner_state.hidden.clone(), [f.clone() for f in recognizer._partner_frames]))
+        assert held  # (this chunking): an utterance restarts with a frame held for stacking, normalised again
+        return readings, [e.text for e in finals + [recognizer.finalize()]]
+
+    for partner in (partner, other_stats):
+        (shared, finals), (computed, computed_finals) = stream(partner, True), stream(partner, False)
+        assert len(finals) >= 2 and finals == computed_finals  # (max_utterance): the stream restarts
+        for a, b in zip(shared, computed, strict=True):
+            if isinstance(a[0], int):  # (samples read, frames of the first utterance)
+                whole = next(emissions(partner, [torch.from_numpy(samples[: a[0]])]))[1]
+                torch.testing.assert_close(a[1], whole[: len(a[1])], atol=1e-4, rtol=1e-4)
+                assert torch.equal(a[1], b[1])
+            else:  # (hidden state, frames kept)
+                assert torch.equal(a[0], b[0]) and len(a[1]) == len(b[1])
+                assert all(torch.equal(x, y) for x, y in zip(a[1], b[1]))
+    assert stream(other_frontend, False)[1]  # (its own frames; shares_frontend said no)
+
+
 def test_rescoring_settings_are_read_overridden_and_turned_off(tmp_path, lexicon_search):
     path = tmp_path / "mine.pt"
     save_model(path, tiny_model(False, 1))
