@@ -190,12 +190,16 @@ def test_a_microphone_that_disappears_ends_the_session_with_the_utterance_kept(t
 
 
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model yet (recipes/an4/run.py --streaming --bundle)")
-@pytest.mark.parametrize("second_pass", [[], ["--rescore", "offline"], ["--rescore", "streaming", "--rescore-weight", "2"]], ids=["first-pass", "offline-partner", "streaming-partner"])
+@pytest.mark.parametrize(
+    "second_pass",
+    [[], ["--rescore", "offline"], ["--rescore", "streaming", "--rescore-weight", "2"], ["--rescore", "streaming-partner"]],
+    ids=["first-pass", "offline-partner", "itself-as-partner", "bundled-streaming-partner"],
+)
 def test_bundled_streaming_model_with_its_lm_live_equals_transcribe(speech_dir, second_pass):
     """The same promise with the bundled model's default decoding (beam search with the AN4
-    LM), with the offline model's second pass, and with a unidirectional second pass (here
-    the model itself), which live streams beside the first pass and transcribe runs over the
-    file."""
+    LM), with the offline model's second pass, and with a unidirectional second pass (the
+    model itself, and the bundled streaming partner), which live streams beside the first pass
+    and transcribe runs over the file."""
     wav = str(speech_dir[0] / "enter.wav")
     live = speechrnn("live", "--from-file", wav, "--no-endpoint", "--chunk-ms", "100", *second_pass)
     batch = speechrnn("transcribe", "--model", "streaming", wav, *second_pass)

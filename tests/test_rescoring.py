@@ -323,11 +323,25 @@ def test_bundled_offline_model_ships_with_the_streaming_second_pass_and_streamin
     assert search.rescorer.partner.source == str(BUNDLED_DIR / "offline.pt") and search.rescorer.config.weight == 0.25
 
 
-@pytest.mark.parametrize("name, measured_key, rescore", [("offline", "first_pass_measured", "none"), ("streaming", "second_pass_measured", None)])
+def test_the_bundled_streaming_partner_streams_beside_the_streaming_model_on_its_frames():
+    """`--rescore streaming-partner` streams beside the bundled streaming model (no second
+    reading of the audio) and takes its log-mel frames from it."""
+    from speechrnn.streaming import shares_frontend, streams_beside
+
+    streaming, partner = load_model("streaming"), load_model("streaming-partner")
+    assert streams_beside(streaming, partner) and shares_frontend(streaming, partner)
+    recognizer = StreamingRecognizer(streaming, lm=beam_search_for(streaming, rescore="streaming-partner"))
+    assert recognizer._partner_state is not None and recognizer._partner_shares_frontend
+
+
+@pytest.mark.parametrize(
+    "name, measured_key, rescore",
+    [("offline", "first_pass_measured", "none"), ("streaming", "second_pass_measured", None), ("streaming", "streaming_partner_measured", None)],
+)
 def test_bundled_models_other_setting_reproduces_its_published_wer(an4_root, name, measured_key, rescore):
-    """The figures of the setting each bundled model does not use by default (README, Measured
+    """The figures of the settings each bundled model does not use by default (README, Measured
     figures), recorded beside its LM settings, are recomputed here: the offline model's first
-    pass alone, the streaming model re-ranked by the offline one."""
+    pass alone, the streaming model re-ranked by the offline one and by its streaming partner."""
     from speechrnn.data import an4_dev_split, an4_utterances
     from speechrnn.evaluate import evaluate
 
