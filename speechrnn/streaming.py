@@ -78,6 +78,7 @@ def extract_chunk(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     return normalized(model, log_mel), state
 
 
+@torch.inference_mode()
 def normalized(model: SpeechModel, log_mel: torch.Tensor) -> torch.Tensor:
     """``(B, T, n_mels)`` frames of :func:`chunk_log_mel` -> ``model``'s ``(B, T, F)`` input features."""
     frontend = model.frontend
