@@ -1,7 +1,7 @@
 """Throughput of `speechrnn transcribe` on AN4 test: audio seconds per wall second.
 
 Usage:
-    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8 | --float32-kernels]
+    .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8 | --float32-kernels] [--profile N]
 
 Times what `speechrnn transcribe --format jsonl` does after the interpreter has started and
 imported speechrnn: loading the model, reading and resampling every file, features, the model,
@@ -9,12 +9,18 @@ greedy decoding and writing the JSON lines (to /dev/null). Prints the best of --
 and the WER/CER of the transcripts (so a faster variant such as --int8 shows what it costs).
 A model file saved in half precision (the bundled offline model) runs its RNN with float16-weight
 kernels, as `speechrnn transcribe` does; --float32-kernels times the float32 ones instead.
+``cpu_s`` is the process's CPU time (all threads) in the fastest run. --profile N runs once
+more under cProfile (the main thread: the decoding, and the wait for the batches the worker
+threads compute) and prints its N most costly functions by own time to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
+import resource
 import sys
 import time
 
@@ -27,6 +33,12 @@ from speechrnn.evaluate import error_rates
 from speechrnn.model import half_weight_rnn, load_model
 from speechrnn.output import render
 from speechrnn.transcribe import BATCH_SIZE, transcribe_files
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -43,33 +55,43 @@ def main() -> None:
     parser.add_argument("--float32-kernels", action="store_true", help="run a half-precision file's RNN with float32 kernels (what speechrnn did before)")
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the timed runs, one more under cProfile: its N costliest functions to stderr")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     utterances = an4_utterances(args.an4, "test")
     paths = [u.audio for u in utterances]
 
-    timings = []
+    def run(sink):
+        model = load_model(args.model)
+        model.half_weight_kernels = not args.float32_kernels
+        if args.int8:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU}, dtype=torch.qint8)
+        search = beam_search_for(model, args.lm, rescore=args.rescore)  # LM (and rescoring model) loading counts, as model loading does
+        results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search, batch_size=args.batch_size)
+        return model, search, results
+
+    timings = []  # (wall s, CPU s) of each run
     with open(os.devnull, "w") as sink:
         for _ in range(args.repeat):
-            started = time.perf_counter()
-            model = load_model(args.model)
-            model.half_weight_kernels = not args.float32_kernels
-            if args.int8:
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU}, dtype=torch.qint8)
-            search = beam_search_for(model, args.lm, rescore=args.rescore)  # LM (and rescoring model) loading counts, as model loading does
-            results = transcribe_files(model, paths, on_result=lambda r: sink.write(render(r, "jsonl")), search=search, batch_size=args.batch_size)
-            timings.append(time.perf_counter() - started)
+            started, cpu_started = time.perf_counter(), cpu_seconds()
+            model, search, results = run(sink)
+            timings.append((time.perf_counter() - started, cpu_seconds() - cpu_started))
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(run, sink)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
     failed = [r.audio for r in results if r.error]
     if failed:
         sys.exit(f"{len(failed)} files failed: {failed[:3]}")
     audio_seconds = sum(r.duration for r in results)
     rnn_kind = "int8" if args.int8 else "float16 weights" if half_weight_rnn(model) is not None else "float32"
     wer, cer = error_rates([u.text for u in utterances], [r.hypothesis.text for r in results])
-    best = min(timings)
+    best, best_cpu = min(timings)
     print(json.dumps({
         "files": len(paths),
         "audio_s": round(audio_seconds, 1),
         "wall_s": round(best, 3),
+        "cpu_s": round(best_cpu, 3),
         "x_real_time": round(audio_seconds / best, 1),
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),

@@ -131,10 +131,6 @@ class Rescorer:
         scores = self.combined_scores(candidates, partner_log_probs)
         return sorted(enumerate(scores), key=lambda pair: -pair[1])  # (sorted() is stable)
 
-    def best_index(self, candidates, partner_log_probs: torch.Tensor) -> int:
-        """Which of ``candidates`` :meth:`choose` would rank first."""
-        return self.ranking(candidates, partner_log_probs)[0][0]
-
     def combined_scores(self, candidates, partner_log_probs: torch.Tensor) -> list[float]:
         """Each candidate's search score plus the weighted partner log-likelihood of its tokens."""
         likelihoods = ctc_log_likelihoods(partner_log_probs, [h.tokens for h in candidates], self.partner.tokenizer.blank)

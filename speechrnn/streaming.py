@@ -252,9 +252,8 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         # A frame held back for stacking was normalised by the old level, so the fresh RNN
         # would meet a pause far below its level, then the same pause at its own level, and
         # read that jump as a letter ("s"); it is normalised again as a new stream would.
-        frontend = model.frontend
-        log_mel, level = frontend.track_level(state.frames_log_mel, None, state.features_done - state.frames_log_mel.shape[1])
-        frames = frontend.normalize(frontend.transform(log_mel))
+        log_mel, level = model.frontend.track_level(state.frames_log_mel, None, state.features_done - state.frames_log_mel.shape[1])
+        frames = normalized(model, log_mel)
     return dataclasses.replace(
         init_state(model, search=search, time_offset=time_offset),
         samples=state.samples,
@@ -555,7 +554,7 @@ class StreamingRecognizer:
         if partner is None:
             return None
         self._reranked_at = length
-        best = candidates[self.rescorer.best_index(candidates, partner)]
+        best = candidates[self.rescorer.ranking(candidates, partner)[0][0]]
         self._partial_choice = None if best.tokens == candidates[0].tokens else list(best.tokens)
         return None if self._partial_choice is None else self.decoder.candidate_hypothesis(best)
 
