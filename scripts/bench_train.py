@@ -22,6 +22,11 @@ autograd through the call ``torch.nn.GRU`` makes) in place of speechrnn's traini
 (``speechrnn.cpu_gru.gru_layer``), through the model's ``own_cpu_gru`` switch; with both named, each round times them one after the other,
 alternating which goes first, so a drifting machine slows both alike.
 
+``--device cuda`` trains on a GPU as the recipes do there (perturbation on the CPU, features
+and the model on the device; PyTorch's GRU, as ``own_cpu_gru`` applies to the CPU only). Each
+line also splits the median step into its phases (``phase_s``: perturbation, features and
+SpecAugment, forward, backward and update), each timed to the device's completion.
+
 ``--teacher MODEL`` adds what the recipes' ``--distill-from MODEL`` adds to a step: the
 teacher's forward pass over the perturbed batch and the distillation loss (weight 0.5, the
 teacher's frames delayed by 3).
@@ -65,11 +70,22 @@ def variant_model(name: str) -> SpeechModel:
 GRUS = ("speechrnn", "torch")
 
 
-def time_steps(initial: SpeechModel, gru: str, waves, chosen, teacher: SpeechModel | None = None) -> list[float]:
-    """Seconds of each training step after the first, training a copy of ``initial`` with the
-    ``gru`` recurrence (one of :data:`GRUS`), with distillation from ``teacher`` if given (the
-    recipes' default weight and shift)."""
-    model = copy.deepcopy(initial)
+PHASES = ("perturb", "features", "model")
+
+
+def time_steps(initial: SpeechModel, gru: str, waves, chosen, teacher: SpeechModel | None = None, device: str = "cpu") -> list[dict[str, float]]:
+    """Seconds of each training step after the first, by phase (:data:`PHASES`), training a
+    copy of ``initial`` on ``device`` with the ``gru`` recurrence (one of :data:`GRUS`), with
+    distillation from ``teacher`` if given (the recipes' default weight and shift)."""
+    model = copy.deepcopy(initial).to(device)
+    if teacher is not None:
+        teacher = teacher.to(device)
+
+    def done() -> float:
+        if device != "cpu":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     model.own_cpu_gru = gru == "speechrnn"
     # The offline recipe's intermediate CTC loss (weight 0.3 below the last layer); none for streaming.
     config = TrainConfig(
@@ -79,9 +95,11 @@ def time_steps(initial: SpeechModel, gru: str, waves, chosen, teacher: SpeechMod
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng, times = random.Random(0), []
     for i, (batch, utterances) in enumerate(zip(waves, chosen)):
-        start = time.perf_counter()
+        start = done()
         padded, lens = perturbed_batch(batch, AugmentConfig(), rng)
+        perturbed = done()
         feats, feat_lens = batch_features(model, padded, lens, AugmentConfig(), rng)
+        featured = done()
         targets = None if teacher is None else teacher_log_probs(teacher, padded, lens, config.distill_shift)
         loss = batch_loss(model, model.tokenizer, feats, feat_lens, [u.text for u in utterances], config, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -89,7 +107,7 @@ def time_steps(initial: SpeechModel, gru: str, waves, chosen, teacher: SpeechMod
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         if i:  # the first step warms up allocators and kernels
-            times.append(time.perf_counter() - start)
+            times.append({"perturb": perturbed - start, "features": featured - perturbed, "model": done() - featured})
     return times
 
 
@@ -102,9 +120,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gru", nargs="+", choices=GRUS, default=["speechrnn"], help="training recurrence(s) to time (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=1, help="times each variant and recurrence is timed, alternating (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="where features and the model run: cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--teacher", default=None, metavar="MODEL", help="also distil from this model in each step, as the recipes' --distill-from does (default: none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        args.gru = ["torch"]  # off the CPU the model always trains through PyTorch's GRU
     teacher = load_model(args.teacher) if args.teacher else None
 
     train_set, _ = speaker_split(an4_utterances(args.an4, "train"), AN4_DEV_SPEAKERS, seed=0)
@@ -119,13 +140,14 @@ def main() -> None:
         initial, times = variant_model(name), {gru: [] for gru in args.gru}
         for round_ in range(args.rounds):
             for gru in args.gru if round_ % 2 == 0 else args.gru[::-1]:
-                times[gru] += time_steps(initial, gru, waves, chosen, teacher)
+                times[gru] += time_steps(initial, gru, waves, chosen, teacher, args.device)
         for gru, gru_times in times.items():
-            step = statistics.median(gru_times)
+            step = statistics.median(sum(t.values()) for t in gru_times)
             print(json.dumps({
                 "variant": name, "gru": gru, "teacher": args.teacher, "params_m": round(initial.n_params / 1e6, 2), "s_per_step": round(step, 3),
+                "phase_s": {phase: round(statistics.median(t[phase] for t in gru_times), 4) for phase in PHASES},
                 "epoch_min": round(step * n_epoch_batches / 60, 2), "steps": len(gru_times), "batch_size": args.batch_size,
-                "threads": args.threads, "machine": machine.describe(),
+                "threads": args.threads, "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(args.device), "machine": machine.describe(),
                 "torch": torch.__version__,
             }), flush=True)
 

@@ -23,6 +23,8 @@ values and gradients against ``torch.nn.GRU`` and numerical gradients.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -120,7 +122,12 @@ def torch_gru_layer(x: torch.Tensor, weights: list[tuple[torch.Tensor, torch.Ten
     per-step loop, and on the CPU it is what :func:`gru_layer` is measured against
     (``scripts/bench_train.py --gru speechrnn torch``). Same arguments and result."""
     outs = []
-    for inputs, direction in zip(x, weights):
-        h0 = inputs.new_zeros(1, inputs.shape[1], direction[1].shape[1])
-        outs.append(torch._VF.gru(inputs, h0, list(direction), True, 1, 0.0, True, False, False)[0])
+    with warnings.catch_warnings():
+        # cuDNN wants a layer's weights in one buffer and, given the model's views, copies
+        # them into one at each call, with a warning each epoch: a copy of one layer's weights
+        # (a few MB) is cheap next to the step, and the model keeps one set of weights.
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+        for inputs, direction in zip(x, weights):
+            h0 = inputs.new_zeros(1, inputs.shape[1], direction[1].shape[1])
+            outs.append(torch._VF.gru(inputs, h0, list(direction), True, 1, 0.0, True, False, False)[0])
     return torch.stack(outs)

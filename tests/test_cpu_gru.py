@@ -1,6 +1,8 @@
 """The training-time GRU recurrence with its hand-written backward pass (speechrnn/cpu_gru.py)."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -51,6 +53,25 @@ def test_torch_gru_layer_computes_the_same_layer():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     for a, b in zip(our_grads, their_grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: cuDNN's GRU is the one that warns")
+def test_torch_gru_layer_on_a_gpu_runs_a_stack_layer_by_layer_without_warnings():
+    """Layer by layer over a two-layer bidirectional GRU's own weights on the GPU (as training
+    with the intermediate CTC loss runs there): the stack's outputs, and no warning about
+    weights outside cuDNN's single buffer at every call."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, num_layers=2, bidirectional=True).cuda()
+    x = torch.randn(7, 3, 6, device="cuda")
+    expected, _ = gru(x)
+    out = x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for layer in range(2):
+            weights = [tuple(getattr(gru, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for suffix in ("", "_reverse")]
+            forward, backward = torch_gru_layer(torch.stack([out, out.flip(0)]), weights)
+            out = torch.cat([forward, backward.flip(0)], dim=-1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_wrong_shapes_are_refused():
