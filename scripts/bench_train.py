@@ -25,7 +25,8 @@ alternating which goes first, so a drifting machine slows both alike.
 ``--device cuda`` trains on a GPU as the recipes do there (perturbation on the CPU, features
 and the model on the device; PyTorch's GRU, as ``own_cpu_gru`` applies to the CPU only). Each
 line also splits the median step into its phases (``phase_s``: perturbation, features and
-SpecAugment, forward, backward and update), each timed to the device's completion.
+SpecAugment, then the model: forward (and the teacher's, with ``--teacher``), backward and
+update), each timed to the device's completion.
 
 ``--teacher MODEL`` adds what the recipes' ``--distill-from MODEL`` adds to a step: the
 teacher's forward pass over the perturbed batch and the distillation loss (weight 0.5, the
