@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -8,6 +9,13 @@ import soundfile as sf
 
 from speechrnn.data import DEFAULT_AN4
 from speechrnn.synth import espeak_available, speak
+
+# The suite checks CPU training bit for bit (resumed runs, DDP across gloo processes), and
+# training moves to a GPU wherever one is visible: the tests see none unless
+# SPEECHRNN_TEST_CUDA=1 asks for the GPU checks (tests/test_cpu_gru.py). Importing torch
+# has not looked for a GPU yet; the processes tests start inherit the setting.
+if os.environ.get("SPEECHRNN_TEST_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 @pytest.fixture(scope="session")

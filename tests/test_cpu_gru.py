@@ -55,7 +55,7 @@ def test_torch_gru_layer_computes_the_same_layer():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: cuDNN's GRU is the one that warns")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and SPEECHRNN_TEST_CUDA=1 (tests/conftest.py): cuDNN's GRU is the one that warns")
 def test_torch_gru_layer_on_a_gpu_runs_a_stack_layer_by_layer_without_warnings():
     """Layer by layer over a two-layer bidirectional GRU's own weights on the GPU (as training
     with the intermediate CTC loss runs there): the stack's outputs, and no warning about
