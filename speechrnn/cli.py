@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--manifest", help="JSON-lines manifest with 'audio' and 'text' per line")
     source.add_argument("--an4", nargs="?", const="", default="", help="AN4 folder (default: ../shared/data/an4)")
-    p.add_argument("--split", choices=("train", "test"), default="test", help="AN4 split (default: %(default)s)")
+    p.add_argument("--split", choices=("train", "dev", "test"), default="test", help="AN4 split; dev: the speaker-disjoint part of train that recipes/an4 holds out (default: %(default)s)")
     p.add_argument("--details", help="write each utterance's reference and hypothesis here (JSON lines)")
     add_decoding_options(p)
     p.set_defaults(func=cmd_evaluate)

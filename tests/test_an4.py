@@ -52,6 +52,19 @@ def test_bundled_model_with_its_lm_reproduces_its_published_test_wer(an4_root, n
     assert result.cer == pytest.approx(published["cer"], abs=0.01)
 
 
+def test_evaluate_reads_the_recipes_dev_split_as_the_tuning_did(an4_root, capsys):
+    """`speechrnn evaluate --split dev` decodes the dev split recipes/an4 holds out of train, the
+    one the LM weights were tuned on: the streaming model's recorded dev figures."""
+    from speechrnn.cli import main
+
+    assert main(["evaluate", "--model", "streaming", "--an4", str(an4_root), "--split", "dev"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    published = json.loads(tuning_path(load_model("streaming").source).read_text())["an4_dev"]
+    assert result["n"] == 79 and result["data"].startswith("AN4 dev split of train")
+    assert result["wer"] == pytest.approx(published["wer"], abs=0.01)
+    assert result["cer"] == pytest.approx(published["cer"], abs=0.01)
+
+
 def test_lm_is_built_from_training_text_only(an4_root):
     """The bundled LMs must not have seen AN4 test sentences they were not also trained on."""
     from speechrnn.lm import read_arpa
