@@ -14,6 +14,10 @@ split carved from AN4 train: what comparisons between training variants are made
 - faint noise: white noise at -80 dB full scale (about 3 steps of 16-bit audio, inaudible), three
   draws: how far WER moves when nothing a listener could hear changes, the resolution below
   which two models' figures on the same split do not differ;
+- reverb: each utterance through a simulated room (speechrnn.reverb: a random shoebox room,
+  talker and microphone placed at random, seeded), reverberation time 0.3-0.5 s (a furnished
+  room) or 0.6-0.9 s (a bare one); the recipe's robust stage can train on rooms of 0.2-0.8 s
+  (`--reverb-prob`), other draws than these;
 - espeak-ng: the test transcripts said by espeak-ng in random accents, voices, speeds and
   pitches (seeded; the engine is the one behind the recipe's synthetic training speech, but
   these sentences are never synthesised for training).
@@ -37,6 +41,7 @@ from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
+from speechrnn.reverb import reverberate, room_impulse_response
 from speechrnn.synth import espeak_available, random_voice, speak
 from speechrnn.transcribe import recognize
 
@@ -62,6 +67,10 @@ def conditions(
             list(pool.map(lambda job: speak(job[0], job[1], **job[2]), jobs))
         return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
 
+    def reverberant(rt60: tuple[float, float], seed: int) -> list[torch.Tensor]:
+        rng = random.Random(seed)
+        return [reverberate(w, room_impulse_response(rng, rt60)) for w in waves]
+
     makers: dict[str, Callable[[], list[torch.Tensor]]] = {
         "clean": lambda: waves,
         "8 kHz": lambda: [torchaudio.functional.resample(torchaudio.functional.resample(w, 16000, 8000), 8000, 16000) for w in waves],
@@ -71,6 +80,8 @@ def conditions(
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
         makers[name] = lambda gain_db=gain_db: [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
+    makers["reverb (RT60 0.3-0.5 s)"] = lambda: reverberant((0.3, 0.5), 20261204)
+    makers["reverb (RT60 0.6-0.9 s)"] = lambda: reverberant((0.6, 0.9), 20261205)
     if espeak_available():
         makers["espeak-ng"] = spoken
     return {name: make() for name, make in makers.items() if wanted(name)}

@@ -27,6 +27,7 @@ import torch
 import torchaudio.functional as AF
 
 from .audio import SAMPLE_RATE, load_audio
+from .reverb import response_bank, reverberate
 from .text import normalize_text
 
 DEFAULT_AN4 = Path(os.environ.get("SPEECHRNN_AN4", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "an4"))
@@ -212,6 +213,11 @@ class AugmentConfig:
     snr_db: tuple[float, float] = (15.0, 40.0)  # range of signal-to-noise ratios for that noise
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level change
     narrowband_prob: float = 0.15  # chance of a round trip through 8 kHz (telephone-band audio)
+    # Chance of hearing an utterance through a simulated room, one of a fixed bank of 256
+    # (speechrnn.reverb.response_bank) whose reverberation times are drawn from rt60 (seconds). 0: off, and no random draw, so earlier
+    # recipes repeat bit for bit.
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.8)
     n_freq_masks: int = 2
     max_freq_width: int = 15  # mel bins
     n_time_masks: int = 2
@@ -231,6 +237,8 @@ class AugmentConfig:
     def __post_init__(self):
         if not 0.0 <= self.concat_prob <= 1.0 or self.concat_max < 2:
             raise ValueError(f"concat_prob must be in 0..1 and concat_max >= 2, got {self.concat_prob} and {self.concat_max}")
+        if not 0.0 <= self.reverb_prob <= 1.0 or not 0.0 < self.rt60[0] <= self.rt60[1]:
+            raise ValueError(f"reverb_prob must be in 0..1 and rt60 a range (low, high) of positive seconds, got {self.reverb_prob} and {self.rt60}")
         if self.dither_db is not None and not self.dither_db[0] <= self.dither_db[1] < 0:
             raise ValueError(f"dither_db must be a range (low, high) of negative dB with low <= high, got {self.dither_db}")
 
@@ -257,11 +265,15 @@ def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.R
 
 
 def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
-    """Speed perturbation, band limiting, gain, dither and additive noise on one ``(N,)`` waveform."""
+    """Speed perturbation, room reverberation, band limiting, gain, dither and additive noise on
+    one ``(N,)`` waveform."""
     speed = rng.choice(config.speeds)
     if speed != 1.0:
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
         wave = AF.resample(wave, int(round(speed * 100)), 100)
+    if config.reverb_prob > 0 and rng.random() < config.reverb_prob:
+        rooms = response_bank(config.rt60)
+        wave = reverberate(wave, rooms[rng.randrange(len(rooms))])
     if rng.random() < config.narrowband_prob:
         # Audio recorded at 8 kHz and resampled to 16 kHz has nothing above 4 kHz.
         wave = AF.resample(AF.resample(wave, 2, 1), 1, 2)[: wave.shape[0]]

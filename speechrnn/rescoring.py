@@ -34,7 +34,7 @@ RESCORE_GROWTH = 0.25
 @dataclass(frozen=True)
 class RescoreConfig:
     model: str  # the partner: a bundled model's name or a model file
-    weight: float = 0.25  # weight of the partner's log-likelihood against the search's score (AN4 dev chose 0.25 for both bundled models)
+    weight: float = 0.25  # weight of the partner's log-likelihood against the search's score (what AN4 dev chose for most pairs of bundled models)
     nbest: int = 16  # transcripts the first pass proposes
     max_seconds: float = 30.0  # longer utterances keep the first pass's best (a stream buffers at most this much audio)
 

@@ -239,7 +239,7 @@ def robust_augment(args: argparse.Namespace) -> AugmentConfig:
     """The robust stage's (or a one-stage run's) augmentation; the clean stage keeps its speed
     perturbation, SpecAugment, joined examples and dither."""
     robust = AugmentConfig(
-        noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
+        noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, reverb_prob=args.reverb_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
         dither_db=tuple(args.dither_db) if args.dither_db else None, max_freq_width=args.freq_mask_width, max_time_width=args.time_mask_width,
     )
     if args.no_level_augment:
@@ -283,6 +283,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"random level change of the robust stage, in dB (default: {OFFLINE_DEFAULTS['gain_db']}, streaming {STREAMING_DEFAULTS['gain_db']})",
     )
     parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added, robust stage (default: %(default)s)")
+    parser.add_argument("--reverb-prob", type=float, default=AugmentConfig.reverb_prob, help=f"share of utterances heard through a simulated room (RT60 {AugmentConfig.rt60[0]}-{AugmentConfig.rt60[1]} s), robust stage (default: %(default)s)")
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument(
         "--dither-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -410,7 +411,7 @@ def main() -> None:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns
         # fastest; then fine-tuning on it plus synthetic voices, level changes, noise and
         # telephone-band audio, which the first stage's model does not cope with.
-        clean = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0)
+        clean = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0, reverb_prob=0.0)
         stages = [
             Stage("clean", exp / "clean", train_set, clean, main_config),
             Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),

@@ -1,0 +1,74 @@
+"""Room reverberation: simulated room impulse responses and their application to speech.
+
+AN4 was recorded close to the microphone in a quiet room; users speak from across rooms.
+Training the robust stage on reverberant copies of its utterances, and measuring WER on
+reverberant test speech (scripts/bench_robustness.py), need impulse responses of rooms, which
+the project must make itself (nothing is downloaded at run time). pyroomacoustics simulates
+them by the image-source method for a shoebox room whose wall absorption gives a wanted
+reverberation time (Sabine's formula, ``pyroomacoustics.inverse_sabine``).
+"""
+from __future__ import annotations
+
+import functools
+import random
+import warnings
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from .audio import SAMPLE_RATE
+
+# Image sources beyond this reflection order add little to a speech recogniser's view of the
+# room and cost time cubic in the order (a 0.8 s room would ask for about 130).
+MAX_ORDER = 24
+
+
+def room_impulse_response(rng: random.Random, rt60: tuple[float, float] = (0.2, 0.8), sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """A ``(L,)`` impulse response from a talker to a microphone in a random shoebox room.
+
+    The room is 3-10 m by 3-10 m by 2.4-4 m, its reverberation time drawn from ``rt60``
+    (seconds); talker and microphone stand at random places at least 0.5 m from the walls and
+    0.5 m from each other. The response starts at its direct path (the sound's travel time is
+    cut), so reverberant speech stays aligned with the dry speech it came from, and its direct
+    path has unit amplitude. Everything is drawn from ``rng``.
+    """
+    import pyroomacoustics as pra  # imported here: only training and the robustness bench need it
+
+    dims = np.array([rng.uniform(3.0, 10.0), rng.uniform(3.0, 10.0), rng.uniform(2.4, 4.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # inverse_sabine's note about rooms too reverberant for their size
+        absorption, order = pra.inverse_sabine(rng.uniform(*rt60), dims)
+    room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption), max_order=min(order, MAX_ORDER))
+
+    def place() -> np.ndarray:
+        return np.array([rng.uniform(0.5, d - 0.5) for d in dims])
+
+    talker, mic = place(), place()
+    while np.linalg.norm(talker - mic) < 0.5:
+        mic = place()
+    room.add_source(talker)
+    room.add_microphone(mic)
+    room.compute_rir()
+    response = np.asarray(room.rir[0][0], dtype=np.float32)
+    direct = int(np.argmax(np.abs(response)))
+    response = response[direct:]
+    return torch.from_numpy(response / response[0])
+
+
+@functools.lru_cache(maxsize=4)
+def response_bank(rt60: tuple[float, float], size: int = 256, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """``size`` rooms' impulse responses (:func:`room_impulse_response`), the same for the same
+    arguments, made once per process: a room costs about 45 ms to simulate here, an utterance's
+    convolution with it about 7 ms, so training draws from a bank rather than a new room each
+    time."""
+    rng = random.Random(seed)
+    return tuple(room_impulse_response(rng, rt60) for _ in range(size))
+
+
+def reverberate(wave: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` speech as heard through a room with impulse response ``response``: the same
+    length and the same RMS level as ``wave`` (so the gain augmentation alone sets levels)."""
+    wet = AF.fftconvolve(wave, response.to(wave.dtype))[: wave.shape[0]]
+    level = wave.pow(2).mean().sqrt() / wet.pow(2).mean().sqrt().clamp(min=1e-8)
+    return wet * level
