@@ -214,8 +214,8 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level change
     narrowband_prob: float = 0.15  # chance of a round trip through 8 kHz (telephone-band audio)
     # Chance of hearing an utterance through a simulated room, one of a fixed bank of 256
-    # (speechrnn.reverb.response_bank) whose reverberation times are drawn from rt60 (seconds). 0: off, and no random draw, so earlier
-    # recipes repeat bit for bit.
+    # (speechrnn.reverb.response_bank) whose reverberation times are drawn from rt60 (seconds).
+    # 0: off, and no random draw, so earlier recipes repeat bit for bit.
     reverb_prob: float = 0.0
     rt60: tuple[float, float] = (0.2, 0.8)
     n_freq_masks: int = 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import random
-import warnings
 
 import numpy as np
 import torch
@@ -31,14 +30,20 @@ def room_impulse_response(rng: random.Random, rt60: tuple[float, float] = (0.2, 
     (seconds); talker and microphone stand at random places at least 0.5 m from the walls and
     0.5 m from each other. The response starts at its direct path (the sound's travel time is
     cut), so reverberant speech stays aligned with the dry speech it came from, and its direct
-    path has unit amplitude. Everything is drawn from ``rng``.
+    path has unit amplitude. A room too large for the drawn reverberation time is drawn again.
+    Everything is drawn from ``rng``.
     """
     import pyroomacoustics as pra  # imported here: only training and the robustness bench need it
 
-    dims = np.array([rng.uniform(3.0, 10.0), rng.uniform(3.0, 10.0), rng.uniform(2.4, 4.0)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # inverse_sabine's note about rooms too reverberant for their size
-        absorption, order = pra.inverse_sabine(rng.uniform(*rt60), dims)
+    for _ in range(100):
+        dims = np.array([rng.uniform(3.0, 10.0), rng.uniform(3.0, 10.0), rng.uniform(2.4, 4.0)])
+        try:
+            absorption, order = pra.inverse_sabine(rng.uniform(*rt60), dims)
+            break
+        except ValueError:  # walls would need to absorb more than all the sound: a smaller room
+            continue
+    else:
+        raise ValueError(f"no room of 3-10 x 3-10 x 2.4-4 m found dying away in {rt60[0]}-{rt60[1]} s (reverberation time too short)")
     room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption), max_order=min(order, MAX_ORDER))
 
     def place() -> np.ndarray:

@@ -84,6 +84,34 @@ def test_spec_augment_widths_reach_both_stages_augmentation():
     assert (quiet.gain_db, quiet.noise_prob, quiet.max_freq_width) == ((0.0, 0.0), 0.0, 20)
 
 
+def test_rooms_reach_the_robust_stage_only():
+    robust = recipe.robust_augment(recipe.parse_args(["--reverb-prob", "0.3"]))
+    assert robust.reverb_prob == 0.3 and recipe.robust_augment(recipe.parse_args([])).reverb_prob == 0.0
+    clean = recipe.clean_augment(robust)
+    assert (clean.reverb_prob, clean.noise_prob, clean.narrowband_prob, clean.gain_db) == (0.0, 0.0, 0.0, (0.0, 0.0))
+    assert clean.max_freq_width == robust.max_freq_width and clean.concat_prob == robust.concat_prob  # SpecAugment and joined examples stay
+
+
+def test_a_run_rewrites_its_own_results_section_where_it_stands_and_keeps_the_others():
+    """RESULTS.md holds generated model sections, then hand-written ones from `## Notes` on
+    (and README tables moved there later): a run replaces its model's section in place, a new
+    model's goes before the notes, and nothing else moves (run.py once sorted them by name,
+    which put the README tables first)."""
+    text = recipe.merge_section("", "offline", "## offline: 3x320\n\nold rows\n")
+    text = recipe.merge_section(text, "streaming", "## streaming: 3x320\n\nstreaming rows\n")
+    text += "\n## Notes: how the recipe got here\n\nSession 1: a colon.\n\n## The README's status notes\n\nkept\n"
+    headers = lambda t: [line for line in t.splitlines() if line.startswith("## ")]
+    replaced = recipe.merge_section(text, "offline", "## offline: 3x320\n\nnew rows\n")
+    assert headers(replaced) == headers(text) and "new rows" in replaced and "old rows" not in replaced
+    assert replaced.replace("new rows", "old rows") == text
+    added = recipe.merge_section(text, "toy", "## toy: 1x8\n\ntoy rows\n")
+    assert headers(added) == ["## offline: 3x320", "## streaming: 3x320", "## toy: 1x8", "## Notes: how the recipe got here", "## The README's status notes"]
+    # The real file: a model's own section written again leaves it as it is.
+    real = (RECIPE.parent / "RESULTS.md").read_text()
+    offline = "## " + real.split("\n## ")[1].rstrip("\n") + "\n"
+    assert offline.startswith("## offline:") and recipe.merge_section(real, "offline", offline) == real
+
+
 def run_recipe(an4_root, tmp_path, *extra):
     args = [sys.executable, str(RECIPE), "--an4", str(an4_root), "--name", "toy", "--exp", str(tmp_path / "exp"), "--results", str(tmp_path / "RESULTS.md"), *TOY, *extra]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)

@@ -35,6 +35,8 @@ def test_a_room_starts_at_its_direct_path_and_decays_as_slowly_as_its_reverberat
     # makes them shorter, so only the order and a loose scale are checked.
     dry_s, bare_s = sum(map(decay_seconds, dry)) / 4, sum(map(decay_seconds, bare)) / 4
     assert 2 * dry_s < bare_s < 0.9 / 3
+    with pytest.raises(ValueError, match="reverberation time too short"):
+        room_impulse_response(random.Random(0), (0.01, 0.02))
 
 
 def test_reverberant_speech_keeps_the_length_and_level_and_rings_on():

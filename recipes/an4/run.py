@@ -177,19 +177,31 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
                 f"| {row['stage'] or '-'} | {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |"
             )
     section = "\n".join(lines) + "\n"
-    # Keep the other models' sections of RESULTS.md, and hand-written "## Notes..." sections (last).
-    sections = {}
-    if path.exists():
-        for chunk in path.read_text().split("\n## ")[1:]:
-            sections[chunk.split(":", 1)[0]] = "## " + chunk.rstrip("\n") + "\n"
-    sections[args.name] = section
-    header = (
-        "# AN4 results\n\nWritten by `recipes/an4/run.py`: greedy CTC decoding, and beam search with a word LM (rows '+ LM'). "
-        "Dev is a speaker-disjoint split of AN4 train.\n\n"
-    )
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + "\n".join(sections[k] for k in sorted(sections, key=lambda k: (k.startswith("Notes"), k))))
+    tmp.write_text(merge_section(path.read_text() if path.exists() else "", args.name, section))
     tmp.replace(path)
+
+
+RESULTS_HEADER = (
+    "# AN4 results\n\nWritten by `recipes/an4/run.py`: greedy CTC decoding, and beam search with a word LM (rows '+ LM'). "
+    "Dev is a speaker-disjoint split of AN4 train.\n\n"
+)
+
+
+def merge_section(text: str, name: str, section: str) -> str:
+    """RESULTS.md ``text`` with model ``name``'s section (``## name: ...``) replaced by
+    ``section`` where it stands, or, for a model new to the file, put before the hand-written
+    sections (the first ``## Notes...`` one and all after it). Every other section keeps its
+    place and text."""
+    sections: dict[str, str] = {}  # header up to its first colon -> the section, in the file's order
+    for chunk in text.split("\n## ")[1:]:
+        sections[chunk.split("\n", 1)[0].split(":", 1)[0]] = "## " + chunk.rstrip("\n") + "\n"
+    if name not in sections:
+        keys = list(sections)
+        notes = next((i for i, key in enumerate(keys) if key.startswith("Notes")), len(keys))
+        sections = {**{k: sections[k] for k in keys[:notes]}, name: section, **{k: sections[k] for k in keys[notes:]}}
+    sections[name] = section
+    return RESULTS_HEADER + "\n".join(sections.values())
 
 
 # The bundled streaming model's recipe (session 6): a unidirectional model learns more slowly
@@ -245,6 +257,12 @@ def robust_augment(args: argparse.Namespace) -> AugmentConfig:
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
     return robust
+
+
+def clean_augment(robust: AugmentConfig) -> AugmentConfig:
+    """The clean stage's augmentation: the robust stage's without its level changes, noise,
+    telephone band and rooms."""
+    return dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0, reverb_prob=0.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -411,7 +429,7 @@ def main() -> None:
         # Two stages: real speech with speed perturbation and SpecAugment only, which learns
         # fastest; then fine-tuning on it plus synthetic voices, level changes, noise and
         # telephone-band audio, which the first stage's model does not cope with.
-        clean = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0, reverb_prob=0.0)
+        clean = clean_augment(robust)
         stages = [
             Stage("clean", exp / "clean", train_set, clean, main_config),
             Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),
