@@ -26,7 +26,7 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
         "--rescore", default="default", metavar="MODEL|none",
         help="re-rank the beam search's n best with this model's CTC likelihood, or 'none' (default: the tuned second pass, if any, with the tuned LM)",
     )
-    g.add_argument("--rescore-weight", type=float, help="weight of the rescoring model (default: the tuned value, else 0.25)")
+    g.add_argument("--rescore-weight", type=float, help="weight of the rescoring model (default: the one tuned for it in the model's settings, else 0.25)")
     if nbest:
         g.add_argument("--nbest", type=int, help="with --format jsonl, also list the N best transcripts and their scores")
 

@@ -822,7 +822,8 @@ def beam_search_for(
         rescore: ``"default"`` (the second-pass rescoring the settings file holds, if any, with
             the model's tuned LM only), ``"none"``/None (no rescoring), or a partner model's
             name or file (:mod:`speechrnn.rescoring`).
-        rescore_weight: the partner's weight (default: the tuned one, else 0.25).
+        rescore_weight: the partner's weight (default: the one tuned for that partner in the
+            settings file, else the settings' second pass's, else 0.25).
         overrides: :class:`BeamSearchConfig` fields to change (None values are ignored).
     """
     from .rescoring import RescoreConfig, Rescorer
@@ -832,6 +833,7 @@ def beam_search_for(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     tuned = tuning_path(model.source) if getattr(model, "source", None) else None
     config = rescoring = None
+    settings: dict = {}
     if tuned is not None and tuned.is_file():
         try:
             settings = json.loads(tuned.read_text())
@@ -843,7 +845,14 @@ def beam_search_for(
     if rescore is None or str(rescore) == "none":
         rescoring = None
     elif str(rescore) != "default":
-        rescoring = RescoreConfig(str(rescore), **({"weight": rescoring.weight} if rescoring is not None else {}))
+        # A partner measured with this model on dev (a settings entry naming it with a weight,
+        # such as the bundled streaming model's "second_pass_measured") keeps the weight chosen
+        # there; another keeps the tuned second pass's weight, else the default.
+        weight = next(
+            (entry["weight"] for entry in settings.values() if isinstance(entry, dict) and entry.get("model") == str(rescore) and "weight" in entry),
+            rescoring.weight if rescoring is not None else None,
+        )
+        rescoring = RescoreConfig(str(rescore), **({"weight": float(weight)} if weight is not None else {}))
     if rescoring is not None and rescore_weight is not None:
         rescoring = dataclasses.replace(rescoring, weight=rescore_weight)
     if str(lm) != "default":

@@ -313,7 +313,8 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     """Neither bundled model re-ranks by default: AN4 dev chose none for session 36's offline
     model (9.03% alone, 9.48% at best with the streaming model) and the streaming model keeps
     the first pass alone (a two-pass final revises its partials more often; see the README).
-    Each takes the other by its bundled name when asked, at the default weight unless told."""
+    Each takes the other by its bundled name when asked, at the weight AN4 dev chose for the
+    pair where the settings record one (the streaming model's), else the default."""
     offline = load_model("offline")
     assert "rescore" not in json.loads((BUNDLED_DIR / "offline.lm.json").read_text())
     assert beam_search_for(offline).rescorer is None
@@ -322,8 +323,11 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     assert "rescore" not in json.loads((BUNDLED_DIR / "streaming.lm.json").read_text())
     streaming = load_model("streaming")
     assert beam_search_for(streaming).rescorer is None
-    search = beam_search_for(streaming, rescore="offline", rescore_weight=0.75)
+    # The weights AN4 dev chose for the streaming model's partners, recorded in its settings.
+    search = beam_search_for(streaming, rescore="offline")
     assert search.rescorer.partner.source == str(BUNDLED_DIR / "offline.pt") and search.rescorer.config.weight == 0.75
+    assert beam_search_for(streaming, rescore="streaming-partner").rescorer.config.weight == 0.25
+    assert beam_search_for(streaming, rescore="offline", rescore_weight=2.0).rescorer.config.weight == 2.0
 
 
 def test_the_bundled_streaming_partner_streams_beside_the_streaming_model_on_its_frames():
