@@ -16,8 +16,9 @@ split carved from AN4 train: what comparisons between training variants are made
   which two models' figures on the same split do not differ;
 - reverb: each utterance through a simulated room (speechrnn.reverb: a random shoebox room,
   talker and microphone placed at random, seeded), reverberation time 0.3-0.5 s (a furnished
-  room) or 0.6-0.9 s (a bare one); the recipe's robust stage can train on rooms of 0.2-0.8 s
-  (`--reverb-prob`), other draws than these;
+  room) or 0.6-0.9 s (a bare one), nominal: `room_decay_s` prints the mean decay time the
+  responses show (reflections are simulated to order 24, so the longer rooms ring for less); the
+  recipe's robust stage can train on rooms of 0.2-0.8 s (`--reverb-prob`), other draws than these;
 - espeak-ng: the test transcripts said by espeak-ng in random accents, voices, speeds and
   pitches (seeded; the engine is the one behind the recipe's synthetic training speech, but
   these sentences are never synthesised for training).
@@ -41,15 +42,18 @@ from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
-from speechrnn.reverb import reverberate, room_impulse_response
+from speechrnn.reverb import decay_time, reverberate, room_impulse_response
 from speechrnn.synth import espeak_available, random_voice, speak
 from speechrnn.transcribe import recognize
 
 
 def conditions(
-    waves: list[torch.Tensor], texts: list[str], synth_dir: Path, wanted: Callable[[str], bool] = lambda name: True
+    waves: list[torch.Tensor], texts: list[str], synth_dir: Path, wanted: Callable[[str], bool] = lambda name: True,
+    room_decays: dict[str, float] | None = None,
 ) -> dict[str, list[torch.Tensor]]:
-    """The ``wanted`` conditions' waveforms, by name (the others are not made)."""
+    """The ``wanted`` conditions' waveforms, by name (the others are not made); a reverberant
+    condition made also puts the mean decay time its rooms show (``speechrnn.reverb.decay_time``)
+    into ``room_decays`` under its name."""
     generator = torch.Generator().manual_seed(0)
 
     def noisy(wave: torch.Tensor, snr_db: float) -> torch.Tensor:
@@ -67,9 +71,12 @@ def conditions(
             list(pool.map(lambda job: speak(job[0], job[1], **job[2]), jobs))
         return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
 
-    def reverberant(rt60: tuple[float, float], seed: int) -> list[torch.Tensor]:
+    def reverberant(name: str, rt60: tuple[float, float], seed: int) -> list[torch.Tensor]:
         rng = random.Random(seed)
-        return [reverberate(w, room_impulse_response(rng, rt60)) for w in waves]
+        rooms = [room_impulse_response(rng, rt60) for _ in waves]
+        if room_decays is not None:
+            room_decays[name] = sum(map(decay_time, rooms)) / len(rooms)
+        return [reverberate(w, room) for w, room in zip(waves, rooms)]
 
     makers: dict[str, Callable[[], list[torch.Tensor]]] = {
         "clean": lambda: waves,
@@ -80,8 +87,8 @@ def conditions(
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
         makers[name] = lambda gain_db=gain_db: [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
-    makers["reverb (RT60 0.3-0.5 s)"] = lambda: reverberant((0.3, 0.5), 20261204)
-    makers["reverb (RT60 0.6-0.9 s)"] = lambda: reverberant((0.6, 0.9), 20261205)
+    for name, rt60, seed in (("reverb (RT60 0.3-0.5 s)", (0.3, 0.5), 20261204), ("reverb (RT60 0.6-0.9 s)", (0.6, 0.9), 20261205)):
+        makers[name] = lambda name=name, rt60=rt60, seed=seed: reverberant(name, rt60, seed)
     if espeak_available():
         makers["espeak-ng"] = spoken
     return {name: make() for name, make in makers.items() if wanted(name)}
@@ -103,7 +110,8 @@ def main() -> None:
     utterances = an4_eval_split(args.an4, args.split)
     texts = [u.text for u in utterances]
     with tempfile.TemporaryDirectory() as tmp:
-        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted)
+        room_decays: dict[str, float] = {}
+        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted, room_decays)
     if not sets:
         parser.error(f"no condition starts with any of {args.conditions}")
     report = {}
@@ -128,6 +136,7 @@ def main() -> None:
         "lm": args.lm,
         "wer_cer": report,
         "mean_wer_without_faint": means,
+        "room_decay_s": {name: round(seconds, 3) for name, seconds in room_decays.items()},  # what the simulated rooms show (T20)
         "machine": machine.describe(),
         "torch": torch.__version__,
     }, indent=1))

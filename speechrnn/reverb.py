@@ -20,9 +20,9 @@ from .audio import SAMPLE_RATE
 
 # Reflections are simulated up to this order (their number grows with its cube; a 0.8 s room
 # would ask for about 130), so a response lasts about half a second and the longest rooms ring
-# for less than their nominal time: the bench's rooms of 0.3-0.5 s decay as 0.40 s rooms on
-# average, its 0.6-0.9 s ones as 0.69 s rooms (the first 20 dB of Schroeder's decay curve,
-# extrapolated to 60; 30 rooms each, session 36).
+# for less than their nominal time: the bench's rooms of 0.3-0.5 s decay as 0.38 s rooms on
+# average, its 0.6-0.9 s ones as 0.69 s rooms (AN4 test's rooms, :func:`decay_time`:
+# scripts/bench_robustness.py prints it as room_decay_s).
 MAX_ORDER = 24
 
 
@@ -68,7 +68,7 @@ def room_impulse_response(rng: random.Random, rt60: tuple[float, float] = (0.2, 
 def response_bank(rt60: tuple[float, float], size: int = 256, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """``size`` rooms' impulse responses (:func:`room_impulse_response`), the same for the same
     arguments, made once per process (about 2.4 s for 256 rooms here, where an utterance's
-    convolution costs about 7 ms), so training draws from a bank rather than simulating a new
+    convolution costs about 7 ms: a one-off timing, session 36), so training draws from a bank rather than simulating a new
     room for every utterance."""
     rng = random.Random(seed)
     return tuple(room_impulse_response(rng, rt60) for _ in range(size))
@@ -80,3 +80,13 @@ def reverberate(wave: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
     wet = AF.fftconvolve(wave, response.to(wave.dtype))[: wave.shape[0]]
     level = wave.pow(2).mean().sqrt() / wet.pow(2).mean().sqrt().clamp(min=1e-8)
     return wet * level
+
+
+def decay_time(response: torch.Tensor, drop_db: float = 20.0) -> float:
+    """The reverberation time a ``(L,)`` impulse response shows, in seconds: how long the energy
+    still to come (Schroeder's backward integral) takes to fall by ``drop_db``, extrapolated to
+    60 dB (T20 for the default). It counts the direct sound, so a response heard close to its
+    talker reads shorter than its room's reverberation time."""
+    remaining = response.double().pow(2).flip(0).cumsum(0).flip(0)
+    level_db = 10 * torch.log10(remaining / remaining[0])
+    return int((level_db > -drop_db).sum()) / SAMPLE_RATE * 60 / drop_db

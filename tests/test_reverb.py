@@ -3,6 +3,7 @@ stage's reverb augmentation and the robustness bench's reverberant conditions.""
 from __future__ import annotations
 
 import importlib.util
+import math
 import random
 from pathlib import Path
 
@@ -10,18 +11,11 @@ import pytest
 import torch
 
 from speechrnn.data import AugmentConfig, perturb_wave
-from speechrnn.reverb import response_bank, reverberate, room_impulse_response
+from speechrnn.reverb import decay_time, response_bank, reverberate, room_impulse_response
 
 _spec = importlib.util.spec_from_file_location("bench_robustness", Path(__file__).parent.parent / "scripts" / "bench_robustness.py")
 bench_robustness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_robustness)
-
-
-def decay_seconds(response: torch.Tensor, drop_db: float = 20.0) -> float:
-    """How long the energy still to come (Schroeder's backward integral) takes to fall by ``drop_db``."""
-    remaining = response.double().pow(2).flip(0).cumsum(0).flip(0)
-    level_db = 10 * torch.log10(remaining / remaining[0])
-    return int((level_db > -drop_db).sum()) / 16000
 
 
 def test_a_room_starts_at_its_direct_path_and_decays_as_slowly_as_its_reverberation_time():
@@ -31,10 +25,12 @@ def test_a_room_starts_at_its_direct_path_and_decays_as_slowly_as_its_reverberat
     bare = [room_impulse_response(rng, (0.8, 0.9)) for _ in range(4)]
     for response in dry + bare:
         assert response[0] == 1.0 and response.abs().max() == 1.0
-    # 20 dB of decay take a third of a room's RT60 (60 dB) in Sabine's model; the direct path
-    # makes them shorter, so only the order and a loose scale are checked.
-    dry_s, bare_s = sum(map(decay_seconds, dry)) / 4, sum(map(decay_seconds, bare)) / 4
-    assert 2 * dry_s < bare_s < 0.9 / 3
+    # The direct path shortens the decay a response shows, and the reflections stop at order
+    # MAX_ORDER: only the order and a loose scale are checked.
+    dry_s, bare_s = sum(map(decay_time, dry)) / 4, sum(map(decay_time, bare)) / 4
+    assert 2 * dry_s < bare_s < 0.9
+    exponential = torch.exp(-torch.arange(16000) / 16000 * 6 * math.log(10))  # -120 dB a second: 60 dB in 0.5 s
+    assert decay_time(exponential) == pytest.approx(0.5, abs=0.01)
     with pytest.raises(ValueError, match="reverberation time too short"):
         room_impulse_response(random.Random(0), (0.01, 0.02))
 
@@ -70,9 +66,11 @@ def test_the_robust_stage_hears_utterances_through_rooms_of_its_bank():
 def test_the_robustness_bench_reverberates_every_utterance_the_same_way_each_run(tone):
     waves = [torch.from_numpy(tone), torch.from_numpy(tone[:8000])]
     wanted = lambda name: name.startswith("reverb")
-    first = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted)
+    decays: dict[str, float] = {}
+    first = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted, decays)
     again = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted)
-    assert list(first) == ["reverb (RT60 0.3-0.5 s)", "reverb (RT60 0.6-0.9 s)"]
+    assert list(first) == list(decays) == ["reverb (RT60 0.3-0.5 s)", "reverb (RT60 0.6-0.9 s)"]
+    assert 0 < decays["reverb (RT60 0.3-0.5 s)"] < decays["reverb (RT60 0.6-0.9 s)"] < 0.9
     for name, made in first.items():
         assert [w.shape for w in made] == [w.shape for w in waves]
         assert all(torch.equal(a, b) for a, b in zip(made, again[name]))

@@ -196,11 +196,12 @@ def merge_section(text: str, name: str, section: str) -> str:
     sections: dict[str, str] = {}  # header up to its first colon -> the section, in the file's order
     for chunk in text.split("\n## ")[1:]:
         sections[chunk.split("\n", 1)[0].split(":", 1)[0]] = "## " + chunk.rstrip("\n") + "\n"
-    if name not in sections:
+    if name in sections:
+        sections[name] = section
+    else:
         keys = list(sections)
         notes = next((i for i, key in enumerate(keys) if key.startswith("Notes")), len(keys))
         sections = {**{k: sections[k] for k in keys[:notes]}, name: section, **{k: sections[k] for k in keys[notes:]}}
-    sections[name] = section
     return RESULTS_HEADER + "\n".join(sections.values())
 
 
