@@ -802,6 +802,30 @@ def tuning_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".lm.json")
 
 
+def partner_weight(settings: dict, settings_path: Path | None, partner: str | os.PathLike) -> float | None:
+    """The weight a model's decoding settings record for ``partner`` as an opt-in second pass,
+    or None. ``settings["partner_weights"]`` maps partners (a model file beside the settings
+    file, or a bundled model's name) to weights; ``partner`` matches an entry naming the same
+    file, however either is spelled (``offline`` or ``speechrnn/models/offline.pt``)."""
+    from .model import resolve_model_path
+
+    weights = settings.get("partner_weights") or {}
+    if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights.values()):
+        raise ValueError(f"{settings_path}: partner_weights must map partner models to numbers, got {weights!r}")
+
+    def located(name, beside: Path | None = None) -> Path | None:
+        try:
+            return (beside / name if beside is not None and (beside / name).is_file() else resolve_model_path(name)).resolve()
+        except FileNotFoundError:
+            return None
+
+    wanted = located(partner)  # as the user gave it (a path from here, or a bundled name)
+    if wanted is None:
+        return None
+    here = settings_path.parent if settings_path is not None else None
+    return next((float(w) for name, w in weights.items() if located(name, here) == wanted), None)
+
+
 def beam_search_for(
     model,
     lm: str | os.PathLike | None = "default",
@@ -845,14 +869,12 @@ def beam_search_for(
     if rescore is None or str(rescore) == "none":
         rescoring = None
     elif str(rescore) != "default":
-        # A partner measured with this model on dev (a settings entry naming it with a weight,
-        # such as the bundled streaming model's "second_pass_measured") keeps the weight chosen
-        # there; another keeps the tuned second pass's weight, else the default.
-        weight = next(
-            (entry["weight"] for entry in settings.values() if isinstance(entry, dict) and entry.get("model") == str(rescore) and "weight" in entry),
-            rescoring.weight if rescoring is not None else None,
-        )
-        rescoring = RescoreConfig(str(rescore), **({"weight": float(weight)} if weight is not None else {}))
+        # A partner whose weight AN4 dev chose for this model (the settings' "partner_weights")
+        # keeps it; another takes the tuned second pass's weight, else the default.
+        weight = partner_weight(settings, tuned, rescore)
+        if weight is None and rescoring is not None:
+            weight = rescoring.weight
+        rescoring = RescoreConfig(str(rescore), **({"weight": weight} if weight is not None else {}))
     if rescoring is not None and rescore_weight is not None:
         rescoring = dataclasses.replace(rescoring, weight=rescore_weight)
     if str(lm) != "default":

@@ -1,6 +1,7 @@
 """The AN4 recipe end to end at toy size: both stages, resume, results file."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -90,6 +91,21 @@ def test_rooms_reach_the_robust_stage_only():
     clean = recipe.clean_augment(robust)
     assert (clean.reverb_prob, clean.noise_prob, clean.narrowband_prob, clean.gain_db) == (0.0, 0.0, 0.0, (0.0, 0.0))
     assert clean.max_freq_width == robust.max_freq_width and clean.concat_prob == robust.concat_prob  # SpecAugment and joined examples stay
+
+
+def test_room_stage_follows_the_robust_stage_with_rooms_and_the_robust_stage_without():
+    stages = recipe.recipe_stages(recipe.parse_args(["--room-epochs", "25", "--average-epochs", "3"]), Path("exp"), [], [])
+    assert [(s.name, s.exp, s.keep) for s in stages] == [("clean", Path("exp/clean"), "best"), ("robust", Path("exp/robust"), "last"), ("rooms", Path("exp"), "last")]
+    clean, robust, rooms = stages
+    assert (clean.augment.reverb_prob, robust.augment.reverb_prob, rooms.augment.reverb_prob) == (0.0, 0.0, 0.3)
+    assert rooms.augment == dataclasses.replace(robust.augment, reverb_prob=0.3)  # otherwise the robust stage's augmentation
+    assert (rooms.train_config.epochs, rooms.train_config.lr, rooms.train_config.warmup_steps) == (25, 5e-4, 100)
+    assert (robust.train_config.average_epochs, rooms.train_config.average_epochs) == (0, 3)  # only the last stage averages
+    two = recipe.recipe_stages(recipe.parse_args(["--average-epochs", "3"]), Path("exp"), [], [])
+    assert [(s.name, s.exp) for s in two] == [("clean", Path("exp/clean")), ("robust", Path("exp"))] and two[1].train_config.average_epochs == 3
+    for bad in (["--robust-epochs", "0", "--room-epochs", "5"], ["--room-epochs", "5", "--room-prob", "0"], ["--room-epochs", "-1"]):
+        with pytest.raises(SystemExit):
+            recipe.parse_args(bad)
 
 
 def test_a_run_rewrites_its_own_results_section_where_it_stands_and_keeps_the_others():
@@ -189,3 +205,23 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
         assert shipped.metadata["float16"] is half and f"shipping float{16 if half else 32}" in result.stderr
         weights = torch.load(models / "toy.pt", weights_only=True)
         assert any(t.dtype == torch.float16 for t in weights["state_dict"].values()) is half, flag
+
+
+def test_room_stage_is_the_robust_stage_run_on_with_rooms_in_one_command(an4_root, tmp_path):
+    """`--room-epochs N` gives the weights of the two-command lineage of the bundled offline
+    model (session 36): the two-stage recipe, then a one-stage run with rooms from its model."""
+    three, then = tmp_path / "three", tmp_path / "then"
+    for folder in (three, then):
+        folder.mkdir()
+    run_recipe(an4_root, three, "--room-epochs", "1")
+    exp = three / "exp"
+    assert torch.load(exp / "checkpoint.pt", weights_only=True)["train_config"]["lr"] == 5e-4
+    assert load_model(exp / "best.pt").metadata["stage"] == "rooms" and load_model(exp / "robust" / "best.pt").metadata["stage"] == "robust"
+    assert "rooms stage: 1 epochs on" in (three / "RESULTS.md").read_text()
+    run_recipe(an4_root, then, "--init-from", str(exp / "robust" / "best.pt"), "--robust-epochs", "0", "--epochs", "1", "--lr", "5e-4", "--warmup-steps", "100", "--keep", "last", "--reverb-prob", "0.3")
+    one, other = load_model(exp / "best.pt").state_dict(), load_model(then / "exp" / "best.pt").state_dict()
+    assert one.keys() == other.keys()
+    for key, value in one.items():
+        assert torch.equal(value, other[key]), key
+    start = load_model(exp / "robust" / "best.pt").state_dict()
+    assert not all(torch.equal(value, start[key]) for key, value in one.items())  # the third stage trained

@@ -324,8 +324,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
     parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: {OFFLINE_DEFAULTS['robust_epochs']}, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
+    parser.add_argument(
+        "--room-epochs", type=int, default=0,
+        help="a third stage of this many epochs after the robust stage: its data, augmentation, learning rate and warm-up, "
+        "with --room-prob of the utterances heard through simulated rooms; its last epoch is the model (default: %(default)s, none)",
+    )
+    parser.add_argument("--room-prob", type=float, default=0.3, help="with --room-epochs: share of the third stage's utterances heard through a simulated room (default: %(default)s)")
     parser.add_argument("--clean-mix", type=float, default=0.0, help="the model file mixes in this share of the clean stage's weights (default: %(default)s)")
-    parser.add_argument("--average-epochs", type=int, default=0, help="the robust stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
+    parser.add_argument("--average-epochs", type=int, default=0, help="the last stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
     parser.add_argument(
         "--inter-ctc-weight", type=float, default=None,
         help=f"weight of an intermediate CTC loss on the lower RNN layers' output, both stages; 0: off (default: {OFFLINE_DEFAULTS['inter_ctc_weight']} with 2 or more layers, streaming {STREAMING_DEFAULTS['inter_ctc_weight']})",
@@ -382,6 +388,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
     except (OSError, ValueError) as error:  # a bad option, or a teacher model file missing or unreadable
         parser.error(str(error))
+    if args.room_epochs < 0 or not 0.0 < args.room_prob <= 1.0:
+        parser.error("--room-epochs must be >= 0 and --room-prob in (0, 1]")
+    if args.room_epochs > 0 and args.robust_epochs == 0:
+        parser.error("--room-epochs adds a stage after the robust stage: it needs --robust-epochs above 0")
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
     return args
@@ -410,16 +420,9 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
     )
 
 
-def main() -> None:
-    args = parse_args()
-    exp = Path(args.exp or HERE / "exp" / args.name)
-    all_train = an4_utterances(args.an4, "train")
-    test = an4_utterances(args.an4, "test")
-    train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)
-    synth = synthesize(train_set, HERE / "exp" / f"synth-{args.synth_share}", args.synth_share, seed=0) if args.synth_share > 0 else []
-    print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
-
-    config = model_config(args)
+def recipe_stages(args: argparse.Namespace, exp: Path, train_set: list[Utterance], synth: list[Utterance]) -> list[Stage]:
+    """The training runs the command line asks for, in order: one stage, or clean then robust
+    (then rooms, with --room-epochs); the last one writes ``exp``'s model."""
     robust = robust_augment(args)
     schedule = dict(
         batch_size=args.batch_size, threads=args.threads, seed=args.seed,
@@ -431,12 +434,38 @@ def main() -> None:
         # fastest; then fine-tuning on it plus synthetic voices, level changes, noise and
         # telephone-band audio, which the first stage's model does not cope with.
         clean = clean_augment(robust)
+        last_stage = dict(average_epochs=args.average_epochs)  # the last stage's model may average its last epochs
         stages = [
             Stage("clean", exp / "clean", train_set, clean, main_config),
-            Stage("robust", exp, train_set + synth, robust, TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, average_epochs=args.average_epochs, **schedule), keep="last"),
+            Stage(
+                "robust", exp / "robust" if args.room_epochs else exp, train_set + synth, robust,
+                TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **({} if args.room_epochs else last_stage), **schedule), keep="last",
+            ),
         ]
+        if args.room_epochs:
+            # Session 36: the bundled offline model is session 27's after one more robust stage
+            # with 30% of its utterances in simulated rooms (an --init-from run); this third
+            # stage makes that lineage one command. It starts from the robust stage's model
+            # file as --init-from would, so the two ways give the same weights
+            # (tests/test_recipe.py).
+            rooms = dataclasses.replace(robust, reverb_prob=args.room_prob)
+            stages.append(Stage("rooms", exp, train_set + synth, rooms, TrainConfig(epochs=args.room_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **last_stage, **schedule), keep="last"))
     else:
         stages = [Stage("", exp, train_set + synth, robust, main_config, keep=args.keep or "best")]
+    return stages
+
+
+def main() -> None:
+    args = parse_args()
+    exp = Path(args.exp or HERE / "exp" / args.name)
+    all_train = an4_utterances(args.an4, "train")
+    test = an4_utterances(args.an4, "test")
+    train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)
+    synth = synthesize(train_set, HERE / "exp" / f"synth-{args.synth_share}", args.synth_share, seed=0) if args.synth_share > 0 else []
+    print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
+
+    config = model_config(args)
+    stages = recipe_stages(args, exp, train_set, synth)
     if args.evaluate_only:
         best = exp / "best.pt"
     else:
