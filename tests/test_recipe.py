@@ -93,7 +93,7 @@ def test_rooms_reach_the_robust_stage_only():
     assert clean.max_freq_width == robust.max_freq_width and clean.concat_prob == robust.concat_prob  # SpecAugment and joined examples stay
 
 
-def test_room_stage_follows_the_robust_stage_with_rooms_and_the_robust_stage_without():
+def test_later_cycles_and_the_room_stage_follow_the_robust_stage():
     stages = recipe.recipe_stages(recipe.parse_args(["--room-epochs", "25", "--average-epochs", "3"]), Path("exp"), [], [])
     assert [(s.name, s.exp, s.keep) for s in stages] == [("clean", Path("exp/clean"), "best"), ("robust", Path("exp/robust"), "last"), ("rooms", Path("exp"), "last")]
     clean, robust, rooms = stages
@@ -103,7 +103,16 @@ def test_room_stage_follows_the_robust_stage_with_rooms_and_the_robust_stage_wit
     assert (robust.train_config.average_epochs, rooms.train_config.average_epochs) == (0, 3)  # only the last stage averages
     two = recipe.recipe_stages(recipe.parse_args(["--average-epochs", "3"]), Path("exp"), [], [])
     assert [(s.name, s.exp) for s in two] == [("clean", Path("exp/clean")), ("robust", Path("exp"))] and two[1].train_config.average_epochs == 3
-    for bad in (["--robust-epochs", "0", "--room-epochs", "5"], ["--room-epochs", "5", "--room-prob", "0"], ["--room-epochs", "-1"]):
+    cycles = recipe.recipe_stages(recipe.parse_args(["--streaming", "--cycles", "2", "--room-epochs", "5"]), Path("exp"), [], [])
+    assert [(s.name, s.exp) for s in cycles] == [
+        ("clean", Path("exp/clean")), ("robust", Path("exp/robust")), ("clean 2", Path("exp/cycle2/clean")), ("robust 2", Path("exp/cycle2/robust")), ("rooms", Path("exp")),
+    ]
+    assert (cycles[0].train_config.epochs, cycles[0].train_config.lr) == (120, 2e-3) and (cycles[2].train_config.epochs, cycles[2].train_config.lr) == (40, 1e-3)
+    assert cycles[2].train_config == dataclasses.replace(cycles[0].train_config, epochs=40, lr=1e-3) and cycles[3].train_config == cycles[1].train_config
+    for bad in (
+        ["--robust-epochs", "0", "--room-epochs", "5"], ["--room-epochs", "5", "--room-prob", "0"], ["--room-epochs", "-1"],
+        ["--cycles", "0"], ["--cycles", "2", "--robust-epochs", "0"], ["--cycles", "2", "--cycle-epochs", "0"],
+    ):
         with pytest.raises(SystemExit):
             recipe.parse_args(bad)
 
@@ -225,3 +234,23 @@ def test_room_stage_is_the_robust_stage_run_on_with_rooms_in_one_command(an4_roo
         assert torch.equal(value, other[key]), key
     start = load_model(exp / "robust" / "best.pt").state_dict()
     assert not all(torch.equal(value, start[key]) for key, value in one.items())  # the third stage trained
+
+
+def test_a_second_cycle_is_the_two_stages_run_again_from_the_first_cycles_model(an4_root, tmp_path):
+    """`--cycles 2` gives the weights of the bundled streaming model's two-command lineage
+    (session 37): the two-stage recipe, then both stages again `--init-from` its model with
+    --cycle-epochs clean epochs at --cycle-lr."""
+    both, then = tmp_path / "both", tmp_path / "then"
+    for folder in (both, then):
+        folder.mkdir()
+    run_recipe(an4_root, both, "--cycles", "2", "--cycle-epochs", "1")
+    exp = both / "exp"
+    assert [load_model(exp / sub / "best.pt").metadata["stage"] for sub in ("robust", "cycle2/clean", ".")] == ["robust", "clean 2", "robust 2"]
+    assert torch.load(exp / "cycle2" / "clean" / "checkpoint.pt", weights_only=True)["train_config"]["lr"] == 1e-3
+    run_recipe(an4_root, then, "--init-from", str(exp / "robust" / "best.pt"), "--epochs", "1", "--lr", "1e-3")
+    one, other = load_model(exp / "best.pt").state_dict(), load_model(then / "exp" / "best.pt").state_dict()
+    assert one.keys() == other.keys()
+    for key, value in one.items():
+        assert torch.equal(value, other[key]), key
+    start = load_model(exp / "robust" / "best.pt").state_dict()
+    assert not all(torch.equal(value, start[key]) for key, value in one.items())  # the second cycle trained
