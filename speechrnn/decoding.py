@@ -812,6 +812,8 @@ def partner_weight(settings: dict, settings_path: Path | None, partner: str | os
     weights = settings.get("partner_weights") or {}
     if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights.values()):
         raise ValueError(f"{settings_path}: partner_weights must map partner models to numbers, got {weights!r}")
+    if not weights:
+        return None
 
     def located(name, beside: Path | None = None) -> Path | None:
         try:

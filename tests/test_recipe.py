@@ -216,6 +216,16 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
         assert any(t.dtype == torch.float16 for t in weights["state_dict"].values()) is half, flag
 
 
+def assert_same_weights_and_trained_on(one_command: Path, two_commands: Path, start: Path) -> None:
+    """The two model files hold the same weights, which differ from the model both started from."""
+    one, other = load_model(one_command).state_dict(), load_model(two_commands).state_dict()
+    assert one.keys() == other.keys()
+    for key, value in one.items():
+        assert torch.equal(value, other[key]), key
+    first = load_model(start).state_dict()
+    assert not all(torch.equal(value, first[key]) for key, value in one.items())  # the later stage trained
+
+
 def test_room_stage_is_the_robust_stage_run_on_with_rooms_in_one_command(an4_root, tmp_path):
     """`--room-epochs N` gives the weights of the two-command lineage of the bundled offline
     model (session 36): the two-stage recipe, then a one-stage run with rooms from its model."""
@@ -228,12 +238,7 @@ def test_room_stage_is_the_robust_stage_run_on_with_rooms_in_one_command(an4_roo
     assert load_model(exp / "best.pt").metadata["stage"] == "rooms" and load_model(exp / "robust" / "best.pt").metadata["stage"] == "robust"
     assert "rooms stage: 1 epochs on" in (three / "RESULTS.md").read_text()
     run_recipe(an4_root, then, "--init-from", str(exp / "robust" / "best.pt"), "--robust-epochs", "0", "--epochs", "1", "--lr", "5e-4", "--warmup-steps", "100", "--keep", "last", "--reverb-prob", "0.3")
-    one, other = load_model(exp / "best.pt").state_dict(), load_model(then / "exp" / "best.pt").state_dict()
-    assert one.keys() == other.keys()
-    for key, value in one.items():
-        assert torch.equal(value, other[key]), key
-    start = load_model(exp / "robust" / "best.pt").state_dict()
-    assert not all(torch.equal(value, start[key]) for key, value in one.items())  # the third stage trained
+    assert_same_weights_and_trained_on(exp / "best.pt", then / "exp" / "best.pt", exp / "robust" / "best.pt")
 
 
 def test_a_second_cycle_is_the_two_stages_run_again_from_the_first_cycles_model(an4_root, tmp_path):
@@ -248,9 +253,4 @@ def test_a_second_cycle_is_the_two_stages_run_again_from_the_first_cycles_model(
     assert [load_model(exp / sub / "best.pt").metadata["stage"] for sub in ("robust", "cycle2/clean", ".")] == ["robust", "clean 2", "robust 2"]
     assert torch.load(exp / "cycle2" / "clean" / "checkpoint.pt", weights_only=True)["train_config"]["lr"] == 1e-3
     run_recipe(an4_root, then, "--init-from", str(exp / "robust" / "best.pt"), "--epochs", "1", "--lr", "1e-3")
-    one, other = load_model(exp / "best.pt").state_dict(), load_model(then / "exp" / "best.pt").state_dict()
-    assert one.keys() == other.keys()
-    for key, value in one.items():
-        assert torch.equal(value, other[key]), key
-    start = load_model(exp / "robust" / "best.pt").state_dict()
-    assert not all(torch.equal(value, start[key]) for key, value in one.items())  # the second cycle trained
+    assert_same_weights_and_trained_on(exp / "best.pt", then / "exp" / "best.pt", exp / "robust" / "best.pt")

@@ -333,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cycle-lr", type=float, default=1e-3, help="with --cycles: peak learning rate of each later cycle's clean stage (default: %(default)s)")
     parser.add_argument(
         "--room-epochs", type=int, default=0,
-        help="a third stage of this many epochs after the robust stage: its data, augmentation, learning rate and warm-up, "
+        help="a stage of this many epochs after the (last) robust stage: its data, augmentation, learning rate and warm-up, "
         "with --room-prob of the utterances heard through simulated rooms; its last epoch is the model (default: %(default)s, none)",
     )
     parser.add_argument("--room-prob", type=float, default=0.3, help="with --room-epochs: share of the third stage's utterances heard through a simulated room (default: %(default)s)")
