@@ -804,15 +804,18 @@ def tuning_path(model_path: str | os.PathLike) -> Path:
 
 def partner_weight(settings: dict, settings_path: Path | None, partner: str | os.PathLike) -> float | None:
     """The weight a model's decoding settings record for ``partner`` as an opt-in second pass,
-    or None. ``settings["partner_weights"]`` maps partners (a model file beside the settings
-    file, or a bundled model's name) to weights; ``partner`` matches an entry naming the same
-    file, however either is spelled (``offline`` or ``speechrnn/models/offline.pt``)."""
+    or None. ``settings["partners"]`` maps partners (a model file beside the settings file, or a
+    bundled model's name) to what was measured with them: the ``weight`` AN4 dev chose, and the
+    WER it gave (recomputed by tests/test_rescoring.py); ``partner`` matches an entry naming the
+    same file, however either is spelled (``offline`` or ``speechrnn/models/offline.pt``)."""
     from .model import resolve_model_path
 
-    weights = settings.get("partner_weights") or {}
-    if not isinstance(weights, dict) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights.values()):
-        raise ValueError(f"{settings_path}: partner_weights must map partner models to numbers, got {weights!r}")
-    if not weights:
+    partners = settings.get("partners") or {}
+    if not isinstance(partners, dict) or not all(
+        isinstance(record, dict) and isinstance(record.get("weight"), (int, float)) and not isinstance(record["weight"], bool) for record in partners.values()
+    ):
+        raise ValueError(f"{settings_path}: partners must map partner models to records with a numeric weight, got {partners!r}")
+    if not partners:
         return None
 
     def located(name, beside: Path | None = None) -> Path | None:
@@ -825,7 +828,7 @@ def partner_weight(settings: dict, settings_path: Path | None, partner: str | os
     if wanted is None:
         return None
     here = settings_path.parent if settings_path is not None else None
-    return next((float(w) for name, w in weights.items() if located(name, here) == wanted), None)
+    return next((float(record["weight"]) for name, record in partners.items() if located(name, here) == wanted), None)
 
 
 def beam_search_for(
@@ -871,7 +874,7 @@ def beam_search_for(
     if rescore is None or str(rescore) == "none":
         rescoring = None
     elif str(rescore) != "default":
-        # A partner whose weight AN4 dev chose for this model (the settings' "partner_weights")
+        # A partner whose weight AN4 dev chose for this model (the settings' "partners")
         # keeps it; another takes the tuned second pass's weight, else the default.
         weight = partner_weight(settings, tuned, rescore)
         if weight is None and rescoring is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from speechrnn.data import AugmentConfig, an4_utterances
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
-from speechrnn.model import BUNDLED_DIR, load_model
+from speechrnn.model import BUNDLED_DIR, load_model, save_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "an4" / "run.py"
 TOY = ["--hidden", "16", "--layers", "1", "--epochs", "1", "--robust-epochs", "1", "--synth-share", "0.02", "--lm-order", "0", "--threads", "1"]
@@ -109,9 +110,13 @@ def test_later_cycles_and_the_room_stage_follow_the_robust_stage():
     ]
     assert (cycles[0].train_config.epochs, cycles[0].train_config.lr) == (120, 2e-3) and (cycles[2].train_config.epochs, cycles[2].train_config.lr) == (40, 1e-3)
     assert cycles[2].train_config == dataclasses.replace(cycles[0].train_config, epochs=40, lr=1e-3) and cycles[3].train_config == cycles[1].train_config
+    assert not any(s.half_start for s in cycles)
+    # --half-restarts: where a later cycle or the room stage begins, the start is rounded to float16.
+    halves = recipe.recipe_stages(recipe.parse_args(["--streaming", "--cycles", "2", "--room-epochs", "5", "--half-restarts"]), Path("exp"), [], [])
+    assert [s.half_start for s in halves] == [False, False, True, False, True]
     for bad in (
         ["--robust-epochs", "0", "--room-epochs", "5"], ["--room-epochs", "5", "--room-prob", "0"], ["--room-epochs", "-1"],
-        ["--cycles", "0"], ["--cycles", "2", "--robust-epochs", "0"], ["--cycles", "2", "--cycle-epochs", "0"],
+        ["--cycles", "0"], ["--cycles", "2", "--robust-epochs", "0"], ["--cycles", "2", "--cycle-epochs", "0"], ["--half-restarts"],
     ):
         with pytest.raises(SystemExit):
             recipe.parse_args(bad)
@@ -254,3 +259,21 @@ def test_a_second_cycle_is_the_two_stages_run_again_from_the_first_cycles_model(
     assert torch.load(exp / "cycle2" / "clean" / "checkpoint.pt", weights_only=True)["train_config"]["lr"] == 1e-3
     run_recipe(an4_root, then, "--init-from", str(exp / "robust" / "best.pt"), "--epochs", "1", "--lr", "1e-3")
     assert_same_weights_and_trained_on(exp / "best.pt", then / "exp" / "best.pt", exp / "robust" / "best.pt")
+
+
+def test_half_restarts_start_the_second_cycle_from_the_float16_file_a_bundle_would_ship(an4_root, tmp_path):
+    """`--cycles 2 --half-restarts` gives the weights of the two-command lineage whose second
+    command began from a shipped (float16) file, as the bundled streaming model's did: rounding
+    the start is the one thing that differs from `--cycles 2` without it."""
+    both, then = tmp_path / "both", tmp_path / "then"
+    for folder in (both, then):
+        folder.mkdir()
+    run_recipe(an4_root, both, "--cycles", "2", "--cycle-epochs", "1", "--half-restarts")
+    exp = both / "exp"
+    start = exp / "cycle2" / "clean" / "start-float16.pt"
+    assert all(t.dtype != torch.float32 for t in torch.load(start, weights_only=True)["state_dict"].values())
+    assert re.search(r"clean 2 stage: 1 epochs on \d+ utterances from the stage before rounded to float16", (both / "RESULTS.md").read_text())
+    shipped = then / "shipped.pt"
+    save_model(shipped, load_model(exp / "robust" / "best.pt"), half=True)  # as --bundle ships the first cycle's model
+    run_recipe(an4_root, then, "--init-from", str(shipped), "--epochs", "1", "--lr", "1e-3")
+    assert_same_weights_and_trained_on(exp / "best.pt", then / "exp" / "best.pt", shipped)

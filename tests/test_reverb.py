@@ -25,8 +25,8 @@ def test_a_room_starts_at_its_direct_path_and_decays_as_slowly_as_its_reverberat
     bare = [room_impulse_response(rng, (0.8, 0.9)) for _ in range(4)]
     for response in dry + bare:
         assert response[0] == 1.0 and response.abs().max() == 1.0
-    # The direct path shortens the decay a response shows, and the reflections stop at order
-    # MAX_ORDER: only the order and a loose scale are checked.
+    # The reflections stop at order MAX_ORDER, so a response decays faster than its room would:
+    # only the order and a loose scale are checked.
     dry_s, bare_s = sum(map(decay_time, dry)) / 4, sum(map(decay_time, bare)) / 4
     assert 2 * dry_s < bare_s < 0.9
     exponential = torch.exp(-torch.arange(16000) / 16000 * 6 * math.log(10))  # -120 dB a second: 60 dB in 0.5 s

@@ -102,6 +102,16 @@ class Stage:
     augment: AugmentConfig
     train_config: TrainConfig
     keep: str = "best"  # which epoch becomes the stage's model: lowest dev WER or the last
+    half_start: bool = False  # starts from the stage before's model rounded to float16 (--half-restarts)
+
+
+def half_copy(source: str | os.PathLike, target: Path) -> Path:
+    """``target``: the model file ``source`` (a path or bundled name) with its weights rounded to
+    float16, as ``--bundle`` ships them, for a stage that starts where a shipped model did.
+    (Each DDP rank writes the same bytes, atomically, so none reads a half-written file.)"""
+    model = load_model(source)
+    save_model(target, model, half=True, metadata=model.metadata)
+    return target
 
 
 def stage_histories(stages: list[Stage]) -> list[dict]:
@@ -127,7 +137,8 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
     kind = "bidirectional" if config.bidirectional else "unidirectional"
     training = "; ".join(
         f"{stage.name + ' stage: ' if stage.name else ''}{sum(r['stage'] == stage.name for r in history)} epochs "
-        f"on {len(stage.data)} utterances, train config `{json.dumps(dataclasses.asdict(stage.train_config))}`"
+        f"on {len(stage.data)} utterances{' from the stage before rounded to float16' if stage.half_start else ''}, "
+        f"train config `{json.dumps(dataclasses.asdict(stage.train_config))}`"
         for stage in stages
     )
     lines = [
@@ -337,6 +348,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "with --room-prob of the utterances heard through simulated rooms; its last epoch is the model (default: %(default)s, none)",
     )
     parser.add_argument("--room-prob", type=float, default=0.3, help="with --room-epochs: share of the third stage's utterances heard through a simulated room (default: %(default)s)")
+    parser.add_argument(
+        "--half-restarts", action="store_true",
+        help="each later cycle and the room stage start from the stage before's model rounded to float16, as when that model "
+        "was shipped (--bundle) and the next command began from the shipped file: how the bundled models' lineages ran",
+    )
     parser.add_argument("--clean-mix", type=float, default=0.0, help="the model file mixes in this share of the clean stage's weights (default: %(default)s)")
     parser.add_argument("--average-epochs", type=int, default=0, help="the last stage's model averages the weights of its last N epochs (default: %(default)s, its last epoch)")
     parser.add_argument(
@@ -403,6 +419,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--cycles and --cycle-epochs must be at least 1")
     if args.cycles > 1 and args.robust_epochs == 0:
         parser.error("--cycles repeats the clean and robust stages: it needs --robust-epochs above 0")
+    if args.half_restarts and args.cycles == 1 and not args.room_epochs:
+        parser.error("--half-restarts rounds the start of later cycles and the room stage: give --cycles 2 or more, or --room-epochs")
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
     return args
@@ -457,7 +475,7 @@ def recipe_stages(args: argparse.Namespace, exp: Path, train_set: list[Utterance
             last = cycle == args.cycles and not args.room_epochs
             cycle_config = main_config if cycle == 1 else dataclasses.replace(main_config, epochs=args.cycle_epochs, lr=args.cycle_lr)
             stages += [
-                Stage("clean" + suffix, folder / "clean", train_set, clean, cycle_config),
+                Stage("clean" + suffix, folder / "clean", train_set, clean, cycle_config, half_start=args.half_restarts and cycle > 1),
                 Stage(
                     "robust" + suffix, exp if last else folder / "robust", train_set + synth, robust,
                     TrainConfig(epochs=args.robust_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **(last_stage if last else {}), **schedule), keep="last",
@@ -470,7 +488,7 @@ def recipe_stages(args: argparse.Namespace, exp: Path, train_set: list[Utterance
             # file as --init-from would, so the two ways give the same weights
             # (tests/test_recipe.py).
             rooms = dataclasses.replace(robust, reverb_prob=args.room_prob)
-            stages.append(Stage("rooms", exp, train_set + synth, rooms, TrainConfig(epochs=args.room_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **last_stage, **schedule), keep="last"))
+            stages.append(Stage("rooms", exp, train_set + synth, rooms, TrainConfig(epochs=args.room_epochs, lr=args.robust_lr, warmup_steps=args.robust_warmup_steps, **last_stage, **schedule), keep="last", half_start=args.half_restarts))
     else:
         stages = [Stage("", exp, train_set + synth, robust, main_config, keep=args.keep or "best")]
     return stages
@@ -498,6 +516,8 @@ def main() -> None:
             if stage.name:
                 print(f"{stage.name} stage: {len(stage.data)} utterances, {stage.train_config.epochs} epochs", file=sys.stderr)
             metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
+            if stage.half_start:
+                start = half_copy(start, stage.exp / "start-float16.pt")
             best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep, teacher=args.distill_from)
             start = best
         if args.clean_mix > 0 and len(stages) > 1 and int(os.environ.get("RANK", "0")) == 0:
