@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from speechrnn.model import load_model, save_model
+from speechrnn.model import load_model, save_half_copy
 
 
 def main() -> None:
@@ -22,9 +20,8 @@ def main() -> None:
     parser.add_argument("model", help="model file to read")
     parser.add_argument("output", help="model file to write (atomically)")
     args = parser.parse_args()
-    model = load_model(args.model)
-    metadata = torch.load(args.model, map_location="cpu", weights_only=True).get("metadata")
-    save_model(args.output, model, half=True, metadata=metadata)
+    save_half_copy(args.model, args.output)
+    model = load_model(args.output)
     print(f"{args.output}: {model.n_params} parameters in half precision")
 
 

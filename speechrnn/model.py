@@ -389,6 +389,29 @@ def save_model(
     atomic_torch_save(payload, path)
 
 
+def save_half_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Write ``target``: the model file ``source`` (a path or bundled name) with its weights in
+    half precision and its metadata kept, as the bundled models are shipped. Returns ``target``."""
+    model = load_model(source)
+    save_model(target, model, half=True, metadata=model.metadata)
+    return Path(target)
+
+
+def differing_weights(a: str | os.PathLike, b: str | os.PathLike, half: bool = False) -> list[str]:
+    """The names of the tensors two model files (paths or bundled names) do not hold alike, as
+    loaded (a half-precision file reads as float32); with ``half``, floating-point tensors are
+    compared once rounded to float16, as a shipped file holds them. A tensor only one holds counts."""
+    mine, theirs = load_model(a).state_dict(), load_model(b).state_dict()
+
+    def rounded(t: torch.Tensor) -> torch.Tensor:
+        return t.half() if half and t.is_floating_point() else t
+
+    return sorted(
+        name for name in mine.keys() | theirs.keys()
+        if name not in mine or name not in theirs or not torch.equal(rounded(mine[name]), rounded(theirs[name]))
+    )
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)

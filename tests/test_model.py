@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -260,3 +262,32 @@ def test_emissions_from_concurrent_batches_equal_one_batch_at_a_time(tone):
     assert sorted(concurrent) == list(range(9))
     for i, log_probs in serial.items():
         torch.testing.assert_close(concurrent[i], log_probs, atol=1e-5, rtol=1e-5)
+
+
+def test_differing_weights_names_what_differs_and_half_compares_as_shipped(tmp_path):
+    """`differing_weights` (scripts/compare_weights.py) is what checks a rerun against a bundled
+    model: equal files read equal, a half-precision copy equals its float32 source only once
+    rounded, and a changed tensor is named."""
+    import subprocess
+    import sys
+
+    from speechrnn.model import differing_weights, save_half_copy
+
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(**TINY))
+    save_model(tmp_path / "a.pt", model)
+    save_model(tmp_path / "same.pt", model)
+    save_half_copy(tmp_path / "a.pt", tmp_path / "half.pt")
+    assert differing_weights(tmp_path / "a.pt", tmp_path / "same.pt") == []
+    assert differing_weights(tmp_path / "a.pt", tmp_path / "half.pt") != []  # random float32 weights are not float16 values
+    assert differing_weights(tmp_path / "a.pt", tmp_path / "half.pt", half=True) == []
+    name, value = next((k, v) for k, v in model.state_dict().items() if v.is_floating_point() and v.numel() > 1)
+    with torch.no_grad():
+        value.view(-1)[0] += 1.0
+    save_model(tmp_path / "changed.pt", model)
+    assert differing_weights(tmp_path / "a.pt", tmp_path / "changed.pt", half=True) == [name]
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_weights.py"
+    same = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "half.pt"), "--half"], capture_output=True, text=True)
+    changed = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "changed.pt")], capture_output=True, text=True)
+    assert (same.returncode, json.loads(same.stdout)["differing"]) == (0, 0)
+    assert (changed.returncode, json.loads(changed.stdout)["names"]) == (1, [name])

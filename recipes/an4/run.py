@@ -35,7 +35,7 @@ import torch
 from speechrnn import machine
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
-from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_model
+from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_half_copy, save_model
 from speechrnn.synth import random_voice, speak
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
@@ -103,15 +103,6 @@ class Stage:
     train_config: TrainConfig
     keep: str = "best"  # which epoch becomes the stage's model: lowest dev WER or the last
     half_start: bool = False  # starts from the stage before's model rounded to float16 (--half-restarts)
-
-
-def half_copy(source: str | os.PathLike, target: Path) -> Path:
-    """``target``: the model file ``source`` (a path or bundled name) with its weights rounded to
-    float16, as ``--bundle`` ships them, for a stage that starts where a shipped model did.
-    (Each DDP rank writes the same bytes, atomically, so none reads a half-written file.)"""
-    model = load_model(source)
-    save_model(target, model, half=True, metadata=model.metadata)
-    return target
 
 
 def stage_histories(stages: list[Stage]) -> list[dict]:
@@ -517,7 +508,7 @@ def main() -> None:
                 print(f"{stage.name} stage: {len(stage.data)} utterances, {stage.train_config.epochs} epochs", file=sys.stderr)
             metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
             if stage.half_start:
-                start = half_copy(start, stage.exp / "start-float16.pt")
+                start = save_half_copy(start, stage.exp / "start-float16.pt")  # each DDP rank writes the same bytes, atomically
             best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep, teacher=args.distill_from)
             start = best
         if args.clean_mix > 0 and len(stages) > 1 and int(os.environ.get("RANK", "0")) == 0:
