@@ -397,6 +397,27 @@ def save_half_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path
     return Path(target)
 
 
+def widened_lookahead(model: SpeechModel, lookahead: int) -> SpeechModel:
+    """A copy of ``model`` whose row convolution sees ``lookahead`` future frames, at least as
+    many as ``model``'s: the taps it adds start at zero, so the copy's outputs equal the model's
+    on every frame (a longer look-ahead fine-tuned from a trained model starts where it is)."""
+    old = model.config.lookahead
+    if lookahead < old:
+        raise ValueError(f"a look-ahead of {lookahead} frames cannot widen the model's {old}")
+    wide = SpeechModel(dataclasses.replace(model.config, lookahead=lookahead))
+    state = model.state_dict()
+    if lookahead > old:
+        taps = torch.zeros_like(wide.lookahead.weight)
+        if old:
+            taps[:, :, : old + 1] = state["lookahead.weight"]
+        else:
+            taps[:, 0, 0] = 1.0  # no row convolution before: the current frame only
+        state["lookahead.weight"] = taps
+    wide.load_state_dict(state)
+    wide.metadata = dict(getattr(model, "metadata", {}))
+    return wide.eval()
+
+
 def differing_weights(a: str | os.PathLike, b: str | os.PathLike, half: bool = False) -> list[str]:
     """The names of the tensors two model files (paths or bundled names) do not hold alike, as
     loaded (a half-precision file reads as float32); with ``half``, floating-point tensors are

@@ -32,7 +32,7 @@ from .audio import AudioError, load_audio
 from .data import AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames, speech_level_db
-from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model
+from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model, widened_lookahead
 from .transcribe import recognize
 
 
@@ -370,8 +370,10 @@ def train(
             print(f"resuming after epoch {state['epoch']}{where} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
     elif init_from is not None:
         start = load_model(init_from)
+        if start.config.lookahead < model_config.lookahead:
+            start = widened_lookahead(start, model_config.lookahead)  # the new future taps start at zero
         if dataclasses.replace(start.config, level_db=None) != dataclasses.replace(model_config, level_db=None):
-            raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options")
+            raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options (or a longer look-ahead)")
         model.load_state_dict(start.state_dict())
     else:
         compute_cmvn(model, train_waves, config.seed)

@@ -56,6 +56,25 @@ def test_fine_tuning_starts_from_the_given_model(tiny_set, tmp_path):
         train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "other", config, None, init_from=first)
 
 
+def test_fine_tuning_widens_the_look_ahead_with_new_taps_at_zero(tiny_set, tmp_path):
+    narrow = dataclasses.replace(TINY, bidirectional=False, lookahead=1)
+    config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
+    first = train(narrow, tiny_set, tiny_set[:2], tmp_path / "first", config, None)
+    start = load_model(first)
+    still = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1, lr=1e-12, weight_decay=0.0)
+    wide = dataclasses.replace(narrow, lookahead=3)
+    tuned = load_model(train(wide, tiny_set[:2], tiny_set[:2], tmp_path / "tuned", still, None, init_from=first))
+    assert tuned.config.lookahead == 3
+    for key, value in start.state_dict().items():
+        if key != "lookahead.weight":
+            torch.testing.assert_close(tuned.state_dict()[key], value, atol=1e-6, rtol=0, msg=key)
+    taps = tuned.lookahead.weight[:, 0]
+    torch.testing.assert_close(taps[:, :2], start.lookahead.weight[:, 0], atol=1e-6, rtol=0)
+    assert taps[:, 2:].abs().max() < 1e-6
+    with pytest.raises(ValueError, match="model config differs"):  # a shorter look-ahead is not a fine-tune
+        train(dataclasses.replace(narrow, lookahead=0), tiny_set, tiny_set[:2], tmp_path / "shorter", config, None, init_from=first)
+
+
 def test_intermediate_ctc_trains_other_weights_into_the_same_model_file(tiny_set, tmp_path):
     two_layers = dataclasses.replace(TINY, n_layers=2)
     config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
