@@ -22,8 +22,9 @@ def main() -> int:
     parser.add_argument("b", help="model file or bundled name")
     parser.add_argument("--half", action="store_true", help="compare floating-point tensors rounded to float16")
     args = parser.parse_args()
-    differing = differing_weights(args.a, args.b, half=args.half)
-    n_tensors = len(load_model(args.a).state_dict().keys() | load_model(args.b).state_dict().keys())
+    a, b = load_model(args.a), load_model(args.b)  # each file read once, for the comparison and the count
+    differing = differing_weights(a, b, half=args.half)
+    n_tensors = len(a.state_dict().keys() | b.state_dict().keys())
     print(json.dumps({"a": args.a, "b": args.b, "half": args.half, "tensors": n_tensors, "differing": len(differing), "names": differing}))
     return 1 if differing else 0
 

@@ -418,11 +418,12 @@ def widened_lookahead(model: SpeechModel, lookahead: int) -> SpeechModel:
     return wide.eval()
 
 
-def differing_weights(a: str | os.PathLike, b: str | os.PathLike, half: bool = False) -> list[str]:
-    """The names of the tensors two model files (paths or bundled names) do not hold alike, as
-    loaded (a half-precision file reads as float32); with ``half``, floating-point tensors are
-    compared once rounded to float16, as a shipped file holds them. A tensor only one holds counts."""
-    mine, theirs = load_model(a).state_dict(), load_model(b).state_dict()
+def differing_weights(a: str | os.PathLike | SpeechModel, b: str | os.PathLike | SpeechModel, half: bool = False) -> list[str]:
+    """The names of the tensors two models (loaded, or files: paths or bundled names) do not hold
+    alike, as loaded (a half-precision file reads as float32); with ``half``, floating-point
+    tensors are compared once rounded to float16, as a shipped file holds them. A tensor only one
+    holds counts."""
+    mine, theirs = (m.state_dict() if isinstance(m, SpeechModel) else load_model(m).state_dict() for m in (a, b))
 
     def rounded(t: torch.Tensor) -> torch.Tensor:
         return t.half() if half and t.is_floating_point() else t

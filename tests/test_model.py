@@ -286,6 +286,7 @@ def test_differing_weights_names_what_differs_and_half_compares_as_shipped(tmp_p
         value.view(-1)[0] += 1.0
     save_model(tmp_path / "changed.pt", model)
     assert differing_weights(tmp_path / "a.pt", tmp_path / "changed.pt", half=True) == [name]
+    assert differing_weights(load_model(tmp_path / "a.pt"), load_model(tmp_path / "changed.pt")) == [name]  # loaded models too
     script = Path(__file__).resolve().parents[1] / "scripts" / "compare_weights.py"
     same = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "half.pt"), "--half"], capture_output=True, text=True)
     changed = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "changed.pt")], capture_output=True, text=True)
