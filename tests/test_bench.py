@@ -193,3 +193,37 @@ def test_the_machine_line_names_the_cpu_and_its_avx512(tmp_path, monkeypatch):
     assert machine.describe(cpuinfo) == "x86_64, 2 cores, AMD EPYC 9R14"
     monkeypatch.setattr(machine.platform, "processor", lambda: "")
     assert machine.describe(tmp_path / "missing") == "x86_64, 2 cores"
+
+
+def test_compare_models_counts_each_sides_errors_with_its_own_second_pass(an4_root, monkeypatch, capsys):
+    """scripts/compare_models.py: each side's per-utterance word errors sum to the WER that
+    `evaluate` reads for the same decoding, second pass included (--rescore-a), and the paired
+    interval holds the difference it reports."""
+    import json
+    import sys
+
+    from speechrnn.data import an4_dev_split, load_waves
+    from speechrnn.decoding import beam_search_for
+    from speechrnn.evaluate import evaluate
+    from speechrnn.model import load_model
+
+    compare = _script("compare_models")
+    utterances = an4_dev_split(an4_root)[:24]
+    waves, references = load_waves(utterances), [u.text for u in utterances]
+    model = load_model("streaming")
+    words = sum(len(text.split()) for text in references)
+    for rescore, weight in (("none", None), ("streaming-partner", 1.0)):
+        errors = compare.word_errors("streaming", waves, references, "default", rescore, weight)
+        expected = evaluate(model, utterances, search=beam_search_for(model, rescore=rescore, rescore_weight=weight)).wer
+        assert 100 * errors.sum() / words == pytest.approx(expected, abs=0.01), rescore
+    monkeypatch.setattr(compare, "an4_eval_split", lambda root, split: utterances)
+    argv = ["compare_models.py", "streaming", "streaming", "--lm", "default", "--rescore-a", "streaming-partner", "--weight-a", "1", "--resamples", "200"]
+    monkeypatch.setattr(sys, "argv", argv)
+    compare.main()
+    row = json.loads(capsys.readouterr().out)
+    assert row["utterances"] == 24 and row["rescore_a"] == "streaming-partner" and row["weight_a"] == 1.0
+    assert row["a_minus_b"] == pytest.approx(row["wer_a"] - row["wer_b"], abs=0.02)
+    assert row["a_minus_b_95"][0] <= row["a_minus_b"] <= row["a_minus_b_95"][1]
+    monkeypatch.setattr(sys, "argv", argv[:3] + ["--lm", "none", "--rescore-a", "streaming-partner"])
+    with pytest.raises(SystemExit):  # a second pass needs a beam search's n best
+        compare.main()
