@@ -316,20 +316,22 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     offline model AN4 dev chose no second pass by the streaming model (session 38). Each takes
     the other by its bundled name when asked: the streaming model at the weight AN4 dev chose
     for the pair, recorded in its settings beside the figures measured with it (recomputed
-    below), the offline model at the default weight."""
-    expected = {"offline": ("streaming", None), "streaming": ("offline", 1.0)}
-    for name, (partner, weight) in expected.items():
+    below), the offline model at the default weight. The streaming model also records
+    `streaming-partner` (session 41), a second pass that streams beside it."""
+    expected = {"offline": {"streaming": None}, "streaming": {"offline": 1.0, "streaming-partner": 1.0}}
+    for name, partners in expected.items():
         model = load_model(name)
         settings = json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
         assert "rescore" not in settings and beam_search_for(model).rescorer is None
         recorded = {other: record["weight"] for other, record in settings.get("partners", {}).items()}
-        assert recorded == ({partner: weight} if weight is not None else {})
-        search = beam_search_for(model, rescore=partner)
-        assert search.rescorer.partner.source == str(BUNDLED_DIR / f"{partner}.pt")
-        assert search.rescorer.config.weight == (weight if weight is not None else RescoreConfig("x").weight)
-        assert beam_search_for(model, rescore=partner, rescore_weight=2.0).rescorer.config.weight == 2.0
-        # A partner the settings do not name takes the default weight.
-        assert beam_search_for(model, rescore="streaming-partner").rescorer.config.weight == RescoreConfig("x").weight
+        assert recorded == {partner: weight for partner, weight in partners.items() if weight is not None}
+        for partner, weight in partners.items():
+            search = beam_search_for(model, rescore=partner)
+            assert search.rescorer.partner.source == str(BUNDLED_DIR / f"{partner}.pt")
+            assert search.rescorer.config.weight == (weight if weight is not None else RescoreConfig("x").weight)
+            assert beam_search_for(model, rescore=partner, rescore_weight=2.0).rescorer.config.weight == 2.0
+    # A partner the settings do not name takes the default weight.
+    assert beam_search_for(load_model("offline"), rescore="streaming-partner").rescorer.config.weight == RescoreConfig("x").weight
 
 
 def test_a_named_partner_takes_the_weight_its_settings_record_else_the_second_passs(tmp_path):
@@ -395,7 +397,7 @@ def test_bundled_models_recorded_pairs_reproduce_their_published_wer(an4_root, n
 
 
 def test_the_bundled_pairs_are_recorded():
-    assert RECORDED_PAIRS == [("streaming", "offline")]  # so the test above has something to check
+    assert RECORDED_PAIRS == [("streaming", "offline"), ("streaming", "streaming-partner")]  # so the test above has something to check
 
 
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional-partner", "streaming-partner"])
