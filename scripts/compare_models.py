@@ -12,10 +12,10 @@ how much a difference has to exceed that before it is a reason to pick a model.
 
 ``--rescore-a`` / ``--rescore-b`` give A or B a second pass (a partner model re-ranks its n best
 at the weight its settings record for that partner, as ``--rescore`` does elsewhere, or at
-``--weight-a`` / ``--weight-b``), so a
-model with and without a second pass can be compared: ``compare_models.py streaming streaming
---lm default --rescore-a streaming-partner``. Without them each model decodes as its settings
-say (no second pass for the bundled models).
+``--weight-a`` / ``--weight-b``), so a model with and without a second pass can be compared:
+``compare_models.py streaming streaming --lm default --rescore-a streaming-partner``. Without
+them each model decodes as its settings say (no second pass for the bundled models); the output
+names each side's second pass and its weight (null: none).
 """
 from __future__ import annotations
 
@@ -32,15 +32,24 @@ from speechrnn.model import load_model
 from speechrnn.transcribe import recognize
 
 
-def word_errors(model_path: str, waves: list[torch.Tensor], references: list[str], lm: str, rescore: str = "default", weight: float | None = None) -> np.ndarray:
-    """``(utterances,)`` word errors (substitutions + deletions + insertions) of each utterance."""
-    model = load_model(model_path)
-    hypotheses = recognize(model, waves, search=beam_search_for(model, lm, rescore=rescore, rescore_weight=weight))
+def word_errors(model, search, waves: list[torch.Tensor], references: list[str]) -> np.ndarray:
+    """``(utterances,)`` word errors (substitutions + deletions + insertions) of each utterance,
+    decoded by ``search`` (None: greedy)."""
+    hypotheses = recognize(model, waves, search=search)
     errors = []
     for reference, hypothesis in zip(references, hypotheses):
         alignment = jiwer.process_words(reference, hypothesis.text)
         errors.append(alignment.substitutions + alignment.deletions + alignment.insertions)
     return np.array(errors)
+
+
+def side(model_path: str, lm: str, rescore: str, weight: float | None) -> tuple:
+    """A loaded model, its search, and what the output says of its second pass (if any)."""
+    model = load_model(model_path)
+    search = beam_search_for(model, lm, rescore=rescore, rescore_weight=weight)
+    rescorer = search.rescorer if search is not None else None
+    second_pass = {"partner": rescorer.config.model, "weight": rescorer.config.weight} if rescorer is not None else None
+    return model, search, second_pass
 
 
 def main() -> None:
@@ -64,8 +73,10 @@ def main() -> None:
     waves = load_waves(utterances)
     references = [u.text for u in utterances]
     n_words = np.array([len(text.split()) for text in references])
-    errors_a = word_errors(args.model_a, waves, references, args.lm, args.rescore_a, args.weight_a)
-    errors_b = word_errors(args.model_b, waves, references, args.lm, args.rescore_b, args.weight_b)
+    model_a, search_a, second_pass_a = side(args.model_a, args.lm, args.rescore_a, args.weight_a)
+    errors_a = word_errors(model_a, search_a, waves, references)
+    model_b, search_b, second_pass_b = side(args.model_b, args.lm, args.rescore_b, args.weight_b)
+    errors_b = word_errors(model_b, search_b, waves, references)
 
     rng = np.random.default_rng(args.seed)
     picks = rng.integers(0, len(utterances), size=(args.resamples, len(utterances)))  # same utterances for both
@@ -76,8 +87,8 @@ def main() -> None:
         "utterances": len(utterances),
         "words": int(n_words.sum()),
         "lm": args.lm,
-        **({"rescore_a": args.rescore_a, "weight_a": args.weight_a} if args.rescore_a != "default" else {}),
-        **({"rescore_b": args.rescore_b, "weight_b": args.weight_b} if args.rescore_b != "default" else {}),
+        "second_pass_a": second_pass_a,
+        "second_pass_b": second_pass_b,
         "wer_a": round(100 * errors_a.sum() / n_words.sum(), 2),
         "wer_b": round(100 * errors_b.sum() / n_words.sum(), 2),
         "a_minus_b": round(100 * (errors_a.sum() - errors_b.sum()) / n_words.sum(), 2),

@@ -213,7 +213,9 @@ def test_compare_models_counts_each_sides_errors_with_its_own_second_pass(an4_ro
     model = load_model("streaming")
     words = sum(len(text.split()) for text in references)
     for rescore, weight in (("none", None), ("streaming-partner", 1.0)):
-        errors = compare.word_errors("streaming", waves, references, "default", rescore, weight)
+        loaded, search, second_pass = compare.side("streaming", "default", rescore, weight)
+        assert second_pass == (None if weight is None else {"partner": rescore, "weight": weight})
+        errors = compare.word_errors(loaded, search, waves, references)
         expected = evaluate(model, utterances, search=beam_search_for(model, rescore=rescore, rescore_weight=weight)).wer
         assert 100 * errors.sum() / words == pytest.approx(expected, abs=0.01), rescore
     monkeypatch.setattr(compare, "an4_eval_split", lambda root, split: utterances)
@@ -221,7 +223,7 @@ def test_compare_models_counts_each_sides_errors_with_its_own_second_pass(an4_ro
     monkeypatch.setattr(sys, "argv", argv)
     compare.main()
     row = json.loads(capsys.readouterr().out)
-    assert row["utterances"] == 24 and row["rescore_a"] == "streaming-partner" and row["weight_a"] == 1.0
+    assert row["utterances"] == 24 and row["second_pass_a"] == {"partner": "streaming-partner", "weight": 1.0} and row["second_pass_b"] is None
     assert row["a_minus_b"] == pytest.approx(row["wer_a"] - row["wer_b"], abs=0.02)
     assert row["a_minus_b_95"][0] <= row["a_minus_b"] <= row["a_minus_b_95"][1]
     monkeypatch.setattr(sys, "argv", argv[:3] + ["--lm", "none", "--rescore-a", "streaming-partner"])
