@@ -15,7 +15,7 @@ at the weight its settings record for that partner, as ``--rescore`` does elsewh
 ``--weight-a`` / ``--weight-b``), so a model with and without a second pass can be compared:
 ``compare_models.py streaming streaming --lm default --rescore-a streaming-partner``. Without
 them each model decodes as its settings say (no second pass for the bundled models); the output
-names each side's second pass and its weight (null: none).
+gives each side's second pass as `speechrnn evaluate` does (null: none).
 """
 from __future__ import annotations
 
@@ -44,12 +44,14 @@ def word_errors(model, search, waves: list[torch.Tensor], references: list[str])
 
 
 def side(model_path: str, lm: str, rescore: str, weight: float | None) -> tuple:
-    """A loaded model, its search, and what the output says of its second pass (if any)."""
+    """A loaded model and the search it decodes with (None: greedy)."""
     model = load_model(model_path)
-    search = beam_search_for(model, lm, rescore=rescore, rescore_weight=weight)
-    rescorer = search.rescorer if search is not None else None
-    second_pass = {"partner": rescorer.config.model, "weight": rescorer.config.weight} if rescorer is not None else None
-    return model, search, second_pass
+    return model, beam_search_for(model, lm, rescore=rescore, rescore_weight=weight)
+
+
+def second_pass(search) -> dict | None:
+    """The output's account of a side's second pass, as `speechrnn evaluate` gives it (None: none)."""
+    return search.rescorer.config.to_dict() if search is not None and search.rescorer is not None else None
 
 
 def main() -> None:
@@ -73,9 +75,9 @@ def main() -> None:
     waves = load_waves(utterances)
     references = [u.text for u in utterances]
     n_words = np.array([len(text.split()) for text in references])
-    model_a, search_a, second_pass_a = side(args.model_a, args.lm, args.rescore_a, args.weight_a)
+    model_a, search_a = side(args.model_a, args.lm, args.rescore_a, args.weight_a)
     errors_a = word_errors(model_a, search_a, waves, references)
-    model_b, search_b, second_pass_b = side(args.model_b, args.lm, args.rescore_b, args.weight_b)
+    model_b, search_b = side(args.model_b, args.lm, args.rescore_b, args.weight_b)
     errors_b = word_errors(model_b, search_b, waves, references)
 
     rng = np.random.default_rng(args.seed)
@@ -87,8 +89,8 @@ def main() -> None:
         "utterances": len(utterances),
         "words": int(n_words.sum()),
         "lm": args.lm,
-        "second_pass_a": second_pass_a,
-        "second_pass_b": second_pass_b,
+        "rescore_a": second_pass(search_a),
+        "rescore_b": second_pass(search_b),
         "wer_a": round(100 * errors_a.sum() / n_words.sum(), 2),
         "wer_b": round(100 * errors_b.sum() / n_words.sum(), 2),
         "a_minus_b": round(100 * (errors_a.sum() - errors_b.sum()) / n_words.sum(), 2),

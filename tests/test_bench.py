@@ -213,8 +213,12 @@ def test_compare_models_counts_each_sides_errors_with_its_own_second_pass(an4_ro
     model = load_model("streaming")
     words = sum(len(text.split()) for text in references)
     for rescore, weight in (("none", None), ("streaming-partner", 1.0)):
-        loaded, search, second_pass = compare.side("streaming", "default", rescore, weight)
-        assert second_pass == (None if weight is None else {"partner": rescore, "weight": weight})
+        loaded, search = compare.side("streaming", "default", rescore, weight)
+        second_pass = compare.second_pass(search)
+        if weight is None:
+            assert second_pass is None
+        else:
+            assert (second_pass["model"], second_pass["weight"]) == (rescore, weight)
         errors = compare.word_errors(loaded, search, waves, references)
         expected = evaluate(model, utterances, search=beam_search_for(model, rescore=rescore, rescore_weight=weight)).wer
         assert 100 * errors.sum() / words == pytest.approx(expected, abs=0.01), rescore
@@ -223,9 +227,11 @@ def test_compare_models_counts_each_sides_errors_with_its_own_second_pass(an4_ro
     monkeypatch.setattr(sys, "argv", argv)
     compare.main()
     row = json.loads(capsys.readouterr().out)
-    assert row["utterances"] == 24 and row["second_pass_a"] == {"partner": "streaming-partner", "weight": 1.0} and row["second_pass_b"] is None
+    assert row["utterances"] == 24 and row["rescore_b"] is None
+    assert (row["rescore_a"]["model"], row["rescore_a"]["weight"]) == ("streaming-partner", 1.0)
     assert row["a_minus_b"] == pytest.approx(row["wer_a"] - row["wer_b"], abs=0.02)
     assert row["a_minus_b_95"][0] <= row["a_minus_b"] <= row["a_minus_b_95"][1]
     monkeypatch.setattr(sys, "argv", argv[:3] + ["--lm", "none", "--rescore-a", "streaming-partner"])
-    with pytest.raises(SystemExit):  # a second pass needs a beam search's n best
+    with pytest.raises(SystemExit) as refused:  # a second pass needs a beam search's n best
         compare.main()
+    assert refused.value.code == 2 and "give --lm default" in capsys.readouterr().err
