@@ -72,6 +72,15 @@ def greedy_decode(
     return hypotheses
 
 
+def emitting_frames(path, previous: int, blank: int) -> np.ndarray:
+    """CTC's collapse rule on a frame-level path (a list or array of token ids): ``(len(path),)``
+    booleans, true where a frame emits a token: not blank and unlike the frame before it
+    (``previous``: the frame before the path's first)."""
+    frames = np.asarray(path, dtype=np.int64)
+    before = np.concatenate([np.array([previous], dtype=np.int64), frames[:-1]])
+    return (frames != blank) & (frames != before[: len(frames)])
+
+
 class Candidate(NamedTuple):
     """One of a running beam search's n best, as a second pass ranks it
     (:meth:`BeamSearchDecoder.current_candidates`)."""
@@ -130,15 +139,17 @@ class GreedyDecoder:
         posterior probability (the best path here; a beam search's path in
         :class:`BeamSearchDecoder`)."""
         blank = self.tokenizer.blank
-        for offset, (token, prob) in enumerate(zip(path, probs)):
+        emits = emitting_frames(path, self._previous, blank).tolist()
+        for offset, (token, prob, emit) in enumerate(zip(path, probs, emits)):
             frame = self.n_frames + offset
+            if emit:
+                self._emit(token, frame, prob)
+            elif token != blank and self._char_probs and token != self.tokenizer.space:
+                self._char_probs[-1] = max(self._char_probs[-1], prob)  # the same letter held on
             if token != blank:
-                if token != self._previous:
-                    self._emit(token, frame, prob)
-                elif self._char_probs and token != self.tokenizer.space:
-                    self._char_probs[-1] = max(self._char_probs[-1], prob)
                 self.last_emission = frame
-            self._previous = token
+        if path:
+            self._previous = path[-1]
         self.n_frames += len(path)
 
     def peek(self, log_probs: torch.Tensor) -> tuple[str, list[WordTiming]]:
@@ -698,12 +709,10 @@ class BeamSearchDecoder:
         return self._to_hypothesis(candidate.result)
 
     def _spelled_tokens(self, path: list[int]) -> list[int]:
-        # The tokens the committed prefix followed by ``path`` spells, as GreedyDecoder.follow
-        # emits them: a token that is not blank and differs from the frame before it.
+        # The tokens the committed prefix followed by ``path`` spells (GreedyDecoder.follow's rule).
         committed = self._committed
         frames = np.asarray(path, dtype=np.int64)
-        before = np.concatenate([[committed._previous], frames[:-1]])
-        return committed.tokens + frames[(frames != self.tokenizer.blank) & (frames != before)].tolist()
+        return committed.tokens + frames[emitting_frames(frames, committed._previous, self.tokenizer.blank)].tolist()
 
     def hypotheses(self) -> list[Hypothesis]:
         """The n best final hypotheses, best first (after :meth:`finish`)."""

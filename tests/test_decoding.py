@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechrnn.decoding import GreedyDecoder, greedy_decode
+from speechrnn.decoding import GreedyDecoder, emitting_frames, greedy_decode
 from speechrnn.text import Tokenizer
 
 TOK = Tokenizer()
@@ -32,6 +32,17 @@ def test_repeated_letter_needs_a_blank_between():
     path = list("_l_l_") + list("ll")
     hyp = greedy_decode(log_probs_for(path), torch.tensor([len(path)]), TOK, frame_shift=0.03)[0]
     assert hyp.text == "lll"
+
+
+def test_emitting_frames_is_the_collapse_rule_across_a_split():
+    """The frames that emit a token: not blank and unlike the frame before, the frame before a
+    path's first being the one given (a split path emits as the whole one does)."""
+    a, l, blank = TOK.index["a"], TOK.index["l"], TOK.blank
+    path = [blank, a, a, blank, a, l, l, a]
+    assert emitting_frames(path, blank, blank).tolist() == [False, True, False, False, True, True, False, True]
+    assert emitting_frames(path[3:], path[2], blank).tolist() == [False, True, True, False, True]
+    assert emitting_frames(path[1:], a, blank).tolist()[0] is False  # the 'a' before it continues
+    assert emitting_frames([], a, blank).tolist() == []
 
 
 def test_lengths_limit_decoding_and_offset_shifts_times():
