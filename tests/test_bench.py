@@ -235,3 +235,32 @@ def test_compare_models_counts_each_sides_errors_with_its_own_second_pass(an4_ro
     with pytest.raises(SystemExit) as refused:  # a second pass needs a beam search's n best
         compare.main()
     assert refused.value.code == 2 and "give --lm default" in capsys.readouterr().err
+
+
+def test_partner_grid_reads_each_partner_alone_as_the_second_pass_does(an4_root, monkeypatch, capsys):
+    """scripts/partner_grid.py: the first pass and each partner alone, at the weight dev chose,
+    read the WER `evaluate` reads with that second pass; the partners together choose among a
+    grid that holds each alone, so dev can only read as well or better."""
+    import json
+    import sys
+
+    from speechrnn.data import an4_dev_split, an4_utterances
+    from speechrnn.decoding import beam_search_for
+    from speechrnn.evaluate import evaluate
+    from speechrnn.model import load_model
+
+    grid = _script("partner_grid")
+    sets = {"dev": an4_dev_split(an4_root)[:16], "test": an4_utterances(an4_root, "test")[:16]}
+    monkeypatch.setattr(grid, "an4_eval_split", lambda root, split: sets[split])
+    monkeypatch.setattr(sys, "argv", ["partner_grid.py", "streaming", "streaming-partner", "offline", "--weights", "0.5", "1", "2"])
+    grid.main()
+    row = json.loads(capsys.readouterr().out)
+    model = load_model("streaming")
+    for name, utterances in sets.items():
+        assert row["first_pass"][name]["wer"] == pytest.approx(evaluate(model, utterances, search=beam_search_for(model)).wer, abs=0.01)
+        for alone in row["alone"]:
+            search = beam_search_for(model, rescore=alone["partner"], rescore_weight=alone["weight"]) if alone["weight"] else beam_search_for(model)
+            assert alone[name]["wer"] == pytest.approx(evaluate(model, utterances, search=search).wer, abs=0.01), alone
+    assert [alone["partner"] for alone in row["alone"]] == ["streaming-partner", "offline"]
+    assert row["weights_tried"] == [0.0, 0.5, 1.0, 2.0]
+    assert row["together"]["dev"]["wer"] <= min(alone["dev"]["wer"] for alone in row["alone"])

@@ -1,0 +1,120 @@
+"""Several second-pass partners at once: does their sum judge a model's n best better than one?
+
+Usage:
+    .venv/bin/python scripts/partner_grid.py MODEL PARTNER [PARTNER ...] [--weights 0 0.25 ...]
+        [--nbest 16] [--an4 ../shared/data/an4]
+
+Decodes AN4 dev and test once with MODEL's tuned beam search, keeping its n best, and scores
+every hypothesis under each partner (the CTC log-likelihood of its tokens, as ``--rescore``
+does). Then it re-ranks at every combination of the partners' weights:
+
+    search score + sum over partners of weight * log P_partner(text | audio)
+
+and prints one JSON object: the first pass alone, each partner alone and all of them together,
+each at the weights AN4 dev chooses (lowest WER, then CER, then the smaller sum of weights),
+with dev's and test's WER and CER. A partner alone is what ``speechrnn lm tune --rescore-model``
+chooses over the same weights. One partner is what speechrnn's second pass runs; this measures
+whether a second pass with more would be worth building.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+from typing import NamedTuple
+
+import numpy as np
+
+from speechrnn.data import DEFAULT_AN4, an4_eval_split, load_waves
+from speechrnn.decoding import beam_search_for
+from speechrnn.evaluate import error_rates
+from speechrnn.model import load_model
+from speechrnn.rescoring import RescoreConfig, Rescorer, ctc_log_likelihoods
+from speechrnn.tuning import RESCORE_WEIGHTS
+from speechrnn.transcribe import decode, emissions
+
+# A transcript the partner's frames cannot hold has log-likelihood -inf; a finite floor keeps
+# weight 0 meaning "not asked" (0 * -inf would be NaN) and any positive weight ranking it last.
+FLOOR = -1e9
+
+
+class Split(NamedTuple):
+    references: list[str]
+    candidates: list[list]  # per utterance: the n best hypotheses, best first
+    likelihoods: list[np.ndarray]  # per utterance: (partners, n) partner log-likelihoods
+
+    def error_rates(self, weights) -> tuple[float, float]:
+        """WER and CER (percent) of the n best re-ranked at ``weights`` (one per partner)."""
+        texts = []
+        for candidates, likelihoods in zip(self.candidates, self.likelihoods):
+            combined = np.array([h.score for h in candidates]) + np.asarray(weights) @ likelihoods
+            texts.append(candidates[int(np.argmax(combined))].text)  # (argmax: the first of equals, as Rescorer keeps the search's order)
+        return error_rates(self.references, texts)
+
+
+def scored_split(model, search, rescorers: list[Rescorer], utterances) -> Split:
+    """``utterances`` decoded by ``search`` (its n best) and scored under each partner."""
+    waves = load_waves(utterances)
+    stored = dict(emissions(model, waves))
+    candidates = []
+    for i in range(len(waves)):
+        best = decode(model, stored[i], search)
+        candidates.append([best._replace(alternatives=()), *best.alternatives])
+    frames = [rescorer.partner_log_probs(waves) for rescorer in rescorers]
+    likelihoods = []
+    for i, hypotheses in enumerate(candidates):
+        tokens = [h.tokens for h in hypotheses]
+        rows = [ctc_log_likelihoods(f[i], tokens, model.tokenizer.blank) if i in f else [0.0] * len(tokens) for f in frames]  # (not rescored: as the first pass ranks)
+        likelihoods.append(np.maximum(np.array(rows, dtype=np.float64), FLOOR))
+    return Split([u.text for u in utterances], candidates, likelihoods)
+
+
+def chosen(splits: dict[str, Split], combinations: list[tuple[float, ...]]) -> dict:
+    """The combination dev chooses among ``combinations``, with its dev and test figures."""
+    dev = {weights: splits["dev"].error_rates(weights) for weights in combinations}
+    weights = min(combinations, key=lambda w: (*dev[w], sum(w)))
+    row = {"weights": list(weights)}
+    for name, split in splits.items():
+        wer, cer = dev[weights] if name == "dev" else split.error_rates(weights)
+        row[name] = {"wer": round(wer, 2), "cer": round(cer, 2)}
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", help="the first pass: a bundled model's name or a model file (decoded with its tuned LM settings)")
+    parser.add_argument("partners", nargs="+", help="partner models: bundled names or model files")
+    parser.add_argument("--weights", type=float, nargs="+", default=list(RESCORE_WEIGHTS), help="weights tried for each partner (default: lm tune's)")
+    parser.add_argument("--nbest", type=int, default=RescoreConfig.nbest)
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    args = parser.parse_args()
+
+    model = load_model(args.model)
+    search = beam_search_for(model, "default")
+    if search is None:
+        parser.error(f"{args.model}: no tuned LM settings to decode with")
+    search = search.with_config(dataclasses.replace(search.config, nbest=max(args.nbest, search.config.nbest)))
+    rescorers = [Rescorer(RescoreConfig(partner, nbest=args.nbest), model.tokenizer) for partner in args.partners]
+    splits = {name: scored_split(model, search, rescorers, an4_eval_split(args.an4, name)) for name in ("dev", "test")}
+
+    n = len(args.partners)
+    weights = sorted(set(args.weights) | {0.0})
+    grid = list(itertools.product(weights, repeat=n))
+    alone = []
+    for k, partner in enumerate(args.partners):
+        row = chosen(splits, [w for w in grid if all(x == 0 for j, x in enumerate(w) if j != k)])
+        alone.append({"partner": partner, "weight": row.pop("weights")[k], **row})
+    print(json.dumps({
+        "model": args.model,
+        "partners": args.partners,
+        "nbest": args.nbest,
+        "weights_tried": weights,
+        "first_pass": chosen(splits, [(0.0,) * n]),
+        "alone": alone,
+        "together": chosen(splits, grid),
+    }))
+
+
+if __name__ == "__main__":
+    main()
