@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python scripts/partner_grid.py MODEL PARTNER [PARTNER ...] [--weights 0 0.25 ...]
-        [--nbest 16] [--an4 ../shared/data/an4]
+        [--nbest 16] [--beam-size B] [--an4 ../shared/data/an4]
 
 Decodes AN4 dev and test once with MODEL's tuned beam search, keeping its n best, and scores
 every hypothesis under each partner (the CTC log-likelihood of its tokens, as ``--rescore``
@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("partners", nargs="+", help="partner models: bundled names or model files")
     parser.add_argument("--weights", type=float, nargs="+", default=list(RESCORE_WEIGHTS), help="weights tried for each partner (default: lm tune's)")
     parser.add_argument("--nbest", type=int, default=RescoreConfig.nbest)
+    parser.add_argument("--beam-size", type=int, help="the first pass's beam (default: the model's tuned one)")
     parser.add_argument("--an4", default=str(DEFAULT_AN4))
     args = parser.parse_args()
 
@@ -94,7 +95,8 @@ def main() -> None:
     search = beam_search_for(model, "default")
     if search is None:
         parser.error(f"{args.model}: no tuned LM settings to decode with")
-    search = search.with_config(dataclasses.replace(search.config, nbest=max(args.nbest, search.config.nbest)))
+    beam_size = args.beam_size or search.config.beam_size
+    search = search.with_config(dataclasses.replace(search.config, nbest=max(args.nbest, search.config.nbest), beam_size=beam_size))
     rescorers = [Rescorer(RescoreConfig(partner, nbest=args.nbest), model.tokenizer) for partner in args.partners]
     splits = {name: scored_split(model, search, rescorers, an4_eval_split(args.an4, name)) for name in ("dev", "test")}
 
@@ -109,6 +111,7 @@ def main() -> None:
         "model": args.model,
         "partners": args.partners,
         "nbest": args.nbest,
+        "beam_size": beam_size,
         "weights_tried": weights,
         "first_pass": chosen(splits, [(0.0,) * n]),
         "alone": alone,
