@@ -12,7 +12,9 @@ does). Then it re-ranks at every combination of the partners' weights:
 
 and prints one JSON object: the first pass alone, each partner alone and all of them together,
 each at the weights AN4 dev chooses (lowest WER, then CER, then the smaller sum of weights),
-with dev's and test's WER and CER. A partner alone is what ``speechrnn lm tune --rescore-model``
+with dev's and test's WER and CER; and the oracle WER of the n best (each utterance's best
+transcript among them: what a perfect re-ranking could reach) and how many distinct transcripts
+an utterance's n best hold. A partner alone is what ``speechrnn lm tune --rescore-model``
 chooses over the same weights. One partner is what speechrnn's second pass runs; this measures
 whether a second pass with more would be worth building.
 """
@@ -24,6 +26,7 @@ import itertools
 import json
 from typing import NamedTuple
 
+import jiwer
 import numpy as np
 
 from speechrnn.data import DEFAULT_AN4, an4_eval_split, load_waves
@@ -51,6 +54,20 @@ class Split(NamedTuple):
             combined = np.array([h.score for h in candidates]) + np.asarray(weights) @ likelihoods
             texts.append(candidates[int(np.argmax(combined))].text)  # (argmax: the first of equals, as Rescorer keeps the search's order)
         return error_rates(self.references, texts)
+
+
+    def oracle_wer(self) -> float:
+        """WER (percent) when each utterance keeps whichever of its n best has the fewest word
+        errors: what a perfect re-ranking could reach."""
+        errors = 0
+        for reference, candidates in zip(self.references, self.candidates):
+            errors += min(word_errors(reference, h.text) for h in candidates)
+        return 100 * errors / sum(len(reference.split()) for reference in self.references)
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    alignment = jiwer.process_words(reference, hypothesis)
+    return alignment.substitutions + alignment.deletions + alignment.insertions
 
 
 def scored_split(model, search, rescorers: list[Rescorer], utterances) -> Split:
@@ -114,6 +131,8 @@ def main() -> None:
         "beam_size": beam_size,
         "weights_tried": weights,
         "first_pass": chosen(splits, [(0.0,) * n]),
+        "oracle_wer": {name: round(split.oracle_wer(), 2) for name, split in splits.items()},
+        "mean_distinct": {name: round(float(np.mean([len({h.text for h in c}) for c in split.candidates])), 2) for name, split in splits.items()},
         "alone": alone,
         "together": chosen(splits, grid),
     }))

@@ -264,3 +264,7 @@ def test_partner_grid_reads_each_partner_alone_as_the_second_pass_does(an4_root,
     assert [alone["partner"] for alone in row["alone"]] == ["streaming-partner", "offline"]
     assert row["weights_tried"] == [0.0, 0.5, 1.0, 2.0]
     assert row["together"]["dev"]["wer"] <= min(alone["dev"]["wer"] for alone in row["alone"])
+    for name in sets:  # no re-ranking of the n best reads below the best of them
+        assert row["oracle_wer"][name] <= min(row["together"][name]["wer"], row["first_pass"][name]["wer"], *(a[name]["wer"] for a in row["alone"]))
+    assert row["oracle_wer"]["dev"] < row["first_pass"]["dev"]["wer"]  # (these utterances): the n best hold better transcripts
+    assert 1 < row["mean_distinct"]["dev"] <= 16
