@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import jiwer
 import numpy as np
 import torch
 
+from speechrnn import evaluate
 from speechrnn.data import DEFAULT_AN4, an4_eval_split, load_waves
 from speechrnn.decoding import beam_search_for
 from speechrnn.model import load_model
@@ -36,11 +36,7 @@ def word_errors(model, search, waves: list[torch.Tensor], references: list[str])
     """``(utterances,)`` word errors (substitutions + deletions + insertions) of each utterance,
     decoded by ``search`` (None: greedy)."""
     hypotheses = recognize(model, waves, search=search)
-    errors = []
-    for reference, hypothesis in zip(references, hypotheses):
-        alignment = jiwer.process_words(reference, hypothesis.text)
-        errors.append(alignment.substitutions + alignment.deletions + alignment.insertions)
-    return np.array(errors)
+    return np.array([evaluate.word_errors(reference, hypothesis.text) for reference, hypothesis in zip(references, hypotheses)])
 
 
 def side(model_path: str, lm: str, rescore: str, weight: float | None) -> tuple:

@@ -26,12 +26,11 @@ import itertools
 import json
 from typing import NamedTuple
 
-import jiwer
 import numpy as np
 
 from speechrnn.data import DEFAULT_AN4, an4_eval_split, load_waves
 from speechrnn.decoding import beam_search_for
-from speechrnn.evaluate import error_rates
+from speechrnn.evaluate import error_rates, word_errors
 from speechrnn.model import load_model
 from speechrnn.rescoring import RescoreConfig, Rescorer, ctc_log_likelihoods
 from speechrnn.tuning import RESCORE_WEIGHTS
@@ -55,7 +54,6 @@ class Split(NamedTuple):
             texts.append(candidates[int(np.argmax(combined))].text)  # (argmax: the first of equals, as Rescorer keeps the search's order)
         return error_rates(self.references, texts)
 
-
     def oracle_wer(self) -> float:
         """WER (percent) when each utterance keeps whichever of its n best has the fewest word
         errors: what a perfect re-ranking could reach."""
@@ -63,11 +61,6 @@ class Split(NamedTuple):
         for reference, candidates in zip(self.references, self.candidates):
             errors += min(word_errors(reference, h.text) for h in candidates)
         return 100 * errors / sum(len(reference.split()) for reference in self.references)
-
-
-def word_errors(reference: str, hypothesis: str) -> int:
-    alignment = jiwer.process_words(reference, hypothesis)
-    return alignment.substitutions + alignment.deletions + alignment.insertions
 
 
 def scored_split(model, search, rescorers: list[Rescorer], utterances) -> Split:

@@ -18,6 +18,13 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[f
     return 100 * jiwer.wer(list(references), list(hypotheses)), 100 * jiwer.cer(list(references), list(hypotheses))
 
 
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Substitutions + deletions + insertions of one transcript (jiwer): summed over a corpus and
+    divided by its reference words, the corpus WER."""
+    alignment = jiwer.process_words(reference, hypothesis)
+    return alignment.substitutions + alignment.deletions + alignment.insertions
+
+
 @dataclass
 class Evaluation:
     wer: float  # percent
