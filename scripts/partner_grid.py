@@ -32,26 +32,21 @@ from speechrnn.data import DEFAULT_AN4, an4_eval_split, load_waves
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates, word_errors
 from speechrnn.model import load_model
-from speechrnn.rescoring import RescoreConfig, Rescorer, ctc_log_likelihoods
+from speechrnn.rescoring import RescoreConfig, Rescorer, combined_score, ctc_log_likelihoods
 from speechrnn.tuning import RESCORE_WEIGHTS
 from speechrnn.transcribe import decode, emissions
-
-# A transcript the partner's frames cannot hold has log-likelihood -inf; a finite floor keeps
-# weight 0 meaning "not asked" (0 * -inf would be NaN) and any positive weight ranking it last.
-FLOOR = -1e9
-
 
 class Split(NamedTuple):
     references: list[str]
     candidates: list[list]  # per utterance: the n best hypotheses, best first
-    likelihoods: list[np.ndarray]  # per utterance: (partners, n) partner log-likelihoods
+    likelihoods: list[list[tuple[float, ...]]]  # per utterance, per hypothesis: its log-likelihood under each partner
 
     def error_rates(self, weights) -> tuple[float, float]:
         """WER and CER (percent) of the n best re-ranked at ``weights`` (one per partner)."""
         texts = []
         for candidates, likelihoods in zip(self.candidates, self.likelihoods):
-            combined = np.array([h.score for h in candidates]) + np.asarray(weights) @ likelihoods
-            texts.append(candidates[int(np.argmax(combined))].text)  # (argmax: the first of equals, as Rescorer keeps the search's order)
+            combined = [combined_score(h.score, zip(weights, votes)) for h, votes in zip(candidates, likelihoods)]
+            texts.append(candidates[combined.index(max(combined))].text)  # (the first of equals, as Rescorer keeps the search's order)
         return error_rates(self.references, texts)
 
     def oracle_wer(self) -> float:
@@ -76,13 +71,13 @@ def scored_split(model, search, rescorers: list[Rescorer], utterances) -> Split:
     for i, hypotheses in enumerate(candidates):
         tokens = [h.tokens for h in hypotheses]
         rows = [ctc_log_likelihoods(f[i], tokens, model.tokenizer.blank) if i in f else [0.0] * len(tokens) for f in frames]  # (not rescored: as the first pass ranks)
-        likelihoods.append(np.maximum(np.array(rows, dtype=np.float64), FLOOR))
+        likelihoods.append(list(zip(*rows)))
     return Split([u.text for u in utterances], candidates, likelihoods)
 
 
-def chosen(splits: dict[str, Split], combinations: list[tuple[float, ...]]) -> dict:
-    """The combination dev chooses among ``combinations``, with its dev and test figures."""
-    dev = {weights: splits["dev"].error_rates(weights) for weights in combinations}
+def chosen(splits: dict[str, Split], dev: dict[tuple, tuple[float, float]], combinations: list[tuple[float, ...]]) -> dict:
+    """The combination dev chooses among ``combinations`` (``dev``: each one's dev WER and CER),
+    with its dev and test figures."""
     weights = min(combinations, key=lambda w: (*dev[w], sum(w)))
     row = {"weights": list(weights)}
     for name, split in splits.items():
@@ -113,9 +108,10 @@ def main() -> None:
     n = len(args.partners)
     weights = sorted(set(args.weights) | {0.0})
     grid = list(itertools.product(weights, repeat=n))
+    dev = {combination: splits["dev"].error_rates(combination) for combination in grid}  # each read once
     alone = []
     for k, partner in enumerate(args.partners):
-        row = chosen(splits, [w for w in grid if all(x == 0 for j, x in enumerate(w) if j != k)])
+        row = chosen(splits, dev, [w for w in grid if all(x == 0 for j, x in enumerate(w) if j != k)])
         alone.append({"partner": partner, "weight": row.pop("weights")[k], **row})
     print(json.dumps({
         "model": args.model,
@@ -123,11 +119,11 @@ def main() -> None:
         "nbest": args.nbest,
         "beam_size": beam_size,
         "weights_tried": weights,
-        "first_pass": chosen(splits, [(0.0,) * n]),
+        "first_pass": chosen(splits, dev, [(0.0,) * n]),
         "oracle_wer": {name: round(split.oracle_wer(), 2) for name, split in splits.items()},
         "mean_distinct": {name: round(float(np.mean([len({h.text for h in c}) for c in split.candidates])), 2) for name, split in splits.items()},
         "alone": alone,
-        "together": chosen(splits, grid),
+        "together": chosen(splits, dev, grid),
     }))
 
 

@@ -132,9 +132,17 @@ class Rescorer:
         return sorted(enumerate(scores), key=lambda pair: -pair[1])  # (sorted() is stable)
 
     def combined_scores(self, candidates, partner_log_probs: torch.Tensor) -> list[float]:
-        """Each candidate's search score plus the weighted partner log-likelihood of its tokens."""
+        """Each candidate's search score plus the weighted partner log-likelihood of its tokens
+        (:func:`combined_score`)."""
         likelihoods = ctc_log_likelihoods(partner_log_probs, [h.tokens for h in candidates], self.partner.tokenizer.blank)
-        return [h.score + self.config.weight * ll for h, ll in zip(candidates, likelihoods)]
+        return [combined_score(h.score, [(self.config.weight, ll)]) for h, ll in zip(candidates, likelihoods)]
+
+
+def combined_score(score: float, votes) -> float:
+    """A search ``score`` plus each ``(weight, log-likelihood)`` partner vote. A partner at
+    weight 0 has no vote, even for a transcript its frames cannot hold (log-likelihood -inf,
+    where 0 * -inf would make the score NaN and the ranking arbitrary)."""
+    return score + sum(weight * likelihood for weight, likelihood in votes if weight)
 
 
 def final_hypothesis(search, decoder, partner_log_probs: Callable[[], torch.Tensor | None] | None = None) -> Hypothesis:

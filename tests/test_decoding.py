@@ -39,10 +39,10 @@ def test_emitting_frames_is_the_collapse_rule_across_a_split():
     path's first being the one given (a split path emits as the whole one does)."""
     a, l, blank = TOK.index["a"], TOK.index["l"], TOK.blank
     path = [blank, a, a, blank, a, l, l, a]
-    assert emitting_frames(path, blank, blank).tolist() == [False, True, False, False, True, True, False, True]
-    assert emitting_frames(path[3:], path[2], blank).tolist() == [False, True, True, False, True]
-    assert emitting_frames(path[1:], a, blank).tolist()[0] is False  # the 'a' before it continues
-    assert emitting_frames([], a, blank).tolist() == []
+    assert emitting_frames(path, blank, blank) == [False, True, False, False, True, True, False, True]
+    assert emitting_frames(path[3:], path[2], blank) == [False, True, True, False, True]
+    assert emitting_frames(path[1:], a, blank)[0] is False  # the 'a' before it continues
+    assert emitting_frames([], a, blank) == []
 
 
 def test_lengths_limit_decoding_and_offset_shifts_times():

@@ -69,6 +69,18 @@ def test_the_partner_reranks_the_first_pass_nbest():
     assert chosen.alternatives[0].score == pytest.approx(-1.0 + ctc_log_likelihood(partner, TOK.encode("yes")))
 
 
+def test_weight_zero_keeps_the_first_pass_even_where_the_partner_cannot_hold_a_transcript():
+    """A transcript the partner's frames are too few to hold has log-likelihood -inf; at weight
+    0 the partner has no vote (its scores are the search's, never NaN), at any other it ranks last."""
+    a = TOK.index["a"]
+    first = Hypothesis("aa", [a, a], [], -1.0, [])._replace(alternatives=(Hypothesis("a", [a], [], -1.5, []),))
+    partner = torch.zeros(2, len(TOK)).log_softmax(-1)  # two frames: "aa" needs three
+    rescorer = Rescorer(RescoreConfig("unused", weight=0.0), partner=tiny_model(True, 0))
+    kept = rescorer.choose(first, partner)
+    assert (kept.text, kept.score, kept.alternatives[0].score) == ("aa", -1.0, -1.5)
+    assert rescorer.reweighted(0.5).choose(first, partner).text == "a"
+
+
 @pytest.fixture(scope="module")
 def lexicon_search(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lm")
