@@ -18,7 +18,7 @@ from speechrnn.data import DEFAULT_AN4, an4_utterances, load_waves
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
-from speechrnn.transcribe import decode, emissions
+from speechrnn.transcribe import decode, emissions_in_order
 
 
 def main() -> None:
@@ -38,8 +38,7 @@ def main() -> None:
         raise SystemExit(f"{args.model}: no tuned LM; pass --lm ARPA")
     waves = load_waves(utterances)
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
-    stored = dict(emissions(model, waves))
-    log_probs = [stored[i] for i in range(len(waves))]
+    log_probs = emissions_in_order(model, waves)
     references = [u.text for u in utterances]
     report = {"model": args.model, "decoding": {k: v for k, v in search.config.to_dict().items() if k != "nbest"}, "threads": args.threads}
     for name, decoder in (("greedy", None), ("beam", search)):

@@ -34,7 +34,7 @@ from speechrnn.evaluate import error_rates, word_errors
 from speechrnn.model import load_model
 from speechrnn.rescoring import RescoreConfig, Rescorer, combined_score, ctc_log_likelihoods
 from speechrnn.tuning import RESCORE_WEIGHTS
-from speechrnn.transcribe import decode, emissions
+from speechrnn.transcribe import decode, emissions_in_order
 
 class Split(NamedTuple):
     references: list[str]
@@ -61,10 +61,9 @@ class Split(NamedTuple):
 def scored_split(model, search, rescorers: list[Rescorer], utterances) -> Split:
     """``utterances`` decoded by ``search`` (its n best) and scored under each partner."""
     waves = load_waves(utterances)
-    stored = dict(emissions(model, waves))
     candidates = []
-    for i in range(len(waves)):
-        best = decode(model, stored[i], search)
+    for log_probs in emissions_in_order(model, waves):
+        best = decode(model, log_probs, search)
         candidates.append([best._replace(alternatives=()), *best.alternatives])
     frames = [rescorer.partner_log_probs(waves) for rescorer in rescorers]
     likelihoods = []

@@ -63,6 +63,13 @@ def emissions(
         torch.set_num_threads(threads)
 
 
+def emissions_in_order(model: SpeechModel, waves: Sequence[torch.Tensor], batch_size: int = BATCH_SIZE) -> list[torch.Tensor]:
+    """:func:`emissions` of ``waves`` as a list in the input order (all held at once: for dev and
+    test sets that are read several times, as tuning and the benchmarks do)."""
+    stored = dict(emissions(model, waves, batch_size))
+    return [stored[i] for i in range(len(waves))]
+
+
 def decode(
     model: SpeechModel, log_probs: torch.Tensor, search: BeamSearch | None = None, time_offset: float = 0.0, partner_log_probs: torch.Tensor | None = None
 ) -> Hypothesis:

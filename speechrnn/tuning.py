@@ -21,7 +21,7 @@ from .lm import build_lm_files
 from .model import SpeechModel, load_model
 from .output import write_atomic
 from .rescoring import RescoreConfig, Rescorer
-from .transcribe import decode, emissions
+from .transcribe import decode, emissions_in_order
 
 LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
@@ -70,8 +70,7 @@ def tune(
     searched and the best of all kept, ties going to the earlier config."""
     bases = [base] if isinstance(base, BeamSearchConfig) else list(base)
     waves = load_waves(utterances)
-    stored = dict(emissions(model, waves))
-    log_probs = [stored[i] for i in range(len(waves))]
+    log_probs = emissions_in_order(model, waves)
     references = [u.text for u in utterances]
     greedy_wer, _ = error_rates(references, [decode(model, lp).text for lp in log_probs])
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate
@@ -119,8 +118,7 @@ def tune_rescoring(
     search = BeamSearch(tuning.best, model.tokenizer)
     search = search.with_config(dataclasses.replace(search.config, nbest=max(nbest, search.config.nbest)))
     waves = load_waves(utterances)
-    stored = dict(emissions(model, waves))
-    hyps = [decode(model, stored[i], search) for i in range(len(waves))]
+    hyps = [decode(model, lp, search) for lp in emissions_in_order(model, waves)]
     partner_of = rescorer.partner_log_probs(waves)
     references = [u.text for u in utterances]
     grid, best = [], None

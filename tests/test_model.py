@@ -250,7 +250,7 @@ def test_level_normalised_model_hears_a_quiet_input_as_a_loud_one(tmp_path, tone
 
 
 def test_emissions_from_concurrent_batches_equal_one_batch_at_a_time(tone):
-    from speechrnn.transcribe import emissions
+    from speechrnn.transcribe import emissions, emissions_in_order
 
     torch.manual_seed(0)
     model = SpeechModel(ModelConfig(**TINY)).eval()
@@ -262,6 +262,10 @@ def test_emissions_from_concurrent_batches_equal_one_batch_at_a_time(tone):
     assert sorted(concurrent) == list(range(9))
     for i, log_probs in serial.items():
         torch.testing.assert_close(concurrent[i], log_probs, atol=1e-5, rtol=1e-5)
+    in_order = emissions_in_order(model, waves, batch_size=2)
+    assert [lp.shape[0] for lp in in_order] == [serial[i].shape[0] for i in range(9)]  # lengths grow with the input
+    for i, log_probs in enumerate(in_order):
+        torch.testing.assert_close(log_probs, serial[i], atol=1e-5, rtol=1e-5)
 
 
 def test_differing_weights_names_what_differs_and_half_compares_as_shipped(tmp_path):
