@@ -1,9 +1,11 @@
 """Cost and gain of beam search with the LM: decoding time per audio second (the acoustic
-model excluded) and AN4 test WER, greedy against the model's tuned beam search.
+model excluded) and AN4 test WER, greedy against the model's tuned beam search; and, as a
+stream decodes, the time of one decoder step per chunk of ``--chunk-frames`` frames (5: the
+100 ms chunks of ``speechrnn live``), each utterance's frames fed chunk by chunk.
 
 Usage:
     .venv/bin/python scripts/bench_beam.py [--model offline] [--lm default|ARPA] [--threads 1]
-        [--an4 ../shared/data/an4]
+        [--chunk-frames 5] [--an4 ../shared/data/an4]
 """
 from __future__ import annotations
 
@@ -15,10 +17,26 @@ import torch
 
 from speechrnn import machine
 from speechrnn.data import DEFAULT_AN4, an4_utterances, load_waves
-from speechrnn.decoding import beam_search_for
+from speechrnn.decoding import beam_search_for, new_decoder
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
 from speechrnn.transcribe import decode, emissions_in_order
+
+
+def chunked_step_seconds(model, log_probs: list[torch.Tensor], search, chunk_frames: int) -> float:
+    """Mean seconds of one decoder ``step`` (``search`` None: greedy) over chunks of
+    ``chunk_frames`` frames of every utterance in ``log_probs`` (``finish`` not counted)."""
+    seconds, steps = 0.0, 0
+    for lp in log_probs:
+        decoder = new_decoder(model, search)
+        chunks = lp.split(chunk_frames)
+        started = time.perf_counter()
+        for chunk in chunks:
+            decoder.step(chunk)
+        seconds += time.perf_counter() - started
+        steps += len(chunks)
+        decoder.finish()
+    return seconds / steps
 
 
 def main() -> None:
@@ -28,6 +46,7 @@ def main() -> None:
     parser.add_argument("--lm", default="default", help="'default' (the model's tuned LM) or an ARPA path")
     parser.add_argument("--lexicon", default=None, help="a lexicon, or 'none' for lexicon-free search (default: the tuned setting)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--chunk-frames", type=int, default=5, help="frames per decoder step for the per-chunk figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -47,6 +66,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
         wer, cer = error_rates(references, texts)
         report[name] = {"test_wer": round(wer, 2), "test_cer": round(cer, 2), "decode_rtf": round(seconds / audio_seconds, 5)}
+        report[name]["us_per_chunk"] = round(chunked_step_seconds(model, log_probs, decoder, args.chunk_frames) * 1e6, 1)
+    report["chunk_frames"] = args.chunk_frames
     report["machine"] = machine.describe()
     print(json.dumps(report, indent=1))
 
