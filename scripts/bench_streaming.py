@@ -290,7 +290,7 @@ def main() -> None:
         **({"offline_spikes_before_aligned_ends_ms": spike_leads(spikes, references)} if args.reference == "align" else {}),
         "late_words": late_words(latencies, args.late_ms),
         "partials_prefix_of_final": round(stable / max(1, partials), 4),
-        "lookahead_ms": round(1000 * model.config.lookahead * model.config.frame_shift, 1),
+        "lookahead_ms": round(1000 * model.config.latency_frames * model.config.frame_shift, 1),
         "machine": machine.describe(),
         "torch": torch.__version__,
     }

@@ -40,6 +40,9 @@ class ModelConfig:
     dropout: float = 0.25  # between RNN layers
     io_dropout: float = 0.25  # on the input projection's output and before the CTC head
     lookahead: int = 0  # future output frames mixed into each frame after the RNN (row convolution)
+    # Future stacked frames concatenated into each frame's input before the projection, so the
+    # RNN itself reads them (latency input_lookahead * frame_shift, added to the row convolution's).
+    input_lookahead: int = 0
     # Whole-utterance level normalisation (bidirectional models, which see the whole input
     # anyway): each input is scaled so its speech level is this many dB full scale, the median
     # of the training speech (None: off). A streaming model cannot know a level in advance.
@@ -60,8 +63,8 @@ class ModelConfig:
             raise ValueError(f"rnn_type must be 'gru' or 'lstm', got {self.rnn_type!r}")
         if self.frame_stack < 1 or self.n_layers < 1 or self.n_hidden < 1 or self.n_proj < 1:
             raise ValueError("frame_stack, n_layers, n_hidden and n_proj must be positive")
-        if self.lookahead < 0:
-            raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
+        if self.lookahead < 0 or self.input_lookahead < 0:
+            raise ValueError(f"lookahead and input_lookahead must be >= 0, got {self.lookahead} and {self.input_lookahead}")
         if self.conv_channels < 0:
             raise ValueError(f"conv_channels must be >= 0, got {self.conv_channels}")
 
@@ -69,6 +72,12 @@ class ModelConfig:
     def frame_shift(self) -> float:
         """Seconds between two output frames."""
         return self.frame_samples / self.frontend.sample_rate
+
+    @property
+    def latency_frames(self) -> int:
+        """Future output frames an output frame waits for: its input look-ahead and its row
+        convolution's."""
+        return self.input_lookahead + self.lookahead
 
     @property
     def frame_samples(self) -> int:
@@ -120,7 +129,7 @@ class SpeechModel(nn.Module):
             self.conv_in_features = (n_in, (n_in + 1) // 2)  # each stride-2 layer keeps ceil(F / 2) features
             n_in = c * ((self.conv_in_features[-1] + 1) // 2)
         self.proj = nn.Sequential(
-            nn.Linear(n_in * config.frame_stack, config.n_proj),
+            nn.Linear(n_in * config.frame_stack * (config.input_lookahead + 1), config.n_proj),
             nn.ReLU(),
             nn.Dropout(config.io_dropout),
         )
@@ -220,6 +229,11 @@ class SpeechModel(nn.Module):
         if x.shape[1] == 0:
             empty = x.new_zeros(x.shape[0], 0, len(self.config.vocab))
             return (empty, out_lens, empty) if inter_layer else (empty, out_lens)
+        if self.config.input_lookahead:
+            # Frames past each row's length (and past the end) are zeros, as a stream's last
+            # frames see at finalisation.
+            valid = torch.arange(x.shape[1], device=x.device)[None, :, None] < out_lens.to(x.device)[:, None, None]
+            x = self.with_future(nn.functional.pad(x * valid, (0, 0, 0, self.config.input_lookahead)))
         x = self.proj(x)
         inter = None
         if inter_layer or (self.training and hidden is None and self.config.rnn_type == "gru" and x.device.type == "cpu"):
@@ -238,6 +252,13 @@ class SpeechModel(nn.Module):
         if inter_layer:
             return log_probs, out_lens, self.head(self.dropout(inter)).log_softmax(dim=-1)
         return log_probs, out_lens
+
+    def with_future(self, x: torch.Tensor) -> torch.Tensor:
+        """The input look-ahead: ``(B, U + input_lookahead, I)`` stacked frames -> ``(B, U, I *
+        (input_lookahead + 1))``, each frame followed by the ``input_lookahead`` frames after it
+        (no frame while fewer than ``input_lookahead + 1`` are given)."""
+        n = max(0, x.shape[1] - self.config.input_lookahead)
+        return torch.cat([x[:, k : k + n] for k in range(self.config.input_lookahead + 1)], dim=-1)
 
     def mix_lookahead(self, x: torch.Tensor) -> torch.Tensor:
         """The row convolution: ``(B, U + lookahead, H)`` RNN outputs -> ``(B, U, H)``, each frame

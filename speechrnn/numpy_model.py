@@ -19,8 +19,8 @@ products go through FBGEMM's float16-weight kernels (float32 inputs and sums), t
 at about two thirds of the time per chunk here (the packed weights are half the size, and
 FBGEMM's small products beat MKL's on this CPU).
 
-Shapes: ``B`` streams, ``U`` output frames, ``I`` stacked features per frame, ``H`` RNN
-outputs per frame, ``V`` vocabulary.
+Shapes: ``B`` streams, ``U`` output frames, ``I`` inputs per frame (its stacked features, and
+those of an input look-ahead's frames after it), ``H`` RNN outputs per frame, ``V`` vocabulary.
 """
 from __future__ import annotations
 

@@ -46,6 +46,7 @@ class StreamState:
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
+    held: torch.Tensor | None = None  # (B, Q, I) stacked frames not yet run, Q <= input_lookahead, waiting for their input look-ahead (None: none held)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -64,6 +65,7 @@ def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | Non
         pending=torch.zeros(batch_size, 0, config.n_hidden, device=device),
         decoders=[new_decoder(model, search, time_offset) for _ in range(batch_size)],
         conv_context=model.conv_context(batch_size) if model.conv is not None else None,
+        held=torch.zeros(batch_size, 0, model.proj[0].in_features // (config.input_lookahead + 1), device=device),
     )
 
 
@@ -149,16 +151,31 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -
         state = dataclasses.replace(state, conv_context=context)
     stacked = stacked.reshape(feats.shape[0], n_stacked, -1)
     arrays = numpy_model(model)
+    ahead = config.input_lookahead
+    if ahead:  # the RNN runs the frames whose input look-ahead has arrived; the rest wait
+        stacked = torch.cat([state.held, stacked], dim=1)
+        n_run = max(0, stacked.shape[1] - ahead)
+        stacked, state = model.with_future(stacked[:, : n_run + ahead]), dataclasses.replace(state, held=stacked[:, n_run:])
+    out, state = _run(model, stacked, state, arrays)
+    log_probs, state = _emit(model, out, state, final=False, arrays=arrays)
+    if ahead:  # what the stream would emit if it ended here: its held frames too
+        state = dataclasses.replace(state, tentative=flush(model, state)[0])
+    return log_probs, state
+
+
+def _run(model: SpeechModel, x: torch.Tensor, state: StreamState, arrays: NumpyModel | None) -> tuple[torch.Tensor, StreamState]:
+    """The projection and RNN over ``(B, U, I)`` input frames: ``(B, U, H)`` outputs and the
+    state with the RNN's state after them."""
+    if not x.shape[1]:
+        return x.new_zeros(x.shape[0], 0, state.pending.shape[2]), state
     if arrays is not None:  # on the CPU: the same steps in NumPy, at a fraction of ATen's per-call overhead
-        out, hidden = arrays.rnn(stacked.numpy(), state.hidden.numpy())
-        out, state = torch.from_numpy(out), dataclasses.replace(state, hidden=torch.from_numpy(hidden))
-    elif state.cell is None:
-        out, hidden = model.rnn(model.proj(stacked), state.hidden)
-        state = dataclasses.replace(state, hidden=hidden)
-    else:
-        out, (hidden, cell) = model.rnn(model.proj(stacked), (state.hidden, state.cell))
-        state = dataclasses.replace(state, hidden=hidden, cell=cell)
-    return _emit(model, out, state, final=False, arrays=arrays)
+        out, hidden = arrays.rnn(x.numpy(), state.hidden.numpy())
+        return torch.from_numpy(out), dataclasses.replace(state, hidden=torch.from_numpy(hidden))
+    if state.cell is None:
+        out, hidden = model.rnn(model.proj(x), state.hidden)
+        return out, dataclasses.replace(state, hidden=hidden)
+    out, (hidden, cell) = model.rnn(model.proj(x), (state.hidden, state.cell))
+    return out, dataclasses.replace(state, hidden=hidden, cell=cell)
 
 
 def set_threads(n: int) -> None:
@@ -172,8 +189,13 @@ def flush(model: SpeechModel, state: StreamState) -> tuple[torch.Tensor, StreamS
     """End of stream: emit the frames held back for look-ahead (their future is silence,
     zeros, as in the offline pass). Samples and frames too few for a whole frame or stack
     are dropped, as offline."""
-    empty = state.pending.new_zeros(state.pending.shape[0], 0, state.pending.shape[2])
-    return _emit(model, empty, state, final=True, arrays=numpy_model(model))
+    arrays, ahead = numpy_model(model), model.config.input_lookahead
+    if ahead and state.held.shape[1]:
+        held = model.with_future(torch.nn.functional.pad(state.held, (0, 0, 0, ahead)))
+        out, state = _run(model, held, dataclasses.replace(state, held=state.held[:, :0]), arrays)
+    else:
+        out = state.pending.new_zeros(state.pending.shape[0], 0, state.pending.shape[2])
+    return _emit(model, out, state, final=True, arrays=arrays)
 
 
 def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool, arrays: NumpyModel | None) -> tuple[torch.Tensor, StreamState]:
@@ -197,7 +219,7 @@ def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool
 def stack_states(states: Sequence[StreamState]) -> StreamState:
     """Join streams into one batch (their caches must have equal shapes, which streams fed
     equal chunks since their start have)."""
-    for name in ("samples", "frames", "pending"):
+    for name in ("samples", "frames", "pending", "held"):
         shapes = {tuple(getattr(s, name).shape[1:]) for s in states}
         if len(shapes) > 1:
             raise ValueError(f"cannot stack streams whose {name} caches differ in shape: {sorted(shapes)}")
@@ -216,6 +238,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
         conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
+        held=None if states[0].held is None else torch.cat([s.held for s in states]),
     )
 
 
@@ -235,6 +258,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             level=None if state.level is None else state.level[b : b + 1],
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
             conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
+            held=None if state.held is None else state.held[b : b + 1],
         )
         for b in range(state.samples.shape[0])
     ]

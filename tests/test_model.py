@@ -102,10 +102,11 @@ def test_load_rejects_files_that_are_not_models(tmp_path):
         load_model("no-such-model")
 
 
-@pytest.mark.parametrize("conv_channels", [0, 4])
-def test_batch_equals_one_at_a_time(tone, conv_channels):
+@pytest.mark.parametrize("conv_channels, input_lookahead", [(0, 0), (4, 0), (0, 3)])
+def test_batch_equals_one_at_a_time(tone, conv_channels, input_lookahead):
+    """(With an input look-ahead a row's last frames see zeros after its end, not the padding.)"""
     torch.manual_seed(0)
-    model = SpeechModel(ModelConfig(conv_channels=conv_channels, **TINY)).eval()
+    model = SpeechModel(ModelConfig(conv_channels=conv_channels, **{**TINY, "bidirectional": not input_lookahead}, input_lookahead=input_lookahead)).eval()
     waves = [torch.from_numpy(tone[:n]) for n in (16000, 7000, 12345)]
     padded, lens = pad_waves(waves)
     with torch.no_grad():
@@ -116,12 +117,12 @@ def test_batch_equals_one_at_a_time(tone, conv_channels):
             torch.testing.assert_close(batch_lp[i, : batch_lens[i]], single_lp[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("bidirectional, lookahead", [(True, 0), (False, 2)])
-def test_padded_gru_path_equals_packed_sequences(bidirectional, lookahead):
+@pytest.mark.parametrize("bidirectional, lookahead, input_lookahead", [(True, 0, 0), (False, 2, 0), (False, 2, 2)])
+def test_padded_gru_path_equals_packed_sequences(bidirectional, lookahead, input_lookahead):
     """The CPU fast path (each direction on padded rows) gives the packed module's outputs and
     gradients on every valid frame, and zeros past each length."""
     torch.manual_seed(0)
-    model = SpeechModel(ModelConfig(bidirectional=bidirectional, lookahead=lookahead, io_dropout=0.0, **TINY)).train()
+    model = SpeechModel(ModelConfig(bidirectional=bidirectional, lookahead=lookahead, input_lookahead=input_lookahead, io_dropout=0.0, **TINY)).train()
     feats = torch.randn(3, 40, model.config.frontend.n_features)
     feat_lens = torch.tensor([40, 29, 2])  # the last row has no output frame at all
 

@@ -17,17 +17,18 @@ def torch_steps(model: SpeechModel, x: torch.Tensor, hidden: torch.Tensor) -> tu
         return out, new_hidden, model.head(mixed).log_softmax(dim=-1)
 
 
-@pytest.mark.parametrize("lookahead, half", [(0, False), (3, False), (3, True)])
-def test_numpy_steps_match_the_module(lookahead, half):
-    """With float16 weights (a half-precision file) the products take float16-weight kernels."""
+@pytest.mark.parametrize("lookahead, half, input_lookahead", [(0, False, 0), (3, False, 0), (3, True, 0), (3, False, 2)])
+def test_numpy_steps_match_the_module(lookahead, half, input_lookahead):
+    """With float16 weights (a half-precision file) the products take float16-weight kernels.
+    An input look-ahead widens the projection's input (its frames come from ``with_future``)."""
     torch.manual_seed(2)
-    model = SpeechModel(ModelConfig(n_hidden=32, n_proj=24, n_layers=3, bidirectional=False, lookahead=lookahead)).eval()
+    model = SpeechModel(ModelConfig(n_hidden=32, n_proj=24, n_layers=3, bidirectional=False, lookahead=lookahead, input_lookahead=input_lookahead)).eval()
     with torch.no_grad():  # a look-ahead that is not the identity it starts as
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
             if half:
                 p.copy_(p.half().float())
-    n_in = model.config.frontend.n_features * model.config.frame_stack
+    n_in = model.config.frontend.n_features * model.config.frame_stack * (input_lookahead + 1)
     x, hidden = torch.randn(3, 7, n_in), torch.randn(3, 3, 32)
     expected_out, expected_hidden, expected_log_probs = torch_steps(model, x, hidden)
     steps = numpy_model(model)

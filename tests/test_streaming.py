@@ -30,17 +30,21 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False
 # and with a lead bound that lowers the start below 40 dB.
 @pytest.fixture(
     scope="module",
-    params=[(0, 0.0, None, None, 0), (2, 0.0, None, None, 0), (2, 10.0, None, None, 0), (2, 10.0, 40.0, None, 0), (2, 10.0, 40.0, 5.0, 0), (2, 10.0, 40.0, 5.0, 4)],
+    params=[
+        (0, 0.0, None, None, 0, 0), (2, 0.0, None, None, 0, 0), (2, 10.0, None, None, 0, 0), (2, 10.0, 40.0, None, 0, 0), (2, 10.0, 40.0, 5.0, 0, 0),
+        (2, 10.0, 40.0, 5.0, 4, 0), (0, 10.0, 40.0, 5.0, 0, 3), (2, 10.0, 40.0, 5.0, 4, 3),
+    ],
     ids=[
         "no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level", "lookahead-2-level-tracking-start-level-lead",
-        "lookahead-2-level-tracking-start-level-lead-causal-conv",
+        "lookahead-2-level-tracking-start-level-lead-causal-conv", "input-lookahead-3-level-tracking-start-level-lead",
+        "input-lookahead-3-lookahead-2-level-tracking-start-level-lead-causal-conv",
     ],
 )
 def model(request):
     torch.manual_seed(0)
-    lookahead, level_decay_db, level_start_db, level_start_lead_db, conv_channels = request.param
+    lookahead, level_decay_db, level_start_db, level_start_lead_db, conv_channels, input_lookahead = request.param
     frontend = FrontendConfig(level_decay_db=level_decay_db, level_start_db=level_start_db, level_start_lead_db=level_start_lead_db)
-    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, conv_channels=conv_channels, **TINY)).eval()
+    model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, conv_channels=conv_channels, input_lookahead=input_lookahead, **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)
     with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it
@@ -90,7 +94,7 @@ def test_lookahead_sees_exactly_its_future_frames(model):
     moved, _ = model(changed, torch.tensor([60]))
     differs = (base - moved).abs().amax(-1)[0] > 1e-6
     first = int(differs.nonzero()[0])
-    assert first == 10 - model.config.lookahead
+    assert first == 10 - model.config.latency_frames
 
 
 def test_stacked_streams_advance_like_single_streams(model, tone):
@@ -157,7 +161,7 @@ def test_tentative_partial_is_what_the_stream_would_finalize_to_now(model, speec
         assert (partial.text, partial.words, partial.end) == (final.text, final.words, final.end)
         differ += held_back.text != partial.text
     # Without look-ahead nothing is held back; with it the tentative frames change partials.
-    assert (differ > 0) == (model.config.lookahead > 0)
+    assert (differ > 0) == (model.config.latency_frames > 0)
     assert tentative.finalize().text == plain.finalize().text
 
 

@@ -276,6 +276,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exp", default=None, help="experiment folder (default: recipes/an4/exp/NAME)")
     parser.add_argument("--streaming", action="store_true", help="unidirectional (streaming) model")
     parser.add_argument("--lookahead", type=int, default=None, help=f"look-ahead output frames, 20 ms each (default: {OFFLINE_DEFAULTS['lookahead']}, streaming {STREAMING_DEFAULTS['lookahead']})")
+    parser.add_argument("--input-lookahead", type=int, default=0, help="future frames (20 ms each) stacked into the RNN's input, added to --lookahead's latency (default: %(default)s)")
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--frame-stack", type=int, default=2, help="frames stacked per RNN step (default: %(default)s, 20 ms steps)")
     parser.add_argument("--n-mfcc", type=int, default=FrontendConfig.n_mfcc)
@@ -436,6 +437,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         io_dropout=args.io_dropout,
         bidirectional=not args.streaming,
         lookahead=args.lookahead,
+        input_lookahead=args.input_lookahead,
         conv_channels=args.conv_channels,
     )
 
