@@ -418,14 +418,16 @@ def save_half_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path
     return Path(target)
 
 
-def widened_lookahead(model: SpeechModel, lookahead: int) -> SpeechModel:
-    """A copy of ``model`` whose row convolution sees ``lookahead`` future frames, at least as
-    many as ``model``'s: the taps it adds start at zero, so the copy's outputs equal the model's
-    on every frame (a longer look-ahead fine-tuned from a trained model starts where it is)."""
-    old = model.config.lookahead
-    if lookahead < old:
-        raise ValueError(f"a look-ahead of {lookahead} frames cannot widen the model's {old}")
-    wide = SpeechModel(dataclasses.replace(model.config, lookahead=lookahead))
+def widened_lookahead(model: SpeechModel, lookahead: int, input_lookahead: int | None = None) -> SpeechModel:
+    """A copy of ``model`` whose row convolution sees ``lookahead`` future frames and whose input
+    ``input_lookahead`` (None: the model's), each at least as many as ``model``'s: the taps and
+    input weights it adds start at zero, so the copy's outputs equal the model's on every frame
+    (a longer look-ahead fine-tuned from a trained model starts where it is)."""
+    old, old_input = model.config.lookahead, model.config.input_lookahead
+    input_lookahead = old_input if input_lookahead is None else input_lookahead
+    if lookahead < old or input_lookahead < old_input:
+        raise ValueError(f"a look-ahead of {lookahead} frames (input {input_lookahead}) cannot widen the model's {old} (input {old_input})")
+    wide = SpeechModel(dataclasses.replace(model.config, lookahead=lookahead, input_lookahead=input_lookahead))
     state = model.state_dict()
     if lookahead > old:
         taps = torch.zeros_like(wide.lookahead.weight)
@@ -434,6 +436,10 @@ def widened_lookahead(model: SpeechModel, lookahead: int) -> SpeechModel:
         else:
             taps[:, 0, 0] = 1.0  # no row convolution before: the current frame only
         state["lookahead.weight"] = taps
+    if input_lookahead > old_input:  # the projection's inputs are the frames in time order: the new ones come last
+        weight = torch.zeros_like(wide.proj[0].weight)
+        weight[:, : state["proj.0.weight"].shape[1]] = state["proj.0.weight"]
+        state["proj.0.weight"] = weight
     wide.load_state_dict(state)
     wide.metadata = dict(getattr(model, "metadata", {}))
     return wide.eval()

@@ -370,8 +370,9 @@ def train(
             print(f"resuming after epoch {state['epoch']}{where} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
     elif init_from is not None:
         start = load_model(init_from)
-        if start.config.lookahead < model_config.lookahead:
-            start = widened_lookahead(start, model_config.lookahead)  # the new future taps start at zero
+        if (start.config.lookahead, start.config.input_lookahead) != (model_config.lookahead, model_config.input_lookahead):
+            # The new future taps and input weights start at zero (a shorter look-ahead is refused below).
+            start = widened_lookahead(start, max(start.config.lookahead, model_config.lookahead), max(start.config.input_lookahead, model_config.input_lookahead))
         if dataclasses.replace(start.config, level_db=None) != dataclasses.replace(model_config, level_db=None):
             raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options (or a longer look-ahead)")
         model.load_state_dict(start.state_dict())

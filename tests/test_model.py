@@ -299,28 +299,32 @@ def test_differing_weights_names_what_differs_and_half_compares_as_shipped(tmp_p
     assert (changed.returncode, json.loads(changed.stdout)["names"]) == (1, [name])
 
 
-@pytest.mark.parametrize("lookahead", [0, 2])
-def test_widened_lookahead_keeps_every_output_and_learns_its_new_taps(lookahead):
+@pytest.mark.parametrize("lookahead, input_lookahead", [(0, 0), (2, 0), (2, 1)])
+def test_widened_lookahead_keeps_every_output_and_learns_its_new_taps(lookahead, input_lookahead):
     from speechrnn.model import widened_lookahead
 
     torch.manual_seed(0)
-    model = SpeechModel(ModelConfig(**{**TINY, "bidirectional": False, "lookahead": lookahead})).eval()
+    model = SpeechModel(ModelConfig(**{**TINY, "bidirectional": False, "lookahead": lookahead, "input_lookahead": input_lookahead})).eval()
     with torch.no_grad():
         if lookahead:
             model.lookahead.weight.normal_()  # a trained row convolution, not the identity it starts as
     waves = torch.randn(2, 8000) * 0.1
     feats, feat_lens = model.features(waves, torch.tensor([8000, 5000]))
-    wide = widened_lookahead(model, 4)
-    assert wide.config.lookahead == 4
+    wide = widened_lookahead(model, 4, 3)
+    assert (wide.config.lookahead, wide.config.input_lookahead) == (4, 3)
     before, lens = model(feats, feat_lens)
     after, wide_lens = wide(feats, feat_lens)
     assert torch.equal(lens, wide_lens)
     for row, n in enumerate(lens.tolist()):
         torch.testing.assert_close(after[row, :n], before[row, :n])
-    # The added taps are trained weights like the others: a gradient reaches them.
+    # The added taps and input weights are trained weights like the others: a gradient reaches them.
     wide.train()
     log_probs, _ = wide(feats, feat_lens)
     log_probs[:, :, 1].sum().backward()
     assert wide.lookahead.weight.grad[:, 0, lookahead + 1 :].abs().sum() > 0
+    n_old = model.proj[0].in_features
+    assert wide.proj[0].weight.grad[:, n_old:].abs().sum() > 0
     with pytest.raises(ValueError, match="cannot widen"):
         widened_lookahead(wide, 3)
+    with pytest.raises(ValueError, match="cannot widen"):
+        widened_lookahead(wide, 4, 2)

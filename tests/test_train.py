@@ -56,7 +56,7 @@ def test_fine_tuning_starts_from_the_given_model(tiny_set, tmp_path):
         train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "other", config, None, init_from=first)
 
 
-def test_fine_tuning_widens_the_look_ahead_with_new_taps_at_zero(tiny_set, tmp_path):
+def test_fine_tuning_widens_the_look_aheads_with_new_weights_at_zero(tiny_set, tmp_path):
     narrow = dataclasses.replace(TINY, bidirectional=False, lookahead=1)
     config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
     first = train(narrow, tiny_set, tiny_set[:2], tmp_path / "first", config, None)
@@ -73,6 +73,12 @@ def test_fine_tuning_widens_the_look_ahead_with_new_taps_at_zero(tiny_set, tmp_p
     assert taps[:, 2:].abs().max() < 1e-6
     with pytest.raises(ValueError, match="model config differs"):  # a shorter look-ahead is not a fine-tune
         train(dataclasses.replace(narrow, lookahead=0), tiny_set, tiny_set[:2], tmp_path / "shorter", config, None, init_from=first)
+    # An input look-ahead too: the projection's weights for the new frames start at zero.
+    tuned = load_model(train(dataclasses.replace(narrow, input_lookahead=2), tiny_set[:2], tiny_set[:2], tmp_path / "input", still, None, init_from=first))
+    assert tuned.config.input_lookahead == 2
+    n_old = start.proj[0].in_features
+    torch.testing.assert_close(tuned.proj[0].weight[:, :n_old], start.proj[0].weight, atol=1e-6, rtol=0)
+    assert tuned.proj[0].weight[:, n_old:].abs().max() < 1e-6
 
 
 def test_intermediate_ctc_trains_other_weights_into_the_same_model_file(tiny_set, tmp_path):
