@@ -46,7 +46,7 @@ class StreamState:
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
-    held: torch.Tensor | None = None  # (B, Q, I) stacked frames not yet run, Q <= input_lookahead, waiting for their input look-ahead (None: none held)
+    held: torch.Tensor | None = None  # (B, Q, I) stacked frames waiting for their input look-ahead, not yet run, Q <= input_lookahead (init_state sets it)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -155,7 +155,7 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -
     if ahead:  # the RNN runs the frames whose input look-ahead has arrived; the rest wait
         stacked = torch.cat([state.held, stacked], dim=1)
         n_run = max(0, stacked.shape[1] - ahead)
-        stacked, state = model.with_future(stacked[:, : n_run + ahead]), dataclasses.replace(state, held=stacked[:, n_run:])
+        stacked, state = model.with_future(stacked), dataclasses.replace(state, held=stacked[:, n_run:])
     out, state = _run(model, stacked, state, arrays)
     log_probs, state = _emit(model, out, state, final=False, arrays=arrays)
     if ahead:  # what the stream would emit if it ended here: its held frames too
