@@ -97,6 +97,11 @@ class ModelConfig:
         return cls(**d)
 
 
+def valid_frames(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` True where frame ``t`` of a padded ``(B, T, ...)`` batch ``x`` is within its row's length."""
+    return torch.arange(x.shape[1], device=x.device)[None] < lens.to(x.device)[:, None]
+
+
 class SpeechModel(nn.Module):
     """Frontend (with its CMVN statistics) + optional convolution frontend + frame stacking +
     RNN + linear CTC head.
@@ -166,7 +171,7 @@ class SpeechModel(nn.Module):
         row's length are zeroed before each layer, so a padded row reads as the same utterance
         alone does (its convolution's padding is zeros too). A causal frontend starts from zero
         frames before the first, as a fresh stream does (:meth:`convolve_causal`)."""
-        valid = (torch.arange(feats.shape[1], device=feats.device)[None] < feat_lens.to(feats.device)[:, None])[:, None, :, None]
+        valid = valid_frames(feats, feat_lens)[:, None, :, None]
         if not self.config.bidirectional:
             x, _ = self.convolve_causal(feats, self.conv_context(feats.shape[0]))
             return x * valid[:, 0]
@@ -232,8 +237,7 @@ class SpeechModel(nn.Module):
         if self.config.input_lookahead:
             # Frames past each row's length (and past the end) are zeros, as a stream's last
             # frames see at finalisation.
-            valid = torch.arange(x.shape[1], device=x.device)[None, :, None] < out_lens.to(x.device)[:, None, None]
-            x = self.with_future(nn.functional.pad(x * valid, (0, 0, 0, self.config.input_lookahead)))
+            x = self.with_future(nn.functional.pad(x * valid_frames(x, out_lens)[..., None], (0, 0, 0, self.config.input_lookahead)))
         x = self.proj(x)
         inter = None
         if inter_layer or (self.training and hidden is None and self.config.rnn_type == "gru" and x.device.type == "cpu"):

@@ -39,6 +39,7 @@ class StreamState:
     hidden: torch.Tensor  # (n_layers, B, H) RNN hidden state
     cell: torch.Tensor | None  # (n_layers, B, H) LSTM cell state (None for GRU)
     pending: torch.Tensor  # (B, P, H) RNN outputs waiting for look-ahead frames, P <= lookahead
+    held: torch.Tensor  # (B, Q, I) stacked frames waiting for their input look-ahead, not yet run, Q <= input_lookahead
     frames_done: int = 0  # output frames produced so far (log-probabilities returned)
     decoders: list[GreedyDecoder | BeamSearchDecoder] = field(default_factory=list)  # one per stream
     tentative: torch.Tensor | None = None  # (B, P, V) log-probabilities of the pending frames if silence followed
@@ -46,7 +47,6 @@ class StreamState:
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
-    held: torch.Tensor | None = None  # (B, Q, I) stacked frames waiting for their input look-ahead, not yet run, Q <= input_lookahead (init_state sets it)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -159,7 +159,7 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -
     out, state = _run(model, stacked, state, arrays)
     log_probs, state = _emit(model, out, state, final=False, arrays=arrays)
     if ahead:  # what the stream would emit if it ended here: its held frames too
-        state = dataclasses.replace(state, tentative=flush(model, state)[0])
+        state = dataclasses.replace(state, tentative=_flush(model, state, arrays)[0])
     return log_probs, state
 
 
@@ -189,7 +189,11 @@ def flush(model: SpeechModel, state: StreamState) -> tuple[torch.Tensor, StreamS
     """End of stream: emit the frames held back for look-ahead (their future is silence,
     zeros, as in the offline pass). Samples and frames too few for a whole frame or stack
     are dropped, as offline."""
-    arrays, ahead = numpy_model(model), model.config.input_lookahead
+    return _flush(model, state, numpy_model(model))
+
+
+def _flush(model: SpeechModel, state: StreamState, arrays: NumpyModel | None) -> tuple[torch.Tensor, StreamState]:
+    ahead = model.config.input_lookahead
     if ahead and state.held.shape[1]:
         held = model.with_future(torch.nn.functional.pad(state.held, (0, 0, 0, ahead)))
         out, state = _run(model, held, dataclasses.replace(state, held=state.held[:, :0]), arrays)
@@ -238,7 +242,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
         conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
-        held=None if states[0].held is None else torch.cat([s.held for s in states]),
+        held=torch.cat([s.held for s in states]),
     )
 
 
@@ -258,7 +262,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             level=None if state.level is None else state.level[b : b + 1],
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
             conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
-            held=None if state.held is None else state.held[b : b + 1],
+            held=state.held[b : b + 1],
         )
         for b in range(state.samples.shape[0])
     ]

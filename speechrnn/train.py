@@ -32,7 +32,7 @@ from .audio import AudioError, load_audio
 from .data import AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames, speech_level_db
-from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model, widened_lookahead
+from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model, valid_frames, widened_lookahead
 from .transcribe import recognize
 
 
@@ -195,7 +195,7 @@ def teacher_log_probs(teacher: SpeechModel, padded: torch.Tensor, lens: torch.Te
 def distillation_loss(log_probs: torch.Tensor, teacher: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
     """Mean over the valid frames of ``KL(teacher || student)`` between ``(B, U, V)``
     log-probabilities."""
-    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < out_lens.to(log_probs.device)[:, None]
+    valid = valid_frames(log_probs, out_lens)
     per_frame = F.kl_div(log_probs, teacher, reduction="none", log_target=True).sum(-1)
     return (per_frame * valid).sum() / valid.sum().clamp(min=1)
 
