@@ -329,7 +329,7 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     the other by its bundled name when asked: the streaming model at the weight AN4 dev chose
     for the pair, recorded in its settings beside the figures measured with it (recomputed
     below), the offline model at the default weight. The streaming model also records
-    `streaming-partner` (session 41), a second pass that streams beside it."""
+    `streaming-partner` (sessions 41 and 45), a second pass that streams beside it."""
     expected = {"offline": {"streaming": None}, "streaming": {"offline": 1.0, "streaming-partner": 1.0}}
     for name, partners in expected.items():
         model = load_model(name)
