@@ -111,14 +111,38 @@ def tune_rescoring(
     log=None,
 ) -> Tuning:
     """``tuning`` with a second pass by the model ``partner`` (:mod:`speechrnn.rescoring`)
-    whose weight is chosen on ``utterances`` (lowest WER, then CER; ties to the smaller weight).
-    Each utterance is decoded once with the tuned search and ``nbest`` hypotheses, then re-ranked
-    at every weight. A best weight of 0 means no second pass (``rescore`` None)."""
+    whose weight is chosen on ``utterances`` (:func:`choose_rescoring`). A best weight of 0
+    means no second pass (``rescore`` None)."""
+    chosen = choose_rescoring(model, utterances, tuning.best, partner, weights, nbest, log)
+    config = chosen.config if chosen.config.weight > 0 else None
+    return dataclasses.replace(tuning, dev_wer=chosen.wer, dev_cer=chosen.cer, rescore=config, rescore_grid=chosen.grid, first_pass_wer=tuning.dev_wer)
+
+
+@dataclass
+class RescoringChoice:
+    config: RescoreConfig  # the partner at the chosen weight (0: the first pass alone reads best)
+    wer: float  # percent, at that weight
+    cer: float
+    grid: list[dict]  # {"weight", "wer", "cer"} for every weight tried
+
+
+def choose_rescoring(
+    model: SpeechModel,
+    utterances: Sequence[Utterance],
+    search: BeamSearchConfig,
+    partner: str | os.PathLike,
+    weights: Sequence[float] = RESCORE_WEIGHTS,
+    nbest: int = RescoreConfig.nbest,
+    log=None,
+) -> RescoringChoice:
+    """The weight of ``partner``'s log-likelihood that reads ``utterances`` best (lowest WER,
+    then CER; ties to the smaller weight) when it re-ranks the n best of ``search``. Each
+    utterance is decoded once with ``nbest`` hypotheses, then re-ranked at every weight."""
     rescorer = Rescorer(RescoreConfig(str(partner), nbest=nbest), model.tokenizer)
-    search = BeamSearch(tuning.best, model.tokenizer)
-    search = search.with_config(dataclasses.replace(search.config, nbest=max(nbest, search.config.nbest)))
+    beam = BeamSearch(search, model.tokenizer)
+    beam = beam.with_config(dataclasses.replace(beam.config, nbest=max(nbest, beam.config.nbest)))
     waves = load_waves(utterances)
-    hyps = [decode(model, lp, search) for lp in emissions_in_order(model, waves)]
+    hyps = [decode(model, lp, beam) for lp in emissions_in_order(model, waves)]
     partner_of = rescorer.partner_log_probs(waves)
     references = [u.text for u in utterances]
     grid, best = [], None
@@ -132,8 +156,7 @@ def tune_rescoring(
         if log:
             print(f"rescoring by {Path(str(partner)).name} at weight {weight:g}: WER {wer:.2f}% CER {cer:.2f}%", file=log, flush=True)
     (wer, cer), weight = best
-    config = dataclasses.replace(rescorer.config, weight=weight) if weight > 0 else None
-    return dataclasses.replace(tuning, dev_wer=wer, dev_cer=cer, rescore=config, rescore_grid=grid, first_pass_wer=tuning.dev_wer)
+    return RescoringChoice(dataclasses.replace(rescorer.config, weight=weight), wer, cer, grid)
 
 
 def write_tuning(path: str | os.PathLike, tuning: Tuning, data: str) -> None:

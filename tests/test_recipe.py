@@ -16,6 +16,7 @@ from speechrnn.data import AugmentConfig, an4_utterances
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, differing_weights, load_model, save_model
+from speechrnn.tuning import RESCORE_WEIGHTS
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "an4" / "run.py"
 TOY = ["--hidden", "16", "--layers", "1", "--epochs", "1", "--robust-epochs", "1", "--synth-share", "0.02", "--lm-order", "0", "--threads", "1"]
@@ -142,6 +143,10 @@ def test_a_run_rewrites_its_own_results_section_where_it_stands_and_keeps_the_ot
     assert offline.startswith("## offline:") and recipe.merge_section(real, "offline", offline) == real
 
 
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def run_recipe(an4_root, tmp_path, *extra):
     args = [sys.executable, str(RECIPE), "--an4", str(an4_root), "--name", "toy", "--exp", str(tmp_path / "exp"), "--results", str(tmp_path / "RESULTS.md"), *TOY, *extra]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -219,6 +224,28 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
         assert shipped.metadata["float16"] is half and f"shipping float{16 if half else 32}" in result.stderr
         weights = torch.load(models / "toy.pt", weights_only=True)
         assert any(t.dtype == torch.float16 for t in weights["state_dict"].values()) is half, flag
+    # The opt-in partners recorded for the model a bundle replaces, and those of models beside
+    # it that name it as their partner, are chosen anew on dev: none keeps the weight (9, off
+    # the grid) or the figures measured with the model it replaced.
+    toy_settings = tuning_path(models / "toy.pt")
+    write_json(toy_settings, {**json.loads(toy_settings.read_text()), "partners": {"partner.pt": {"weight": 9.0}}})
+    other = models / "other.pt"
+    other.write_bytes((BUNDLED_DIR / "streaming.pt").read_bytes())
+    bundled = json.loads((BUNDLED_DIR / "streaming.lm.json").read_text())
+    lm_files = {key: str(BUNDLED_DIR / bundled[key]) for key in ("lm", "lexicon")}
+    write_json(tuning_path(other), {**bundled, **lm_files, "partners": {"toy.pt": {"weight": 9.0, "an4_test": {"wer": 1.0}}}})
+    result = run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4", "--bundle", "--bundle-dir", str(models))
+    for model_file, partner in ((models / "toy.pt", "partner.pt"), (other, "toy.pt")):
+        settings = json.loads(tuning_path(model_file).read_text())
+        if partner not in settings.get("partners", {}):
+            assert f"partner {partner!r} of {model_file.name}: AN4 dev reads no weight above 0 better" in result.stderr
+            continue
+        record = settings["partners"][partner]
+        assert record["weight"] in RESCORE_WEIGHTS and record["weight"] > 0
+        model = load_model(model_file)
+        search = beam_search_for(model, rescore=str(models / partner))
+        assert search.rescorer.config.weight == record["weight"]
+        assert evaluate(model, an4_utterances(an4_root, "test"), search=search).wer == pytest.approx(record["an4_test"]["wer"], abs=0.01)
 
 
 def assert_same_weights_and_trained_on(one_command: Path, two_commands: Path, start: Path) -> None:

@@ -40,7 +40,8 @@ from speechrnn.synth import random_voice, speak
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
-from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
+from speechrnn.rescoring import Rescorer
+from speechrnn.tuning import RESCORE_WEIGHTS, TUNED_BEAM_SIZES, build_and_tune_lm, choose_rescoring
 from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, train, write_log
 
 HERE = Path(__file__).resolve().parent
@@ -83,6 +84,71 @@ def lm_step(
     model = load_model(model_path)
     results = {f"{name} + LM": evaluate(model, utterances, search=step.search).summary() for name, utterances in (("dev", dev), ("test", test))}
     return results, step.info()
+
+
+def partner_file(name: str, beside: Path) -> Path | None:
+    """The model a settings file's ``partners`` entry names: a file beside the settings, or a
+    bundled model's name (as :func:`speechrnn.decoding.partner_weight` reads it)."""
+    try:
+        return (beside / name if (beside / name).is_file() else resolve_model_path(name)).resolve()
+    except FileNotFoundError:
+        return None
+
+
+def retune_partner(model_path: Path, name: str, dev: list[Utterance], test: list[Utterance]) -> dict | None:
+    """An opt-in second pass recorded in a shipped model's settings (its ``partners``), chosen
+    anew on dev for the model as it now ships: the weight dev reads best, and the dev and test
+    figures at it (those tests/test_rescoring.py recomputes). None where dev chooses no second
+    pass (weight 0) or the partner is gone."""
+    partner = partner_file(name, model_path.parent)
+    if partner is None:
+        print(f"partner {name!r} of {model_path.name}: no such model; its record is dropped", file=sys.stderr)
+        return None
+    model = load_model(model_path)
+    search = beam_search_for(model, rescore="none")
+    choice = choose_rescoring(model, dev, search.config, partner, log=sys.stderr)
+    if choice.config.weight == 0:
+        print(f"partner {name!r} of {model_path.name}: AN4 dev reads no weight above 0 better than the first pass alone; its record is dropped", file=sys.stderr)
+        return None
+    search = search.with_rescorer(Rescorer(choice.config, model.tokenizer))
+    figures = {split: evaluate(model, utterances, search=search).summary() for split, utterances in (("an4_test", test), ("an4_dev", dev))}
+    weight = f"{choice.config.weight:g}"
+    return {
+        "weight": choice.config.weight,
+        "note": f"not used unless asked for (--rescore {name}, which takes {weight}: AN4 dev chose it from {min(RESCORE_WEIGHTS):g}-{max(RESCORE_WEIGHTS):g} when --bundle shipped the model); see the README",
+        **{split: {"wer": result["wer"], "cer": result["cer"]} for split, result in figures.items()},
+    }
+
+
+def retune_partners(target: Path, previous: dict, dev: list[Utterance], test: list[Utterance]) -> None:
+    """After ``target`` is shipped: the second passes recorded with the models beside it are
+    chosen anew where they involve it, its own (``previous``, from the settings it replaced)
+    and those of other models that name it as their partner, so that no recorded weight or
+    figure belongs to the model it replaced."""
+    settings_path = tuning_path(target)
+    own = {name: record for name in previous if (record := retune_partner(target, name, dev, test)) is not None}
+    if own:
+        settings = json.loads(settings_path.read_text())
+        write_atomic(settings_path, json.dumps({**settings, "partners": own}, indent=2) + "\n")
+    for other_settings in sorted(target.parent.glob("*.lm.json")):
+        other = other_settings.with_name(other_settings.name[: -len(".lm.json")] + ".pt")
+        if other_settings == settings_path or not other.is_file():
+            continue
+        settings = json.loads(other_settings.read_text())
+        partners = settings.get("partners") or {}
+        names = [name for name in partners if partner_file(name, target.parent) == target.resolve()]
+        if not names:
+            continue
+        for name in names:
+            record = retune_partner(other, name, dev, test)
+            if record is None:
+                del partners[name]
+            else:
+                partners[name] = record
+        settings["partners"] = partners
+        if not partners:
+            del settings["partners"]
+        write_atomic(other_settings, json.dumps(settings, indent=2) + "\n")
 
 
 def command(exp: Path) -> str:
@@ -533,6 +599,8 @@ def main() -> None:
         # the file (and quoted in the README) are the shipped file's.
         args.bundle_dir.mkdir(parents=True, exist_ok=True)
         target = args.bundle_dir / f"{args.name}.pt"
+        # The second passes recorded for the model being replaced are chosen anew for this one.
+        previous = json.loads(tuning_path(target).read_text()).get("partners") or {} if tuning_path(target).is_file() else {}
         half = args.half == "yes"
         if args.half == "auto":
             save_model(target, model, half=True, metadata=model.metadata)
@@ -569,6 +637,8 @@ def main() -> None:
             results[f"test + LM (bundled, float{16 if half else 32})"] = shipped_lm
         save_model(target, model, half=half, metadata=info)
         results[f"test (bundled, float{16 if half else 32})"] = shipped
+        if lm_info is not None:
+            retune_partners(target, previous, dev, test)
     write_results(Path(args.results), args, config, stages, results, model.n_params, lm_info)
     print(json.dumps(results), flush=True)
 
