@@ -143,6 +143,20 @@ def test_a_run_rewrites_its_own_results_section_where_it_stands_and_keeps_the_ot
     assert offline.startswith("## offline:") and recipe.merge_section(real, "offline", offline) == real
 
 
+def test_bundle_reads_settings_files_or_names_the_broken_one(tmp_path):
+    """--bundle reads the settings it replaces (before it ships anything) and those beside it
+    for their partners: a broken one stops it with the file's name."""
+    good = tmp_path / "good.lm.json"
+    write_json(good, {"lm": "x.arpa", "partners": {"offline": {"weight": 1.0}}})
+    assert recipe.read_settings(good)["partners"] == {"offline": {"weight": 1.0}}
+    for name, text in (("broken.lm.json", "{oops"), ("list.lm.json", "[1, 2]")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit, match=f"{name}: not a readable decoding settings file"):
+            recipe.read_settings(tmp_path / name)
+    assert recipe.partner_file("offline", tmp_path) == (BUNDLED_DIR / "offline.pt").resolve()
+    assert recipe.partner_file("nothing-here.pt", tmp_path) is None
+
+
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 

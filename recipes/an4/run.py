@@ -95,6 +95,17 @@ def partner_file(name: str, beside: Path) -> Path | None:
         return None
 
 
+def read_settings(path: Path) -> dict:
+    """A model's decoding settings (``MODEL.lm.json``), or a clear error naming the file."""
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: not a readable decoding settings file ({error})") from None
+    if not isinstance(settings, dict):
+        raise SystemExit(f"{path}: not a readable decoding settings file (a JSON object expected)")
+    return settings
+
+
 def retune_partner(model_path: Path, name: str, dev: list[Utterance], test: list[Utterance]) -> dict | None:
     """An opt-in second pass recorded in a shipped model's settings (its ``partners``), chosen
     anew on dev for the model as it now ships: the weight dev reads best, and the dev and test
@@ -128,13 +139,13 @@ def retune_partners(target: Path, previous: dict, dev: list[Utterance], test: li
     settings_path = tuning_path(target)
     own = {name: record for name in previous if (record := retune_partner(target, name, dev, test)) is not None}
     if own:
-        settings = json.loads(settings_path.read_text())
+        settings = read_settings(settings_path)
         write_atomic(settings_path, json.dumps({**settings, "partners": own}, indent=2) + "\n")
     for other_settings in sorted(target.parent.glob("*.lm.json")):
         other = other_settings.with_name(other_settings.name[: -len(".lm.json")] + ".pt")
         if other_settings == settings_path or not other.is_file():
             continue
-        settings = json.loads(other_settings.read_text())
+        settings = read_settings(other_settings)
         partners = settings.get("partners") or {}
         names = [name for name in partners if partner_file(name, target.parent) == target.resolve()]
         if not names:
@@ -600,7 +611,7 @@ def main() -> None:
         args.bundle_dir.mkdir(parents=True, exist_ok=True)
         target = args.bundle_dir / f"{args.name}.pt"
         # The second passes recorded for the model being replaced are chosen anew for this one.
-        previous = json.loads(tuning_path(target).read_text()).get("partners") or {} if tuning_path(target).is_file() else {}
+        previous = read_settings(tuning_path(target)).get("partners") or {} if tuning_path(target).is_file() else {}
         half = args.half == "yes"
         if args.half == "auto":
             save_model(target, model, half=True, metadata=model.metadata)
