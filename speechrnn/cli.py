@@ -290,7 +290,7 @@ def cmd_lm_tune(args) -> int:
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
     result = tune(model, utterances, search_configs(args.lm, args.lexicon, args.beam_size), parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     if args.rescore_model:
-        result = tune_rescoring(model, utterances, result, resolve_model_path(args.rescore_model), parse_floats(args.rescore_weights), log=sys.stderr)
+        result = tune_rescoring(model, utterances, result, resolve_model_path(args.rescore_model), weights=parse_floats(args.rescore_weights), log=sys.stderr)
     output = Path(args.output) if args.output else tuning_path(model.source)
     write_tuning(output, result, source)
     summary = {"settings": str(output), "lm": result.best.lm, "beam_size": result.best.beam_size, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score}
