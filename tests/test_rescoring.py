@@ -330,7 +330,7 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     for the pair, recorded in its settings beside the figures measured with it (recomputed
     below), the offline model at the default weight. The streaming model also records
     `streaming-partner` (sessions 41 and 45), a second pass that streams beside it."""
-    expected = {"offline": {"streaming": None}, "streaming": {"offline": 1.5, "streaming-partner": 1.0}}
+    expected = {"offline": {"streaming": None}, "streaming": {"offline": 1.5, "streaming-partner": 0.25}}
     for name, partners in expected.items():
         model = load_model(name)
         settings = json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
