@@ -813,14 +813,23 @@ def tuning_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".lm.json")
 
 
+def partner_file(name: str | os.PathLike, beside: Path | None = None) -> Path | None:
+    """The model file a ``partners`` entry (or a ``--rescore`` argument) names, resolved: a file
+    ``beside`` the settings file, else a path or a bundled model's name; None if there is none."""
+    from .model import resolve_model_path
+
+    try:
+        return (beside / name if beside is not None and (beside / name).is_file() else resolve_model_path(name)).resolve()
+    except FileNotFoundError:
+        return None
+
+
 def partner_weight(settings: dict, settings_path: Path | None, partner: str | os.PathLike) -> float | None:
     """The weight a model's decoding settings record for ``partner`` as an opt-in second pass,
     or None. ``settings["partners"]`` maps partners (a model file beside the settings file, or a
     bundled model's name) to what was measured with them: the ``weight`` AN4 dev chose, and the
     WER it gave (recomputed by tests/test_rescoring.py); ``partner`` matches an entry naming the
     same file, however either is spelled (``offline`` or ``speechrnn/models/offline.pt``)."""
-    from .model import resolve_model_path
-
     partners = settings.get("partners") or {}
     if not isinstance(partners, dict) or not all(
         isinstance(record, dict) and isinstance(record.get("weight"), (int, float)) and not isinstance(record["weight"], bool) for record in partners.values()
@@ -829,17 +838,11 @@ def partner_weight(settings: dict, settings_path: Path | None, partner: str | os
     if not partners:
         return None
 
-    def located(name, beside: Path | None = None) -> Path | None:
-        try:
-            return (beside / name if beside is not None and (beside / name).is_file() else resolve_model_path(name)).resolve()
-        except FileNotFoundError:
-            return None
-
-    wanted = located(partner)  # as the user gave it (a path from here, or a bundled name)
+    wanted = partner_file(partner)  # as the user gave it (a path from here, or a bundled name)
     if wanted is None:
         return None
     here = settings_path.parent if settings_path is not None else None
-    return next((float(record["weight"]) for name, record in partners.items() if located(name, here) == wanted), None)
+    return next((float(record["weight"]) for name, record in partners.items() if partner_file(name, here) == wanted), None)
 
 
 def beam_search_for(

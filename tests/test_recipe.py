@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechrnn.data import AugmentConfig, an4_utterances
-from speechrnn.decoding import beam_search_for, tuning_path
+from speechrnn.data import AugmentConfig, an4_dev_split, an4_utterances
+from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, differing_weights, load_model, save_model
 from speechrnn.tuning import RESCORE_WEIGHTS
@@ -153,8 +153,8 @@ def test_bundle_reads_settings_files_or_names_the_broken_one(tmp_path):
         (tmp_path / name).write_text(text)
         with pytest.raises(SystemExit, match=f"{name}: not a readable decoding settings file"):
             recipe.read_settings(tmp_path / name)
-    assert recipe.partner_file("offline", tmp_path) == (BUNDLED_DIR / "offline.pt").resolve()
-    assert recipe.partner_file("nothing-here.pt", tmp_path) is None
+    assert partner_file("offline", tmp_path) == (BUNDLED_DIR / "offline.pt").resolve()
+    assert partner_file("nothing-here.pt", tmp_path) is None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -259,7 +259,9 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
         model = load_model(model_file)
         search = beam_search_for(model, rescore=str(models / partner))
         assert search.rescorer.config.weight == record["weight"]
-        assert evaluate(model, an4_utterances(an4_root, "test"), search=search).wer == pytest.approx(record["an4_test"]["wer"], abs=0.01)
+        for split, utterances in (("an4_test", an4_utterances(an4_root, "test")), ("an4_dev", an4_dev_split(an4_root))):
+            evaluated = evaluate(model, utterances, search=search)
+            assert (evaluated.wer, evaluated.cer) == (pytest.approx(record[split]["wer"], abs=0.01), pytest.approx(record[split]["cer"], abs=0.01)), split
 
 
 def assert_same_weights_and_trained_on(one_command: Path, two_commands: Path, start: Path) -> None:
