@@ -42,7 +42,7 @@ class StreamState:
     held: torch.Tensor  # (B, Q, I) stacked frames waiting for their input look-ahead, not yet run, Q <= input_lookahead
     frames_done: int = 0  # output frames produced so far (log-probabilities returned)
     decoders: list[GreedyDecoder | BeamSearchDecoder] = field(default_factory=list)  # one per stream
-    tentative: torch.Tensor | None = None  # (B, P, V) log-probabilities of the pending frames if silence followed
+    tentative: torch.Tensor | None = None  # (B, P + Q, V) log-probabilities of the pending and held frames if silence followed (None: not read)
     features_done: int = 0  # feature frames produced so far
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
@@ -126,13 +126,16 @@ def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
 
 
 @torch.inference_mode()
-def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
+def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState, tentative: bool = True) -> tuple[torch.Tensor, StreamState]:
     """Advance the acoustic model over one chunk of frames.
 
     Args:
         model: a unidirectional model in eval mode.
         feats: ``(B, T, F)`` normalised frames following those already given (any ``T >= 0``).
         state: the streams' state before the chunk.
+        tentative: also read the frames still waiting for look-ahead as if silence followed,
+            into ``state.tentative`` (False: None there, and a model with an input look-ahead
+            saves running its RNN over the held frames every chunk).
 
     Returns:
         ``(B, U, V)`` log-probabilities of the output frames this chunk completes (frames
@@ -158,7 +161,9 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState) -
         stacked, state = model.with_future(stacked), dataclasses.replace(state, held=stacked[:, n_run:])
     out, state = _run(model, stacked, state, arrays)
     log_probs, state = _emit(model, out, state, final=False, arrays=arrays)
-    if ahead:  # what the stream would emit if it ended here: its held frames too
+    if not tentative:
+        state = dataclasses.replace(state, tentative=None)
+    elif ahead:  # what the stream would emit if it ended here: its held frames too
         state = dataclasses.replace(state, tentative=_flush(model, state, arrays)[0])
     return log_probs, state
 
@@ -492,7 +497,7 @@ class StreamingRecognizer:
     def _decode(self, samples: torch.Tensor) -> None:
         self._keep_audio(samples[0])
         log_mel, self.state = chunk_log_mel(self.model, samples, self.state)
-        log_probs, self.state = forward_chunk(self.model, normalized(self.model, log_mel), self.state)
+        log_probs, self.state = forward_chunk(self.model, normalized(self.model, log_mel), self.state, tentative=self.tentative)
         self.decoder.step(log_probs[0])
         if self._partner_state is not None:
             partner = self.rescorer.partner
@@ -500,7 +505,8 @@ class StreamingRecognizer:
                 self._partner_state = with_frontend_of(self._partner_state, self.state)
             else:
                 log_mel, self._partner_state = chunk_log_mel(partner, samples, self._partner_state)
-            log_probs, self._partner_state = forward_chunk(partner, normalized(partner, log_mel), self._partner_state)
+            # (its tentative frames are read by re-ranked partials only)
+            log_probs, self._partner_state = forward_chunk(partner, normalized(partner, log_mel), self._partner_state, tentative=self.rescore_partials)
             self._keep_partner_frames(log_probs[0])
 
     def _flush_partner(self) -> None:

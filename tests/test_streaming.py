@@ -118,6 +118,20 @@ def test_stacked_streams_advance_like_single_streams(model, tone):
         torch.testing.assert_close(torch.cat(outputs[i]), singles[i], atol=1e-5, rtol=1e-5)
 
 
+def test_skipping_tentative_frames_leaves_the_stream_unchanged(model, tone):
+    wave = torch.from_numpy(tone)
+    read, skipped = init_state(model), init_state(model)
+    for start in range(0, len(wave), 1100):
+        chunk = wave[None, start : start + 1100]
+        feats, read = extract_chunk(model, chunk, read)
+        out_read, read = forward_chunk(model, feats, read)
+        feats, skipped = extract_chunk(model, chunk, skipped)
+        out_skipped, skipped = forward_chunk(model, feats, skipped, tentative=False)
+        assert skipped.tentative is None and read.tentative is not None
+        assert torch.equal(out_skipped, out_read)
+    assert torch.equal(flush(model, skipped)[0], flush(model, read)[0])
+
+
 def test_stack_rejects_streams_of_different_ages(model, tone):
     young = init_state(model)
     _, old = extract_chunk(model, torch.from_numpy(tone[None, :500]), init_state(model))
