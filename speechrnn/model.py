@@ -65,10 +65,6 @@ class ModelConfig:
             raise ValueError("frame_stack, n_layers, n_hidden and n_proj must be positive")
         if self.lookahead < 0 or self.input_lookahead < 0:
             raise ValueError(f"lookahead and input_lookahead must be >= 0, got {self.lookahead} and {self.input_lookahead}")
-        if self.bidirectional and (self.lookahead or self.input_lookahead):
-            # (a bidirectional RNN reads every future frame already: a look-ahead there only adds
-            # weights, and a streaming model's latency figures would not apply to it)
-            raise ValueError(f"lookahead and input_lookahead are for a unidirectional (streaming) model, got {self.lookahead} and {self.input_lookahead} with bidirectional=True")
         if self.conv_channels < 0:
             raise ValueError(f"conv_channels must be >= 0, got {self.conv_channels}")
 

@@ -250,13 +250,6 @@ def test_level_normalised_model_hears_a_quiet_input_as_a_loud_one(tmp_path, tone
         ModelConfig(bidirectional=False, level_db=-25.0)
 
 
-def test_lookahead_needs_a_unidirectional_model():
-    for options in ({"lookahead": 2}, {"input_lookahead": 1}):
-        with pytest.raises(ValueError, match="unidirectional"):
-            ModelConfig(bidirectional=True, **options)
-    assert ModelConfig(bidirectional=False, lookahead=2, input_lookahead=1).latency_frames == 3
-
-
 def test_emissions_from_concurrent_batches_equal_one_batch_at_a_time(tone):
     from speechrnn.transcribe import emissions, emissions_in_order
 

@@ -63,14 +63,6 @@ def test_convolution_frontend_option_reaches_the_model():
         recipe.parse_args(["--conv-channels", "-1"])
 
 
-def test_lookahead_options_are_refused_for_a_bidirectional_model(capsys):
-    assert recipe.model_config(recipe.parse_args(["--streaming", "--input-lookahead", "2"])).latency_frames == 2 + recipe.STREAMING_DEFAULTS["lookahead"]
-    for options in (["--lookahead", "2"], ["--input-lookahead", "1"]):
-        with pytest.raises(SystemExit):
-            recipe.parse_args(options)
-        assert "unidirectional (streaming) model" in capsys.readouterr().err
-
-
 def test_distillation_options_check_the_teacher_before_any_data_is_read(tmp_path, capsys):
     args = recipe.parse_args(["--streaming", "--distill-from", "offline"])
     assert (args.distill_from, args.distill_weight, args.distill_shift) == ("offline", 0.5, 3)
