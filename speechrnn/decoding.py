@@ -813,6 +813,18 @@ def tuning_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".lm.json")
 
 
+def read_settings(path: str | os.PathLike) -> dict:
+    """A model's decoding settings (``MODEL.lm.json``, written by ``speechrnn lm tune`` or the
+    recipes' ``--bundle``), or a ValueError naming the file."""
+    try:
+        settings = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable decoding settings file ({error})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: not a readable decoding settings file (a JSON object expected)")
+    return settings
+
+
 def partner_file(name: str | os.PathLike, beside: Path | None = None) -> Path | None:
     """The model file a ``partners`` entry (or a ``--rescore`` argument) names, resolved: a file
     ``beside`` the settings file, else a path or a bundled model's name; None if there is none."""
@@ -878,8 +890,8 @@ def beam_search_for(
     config = rescoring = None
     settings: dict = {}
     if tuned is not None and tuned.is_file():
+        settings = read_settings(tuned)
         try:
-            settings = json.loads(tuned.read_text())
             config = BeamSearchConfig.from_dict(settings, base=tuned.parent)
             if settings.get("rescore") and str(lm) == "default":
                 rescoring = RescoreConfig.from_dict(settings["rescore"], base=tuned.parent)

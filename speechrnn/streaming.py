@@ -160,10 +160,9 @@ def forward_chunk(model: SpeechModel, feats: torch.Tensor, state: StreamState, t
         n_run = max(0, stacked.shape[1] - ahead)
         stacked, state = model.with_future(stacked), dataclasses.replace(state, held=stacked[:, n_run:])
     out, state = _run(model, stacked, state, arrays)
-    log_probs, state = _emit(model, out, state, final=False, arrays=arrays)
-    if not tentative:
-        state = dataclasses.replace(state, tentative=None)
-    elif ahead:  # what the stream would emit if it ended here: its held frames too
+    # With an input look-ahead the tentative frames come from _flush (its held frames too), not _emit.
+    log_probs, state = _emit(model, out, state, final=False, arrays=arrays, tentative=tentative and not ahead)
+    if tentative and ahead:  # what the stream would emit if it ended here
         state = dataclasses.replace(state, tentative=_flush(model, state, arrays)[0])
     return log_probs, state
 
@@ -207,7 +206,12 @@ def _flush(model: SpeechModel, state: StreamState, arrays: NumpyModel | None) ->
     return _emit(model, out, state, final=True, arrays=arrays)
 
 
-def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool, arrays: NumpyModel | None) -> tuple[torch.Tensor, StreamState]:
+def _emit(
+    model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool, arrays: NumpyModel | None, tentative: bool = True
+) -> tuple[torch.Tensor, StreamState]:
+    """Log-probabilities of the output frames whose look-ahead has arrived (all of them if
+    ``final``), and the state holding the rest as ``pending``, with their reading as if silence
+    followed as ``tentative`` (None unless ``tentative``)."""
     lookahead = model.config.lookahead
     buffer = torch.cat([state.pending, out], dim=1)
     n_ready = buffer.shape[1] if final else max(0, buffer.shape[1] - lookahead)
@@ -221,7 +225,7 @@ def _emit(model: SpeechModel, out: torch.Tensor, state: StreamState, final: bool
     else:
         log_probs = model.head(buffer).log_softmax(dim=-1)
     return log_probs[:, :n_ready], dataclasses.replace(
-        state, pending=buffer[:, n_ready:], tentative=log_probs[:, n_ready:], frames_done=state.frames_done + n_ready
+        state, pending=buffer[:, n_ready:], tentative=log_probs[:, n_ready:] if tentative else None, frames_done=state.frames_done + n_ready
     )
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from speechrnn import machine
+from speechrnn import decoding, machine
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_half_copy, save_model
@@ -87,14 +87,11 @@ def lm_step(
 
 
 def read_settings(path: Path) -> dict:
-    """A model's decoding settings (``MODEL.lm.json``), or a clear error naming the file."""
+    """:func:`speechrnn.decoding.read_settings`, its error ending the run with the file's name."""
     try:
-        settings = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"{path}: not a readable decoding settings file ({error})") from None
-    if not isinstance(settings, dict):
-        raise SystemExit(f"{path}: not a readable decoding settings file (a JSON object expected)")
-    return settings
+        return decoding.read_settings(path)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def retune_partner(model_path: Path, name: str, dev: list[Utterance], test: list[Utterance]) -> dict | None:
