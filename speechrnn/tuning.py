@@ -101,11 +101,19 @@ def tune(
     return Tuning(config, wer, cer, greedy_wer, grid, len(utterances), seconds / audio_seconds)
 
 
-def tune_rescoring(model: SpeechModel, utterances: Sequence[Utterance], tuning: Tuning, partner: str | os.PathLike, **options) -> Tuning:
+def tune_rescoring(
+    model: SpeechModel,
+    utterances: Sequence[Utterance],
+    tuning: Tuning,
+    partner: str | os.PathLike,
+    weights: Sequence[float] = RESCORE_WEIGHTS,
+    nbest: int = RescoreConfig.nbest,
+    log=None,
+) -> Tuning:
     """``tuning`` with a second pass by the model ``partner`` (:mod:`speechrnn.rescoring`)
-    whose weight is chosen on ``utterances`` by :func:`choose_rescoring` (``options``: its
-    ``weights``, ``nbest`` and ``log``). A best weight of 0 means no second pass (``rescore`` None)."""
-    chosen = choose_rescoring(model, utterances, tuning.best, partner, **options)
+    whose weight is chosen on ``utterances`` by :func:`choose_rescoring` from ``weights``
+    (each re-ranking the ``nbest`` best). A best weight of 0 means no second pass (``rescore`` None)."""
+    chosen = choose_rescoring(model, utterances, tuning.best, partner, weights=weights, nbest=nbest, log=log)
     config = chosen.config if chosen.config.weight > 0 else None
     return dataclasses.replace(tuning, dev_wer=chosen.wer, dev_cer=chosen.cer, rescore=config, rescore_grid=chosen.grid, first_pass_wer=tuning.dev_wer)
 

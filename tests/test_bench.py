@@ -1,4 +1,4 @@
-"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, level_stats; the machine they name."""
+"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, widen_model, level_stats; the machine they name."""
 from __future__ import annotations
 
 import dataclasses
@@ -100,6 +100,38 @@ def test_set_frontend_changes_the_options_and_keeps_the_weights(tmp_path, monkey
     assert not torch.allclose(changed.features(wave, n)[0], model.features(wave, n)[0])  # the start level decides the tone's start
     with pytest.raises(ValueError, match="level_start_db"):
         set_frontend.with_frontend(model, level_start_lead_db=40)
+
+
+def test_widen_model_writes_the_wider_model_that_reads_the_same(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
+
+    widen = _script("widen_model")
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, bidirectional=False, lookahead=2)).eval()
+    with torch.no_grad():
+        model.lookahead.weight.normal_()  # a trained row convolution, not the identity it starts as
+    save_model(tmp_path / "a.pt", model, metadata={"epoch": 3})
+    monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--lookahead", "4", "--input-lookahead", "2"])
+    widen.main()
+    wide = load_model(tmp_path / "b.pt")
+    assert (wide.config.lookahead, wide.config.input_lookahead, wide.metadata["epoch"]) == (4, 2, 3)
+    feats, lens = model.features(torch.randn(1, 8000) * 0.1, torch.tensor([8000]))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(feats, lens)[0], model(feats, lens)[0])
+    assert "input look-ahead 2 frames" in capsys.readouterr().out
+    # Narrower than the model, or a bidirectional model: an error naming the file, nothing written.
+    monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "b.pt"), str(tmp_path / "c.pt"), "--lookahead", "3"])
+    with pytest.raises(SystemExit):
+        widen.main()
+    save_model(tmp_path / "bi.pt", SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1)))
+    monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "bi.pt"), str(tmp_path / "c.pt"), "--lookahead", "3"])
+    with pytest.raises(SystemExit):
+        widen.main()
+    errors = capsys.readouterr().err
+    assert "b.pt: a look-ahead of 3 frames" in errors and "bi.pt: a bidirectional model" in errors
+    assert not (tmp_path / "c.pt").exists()
 
 
 def test_level_stats_reads_the_loudest_and_the_first_frame(tone):

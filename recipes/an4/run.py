@@ -616,7 +616,7 @@ def main() -> None:
             # The LM and lexicon ship beside the models; the tuned settings travel as NAME.lm.json.
             for name in (lm_info["arpa"], lm_info["lexicon"]):
                 shutil.copyfile(exp / "lm" / name, args.bundle_dir / name)
-            settings = json.loads(tuning_path(best).read_text())
+            settings = read_settings(tuning_path(best))
             settings.update(lm=lm_info["arpa"], lexicon=lm_info["lexicon"])
             if settings.get("rescore"):
                 # The partner ships beside the model (a bundled model, or bundled first).
