@@ -284,13 +284,14 @@ def cmd_lm_build(args) -> int:
 def cmd_lm_tune(args) -> int:
     from .decoding import tuning_path
     from .model import load_model, resolve_model_path
-    from .tuning import search_configs, tune, tune_rescoring, write_tuning
+    from .tuning import choose_rescoring, search_configs, tune, with_rescoring, write_tuning
 
     model = load_model(args.model)
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
     result = tune(model, utterances, search_configs(args.lm, args.lexicon, args.beam_size), parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     if args.rescore_model:
-        result = tune_rescoring(model, utterances, result, resolve_model_path(args.rescore_model), weights=parse_floats(args.rescore_weights), log=sys.stderr)
+        chosen = choose_rescoring(model, utterances, result.best, resolve_model_path(args.rescore_model), weights=parse_floats(args.rescore_weights), log=sys.stderr)
+        result = with_rescoring(result, chosen)
     output = Path(args.output) if args.output else tuning_path(model.source)
     write_tuning(output, result, source)
     summary = {"settings": str(output), "lm": result.best.lm, "beam_size": result.best.beam_size, "lm_weight": result.best.lm_weight, "word_score": result.best.word_score}

@@ -101,19 +101,9 @@ def tune(
     return Tuning(config, wer, cer, greedy_wer, grid, len(utterances), seconds / audio_seconds)
 
 
-def tune_rescoring(
-    model: SpeechModel,
-    utterances: Sequence[Utterance],
-    tuning: Tuning,
-    partner: str | os.PathLike,
-    weights: Sequence[float] = RESCORE_WEIGHTS,
-    nbest: int = RescoreConfig.nbest,
-    log=None,
-) -> Tuning:
-    """``tuning`` with a second pass by the model ``partner`` (:mod:`speechrnn.rescoring`)
-    whose weight is chosen on ``utterances`` by :func:`choose_rescoring` from ``weights``
-    (each re-ranking the ``nbest`` best). A best weight of 0 means no second pass (``rescore`` None)."""
-    chosen = choose_rescoring(model, utterances, tuning.best, partner, weights=weights, nbest=nbest, log=log)
+def with_rescoring(tuning: Tuning, chosen: RescoringChoice) -> Tuning:
+    """``tuning`` with the second pass :func:`choose_rescoring` chose for its best search
+    (``chosen``): a best weight of 0 means no second pass (``rescore`` None)."""
     config = chosen.config if chosen.config.weight > 0 else None
     return dataclasses.replace(tuning, dev_wer=chosen.wer, dev_cer=chosen.cer, rescore=config, rescore_grid=chosen.grid, first_pass_wer=tuning.dev_wer)
 
@@ -229,7 +219,7 @@ def build_and_tune_lm(
     text), the beam search tuned on ``dev`` for each order and beam size, and the best (lowest
     dev WER, then CER; ties to the smaller beam, then the lower order) written beside the model
     (``MODEL.lm.json``). With ``rescore_model``, a second pass by that model is tuned on
-    ``dev`` too (:func:`tune_rescoring`)."""
+    ``dev`` too (:func:`choose_rescoring`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text_file = out_dir / "train.txt"
@@ -242,7 +232,7 @@ def build_and_tune_lm(
     model = load_model(model_path)
     tuning = tune(model, dev, search_configs(list(summaries), str(lexicon), beam_sizes), log=log)
     if rescore_model is not None:
-        tuning = tune_rescoring(model, dev, tuning, rescore_model, log=log)
+        tuning = with_rescoring(tuning, choose_rescoring(model, dev, tuning.best, rescore_model, log=log))
     write_tuning(tuning_path(model_path), tuning, data)
     search = BeamSearch(tuning.best, model.tokenizer)
     return LMStep(summaries, sorted(orders), lexicon, tuning, search.with_rescorer(Rescorer(tuning.rescore, model.tokenizer)) if tuning.rescore else search)
