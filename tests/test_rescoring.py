@@ -332,7 +332,7 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     streams beside the streaming model, was recorded too in sessions 41-45; session 46's bundle
     dropped it (AN4 dev read no weight above 0 better than the first pass alone), so it takes the
     default weight."""
-    expected = {"offline": {"streaming": None}, "streaming": {"offline": 0.25, "streaming-partner": None}}
+    expected = {"offline": {"streaming": None}, "streaming": {"offline": 1.5, "streaming-partner": None}}
     for name, partners in expected.items():
         model = load_model(name)
         settings = json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
