@@ -248,8 +248,9 @@ def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, 
     bundled = json.loads((BUNDLED_DIR / "streaming.lm.json").read_text())
     lm_files = {key: str(BUNDLED_DIR / bundled[key]) for key in ("lm", "lexicon")}
     write_json(tuning_path(other), {**bundled, **lm_files, "partners": {"toy.pt": {"weight": 9.0, "an4_test": {"wer": 1.0}}}})
-    result = run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4", "--bundle", "--bundle-dir", str(models))
-    for model_file, partner in ((models / "toy.pt", "partner.pt"), (other, "toy.pt")):
+    # --partner adds a pass to choose (here other.pt for the toy model), recorded on the same terms.
+    result = run_recipe(an4_root, tmp_path, "--resume", "--lm-order", "2", "--beam-size", "4", "--bundle", "--bundle-dir", str(models), "--partner", "other.pt")
+    for model_file, partner in ((models / "toy.pt", "partner.pt"), (other, "toy.pt"), (models / "toy.pt", "other.pt")):
         settings = json.loads(tuning_path(model_file).read_text())
         if partner not in settings.get("partners", {}):
             assert f"partner {partner!r} of {model_file.name}: AN4 dev reads no weight above 0 better" in result.stderr

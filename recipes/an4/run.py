@@ -450,6 +450,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rescore-with", type=Path, metavar="MODEL",
         help="also tune a second pass on dev: this model (a file, or a bundled model's name) re-ranks the LM search's n best (speechrnn.rescoring)",
     )
+    parser.add_argument(
+        "--partner", action="append", default=[], metavar="NAME",
+        help="with --bundle and an LM: also choose on dev an opt-in second pass by this model (a model in --bundle-dir, by name or file name) "
+        "and record it in the shipped settings' partners where dev reads it better than the first pass alone (repeatable)",
+    )
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"), help="results file to update (default: %(default)s)")
     args = parser.parse_args(argv)
     lead_given = args.level_start_lead_db not in (None, "none")
@@ -602,6 +607,7 @@ def main() -> None:
         target = args.bundle_dir / f"{args.name}.pt"
         # The second passes recorded for the model being replaced are chosen anew for this one.
         previous = read_settings(tuning_path(target)).get("partners") or {} if tuning_path(target).is_file() else {}
+        previous = {**previous, **{name: {} for name in args.partner if name not in previous}}  # and those --partner asks for
         half = args.half == "yes"
         if args.half == "auto":
             save_model(target, model, half=True, metadata=model.metadata)
