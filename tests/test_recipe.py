@@ -143,6 +143,16 @@ def test_a_run_rewrites_its_own_results_section_where_it_stands_and_keeps_the_ot
     assert offline.startswith("## offline:") and recipe.merge_section(real, "offline", offline) == real
 
 
+def test_partner_is_refused_where_nothing_would_record_it(capsys):
+    """`--partner` chooses a second pass for the shipped settings: without --bundle, or without
+    an LM to re-rank, it would be silently ignored, so the recipe refuses it before any data is read."""
+    assert recipe.parse_args(["--bundle", "--partner", "streaming", "--partner", "other.pt"]).partner == ["streaming", "other.pt"]
+    for argv in (["--partner", "streaming"], ["--bundle", "--lm-order", "0", "--partner", "streaming"]):
+        with pytest.raises(SystemExit):
+            recipe.parse_args(argv)
+        assert "--partner records a second pass" in capsys.readouterr().err
+
+
 def test_bundle_reads_settings_files_or_names_the_broken_one(tmp_path):
     """--bundle reads the settings it replaces (before it ships anything) and those beside it
     for their partners: a broken one stops it with the file's name."""

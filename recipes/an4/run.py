@@ -487,6 +487,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--half-restarts rounds the start of later cycles and the room stage: give --cycles 2 or more, or --room-epochs")
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
+    if args.partner and (not args.bundle or 0 in args.lm_order):
+        parser.error("--partner records a second pass in the shipped model's settings: it needs --bundle and an LM (--lm-order above 0)")
     return args
 
 
