@@ -145,12 +145,18 @@ def test_a_run_rewrites_its_own_results_section_where_it_stands_and_keeps_the_ot
 
 def test_partner_is_refused_where_nothing_would_record_it(capsys):
     """`--partner` chooses a second pass for the shipped settings: without --bundle, or without
-    an LM to re-rank, it would be silently ignored, so the recipe refuses it before any data is read."""
-    assert recipe.parse_args(["--bundle", "--partner", "streaming", "--partner", "other.pt"]).partner == ["streaming", "other.pt"]
+    an LM to re-rank, it would be silently ignored, and a missing model would be found missing
+    only after training, so the recipe refuses these before any data is read."""
+    assert recipe.parse_args(["--bundle", "--partner", "streaming", "--partner", "streaming-partner"]).partner == ["streaming", "streaming-partner"]
     for argv in (["--partner", "streaming"], ["--bundle", "--lm-order", "0", "--partner", "streaming"]):
         with pytest.raises(SystemExit):
             recipe.parse_args(argv)
         assert "--partner records a second pass" in capsys.readouterr().err
+    # A partner that does not exist, or the shipped model itself, is refused before training too.
+    for argv, reason in ((["--bundle", "--partner", "no-such-model"], "no such model"), (["--bundle", "--partner", "offline"], "the model being shipped cannot re-rank itself")):
+        with pytest.raises(SystemExit):
+            recipe.parse_args(argv)
+        assert f"--partner {argv[-1]}: {reason}" in capsys.readouterr().err
 
 
 def test_bundle_reads_settings_files_or_names_the_broken_one(tmp_path):

@@ -489,6 +489,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
     if args.partner and (not args.bundle or 0 in args.lm_order):
         parser.error("--partner records a second pass in the shipped model's settings: it needs --bundle and an LM (--lm-order above 0)")
+    for name in args.partner:  # checked now, not after hours of training
+        found = partner_file(name, args.bundle_dir)
+        if found is None or found == (args.bundle_dir / f"{args.name}.pt").resolve():
+            parser.error(f"--partner {name}: {'no such model (a name or file in ' + str(args.bundle_dir) + ', or a path)' if found is None else 'the model being shipped cannot re-rank itself'}")
     return args
 
 
