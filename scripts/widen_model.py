@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechrnn.model import load_model, resolve_model_path, save_model, widened_lookahead
+from speechrnn.model import load_model, save_model, widened_lookahead
 
 
 def main() -> None:
@@ -24,7 +24,10 @@ def main() -> None:
     parser.add_argument("--input-lookahead", type=int, default=None, help="future frames stacked into the RNN's input (default: the model's)")
     parser.add_argument("--half", action="store_true", help="store the weights in half precision, as the bundled models are")
     args = parser.parse_args()
-    model = load_model(resolve_model_path(args.model))
+    try:
+        model = load_model(args.model)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
     if model.config.bidirectional:
         parser.error(f"{args.model}: a bidirectional model sees the whole utterance; look-ahead widening is for streaming models")
     lookahead = model.config.lookahead if args.lookahead is None else args.lookahead

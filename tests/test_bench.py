@@ -129,8 +129,11 @@ def test_widen_model_writes_the_wider_model_that_reads_the_same(tmp_path, monkey
     monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "bi.pt"), str(tmp_path / "c.pt"), "--lookahead", "3"])
     with pytest.raises(SystemExit):
         widen.main()
+    monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "missing.pt"), str(tmp_path / "c.pt")])
+    with pytest.raises(SystemExit):  # a missing model: the error, not a traceback
+        widen.main()
     errors = capsys.readouterr().err
-    assert "b.pt: a look-ahead of 3 frames" in errors and "bi.pt: a bidirectional model" in errors
+    assert "b.pt: a look-ahead of 3 frames" in errors and "bi.pt: a bidirectional model" in errors and "missing.pt" in errors
     assert not (tmp_path / "c.pt").exists()
 
 

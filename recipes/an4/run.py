@@ -121,13 +121,13 @@ def retune_partner(model_path: Path, name: str, dev: list[Utterance], test: list
     }
 
 
-def retune_partners(target: Path, previous: dict, dev: list[Utterance], test: list[Utterance]) -> None:
+def retune_partners(target: Path, partners: list[str], dev: list[Utterance], test: list[Utterance]) -> None:
     """After ``target`` is shipped: the second passes recorded with the models beside it are
-    chosen anew where they involve it, its own (``previous``, from the settings it replaced)
-    and those of other models that name it as their partner, so that no recorded weight or
-    figure belongs to the model it replaced."""
+    chosen anew where they involve it, its own (``partners``: those of the settings it replaced,
+    and any --partner adds) and those of other models that name it as their partner, so that no
+    recorded weight or figure belongs to the model it replaced."""
     settings_path = tuning_path(target)
-    own = {name: record for name in previous if (record := retune_partner(target, name, dev, test)) is not None}
+    own = {name: record for name in partners if (record := retune_partner(target, name, dev, test)) is not None}
     if own:
         settings = read_settings(settings_path)
         write_atomic(settings_path, json.dumps({**settings, "partners": own}, indent=2) + "\n")
@@ -491,8 +491,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--partner records a second pass in the shipped model's settings: it needs --bundle and an LM (--lm-order above 0)")
     for name in args.partner:  # checked now, not after hours of training
         found = partner_file(name, args.bundle_dir)
-        if found is None or found == (args.bundle_dir / f"{args.name}.pt").resolve():
-            parser.error(f"--partner {name}: {'no such model (a name or file in ' + str(args.bundle_dir) + ', or a path)' if found is None else 'the model being shipped cannot re-rank itself'}")
+        if found is None:
+            parser.error(f"--partner {name}: no such model (a name or file in {args.bundle_dir}, or a path)")
+        if found == (args.bundle_dir / f"{args.name}.pt").resolve():
+            parser.error(f"--partner {name}: the model being shipped cannot re-rank itself")
     return args
 
 
@@ -611,9 +613,10 @@ def main() -> None:
         # the file (and quoted in the README) are the shipped file's.
         args.bundle_dir.mkdir(parents=True, exist_ok=True)
         target = args.bundle_dir / f"{args.name}.pt"
-        # The second passes recorded for the model being replaced are chosen anew for this one.
+        # The second passes recorded for the model being replaced are chosen anew for this one,
+        # with those --partner asks for.
         previous = read_settings(tuning_path(target)).get("partners") or {} if tuning_path(target).is_file() else {}
-        previous = {**previous, **{name: {} for name in args.partner if name not in previous}}  # and those --partner asks for
+        partners = list(dict.fromkeys([*previous, *args.partner]))
         half = args.half == "yes"
         if args.half == "auto":
             save_model(target, model, half=True, metadata=model.metadata)
@@ -651,7 +654,7 @@ def main() -> None:
         save_model(target, model, half=half, metadata=info)
         results[f"test (bundled, float{16 if half else 32})"] = shipped
         if lm_info is not None:
-            retune_partners(target, previous, dev, test)
+            retune_partners(target, partners, dev, test)
     write_results(Path(args.results), args, config, stages, results, model.n_params, lm_info)
     print(json.dumps(results), flush=True)
 
