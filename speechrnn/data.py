@@ -239,6 +239,8 @@ class AugmentConfig:
             raise ValueError(f"concat_prob must be in 0..1 and concat_max >= 2, got {self.concat_prob} and {self.concat_max}")
         if not 0.0 <= self.reverb_prob <= 1.0 or not 0.0 < self.rt60[0] <= self.rt60[1]:
             raise ValueError(f"reverb_prob must be in 0..1 and rt60 a range (low, high) of positive seconds, got {self.reverb_prob} and {self.rt60}")
+        if not self.snr_db[0] <= self.snr_db[1]:
+            raise ValueError(f"snr_db must be a range (low, high) of dB with low <= high, got {self.snr_db}")
         if self.dither_db is not None and not self.dither_db[0] <= self.dither_db[1] < 0:
             raise ValueError(f"dither_db must be a range (low, high) of negative dB with low <= high, got {self.dither_db}")
 

@@ -228,6 +228,14 @@ class GreedyDecoder:
 # utterance and stream, where torchaudio's wrapper rebuilds both per decoder, and the decoder's
 # best partial hypothesis (flashlight's ``get_best_hypothesis``) is reachable for live results.
 
+# Tokens tried per frame unless a setting says otherwise. A lexicon-free search with a word
+# LM asks WordLMAdapter (Python) to score every token it tries, which is most of its time, and
+# on the bundled models' AN4 dev its 4 likeliest tokens read as its 10 did (session 48:
+# recipes/an4/RESULTS.md); a lexicon search stays in flashlight's C++ and keeps 10.
+LEXICON_TOKENS = 10
+LEXICON_FREE_TOKENS = 4
+
+
 @dataclass(frozen=True)
 class BeamSearchConfig:
     lm: str | None = None  # ARPA word n-gram file (None: beam search on acoustic scores alone)
@@ -235,12 +243,14 @@ class BeamSearchConfig:
     lm_weight: float = 0.5  # weight of the LM's log10 probabilities against the acoustic natural logs
     word_score: float = 0.0  # added for every word (insertion bonus; negative to penalise)
     beam_size: int = 32  # hypotheses kept after each frame
-    beam_size_token: int = 10  # most likely tokens tried per frame
+    # Most likely tokens tried per frame; None: the search's own (LEXICON_TOKENS with a
+    # lexicon, LEXICON_FREE_TOKENS without).
+    beam_size_token: int | None = None
     beam_threshold: float = 25.0  # hypotheses this far below the best are dropped
     nbest: int = 1  # hypotheses returned at the end
 
     def __post_init__(self):
-        if self.beam_size < 1 or self.beam_size_token < 1 or self.nbest < 1:
+        if self.beam_size < 1 or (self.beam_size_token is not None and self.beam_size_token < 1) or self.nbest < 1:
             raise ValueError("beam_size, beam_size_token and nbest must be positive")
 
     def to_dict(self) -> dict:
@@ -326,7 +336,7 @@ class BeamSearch:
     def _options(self, config: BeamSearchConfig):
         common = dict(
             beam_size=config.beam_size,
-            beam_size_token=min(config.beam_size_token, len(self.tokenizer)),
+            beam_size_token=min(self.tokens_per_frame(config), len(self.tokenizer)),
             beam_threshold=config.beam_threshold,
             lm_weight=config.lm_weight,
             log_add=False,
@@ -337,6 +347,12 @@ class BeamSearch:
         # Without a lexicon flashlight scores the LM per token; our word LM is applied at word
         # boundaries by a small adapter, and the word bonus goes with each boundary.
         return fl.LexiconFreeDecoderOptions(sil_score=config.word_score, **common)
+
+    def tokens_per_frame(self, config: BeamSearchConfig) -> int:
+        """The most likely tokens ``config``'s search tries per frame."""
+        if config.beam_size_token is not None:
+            return config.beam_size_token
+        return LEXICON_TOKENS if self.lexicon is not None else LEXICON_FREE_TOKENS
 
     def reweighted(self, lm_weight: float, word_score: float) -> "BeamSearch":
         """The same search (sharing the loaded LM, lexicon and trie) with other weights."""
@@ -908,14 +924,16 @@ def beam_search_for(
         rescoring = RescoreConfig(str(rescore), **({"weight": weight} if weight is not None else {}))
     if rescoring is not None and rescore_weight is not None:
         rescoring = dataclasses.replace(rescoring, weight=rescore_weight)
+    # Another LM or lexicon than the settings' also drops their tokens per frame, chosen for
+    # their own search: the new search takes its kind's (BeamSearch.tokens_per_frame).
     if str(lm) != "default":
         if not Path(lm).is_file():
             raise FileNotFoundError(f"no LM file {str(lm)!r}")
-        config = dataclasses.replace(config or BeamSearchConfig(), lm=str(lm), lexicon=None)
+        config = dataclasses.replace(config or BeamSearchConfig(), lm=str(lm), lexicon=None, beam_size_token=None)
     if lexicon is not None:
         if str(lexicon) != "none" and not Path(lexicon).is_file():
             raise FileNotFoundError(f"no lexicon file {str(lexicon)!r}")
-        config = dataclasses.replace(config or BeamSearchConfig(), lexicon=None if str(lexicon) == "none" else str(lexicon))
+        config = dataclasses.replace(config or BeamSearchConfig(), lexicon=None if str(lexicon) == "none" else str(lexicon), beam_size_token=None)
     if config is None and not overrides:
         return None
     config = dataclasses.replace(config or BeamSearchConfig(), **overrides)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from speechrnn.cli import main
-from speechrnn.decoding import BeamSearch, BeamSearchConfig, BeamSearchDecoder, LexiconReader, beam_search_for, greedy_decode, tuning_path
+from speechrnn.decoding import LEXICON_FREE_TOKENS, LEXICON_TOKENS, BeamSearch, BeamSearchConfig, BeamSearchDecoder, LexiconReader, beam_search_for, greedy_decode, tuning_path
 from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
 from speechrnn.model import BUNDLED_DIR, load_model
 from speechrnn.text import Tokenizer
@@ -186,6 +186,27 @@ def test_tuned_settings_are_found_beside_the_model(tmp_path, lm_files):
     assert beam_search_for(model, "none") is None
     assert beam_search_for(model, lexicon="none").config.lexicon is None
     assert beam_search_for(model, lm_weight=2.0).config.lm_weight == 2.0
+
+
+def test_tokens_tried_per_frame_follow_the_search_kind_unless_a_setting_names_them(tmp_path, lm_files):
+    from speechrnn.model import ModelConfig, SpeechModel, save_model, load_model
+
+    arpa, lexicon = lm_files
+    assert BeamSearch(BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon)), TOK).options.beam_size_token == LEXICON_TOKENS
+    assert BeamSearch(BeamSearchConfig(lm=str(arpa)), TOK).options.beam_size_token == LEXICON_FREE_TOKENS
+    assert BeamSearch(BeamSearchConfig(lm=str(arpa), beam_size_token=7), TOK).options.beam_size_token == 7
+    path = tmp_path / "tiny.pt"
+    save_model(path, SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1)))
+    tuning_path(path).write_text(json.dumps({"lm": str(arpa), "lexicon": str(lexicon), "beam_size_token": 6}))
+    model = load_model(path)
+    assert beam_search_for(model).options.beam_size_token == 6  # the settings' own
+    # Another lexicon setting or LM than the settings' takes its own kind's number.
+    assert beam_search_for(model, lexicon="none").options.beam_size_token == LEXICON_FREE_TOKENS
+    assert beam_search_for(model, str(arpa)).options.beam_size_token == LEXICON_FREE_TOKENS
+    assert beam_search_for(model, lexicon=str(lexicon)).options.beam_size_token == LEXICON_TOKENS
+    assert beam_search_for(model, lexicon="none", beam_size_token=5).options.beam_size_token == 5
+    with pytest.raises(ValueError, match="beam_size_token"):
+        BeamSearchConfig(beam_size_token=0)
 
 
 def test_cli_builds_an_lm_and_decodes_with_it(tmp_path, speech_dir, capsys):

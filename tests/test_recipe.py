@@ -87,6 +87,16 @@ def test_spec_augment_widths_reach_both_stages_augmentation():
     assert (quiet.gain_db, quiet.noise_prob, quiet.max_freq_width) == ((0.0, 0.0), 0.0, 20)
 
 
+def test_noise_snr_range_reaches_the_robust_stage_only(capsys):
+    assert recipe.robust_augment(recipe.parse_args([])).snr_db == AugmentConfig.snr_db
+    robust = recipe.robust_augment(recipe.parse_args(["--snr-db", "5", "40"]))
+    assert robust.snr_db == (5.0, 40.0) and robust.noise_prob == AugmentConfig.noise_prob
+    assert recipe.clean_augment(robust).noise_prob == 0.0
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--snr-db", "40", "5"])
+    assert "snr_db must be a range" in capsys.readouterr().err
+
+
 def test_rooms_reach_the_robust_stage_only():
     robust = recipe.robust_augment(recipe.parse_args(["--reverb-prob", "0.3"]))
     assert robust.reverb_prob == 0.3 and recipe.robust_augment(recipe.parse_args([])).reverb_prob == 0.0

@@ -321,7 +321,7 @@ def robust_augment(args: argparse.Namespace) -> AugmentConfig:
     """The robust stage's (or a one-stage run's) augmentation; the clean stage keeps its speed
     perturbation, SpecAugment, joined examples and dither."""
     robust = AugmentConfig(
-        noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, reverb_prob=args.reverb_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
+        noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, reverb_prob=args.reverb_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
         dither_db=tuple(args.dither_db) if args.dither_db else None, max_freq_width=args.freq_mask_width, max_time_width=args.time_mask_width,
     )
     if args.no_level_augment:
@@ -372,6 +372,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"random level change of the robust stage, in dB (default: {OFFLINE_DEFAULTS['gain_db']}, streaming {STREAMING_DEFAULTS['gain_db']})",
     )
     parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added, robust stage (default: %(default)s)")
+    parser.add_argument(
+        "--snr-db", type=float, nargs=2, default=list(AugmentConfig.snr_db), metavar=("LOW", "HIGH"),
+        help="signal-to-noise ratios of that white noise, drawn uniformly from LOW..HIGH dB (default: %(default)s)",
+    )
     parser.add_argument("--reverb-prob", type=float, default=AugmentConfig.reverb_prob, help=f"share of utterances heard through a simulated room (RT60 {AugmentConfig.rt60[0]}-{AugmentConfig.rt60[1]} s), robust stage (default: %(default)s)")
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument(
@@ -471,6 +475,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.level_start_lead_db = None  # the recipe's bound goes with its start level
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
+        robust_augment(args)  # and the augmentation's (e.g. --snr-db a range)
         if args.distill_from:  # the teacher's too
             load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
     except (OSError, ValueError) as error:  # a bad option, or a teacher model file missing or unreadable

@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--checkpoint-steps", type=int, default=500, help="also checkpoint every this many batches within an epoch, 0: at epoch ends only (default: %(default)s)")
     training.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
     training.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with white noise added (default: %(default)s)")
+    training.add_argument("--snr-db", type=float, nargs=2, default=list(AugmentConfig.snr_db), metavar=("LOW", "HIGH"), help="signal-to-noise ratios of that noise, dB (default: %(default)s)")
     training.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
 
     gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
-    augment = AugmentConfig(noise_prob=args.noise_prob, narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
+    augment = AugmentConfig(noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
         **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
