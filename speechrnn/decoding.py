@@ -230,8 +230,9 @@ class GreedyDecoder:
 
 # Tokens tried per frame unless a setting says otherwise. A lexicon-free search with a word
 # LM asks WordLMAdapter (Python) to score every token it tries, which is most of its time, and
-# on the bundled models' AN4 dev its 4 likeliest tokens read as its 10 did (session 48:
-# recipes/an4/RESULTS.md); a lexicon search stays in flashlight's C++ and keeps 10.
+# on the bundled models' AN4 dev and test its 4 likeliest tokens read as well as its 10 in about
+# a third of the time (session 48: recipes/an4/RESULTS.md); a lexicon search stays in
+# flashlight's C++ and keeps 10.
 LEXICON_TOKENS = 10
 LEXICON_FREE_TOKENS = 4
 
@@ -924,18 +925,21 @@ def beam_search_for(
         rescoring = RescoreConfig(str(rescore), **({"weight": weight} if weight is not None else {}))
     if rescoring is not None and rescore_weight is not None:
         rescoring = dataclasses.replace(rescoring, weight=rescore_weight)
-    # Another LM or lexicon than the settings' also drops their tokens per frame, chosen for
-    # their own search: the new search takes its kind's (BeamSearch.tokens_per_frame).
+    settings_kind = config is not None and config.lexicon is not None  # a lexicon search, as tuned
     if str(lm) != "default":
         if not Path(lm).is_file():
             raise FileNotFoundError(f"no LM file {str(lm)!r}")
-        config = dataclasses.replace(config or BeamSearchConfig(), lm=str(lm), lexicon=None, beam_size_token=None)
+        config = dataclasses.replace(config or BeamSearchConfig(), lm=str(lm), lexicon=None)
     if lexicon is not None:
         if str(lexicon) != "none" and not Path(lexicon).is_file():
             raise FileNotFoundError(f"no lexicon file {str(lexicon)!r}")
-        config = dataclasses.replace(config or BeamSearchConfig(), lexicon=None if str(lexicon) == "none" else str(lexicon), beam_size_token=None)
+        config = dataclasses.replace(config or BeamSearchConfig(), lexicon=None if str(lexicon) == "none" else str(lexicon))
     if config is None and not overrides:
         return None
+    if config is not None and (config.lexicon is not None) != settings_kind:
+        # The settings' tokens per frame were chosen for the other kind of search (with or
+        # without a lexicon): this one takes its own kind's (BeamSearch.tokens_per_frame).
+        config = dataclasses.replace(config, beam_size_token=None)
     config = dataclasses.replace(config or BeamSearchConfig(), **overrides)
     search = BeamSearch(config, model.tokenizer)
     return search.with_rescorer(Rescorer(rescoring, model.tokenizer)) if rescoring is not None else search

@@ -200,11 +200,15 @@ def test_tokens_tried_per_frame_follow_the_search_kind_unless_a_setting_names_th
     tuning_path(path).write_text(json.dumps({"lm": str(arpa), "lexicon": str(lexicon), "beam_size_token": 6}))
     model = load_model(path)
     assert beam_search_for(model).options.beam_size_token == 6  # the settings' own
-    # Another lexicon setting or LM than the settings' takes its own kind's number.
+    assert beam_search_for(model, lexicon=str(lexicon)).options.beam_size_token == 6  # still a lexicon search
+    # A search without the lexicon takes its own kind's number.
     assert beam_search_for(model, lexicon="none").options.beam_size_token == LEXICON_FREE_TOKENS
     assert beam_search_for(model, str(arpa)).options.beam_size_token == LEXICON_FREE_TOKENS
-    assert beam_search_for(model, lexicon=str(lexicon)).options.beam_size_token == LEXICON_TOKENS
+    assert beam_search_for(model, str(arpa), lexicon=str(lexicon)).options.beam_size_token == 6
     assert beam_search_for(model, lexicon="none", beam_size_token=5).options.beam_size_token == 5
+    tuning_path(path).write_text(json.dumps({"lm": str(arpa), "beam_size_token": 3}))  # tuned without a lexicon
+    assert beam_search_for(model).options.beam_size_token == 3
+    assert beam_search_for(model, lexicon=str(lexicon)).options.beam_size_token == LEXICON_TOKENS
     with pytest.raises(ValueError, match="beam_size_token"):
         BeamSearchConfig(beam_size_token=0)
 
