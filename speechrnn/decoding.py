@@ -230,9 +230,9 @@ class GreedyDecoder:
 
 # Tokens tried per frame unless a setting says otherwise. A lexicon-free search with a word
 # LM asks WordLMAdapter (Python) to score every token it tries, which is most of its time, and
-# on the bundled models' AN4 dev and test its 4 likeliest tokens read as well as its 10 in about
-# a third of the time (session 48: recipes/an4/RESULTS.md); a lexicon search stays in
-# flashlight's C++ and keeps 10.
+# on the bundled models' AN4 dev and test its 4 likeliest tokens read as well as its 10, in less
+# time (session 48: recipes/an4/RESULTS.md); a lexicon search stays in flashlight's C++ and
+# keeps 10.
 LEXICON_TOKENS = 10
 LEXICON_FREE_TOKENS = 4
 
