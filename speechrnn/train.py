@@ -138,6 +138,38 @@ def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: fl
     save_model(model_path, model, metadata={**metadata, "mixed_with": str(other), "mix_weight": weight})
 
 
+# Figures that describe one trained model and not a blend of several: an average drops them.
+_MODEL_FIGURES = ("dev_wer", "dev_cer", "dev_wer_uncalibrated", "dev_cer_uncalibrated", "an4_test_wer", "an4_test_cer", "epoch")
+
+
+def average_models(sources: Sequence[str | os.PathLike]) -> SpeechModel:
+    """The mean of several model files' weights (paths or bundled names; a "model soup"), for
+    models of one lineage, e.g. training cycles started from one file: the same model config,
+    buffers such as the CMVN statistics averaged alike. The first file's metadata is kept, less
+    the figures that were its own, plus ``averaged_from``. A plain mean of state dicts: torch's
+    ``AveragedModel`` averages the steps of one run in memory, not files."""
+    if len(sources) < 2:
+        raise ValueError("averaging needs two model files or more")
+    models = [load_model(source) for source in sources]
+    first = models[0]
+    for source, model in zip(sources[1:], models[1:]):
+        if model.config != first.config:
+            raise ValueError(f"{source}: its model config differs from {sources[0]}'s; only relatives of one model average")
+    states = [model.state_dict() for model in models]
+    averaged = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            averaged[key] = torch.stack([state[key] for state in states]).mean(dim=0)
+        elif all(torch.equal(state[key], value) for state in states[1:]):
+            averaged[key] = value
+        else:
+            raise ValueError(f"{key}: a non-floating-point tensor differs between the models; it cannot be averaged")
+    first.load_state_dict(averaged)
+    metadata = {k: v for k, v in first.metadata.items() if k not in _MODEL_FIGURES}
+    first.metadata = {**metadata, "averaged_from": [str(source) for source in sources]}
+    return first
+
+
 def augmented_batch(
     model: SpeechModel, waves: Sequence[torch.Tensor], augment: AugmentConfig | None, rng: random.Random
 ) -> tuple[torch.Tensor, torch.Tensor]:

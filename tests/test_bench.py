@@ -1,4 +1,4 @@
-"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, widen_model, level_stats; the machine they name."""
+"""The benchmark and analysis scripts: word latency (bench_streaming), error positions, set_frontend, widen_model, average_models, level_stats; the machine they name."""
 from __future__ import annotations
 
 import dataclasses
@@ -135,6 +135,50 @@ def test_widen_model_writes_the_wider_model_that_reads_the_same(tmp_path, monkey
     errors = capsys.readouterr().err
     assert "b.pt: a look-ahead of 3 frames" in errors and "bi.pt: a bidirectional model" in errors and "missing.pt" in errors
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_average_models_writes_the_mean_of_the_weights_and_the_settings_asked_for(tmp_path, monkeypatch, capsys):
+    import json
+
+    import torch
+
+    from speechrnn.decoding import BeamSearchConfig, read_settings
+    from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
+
+    average = _script("average_models")
+    config = ModelConfig(n_hidden=16, n_proj=16, n_layers=1)
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(SpeechModel(config).eval())
+        save_model(tmp_path / f"m{seed}.pt", models[-1], metadata={"name": "offline", "dev_wer": 10.0 + seed, "epoch": seed})
+    assert not torch.equal(models[0].head.weight, models[1].head.weight)  # so the mean below can fail
+    lm_dir = tmp_path / "lm"
+    lm_dir.mkdir()
+    (lm_dir / "x.arpa").write_text("")
+    (lm_dir / "x.lexicon.txt").write_text("")
+    (tmp_path / "m0.lm.json").write_text(json.dumps({"lm": "lm/x.arpa", "lexicon": "lm/x.lexicon.txt", "lm_weight": 1.5, "word_score": 2.0, "beam_size": 16, "tuned": {"dev_wer": 7.0}}))
+    out_dir = tmp_path / "soups"
+    monkeypatch.setattr("sys.argv", ["average_models.py", *(str(tmp_path / f"m{i}.pt") for i in range(3)), "-o", str(out_dir / "soup.pt"), "--settings-from", str(tmp_path / "m0.pt")])
+    average.main()
+    soup = load_model(out_dir / "soup.pt")
+    for key, value in soup.state_dict().items():
+        torch.testing.assert_close(value, sum(m.state_dict()[key] for m in models) / 3, msg=key)
+    assert soup.metadata == {"name": "offline", "averaged_from": [str(tmp_path / f"m{i}.pt") for i in range(3)]}  # the first's figures dropped
+    settings = read_settings(out_dir / "soup.lm.json")
+    assert (settings["lm"], settings["lm_weight"], settings["beam_size"], "tuned" in settings) == ("../lm/x.arpa", 1.5, 16, False)
+    assert BeamSearchConfig.from_dict(settings, base=out_dir).lexicon == str(out_dir / "../lm/x.lexicon.txt")
+    assert "the mean of 3 models' weights" in capsys.readouterr().out
+    # One model, another config, or --settings-from a model without settings: an error, nothing written.
+    save_model(tmp_path / "other.pt", SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)))
+    for argv in ([str(tmp_path / "m0.pt")], [str(tmp_path / "m0.pt"), str(tmp_path / "other.pt")], [str(tmp_path / "m1.pt"), str(tmp_path / "m2.pt"), "--settings-from", str(tmp_path / "m1.pt")]):
+        monkeypatch.setattr("sys.argv", ["average_models.py", *argv, "-o", str(tmp_path / "bad.pt")])
+        with pytest.raises(SystemExit):
+            average.main()
+    errors = capsys.readouterr().err
+    assert "two model files or more" in errors and "other.pt: its model config differs" in errors
+    assert f"--settings-from {tmp_path / 'm1.pt'}: it has no decoding settings file" in errors
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_level_stats_reads_the_loudest_and_the_first_frame(tone):
