@@ -8,6 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+import torchaudio
+
+from . import __version__
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
 from .segment import SegmentConfig
@@ -52,6 +56,7 @@ def beam_search(args, model):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechrnn", description="Speech recognition with GRU-CTC models.")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch and NumPy (default: their own choice)")
+    parser.add_argument("--version", action="version", version=f"speechrnn {__version__} (torch {torch.__version__}, torchaudio {torchaudio.__version__})")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("transcribe", help="transcribe audio files and folders")

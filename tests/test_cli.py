@@ -234,3 +234,17 @@ def test_inputs_with_the_same_name_get_numbered_outputs(speech_dir, tmp_path):
     assert len(names) == 4 and {"take.txt", "take-2.txt", "take-3.txt"} < set(names)
     texts = [p.read_text().strip() for p in out.iterdir()]
     assert len(set(texts)) == 2 and sorted(texts.count(t) for t in set(texts)) == [1, 3]  # "enter" once, "yes" three times
+
+
+def test_version_names_the_package_and_the_torch_it_runs_on():
+    import importlib.metadata
+
+    import torch
+    import torchaudio
+
+    import speechrnn
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"speechrnn {speechrnn.__version__} (torch {torch.__version__}, torchaudio {torchaudio.__version__})"
+    assert importlib.metadata.version("speechrnn") == speechrnn.__version__  # setup.cfg reads the version from the package
