@@ -4,7 +4,9 @@ Everything downstream sees mono float32 samples at ``SAMPLE_RATE`` in [-1, 1].
 """
 from __future__ import annotations
 
+import io
 import os
+import sys
 from functools import lru_cache
 from math import gcd
 
@@ -17,6 +19,7 @@ SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms analysis window
 HOP_LENGTH = 160  # 10 ms between frames
 MIN_DURATION = 0.25  # seconds; shorter clips cannot hold a word and are rejected
+STDIN = "-"  # the path that names standard input (e.g. ``ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -``)
 
 
 class AudioError(ValueError):
@@ -32,7 +35,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     """Read an audio file that libsndfile understands (WAV, FLAC, OGG, ...).
 
     Args:
-        path: the file.
+        path: the file, or ``-`` for standard input (read whole).
         sample_rate: rate of the returned samples; the file is resampled to it.
 
     Returns:
@@ -43,6 +46,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             non-finite samples.
     """
     source = os.fspath(path)
+    if source == STDIN:
+        return _load_stdin(sample_rate)
     if not os.path.exists(source):
         raise AudioError(source, "no such file")
     if os.path.isdir(source):
@@ -56,6 +61,23 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     except OSError as error:
         raise AudioError(source, f"cannot read file ({error.strerror or error})") from None
     return prepare_samples(samples, file_rate, sample_rate, source=source)
+
+
+def _load_stdin(sample_rate: int) -> np.ndarray:
+    """Standard input read whole as one audio file (a pipe cannot seek, and libsndfile needs
+    to: it reads the bytes from memory). A WAV piped by a tool that did not know its length
+    (ffmpeg's header says 0xFFFFFFFF) reads to its end."""
+    name = "- (standard input)"
+    if sys.stdin is None or sys.stdin.isatty():
+        raise AudioError(name, "nothing piped in (e.g. ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -)")
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise AudioError(name, "no bytes piped in (it is read once: give - once)")
+    try:
+        samples, file_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(name, f"not readable audio ({error})") from None
+    return prepare_samples(samples, file_rate, sample_rate, source=name)
 
 
 def prepare_samples(

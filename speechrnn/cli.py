@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("transcribe", help="transcribe audio files and folders")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, or folders searched recursively")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, or folders searched recursively; - reads one file from standard input")
     p.add_argument("--model", default="offline", help="bundled model name or model file (default: %(default)s)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: %(default)s)")
     p.add_argument("--output-dir", help="write one file per input here instead of printing")

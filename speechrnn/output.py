@@ -90,7 +90,7 @@ class OutputNamer:
         self.used: set[str] = set()
 
     def __call__(self, audio: str) -> Path:
-        stem = Path(audio).stem or "audio"
+        stem = "stdin" if audio == "-" else Path(audio).stem or "audio"
         name, n = stem, 1
         while name in self.used:
             n += 1

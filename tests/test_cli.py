@@ -248,3 +248,33 @@ def test_version_names_the_package_and_the_torch_it_runs_on():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"speechrnn {speechrnn.__version__} (torch {torch.__version__}, torchaudio {torchaudio.__version__})"
     assert importlib.metadata.version("speechrnn") == speechrnn.__version__  # setup.cfg reads the version from the package
+
+
+def test_dash_reads_one_file_from_standard_input(jsonl, tmp_path):
+    import struct
+
+    paths, _, rows = jsonl
+    piped = bytearray(open(paths[0], "rb").read())
+    piped[4:8] = piped[40:44] = struct.pack("<I", 0xFFFFFFFF)  # the sizes a tool writing to a pipe leaves unknown (ffmpeg's)
+    assert piped[36:40] == b"data"  # espeak-ng's plain 44-byte header: the data size is where it was patched
+
+    def transcribe(stdin: bytes, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "speechrnn", "transcribe", *args], input=stdin, capture_output=True, timeout=300)
+
+    result = transcribe(bytes(piped), "--format", "jsonl", "-", paths[1])
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [row["audio"] for row in got] == ["-", paths[1]]
+    assert (got[0]["text"], got[0]["duration"]) == (rows[0]["text"], rows[0]["duration"])
+    assert got[1]["text"] == rows[1]["text"]
+    # Not audio, or nothing piped: the documented error for "-" while the other file is transcribed.
+    for stdin, reason in ((b"not audio at all", "not readable audio"), (b"", "no bytes piped in")):
+        result = transcribe(stdin, "--format", "jsonl", paths[1], "-")
+        assert result.returncode == 1
+        got = [json.loads(line) for line in result.stdout.decode().splitlines()]
+        assert got[0]["text"] == rows[1]["text"]
+        assert got[1]["audio"] == "-" and got[1]["error"].startswith("- (standard input): " + reason), got[1]
+    # Subtitles for standard input go to a file named after it.
+    result = transcribe(bytes(piped), "--format", "srt", "--output-dir", str(tmp_path), "-")
+    assert result.returncode == 0, result.stderr
+    assert rows[0]["text"].split()[0] in (tmp_path / "stdin.srt").read_text()
