@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="input device index or name (default: the system's default input)")
     p.add_argument("--sample-rate", type=int, help="record at this rate in Hz, resampled to 16 kHz (default: the device's own rate)")
     p.add_argument("--chunk-ms", type=int, default=100, help="audio per recognition step (default: %(default)s)")
-    p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone")
+    p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone; - streams standard input as it arrives (a 16-bit PCM WAV stream, or raw samples with --raw-rate)")
+    p.add_argument("--raw-rate", type=int, metavar="HZ", help="with --from-file -: standard input is headerless 16-bit little-endian mono samples at this rate")
     p.add_argument("--realtime", action="store_true", help="with --from-file: feed at real-time pace")
     p.add_argument("--no-endpoint", action="store_true", help="one utterance for the whole stream")
     p.add_argument(
@@ -162,6 +163,8 @@ def cmd_live(args) -> int:
         raise ValueError(f"--sample-rate must be positive, got {args.sample_rate}")
     if args.rescore_growth < 0:
         raise ValueError(f"--rescore-growth must be 0 or more, got {args.rescore_growth}")
+    if args.raw_rate is not None and (args.from_file != "-" or args.raw_rate <= 0):
+        raise ValueError(f"--raw-rate is the rate of headerless samples on standard input (--from-file -), a positive number of Hz; got {args.raw_rate} with --from-file {args.from_file}")
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
     from .model import load_model
 
@@ -170,6 +173,8 @@ def cmd_live(args) -> int:
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
+    if args.from_file == "-":  # a pipe arrives at its own pace: --realtime has nothing to pace
+        return live.run(recognizer, live.stdin_chunks(args.chunk_ms, args.raw_rate), printer)
     if args.from_file:
         chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)
         # Like a microphone, a real-time stream says when it starts.

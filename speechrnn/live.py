@@ -1,4 +1,4 @@
-"""Live transcription: audio sources (microphone or file) feeding a StreamingRecognizer.
+"""Live transcription: audio sources (microphone, file or standard input) feeding a StreamingRecognizer.
 
 The microphone callback only copies samples into a queue, so the audio thread never waits
 for the model; the main thread recognises and prints.
@@ -10,8 +10,9 @@ import queue
 import signal
 import sys
 import time
+import wave
 from dataclasses import dataclass
-from typing import Iterator, TextIO
+from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
@@ -50,6 +51,50 @@ def file_chunks(path: str, chunk_ms: int, realtime: bool) -> Iterator[Chunk]:
             if delay > 0:
                 time.sleep(delay)
         yield Chunk(samples[start : start + step], 16000)
+
+
+STDIN_NAME = "- (standard input)"
+
+
+def stdin_chunks(chunk_ms: int, raw_rate: int | None = None, stream: BinaryIO | None = None) -> Iterator[Chunk]:
+    """Standard input (or ``stream``) as it arrives, in ``chunk_ms`` chunks: a WAV stream of
+    16-bit PCM (its header first; a length left unknown, as a tool writing to a pipe leaves it,
+    reads to the end), or with ``raw_rate`` headerless 16-bit little-endian mono samples at
+    that rate (``ffmpeg ... -f s16le -ac 1 -ar 16000 -``, ``arecord -f S16_LE``). The header is
+    read before this returns, so a stream that is not such audio is a ValueError here, not in
+    the middle of a session. Python's ``wave`` reads the header: it needs no seeking, which
+    libsndfile (soundfile) does for a WAV."""
+    stream = stream if stream is not None else sys.stdin.buffer
+    if raw_rate is not None:
+        if raw_rate <= 0:
+            raise ValueError(f"--raw-rate must be a positive rate in Hz, got {raw_rate}")
+        rate, channels, read = raw_rate, 1, stream.read
+    else:
+        try:
+            wav = wave.open(stream, "rb")
+        except (wave.Error, EOFError) as error:
+            raise ValueError(f"{STDIN_NAME}: not a WAV stream ({str(error) or 'it ended before a WAV header did'}); for headerless 16-bit samples give --raw-rate HZ") from None
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"{STDIN_NAME}: {8 * wav.getsampwidth()}-bit WAV samples; a stream must be 16-bit PCM (ffmpeg: -f wav -acodec pcm_s16le)")
+        rate, channels = wav.getframerate(), wav.getnchannels()
+
+        def read(n_bytes: int) -> bytes:
+            return wav.readframes(n_bytes // (2 * channels))
+
+    frame_bytes = 2 * channels
+    step = max(1, rate * chunk_ms // 1000) * frame_bytes
+
+    def chunks() -> Iterator[Chunk]:
+        while True:
+            data = read(step)  # a pipe's read waits for the whole chunk, or the end
+            usable = len(data) - len(data) % frame_bytes  # a sample cut off by the end is dropped
+            if usable:
+                samples = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels)
+                yield Chunk(samples.astype(np.float32) / 32768.0, rate)
+            if len(data) < step:
+                return
+
+    return chunks()
 
 
 class Microphone:

@@ -356,3 +356,38 @@ def test_printer_rewrites_the_partial_in_place_on_a_terminal_and_prints_finals_a
         for event in events:
             printer(event)
         assert out.getvalue() == expected  # unchanged partials are not rewritten; a pipe gets finals only
+
+
+@pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model")
+def test_standard_input_streams_as_the_same_file_does(speech_dir, tmp_path):
+    from speechrnn.audio import load_audio
+
+    folder, _ = speech_dir
+    samples = np.round(load_audio(folder / "enter.wav") * 32767).astype("<i2")  # 16 kHz, as a file the recognizer reads unresampled
+    sf.write(tmp_path / "enter16.wav", samples, 16000, subtype="PCM_16")
+    wav = bytearray((tmp_path / "enter16.wav").read_bytes())
+    assert wav[36:40] == b"data"
+    wav[4:8] = wav[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # a length left unknown, as a tool writing to a pipe leaves it
+
+    def live(stdin: bytes | None, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "speechrnn", "live", "--format", "jsonl", "--chunk-ms", "100", *args], input=stdin, capture_output=True, timeout=300)
+
+    from_file = live(None, "--from-file", str(tmp_path / "enter16.wav"))
+    assert from_file.returncode == 0, from_file.stderr
+    expected = events_of(from_file.stdout.decode())
+    assert expected[-1]["type"] == "final" and expected[-1]["text"]
+    for stdin, args in ((bytes(wav), ()), (samples.tobytes() + b"\x01", ("--raw-rate", "16000"))):  # raw: a stray byte at the end is dropped
+        piped = live(stdin, "--from-file", "-", *args)
+        assert piped.returncode == 0, piped.stderr
+        assert events_of(piped.stdout.decode()) == expected, args
+    # Not a WAV stream, not 16-bit, or --raw-rate without standard input: a clear error, status 2.
+    eight_bit = subprocess.run(["sox", str(folder / "enter.wav"), "-b", "8", "-t", "wav", "-"], capture_output=True, check=True).stdout if shutil.which("sox") else None
+    for stdin, args, message in (
+        (b"hello", ("--from-file", "-"), "- (standard input): not a WAV stream"),
+        (eight_bit, ("--from-file", "-"), "8-bit WAV samples"),
+        (None, ("--from-file", str(tmp_path / "enter16.wav"), "--raw-rate", "16000"), "--raw-rate is the rate of headerless samples on standard input"),
+    ):
+        if stdin is None and args[1] == "-":
+            continue  # no sox to make the 8-bit stream with
+        failed = live(stdin, *args)
+        assert failed.returncode == 2 and message in failed.stderr.decode(), failed.stderr
