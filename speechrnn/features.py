@@ -62,6 +62,8 @@ class FrontendConfig:
             raise ValueError(f"n_mfcc must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.hop_length <= 0 or self.n_fft <= 0:
             raise ValueError("n_fft and hop_length must be positive")
+        if not self.log_offset > 0:
+            raise ValueError(f"log_offset (the floor added before the log) must be positive, got {self.log_offset}")
         if self.level_decay_db < 0:
             raise ValueError(f"level_decay_db must be >= 0, got {self.level_decay_db}")
         if self.utterance_cmn and self.level_decay_db:

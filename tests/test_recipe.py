@@ -87,6 +87,21 @@ def test_spec_augment_widths_reach_both_stages_augmentation():
     assert (quiet.gain_db, quiet.noise_prob, quiet.max_freq_width) == ((0.0, 0.0), 0.0, 20)
 
 
+def test_log_offset_reaches_both_recipes_models(capsys):
+    spec = importlib.util.spec_from_file_location("manifest_recipe", RECIPE.parent.parent / "manifest" / "run.py")
+    manifest = sys.modules["manifest_recipe"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(manifest)
+    required = ["--train", "t.jsonl", "--dev", "d.jsonl", "--exp", "x"]
+    for streaming in ([], ["--streaming"]):
+        assert recipe.model_config(recipe.parse_args(streaming)).frontend.log_offset == 1e-6
+        assert recipe.model_config(recipe.parse_args([*streaming, "--log-offset", "1e-10"])).frontend.log_offset == 1e-10
+        args = manifest.build_parser().parse_args([*required, *streaming, "--log-offset", "1e-10"])
+        assert manifest.model_config(args).frontend.log_offset == 1e-10
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--log-offset", "0"])
+    assert "log_offset (the floor added before the log) must be positive" in capsys.readouterr().err
+
+
 def test_noise_snr_range_reaches_the_robust_stage_only(capsys):
     assert recipe.robust_augment(recipe.parse_args([])).snr_db == AugmentConfig.snr_db
     robust = recipe.robust_augment(recipe.parse_args(["--snr-db", "5", "40"]))

@@ -362,6 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--level-start-lead-db", type=float_or_none, default=None,
         help=f"with a start level: start at most this many dB above the first frame's level, so a quiet recording starts near its own level, or 'none': no bound (default: streaming {STREAMING_DEFAULTS['level_start_lead_db']}, AN4 train's median lead by scripts/level_stats.py)",
     )
+    parser.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
     parser.add_argument(
         "--utterance-cmn", action="store_true",
         help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)",
@@ -512,6 +513,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             level_decay_db=args.level_decay_db,
             level_start_db=args.level_start_db,
             level_start_lead_db=args.level_start_lead_db,
+            log_offset=args.log_offset,
             utterance_cmn=args.utterance_cmn,
         ),
         frame_stack=args.frame_stack,

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--level-start-lead-db", type=float, default=None,
         help="with --level-start-db: start at most this many dB above the first frame's level (default: no bound)",
     )
+    model.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=30)
     training.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="utterances per batch and process (default: %(default)s)")
@@ -132,6 +133,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             level_decay_db=10.0 if streaming else 0.0,
             level_start_db=args.level_start_db if streaming else None,
             level_start_lead_db=args.level_start_lead_db if streaming else None,
+            log_offset=args.log_offset,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
