@@ -379,16 +379,22 @@ def test_a_named_partner_takes_the_weight_its_settings_record_else_the_second_pa
     assert beam_search_for(model, lm=settings["lm"], rescore="offline").rescorer.config.weight == RescoreConfig("x").weight
 
 
-def test_the_bundled_streaming_partner_streams_beside_the_streaming_model_on_its_frames():
+def test_the_bundled_streaming_partner_streams_beside_the_streaming_model():
     """`--rescore streaming-partner` (session 34's model: the bundled streaming model's first
     training cycle, which AN4 dev no longer chooses as its second pass) streams beside the
-    bundled streaming model (no second reading of the audio) and takes its log-mel frames from it."""
+    bundled streaming model (no second reading of the audio). Since session 49 the streaming
+    model's floor before the log is 1e-10 and the partner's 1e-6, so the partner computes its own
+    log-mel frames (the sharing itself: the toy pairs above)."""
+    import dataclasses
+
     from speechrnn.streaming import shares_frontend, streams_beside
 
     streaming, partner = load_model("streaming"), load_model("streaming-partner")
-    assert streams_beside(streaming, partner) and shares_frontend(streaming, partner)
+    assert streams_beside(streaming, partner) and not shares_frontend(streaming, partner)
+    assert (streaming.config.frontend.log_offset, partner.config.frontend.log_offset) == (1e-10, 1e-6)
+    assert dataclasses.replace(partner.config.frontend, log_offset=1e-10) == streaming.config.frontend  # the only difference
     recognizer = StreamingRecognizer(streaming, lm=beam_search_for(streaming, rescore="streaming-partner"))
-    assert recognizer._partner_state is not None and recognizer._partner_shares_frontend
+    assert recognizer._partner_state is not None and not recognizer._partner_shares_frontend
 
 
 # Every opt-in pair a bundled model's settings record (its "partners"), as (model, partner).
