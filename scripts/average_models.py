@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from speechrnn.decoding import BeamSearchConfig, read_settings, tuning_path
 from speechrnn.model import resolve_model_path, save_model
 from speechrnn.output import write_atomic
 from speechrnn.train import average_models
+from speechrnn.tuning import settings_relative_to
 
 
 def copy_settings(source_model: str, output: Path) -> Path:
@@ -29,11 +29,7 @@ def copy_settings(source_model: str, output: Path) -> Path:
     settings_file = tuning_path(resolve_model_path(source_model))
     config = BeamSearchConfig.from_dict(read_settings(settings_file), base=settings_file.parent)
     target = tuning_path(output)
-    settings = config.to_dict()
-    for key in ("lm", "lexicon"):
-        if settings[key]:
-            settings[key] = os.path.relpath(Path(settings[key]).resolve(), target.parent.resolve())
-    settings["copied_from"] = str(settings_file)
+    settings = {**settings_relative_to(config, target), "copied_from": str(settings_file)}
     write_atomic(target, json.dumps(settings, indent=2) + "\n")
     return target
 
@@ -50,8 +46,9 @@ def main() -> None:
         parser.error(f"{output}: the output's name must end in .pt (its settings file goes beside it as .lm.json)")
     try:
         soup = average_models(args.models)
-        if args.settings_from and not tuning_path(resolve_model_path(args.settings_from)).is_file():
-            raise ValueError(f"--settings-from {args.settings_from}: it has no decoding settings file ({tuning_path(resolve_model_path(args.settings_from))})")
+        settings_file = tuning_path(resolve_model_path(args.settings_from)) if args.settings_from else None
+        if settings_file is not None and not settings_file.is_file():
+            raise ValueError(f"--settings-from {args.settings_from}: it has no decoding settings file ({settings_file})")
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     save_model(output, soup, half=args.half, metadata=soup.metadata)

@@ -20,6 +20,7 @@ N_FFT = 400  # 25 ms analysis window
 HOP_LENGTH = 160  # 10 ms between frames
 MIN_DURATION = 0.25  # seconds; shorter clips cannot hold a word and are rejected
 STDIN = "-"  # the path that names standard input (e.g. ``ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -``)
+STDIN_NAME = "- (standard input)"  # how errors name it
 
 
 class AudioError(ValueError):
@@ -47,37 +48,33 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     """
     source = os.fspath(path)
     if source == STDIN:
-        return _load_stdin(sample_rate)
-    if not os.path.exists(source):
-        raise AudioError(source, "no such file")
-    if os.path.isdir(source):
-        raise AudioError(source, "is a directory, not an audio file")
-    if os.path.getsize(source) == 0:
-        raise AudioError(source, "file is empty (0 bytes)")
+        name, file = STDIN_NAME, io.BytesIO(_stdin_bytes())  # libsndfile seeks, which a pipe cannot
+    else:
+        if not os.path.exists(source):
+            raise AudioError(source, "no such file")
+        if os.path.isdir(source):
+            raise AudioError(source, "is a directory, not an audio file")
+        if os.path.getsize(source) == 0:
+            raise AudioError(source, "file is empty (0 bytes)")
+        name, file = source, source
     try:
-        samples, file_rate = sf.read(source, dtype="float32", always_2d=True)
+        samples, file_rate = sf.read(file, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioError(source, f"not a readable audio file ({error})") from None
+        raise AudioError(name, f"not a readable audio file ({error})") from None
     except OSError as error:
-        raise AudioError(source, f"cannot read file ({error.strerror or error})") from None
-    return prepare_samples(samples, file_rate, sample_rate, source=source)
+        raise AudioError(name, f"cannot read file ({error.strerror or error})") from None
+    return prepare_samples(samples, file_rate, sample_rate, source=name)
 
 
-def _load_stdin(sample_rate: int) -> np.ndarray:
-    """Standard input read whole as one audio file (a pipe cannot seek, and libsndfile needs
-    to: it reads the bytes from memory). A WAV piped by a tool that did not know its length
-    (ffmpeg's header says 0xFFFFFFFF) reads to its end."""
-    name = "- (standard input)"
+def _stdin_bytes() -> bytes:
+    """Standard input read whole, for one audio file (a WAV piped by a tool that did not know
+    its length, whose header says 0xFFFFFFFF as ffmpeg's does, reads to its end)."""
     if sys.stdin is None or sys.stdin.isatty():
-        raise AudioError(name, "nothing piped in (e.g. ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -)")
+        raise AudioError(STDIN_NAME, "nothing piped in (e.g. ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -)")
     data = sys.stdin.buffer.read()
     if not data:
-        raise AudioError(name, "no bytes piped in (it is read once: give - once)")
-    try:
-        samples, file_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioError(name, f"not readable audio ({error})") from None
-    return prepare_samples(samples, file_rate, sample_rate, source=name)
+        raise AudioError(STDIN_NAME, "no bytes piped in (it is read once: give - once)")
+    return data
 
 
 def prepare_samples(

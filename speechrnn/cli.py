@@ -12,6 +12,7 @@ import torch
 import torchaudio
 
 from . import __version__
+from .audio import STDIN
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
 from .segment import SegmentConfig
@@ -163,7 +164,7 @@ def cmd_live(args) -> int:
         raise ValueError(f"--sample-rate must be positive, got {args.sample_rate}")
     if args.rescore_growth < 0:
         raise ValueError(f"--rescore-growth must be 0 or more, got {args.rescore_growth}")
-    if args.raw_rate is not None and (args.from_file != "-" or args.raw_rate <= 0):
+    if args.raw_rate is not None and (args.from_file != STDIN or args.raw_rate <= 0):
         raise ValueError(f"--raw-rate is the rate of headerless samples on standard input (--from-file -), a positive number of Hz; got {args.raw_rate} with --from-file {args.from_file}")
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
     from .model import load_model
@@ -173,7 +174,7 @@ def cmd_live(args) -> int:
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
-    if args.from_file == "-":  # a pipe arrives at its own pace: --realtime has nothing to pace
+    if args.from_file == STDIN:  # a pipe arrives at its own pace: --realtime has nothing to pace
         return live.run(recognizer, live.stdin_chunks(args.chunk_ms, args.raw_rate), printer)
     if args.from_file:
         chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)

@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
-from .audio import load_audio
+from .audio import STDIN_NAME, load_audio
 from .streaming import Result, StreamingRecognizer
 
 
@@ -51,9 +51,6 @@ def file_chunks(path: str, chunk_ms: int, realtime: bool) -> Iterator[Chunk]:
             if delay > 0:
                 time.sleep(delay)
         yield Chunk(samples[start : start + step], 16000)
-
-
-STDIN_NAME = "- (standard input)"
 
 
 def stdin_chunks(chunk_ms: int, raw_rate: int | None = None, stream: BinaryIO | None = None) -> Iterator[Chunk]:

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .audio import STDIN
 from .decoding import WordTiming
 from .transcribe import FileResult
 
@@ -90,7 +91,7 @@ class OutputNamer:
         self.used: set[str] = set()
 
     def __call__(self, audio: str) -> Path:
-        stem = "stdin" if audio == "-" else Path(audio).stem or "audio"
+        stem = "stdin" if audio == STDIN else Path(audio).stem or "audio"
         name, n = stem, 1
         while name in self.used:
             n += 1

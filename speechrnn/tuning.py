@@ -149,13 +149,19 @@ def choose_rescoring(
     return RescoringChoice(dataclasses.replace(rescorer.config, weight=weight), wer, cer, grid)
 
 
+def settings_relative_to(config: BeamSearchConfig, path: str | os.PathLike) -> dict:
+    """``config`` as a settings file at ``path`` holds it: LM and lexicon paths relative to it."""
+    settings = config.to_dict()
+    for key in ("lm", "lexicon"):
+        if settings[key]:
+            settings[key] = os.path.relpath(Path(settings[key]).resolve(), Path(path).parent.resolve())
+    return settings
+
+
 def write_tuning(path: str | os.PathLike, tuning: Tuning, data: str) -> None:
     """Write the best settings as a ``.lm.json`` file (LM and lexicon paths relative to it)."""
     path = Path(path)
-    settings = tuning.best.to_dict()
-    for key in ("lm", "lexicon"):
-        if settings[key]:
-            settings[key] = os.path.relpath(Path(settings[key]).resolve(), path.parent.resolve())
+    settings = settings_relative_to(tuning.best, path)
     settings["tuned"] = {
         "data": data,
         "utterances": tuning.n_utterances,

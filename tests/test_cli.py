@@ -268,7 +268,7 @@ def test_dash_reads_one_file_from_standard_input(jsonl, tmp_path):
     assert (got[0]["text"], got[0]["duration"]) == (rows[0]["text"], rows[0]["duration"])
     assert got[1]["text"] == rows[1]["text"]
     # Not audio, or nothing piped: the documented error for "-" while the other file is transcribed.
-    for stdin, reason in ((b"not audio at all", "not readable audio"), (b"", "no bytes piped in")):
+    for stdin, reason in ((b"not audio at all", "not a readable audio file"), (b"", "no bytes piped in")):
         result = transcribe(stdin, "--format", "jsonl", paths[1], "-")
         assert result.returncode == 1
         got = [json.loads(line) for line in result.stdout.decode().splitlines()]
