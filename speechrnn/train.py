@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -119,54 +119,54 @@ def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance
 
 
 def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: float) -> None:
-    """Rewrite a model file with ``(1 - weight) * its weights + weight * other's`` (the same
-    model config; buffers such as the CMVN statistics mixed alike), for the AN4 recipe's
-    ``--clean-mix``: a little of the clean stage's model in the robust stage's. (Session 13,
-    recipes/an4/RESULTS.md: for an offline model 10-20% of its clean stage read clean AN4 dev
-    speech better than either end, at some cost in other conditions beyond 10%; for a
-    streaming model the mixes only traded robustness for clean accuracy.) The file's dev
-    figures, which were the unmixed model's, are dropped from its metadata."""
+    """Rewrite a model file with ``(1 - weight) * its weights + weight * other's`` (see
+    :func:`_blend`), for the AN4 recipe's ``--clean-mix``: a little of the clean stage's model in
+    the robust stage's. (Session 13, recipes/an4/RESULTS.md: for an offline model 10-20% of its
+    clean stage read clean AN4 dev speech better than either end, at some cost in other
+    conditions beyond 10%; for a streaming model the mixes only traded robustness for clean
+    accuracy.)"""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"mixing weight must be in 0..1, got {weight}")
-    model, partner = load_model(model_path), load_model(other)
-    if dataclasses.replace(model.config, level_db=None) != dataclasses.replace(partner.config, level_db=None):
-        raise ValueError(f"{other}: its model config differs from {model_path}'s; only relatives of one model mix")
-    theirs = partner.state_dict()
-    mixed = {key: torch.lerp(value, theirs[key], weight) if value.is_floating_point() else value for key, value in model.state_dict().items()}
-    model.load_state_dict(mixed)
-    metadata = {k: v for k, v in model.metadata.items() if k not in ("dev_wer", "dev_cer")}
-    save_model(model_path, model, metadata={**metadata, "mixed_with": str(other), "mix_weight": weight})
-
-
-# Figures that describe one trained model and not a blend of several: an average drops them.
-_MODEL_FIGURES = ("dev_wer", "dev_cer", "dev_wer_uncalibrated", "dev_cer_uncalibrated", "an4_test_wer", "an4_test_cer", "epoch")
+    mixed = _blend([model_path, other], lambda pair: torch.lerp(pair[0], pair[1], weight), {"mixed_with": str(other), "mix_weight": weight})
+    save_model(model_path, mixed, metadata=mixed.metadata)
 
 
 def average_models(sources: Sequence[str | os.PathLike]) -> SpeechModel:
     """The mean of several model files' weights (paths or bundled names; a "model soup"), for
-    models of one lineage, e.g. training cycles started from one file: the same model config,
-    buffers such as the CMVN statistics averaged alike. The first file's metadata is kept, less
-    the figures that were its own, plus ``averaged_from``. A plain mean of state dicts: torch's
-    ``AveragedModel`` averages the steps of one run in memory, not files."""
+    models of one lineage, e.g. training cycles started from one file (see :func:`_blend`). A
+    plain mean of state dicts: torch's ``AveragedModel`` averages the steps of one run in
+    memory, not files."""
     if len(sources) < 2:
         raise ValueError("averaging needs two model files or more")
+    return _blend(sources, lambda tensors: torch.stack(tensors).mean(dim=0), {"averaged_from": [str(source) for source in sources]})
+
+
+# Figures that describe one trained model and not a blend of several: a blend drops them.
+_MODEL_FIGURES = ("dev_wer", "dev_cer", "dev_wer_uncalibrated", "dev_cer_uncalibrated", "an4_test_wer", "an4_test_cer", "epoch")
+
+
+def _blend(sources: Sequence[str | os.PathLike], combine: Callable[[list[torch.Tensor]], torch.Tensor], provenance: dict) -> SpeechModel:
+    """One model whose floating-point tensors (weights, and buffers such as the CMVN statistics)
+    are ``combine`` of the model files' tensors, for relatives of one model: the same model
+    config but for ``level_db``, the first file's input-level calibration, which is kept (it is
+    measured on training speech, not learnt). Integer tensors must agree. The first file's
+    metadata is kept, less the figures that were its own, plus ``provenance``."""
     models = [load_model(source) for source in sources]
     first = models[0]
     for source, model in zip(sources[1:], models[1:]):
-        if model.config != first.config:
-            raise ValueError(f"{source}: its model config differs from {sources[0]}'s; only relatives of one model average")
+        if dataclasses.replace(model.config, level_db=None) != dataclasses.replace(first.config, level_db=None):
+            raise ValueError(f"{source}: its model config differs from {sources[0]}'s; only relatives of one model blend")
     states = [model.state_dict() for model in models]
-    averaged = {}
+    blended = {}
     for key, value in states[0].items():
         if value.is_floating_point():
-            averaged[key] = torch.stack([state[key] for state in states]).mean(dim=0)
+            blended[key] = combine([state[key] for state in states])
         elif all(torch.equal(state[key], value) for state in states[1:]):
-            averaged[key] = value
+            blended[key] = value
         else:
-            raise ValueError(f"{key}: a non-floating-point tensor differs between the models; it cannot be averaged")
-    first.load_state_dict(averaged)
-    metadata = {k: v for k, v in first.metadata.items() if k not in _MODEL_FIGURES}
-    first.metadata = {**metadata, "averaged_from": [str(source) for source in sources]}
+            raise ValueError(f"{key}: a non-floating-point tensor differs between the models; they cannot be blended")
+    first.load_state_dict(blended)
+    first.metadata = {**{k: v for k, v in first.metadata.items() if k not in _MODEL_FIGURES}, **provenance}
     return first
 
 
