@@ -164,8 +164,10 @@ def cmd_live(args) -> int:
         raise ValueError(f"--sample-rate must be positive, got {args.sample_rate}")
     if args.rescore_growth < 0:
         raise ValueError(f"--rescore-growth must be 0 or more, got {args.rescore_growth}")
-    if args.raw_rate is not None and (args.from_file != STDIN or args.raw_rate <= 0):
-        raise ValueError(f"--raw-rate is the rate of headerless samples on standard input (--from-file -), a positive number of Hz; got {args.raw_rate} with --from-file {args.from_file}")
+    if args.raw_rate is not None and args.from_file != STDIN:
+        raise ValueError(f"--raw-rate is the rate of headerless samples on standard input (--from-file -); got it with --from-file {args.from_file}")
+    # Standard input's header (or --raw-rate) is checked here, before the model loads.
+    stdin = live.stdin_chunks(args.chunk_ms, args.raw_rate) if args.from_file == STDIN else None
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
     from .model import load_model
 
@@ -174,8 +176,8 @@ def cmd_live(args) -> int:
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
-    if args.from_file == STDIN:  # a pipe arrives at its own pace: --realtime has nothing to pace
-        return live.run(recognizer, live.stdin_chunks(args.chunk_ms, args.raw_rate), printer)
+    if stdin is not None:  # a pipe arrives at its own pace: --realtime has nothing to pace
+        return live.run(recognizer, stdin, printer)
     if args.from_file:
         chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)
         # Like a microphone, a real-time stream says when it starts.

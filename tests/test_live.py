@@ -380,10 +380,11 @@ def test_standard_input_streams_as_the_same_file_does(speech_dir, tmp_path):
         piped = live(stdin, "--from-file", "-", *args)
         assert piped.returncode == 0, piped.stderr
         assert events_of(piped.stdout.decode()) == expected, args
-    # Not a WAV stream, not 16-bit, or --raw-rate without standard input: a clear error, status 2.
+    # Not a WAV stream, not 16-bit, --raw-rate without standard input or not positive: a clear error, status 2.
     cases = [
         (b"hello", ("--from-file", "-"), "- (standard input): not a WAV stream"),
         (None, ("--from-file", str(tmp_path / "enter16.wav"), "--raw-rate", "16000"), "--raw-rate is the rate of headerless samples on standard input"),
+        (b"", ("--from-file", "-", "--raw-rate", "0"), "--raw-rate must be a positive rate in Hz, got 0"),
     ]
     if shutil.which("sox"):  # sox makes the 8-bit stream
         eight_bit = subprocess.run(["sox", str(folder / "enter.wav"), "-b", "8", "-t", "wav", "-"], capture_output=True, check=True).stdout
