@@ -332,9 +332,9 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     `--partner streaming` in session 47, recorded 0.5 for the first cycle's model, then
     dropped the pair for the second's: dev read no weight above 0 better). `streaming-partner`, a second pass that
     streams beside the streaming model, was recorded too in sessions 41-45; session 46's bundle
-    dropped it (AN4 dev read no weight above 0 better than the first pass alone), so it takes the
-    default weight."""
-    expected = {"offline": {"streaming": None}, "streaming": {"offline": 3.0, "streaming-partner": None}}
+    dropped it (AN4 dev read no weight above 0 better than the first pass alone); session 50's,
+    asked with `--partner streaming-partner`, recorded it again (dev read 1 better)."""
+    expected = {"offline": {"streaming": None}, "streaming": {"offline": 2.0, "streaming-partner": 1.0}}
     for name, partners in expected.items():
         model = load_model(name)
         settings = json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
@@ -345,7 +345,7 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
             search = beam_search_for(model, rescore=partner)
             assert search.rescorer.partner.source == str(BUNDLED_DIR / f"{partner}.pt")
             assert search.rescorer.config.weight == (weight if weight is not None else RescoreConfig("x").weight)
-            assert beam_search_for(model, rescore=partner, rescore_weight=2.0).rescorer.config.weight == 2.0
+            assert beam_search_for(model, rescore=partner, rescore_weight=2.5).rescorer.config.weight == 2.5  # a weight neither recorded nor the default
     # A partner the settings do not name takes the default weight.
     assert beam_search_for(load_model("offline"), rescore="streaming-partner").rescorer.config.weight == RescoreConfig("x").weight
 
