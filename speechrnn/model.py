@@ -73,6 +73,12 @@ class ModelConfig:
         """Seconds between two output frames."""
         return self.frame_samples / self.frontend.sample_rate
 
+    def matches_apart_from_level(self, other: "ModelConfig") -> bool:
+        """Whether ``other`` describes the same network and frontend as this config:
+        equal but for ``level_db``, an input-level calibration measured on training speech after
+        training, not learnt (so one model's weights may start, or blend with, the other's)."""
+        return dataclasses.replace(self, level_db=None) == dataclasses.replace(other, level_db=None)
+
     @property
     def latency_frames(self) -> int:
         """Future output frames an output frame waits for: its input look-ahead and its row

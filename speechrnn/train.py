@@ -154,7 +154,7 @@ def _blend(sources: Sequence[str | os.PathLike], combine: Callable[[list[torch.T
     models = [load_model(source) for source in sources]
     first = models[0]
     for source, model in zip(sources[1:], models[1:]):
-        if dataclasses.replace(model.config, level_db=None) != dataclasses.replace(first.config, level_db=None):
+        if not model.config.matches_apart_from_level(first.config):
             raise ValueError(f"{source}: its model config differs from {sources[0]}'s; only relatives of one model blend")
     states = [model.state_dict() for model in models]
     blended = {}
@@ -405,7 +405,7 @@ def train(
         if (start.config.lookahead, start.config.input_lookahead) != (model_config.lookahead, model_config.input_lookahead):
             # The new future taps and input weights start at zero (a shorter look-ahead is refused below).
             start = widened_lookahead(start, max(start.config.lookahead, model_config.lookahead), max(start.config.input_lookahead, model_config.input_lookahead))
-        if dataclasses.replace(start.config, level_db=None) != dataclasses.replace(model_config, level_db=None):
+        if not start.config.matches_apart_from_level(model_config):
             raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options (or a longer look-ahead)")
         model.load_state_dict(start.state_dict())
     else:
