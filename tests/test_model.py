@@ -250,6 +250,18 @@ def test_level_normalised_model_hears_a_quiet_input_as_a_loud_one(tmp_path, tone
         ModelConfig(bidirectional=False, level_db=-25.0)
 
 
+def test_configs_that_differ_only_in_level_match_apart_from_it():
+    """`ModelConfig.matches_apart_from_level`, which `--init-from` and the weight blends
+    (mix_into, average_models) check: a calibrated input level (``level_db``, measured after
+    training) does not make two networks different; any other field does."""
+    plain = ModelConfig(n_hidden=16, n_proj=16, n_layers=1)
+    calibrated = dataclasses.replace(plain, level_db=-25.0)
+    assert plain != calibrated and plain.matches_apart_from_level(calibrated) and calibrated.matches_apart_from_level(plain)
+    unidirectional = dataclasses.replace(plain, bidirectional=False, lookahead=1)  # (level_db is for bidirectional models only)
+    for other in (dataclasses.replace(calibrated, n_hidden=8), unidirectional, dataclasses.replace(calibrated, frontend=dataclasses.replace(plain.frontend, log_offset=1e-10))):
+        assert not plain.matches_apart_from_level(other), other
+
+
 def test_emissions_from_concurrent_batches_equal_one_batch_at_a_time(tone):
     from speechrnn.transcribe import emissions, emissions_in_order
 
