@@ -57,6 +57,10 @@ class ModelConfig:
     def __post_init__(self):
         if self.level_db is not None and not self.bidirectional:
             raise ValueError("level_db (whole-utterance level normalisation) needs a bidirectional model")
+        if self.input_lookahead and self.bidirectional:
+            # Its backward direction already reads every future frame: the stacked ones would
+            # only widen the projection and add latency where a streaming model needs it.
+            raise ValueError(f"input_lookahead ({self.input_lookahead}) needs a unidirectional (streaming) model; a bidirectional one reads the future already")
         if self.frontend.utterance_cmn and not self.bidirectional:
             raise ValueError("frontend.utterance_cmn (whole-utterance mean normalisation) needs a bidirectional model")
         if self.rnn_type not in ("gru", "lstm"):

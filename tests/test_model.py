@@ -250,6 +250,13 @@ def test_level_normalised_model_hears_a_quiet_input_as_a_loud_one(tmp_path, tone
         ModelConfig(bidirectional=False, level_db=-25.0)
 
 
+def test_input_lookahead_needs_a_unidirectional_model():
+    """A bidirectional model's backward direction reads every future frame already."""
+    with pytest.raises(ValueError, match="input_lookahead"):
+        ModelConfig(input_lookahead=2)
+    assert ModelConfig(bidirectional=False, input_lookahead=2).latency_frames == 2
+
+
 def test_configs_that_differ_only_in_level_match_apart_from_it():
     """`ModelConfig.matches_apart_from_level`, which `--init-from` and the weight blends
     (mix_into, average_models) check: a calibrated input level (``level_db``, measured after

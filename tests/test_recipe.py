@@ -63,6 +63,15 @@ def test_convolution_frontend_option_reaches_the_model():
         recipe.parse_args(["--conv-channels", "-1"])
 
 
+def test_input_lookahead_is_for_streaming_models(capsys):
+    """A bidirectional model reads every future frame already: an input look-ahead would only
+    widen its projection, so the recipe refuses it before any data is read."""
+    assert recipe.model_config(recipe.parse_args(["--streaming", "--input-lookahead", "4"])).input_lookahead == 4
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--input-lookahead", "4"])
+    assert "input_lookahead (4) needs a unidirectional" in capsys.readouterr().err
+
+
 def test_distillation_options_check_the_teacher_before_any_data_is_read(tmp_path, capsys):
     args = recipe.parse_args(["--streaming", "--distill-from", "offline"])
     assert (args.distill_from, args.distill_weight, args.distill_shift) == ("offline", 0.5, 3)
