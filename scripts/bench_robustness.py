@@ -21,7 +21,12 @@ split carved from AN4 train: what comparisons between training variants are made
   recipe's robust stage can train on rooms of 0.2-0.8 s (`--reverb-prob`), other draws than these;
 - espeak-ng: the test transcripts said by espeak-ng in random accents, voices, speeds and
   pitches (seeded; the engine is the one behind the recipe's synthetic training speech, but
-  these sentences are never synthesised for training).
+  these sentences are never synthesised for training);
+- flite: the test transcripts said by flite's four voices at random rates (seeded; added in
+  session 52, after the mean of the twelve conditions above had been compared across sessions,
+  so the printed mean leaves it out and it is reported beside it, as is each voice's figure:
+  a model trained with some of flite's voices, `recipes/an4/run.py --synth-engines espeak-ng
+  flite --flite-voices ...`, is tested on the one it left out).
 """
 from __future__ import annotations
 
@@ -43,17 +48,18 @@ from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
 from speechrnn.reverb import decay_time, reverberate, room_impulse_response
-from speechrnn.synth import espeak_available, random_voice, speak
+from speechrnn.synth import espeak_available, flite_available, random_flite_voice, random_voice, speak, speak_flite
 from speechrnn.transcribe import recognize
 
 
 def conditions(
     waves: list[torch.Tensor], texts: list[str], synth_dir: Path, wanted: Callable[[str], bool] = lambda name: True,
-    room_decays: dict[str, float] | None = None,
+    room_decays: dict[str, float] | None = None, flite_voices: list[str] | None = None,
 ) -> dict[str, list[torch.Tensor]]:
     """The ``wanted`` conditions' waveforms, by name (the others are not made); a reverberant
     condition made also puts the mean decay time its rooms show (``speechrnn.reverb.decay_time``)
-    into ``room_decays`` under its name."""
+    into ``room_decays`` under its name, and the flite condition each utterance's voice into
+    ``flite_voices``."""
     generator = torch.Generator().manual_seed(0)
 
     def noisy(wave: torch.Tensor, snr_db: float) -> torch.Tensor:
@@ -69,6 +75,15 @@ def conditions(
         jobs = [(text, synth_dir / f"{i:03d}.wav", random_voice(rng)) for i, text in enumerate(texts)]
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda job: speak(job[0], job[1], **job[2]), jobs))
+        return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
+
+    def flite_spoken() -> list[torch.Tensor]:
+        rng = random.Random(20261206)
+        jobs = [(text, synth_dir / f"flite{i:03d}.wav", random_flite_voice(rng)) for i, text in enumerate(texts)]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda job: speak_flite(job[0], job[1], **job[2]), jobs))
+        if flite_voices is not None:
+            flite_voices.extend(voice["voice"] for _, _, voice in jobs)
         return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
 
     def reverberant(name: str, rt60: tuple[float, float], seed: int) -> list[torch.Tensor]:
@@ -91,7 +106,18 @@ def conditions(
         makers[name] = lambda name=name, rt60=rt60, seed=seed: reverberant(name, rt60, seed)
     if espeak_available():
         makers["espeak-ng"] = spoken
+    if flite_available():
+        makers["flite"] = flite_spoken
     return {name: make() for name, make in makers.items() if wanted(name)}
+
+
+def wer_by_voice(texts: list[str], hyps: list[str], voices: list[str]) -> dict[str, float]:
+    """Corpus WER of each voice's utterances."""
+    wers = {}
+    for voice in sorted(set(voices)):
+        own = [i for i, v in enumerate(voices) if v == voice]
+        wers[voice] = round(error_rates([texts[i] for i in own], [hyps[i] for i in own])[0], 2)
+    return wers
 
 
 def main() -> None:
@@ -111,31 +137,36 @@ def main() -> None:
     texts = [u.text for u in utterances]
     with tempfile.TemporaryDirectory() as tmp:
         room_decays: dict[str, float] = {}
-        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted, room_decays)
+        flite_voices: list[str] = []
+        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted, room_decays, flite_voices)
     if not sets:
         parser.error(f"no condition starts with any of {args.conditions}")
-    report = {}
+    report, by_voice = {}, {}
     for name in args.model:
         model = load_model(name)
         search = beam_search_for(model, args.lm, rescore=args.rescore)
         report[name] = {}
         for condition, waves in sets.items():
-            hyps = recognize(model, waves, search=search)
-            wer, cer = error_rates(texts, [h.text for h in hyps])
+            hyps = [h.text for h in recognize(model, waves, search=search)]
+            wer, cer = error_rates(texts, hyps)
             report[name][condition] = {"wer": round(wer, 2), "cer": round(cer, 2)}
-    # The README's robustness mean: every condition but the faint-noise draws, which measure
-    # resolution rather than robustness.
+            if condition == "flite":
+                by_voice[name] = wer_by_voice(texts, hyps, flite_voices)
+    # The README's robustness mean: the twelve conditions of sessions 36-51, so it compares
+    # across sessions: not the faint-noise draws, which measure resolution rather than
+    # robustness, nor flite, added later (reported beside it).
     means = {
         name: round(sum(wers) / len(wers), 2)
         for name, rows in report.items()
-        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith("faint")])
+        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite"))])
     }
     print(json.dumps({
         "split": args.split,
         "utterances": len(texts),
         "lm": args.lm,
         "wer_cer": report,
-        "mean_wer_without_faint": means,
+        "mean_wer_without_faint": means,  # (nor flite)
+        "flite_wer_by_voice": by_voice,
         "room_decay_s": {name: round(seconds, 3) for name, seconds in room_decays.items()},  # what the simulated rooms show (T20)
         "machine": machine.describe(),
         "torch": torch.__version__,

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Usage: bash scripts/setup.sh
 # Makes .venv with the pinned dependencies and installs speechrnn into it (editable).
-# As root it also installs the Debian packages speechrnn needs (espeak-ng and sox for
+# As root it also installs the Debian packages speechrnn needs (espeak-ng, flite and sox for
 # generated speech, libportaudio2 for the microphone, pulseaudio for the virtual-mic test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  pkgs="espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins"
+  pkgs="espeak-ng flite sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins"
   missing=""
   for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then

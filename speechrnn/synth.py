@@ -1,5 +1,8 @@
-"""Synthetic speech with espeak-ng: sample audio for demos and tests, and extra training
-voices. espeak-ng is a Debian package (``apt-get install espeak-ng``); nothing is downloaded.
+"""Synthetic speech with espeak-ng and flite: sample audio for demos and tests, and extra
+training voices. Both are Debian packages (``apt-get install espeak-ng flite``); nothing is
+downloaded. espeak-ng is a formant synthesiser with many accents and voice variants; flite
+(CMU's small engine, voices recorded from four speakers) sounds nothing like it, so each is a
+voice the other's training speech does not prepare a model for.
 """
 from __future__ import annotations
 
@@ -18,8 +21,25 @@ VARIANTS = (
 )
 
 
+# flite's built-in voices that read any text at 16 kHz: awb (Scottish English, male), rms and
+# kal16 (American English, male), slt (American English, female). ("kal" is kal16 at 8 kHz and
+# "awb_time" only tells the time.)
+FLITE_VOICES = ("awb", "rms", "slt", "kal16")
+ENGINES = ("espeak-ng", "flite")
+
+
 def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
+
+
+def flite_available() -> bool:
+    return shutil.which("flite") is not None
+
+
+def engine_available(engine: str) -> bool:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown speech engine {engine!r} (known: {', '.join(ENGINES)})")
+    return espeak_available() if engine == "espeak-ng" else flite_available()
 
 
 def to_ssml(text: str) -> str:
@@ -63,3 +83,45 @@ def random_voice(rng: random.Random) -> dict:
         "speed": rng.randint(120, 185),
         "pitch": rng.randint(25, 75),
     }
+
+
+def letters_upper(text: str) -> str:
+    """flite reads a lower-case single letter as a word ("a" as in "a cat"), an upper-case one
+    by its name, which is what AN4's spelled words mean.
+
+    >>> letters_upper("rubout a b three")
+    'rubout A B three'
+    """
+    return " ".join(word.upper() if len(word) == 1 and word.isalpha() else word for word in text.split())
+
+
+def speak_flite(text: str, path: str | Path, voice: str = "slt", stretch: float = 1.0) -> Path:
+    """Say ``text`` (normalised transcript) with a flite voice into a WAV file (16 kHz mono);
+    ``stretch`` > 1 speaks more slowly."""
+    if not flite_available():
+        raise RuntimeError("flite is not installed (apt-get install flite)")
+    if voice not in FLITE_VOICES:
+        raise ValueError(f"unknown flite voice {voice!r} (known: {', '.join(FLITE_VOICES)})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}", "-t", letters_upper(text), "-o", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def random_flite_voice(rng: random.Random, voices: tuple[str, ...] = FLITE_VOICES) -> dict:
+    """A random flite voice of ``voices`` and speaking rate (0.85-1.2 times its own duration)."""
+    return {"voice": rng.choice(voices), "stretch": round(rng.uniform(0.85, 1.2), 3)}
+
+
+def speak_with(engine: str, text: str, path: str | Path, voice: dict) -> Path:
+    """Say ``text`` with ``engine`` and a voice of ``random_voice`` (espeak-ng) or
+    ``random_flite_voice`` (flite)."""
+    if engine == "espeak-ng":
+        return speak(text, path, **voice)
+    if engine == "flite":
+        return speak_flite(text, path, **voice)
+    raise ValueError(f"unknown speech engine {engine!r} (known: {', '.join(ENGINES)})")

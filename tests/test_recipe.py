@@ -4,18 +4,21 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import random
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 
-from speechrnn.data import AugmentConfig, an4_dev_split, an4_utterances
+from speechrnn.data import AugmentConfig, Utterance, an4_dev_split, an4_utterances
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, differing_weights, load_model, save_model
+from speechrnn.synth import engine_available
 from speechrnn.tuning import RESCORE_WEIGHTS
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "an4" / "run.py"
@@ -70,6 +73,29 @@ def test_input_lookahead_is_for_streaming_models(capsys):
     with pytest.raises(SystemExit):
         recipe.parse_args(["--input-lookahead", "4"])
     assert "input_lookahead (4) needs a unidirectional" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (engine_available("espeak-ng") and engine_available("flite")), reason="espeak-ng and flite are needed (bash scripts/setup.sh installs them as root)")
+def test_synthetic_voices_of_two_engines(tmp_path, monkeypatch):
+    """`--synth-engines espeak-ng flite`: each engine speaks its own draw of the transcripts,
+    espeak-ng's the draw (and folder) it had alone; flite only in the voices asked for."""
+    monkeypatch.setattr(recipe, "HERE", tmp_path)
+    texts = ["enter one two", "rubout a b", "yes", "no", "go", "stop", "erase c q", "five six", "help", "repeat"]
+    utterances = [Utterance(f"u{i}.wav", text, 1.0, "s") for i, text in enumerate(texts)]
+    args = recipe.parse_args(["--synth-share", "0.5", "--synth-engines", "espeak-ng", "flite", "--flite-voices", "rms", "awb"])
+    synth = recipe.synthetic_speech(utterances, args)
+    espeak = [u for u in synth if u.speaker.startswith("espeak:")]
+    flite = [u for u in synth if u.speaker.startswith("flite:")]
+    assert espeak and flite and len(espeak) + len(flite) == len(synth)
+    draw = random.Random(0)
+    assert [u.text for u in espeak] == [text for text in texts if draw.random() < 0.5]  # espeak-ng's own draw, as before flite
+    assert {u.speaker for u in flite} <= {"flite:awb", "flite:rms"}
+    assert (tmp_path / "exp" / "synth-0.5").is_dir() and (tmp_path / "exp" / "synth-0.5-flite-awb+rms" / "synth.jsonl").is_file()
+    assert all(u.duration > 0.2 and sf.info(u.audio).samplerate in (16000, 22050) for u in synth)
+    assert recipe.synthetic_speech(utterances, args) == synth  # read back from the folders
+    assert recipe.synthetic_speech(utterances, recipe.parse_args(["--synth-share", "0"])) == []
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--synth-engines", "flite", "flite"])
 
 
 def test_distillation_options_check_the_teacher_before_any_data_is_read(tmp_path, capsys):

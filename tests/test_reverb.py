@@ -1,5 +1,6 @@
 """Simulated rooms (speechrnn.reverb): their impulse responses, reverberant speech, the robust
-stage's reverb augmentation and the robustness bench's reverberant conditions."""
+stage's reverb augmentation and the robustness bench's reverberant conditions (and its
+flite voices)."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,6 +13,7 @@ import torch
 
 from speechrnn.data import AugmentConfig, perturb_wave
 from speechrnn.reverb import decay_time, response_bank, reverberate, room_impulse_response
+from speechrnn.synth import FLITE_VOICES, flite_available
 
 _spec = importlib.util.spec_from_file_location("bench_robustness", Path(__file__).parent.parent / "scripts" / "bench_robustness.py")
 bench_robustness = importlib.util.module_from_spec(_spec)
@@ -75,3 +77,14 @@ def test_the_robustness_bench_reverberates_every_utterance_the_same_way_each_run
         assert [w.shape for w in made] == [w.shape for w in waves]
         assert all(torch.equal(a, b) for a, b in zip(made, again[name]))
         assert all(not torch.allclose(a, w, atol=1e-3) for a, w in zip(made, waves))
+
+
+@pytest.mark.skipif(not flite_available(), reason="flite is not installed (bash scripts/setup.sh installs it as root)")
+def test_the_robustness_bench_says_the_texts_in_flite_voices_and_scores_each_voice(tmp_path):
+    texts = ["enter one two", "yes", "rubout a b", "stop"]
+    voices: list[str] = []
+    made = bench_robustness.conditions([torch.zeros(16000)] * 4, texts, tmp_path, lambda name: name == "flite", flite_voices=voices)
+    assert list(made) == ["flite"] and len(made["flite"]) == 4 and all(w.abs().max() > 0.01 for w in made["flite"])
+    assert len(voices) == 4 and set(voices) <= set(FLITE_VOICES)
+    by_voice = bench_robustness.wer_by_voice(["a b", "c d", "e f"], ["a b", "c x", "x x"], ["awb", "slt", "slt"])
+    assert by_voice == {"awb": 0.0, "slt": 75.0}  # each voice's own corpus WER: 3 of slt's 4 words wrong

@@ -36,7 +36,7 @@ from speechrnn import decoding, machine
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_half_copy, save_model
-from speechrnn.synth import random_voice, speak
+from speechrnn.synth import ENGINES, FLITE_VOICES, engine_available, random_flite_voice, random_voice, speak_with
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
@@ -47,22 +47,41 @@ from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, calibrat
 HERE = Path(__file__).resolve().parent
 
 
-def synthesize(utterances: list[Utterance], out_dir: Path, share: float, seed: int) -> list[Utterance]:
-    """Speak a random ``share`` of the transcripts with random espeak-ng voices (cached)."""
+def synthesize(
+    utterances: list[Utterance], out_dir: Path, share: float, seed: int, engine: str = "espeak-ng", flite_voices: tuple[str, ...] = FLITE_VOICES,
+) -> list[Utterance]:
+    """Speak a random ``share`` of the transcripts with random voices of ``engine`` (espeak-ng,
+    or flite's ``flite_voices``), cached in ``out_dir``."""
     manifest = out_dir / "synth.jsonl"
     if manifest.exists():
         return read_manifest(manifest)
     rng = random.Random(seed)
     chosen = [u for u in utterances if rng.random() < share]
-    jobs = [(u, out_dir / "wav" / f"synth{i:04d}.wav", random_voice(rng)) for i, u in enumerate(chosen)]
+    draw = random_voice if engine == "espeak-ng" else lambda rng: random_flite_voice(rng, flite_voices)
+    jobs = [(u, out_dir / "wav" / f"synth{i:04d}.wav", draw(rng)) for i, u in enumerate(chosen)]
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda job: speak(job[0].text, job[1], **job[2]), jobs))
-    synth = [Utterance(str(path), u.text, 0.0, "espeak:" + voice["voice"]) for u, path, voice in jobs]
+        list(pool.map(lambda job: speak_with(engine, job[0].text, job[1], job[2]), jobs))
+    tag = "espeak:" if engine == "espeak-ng" else "flite:"
+    synth = [Utterance(str(path), u.text, 0.0, tag + voice["voice"]) for u, path, voice in jobs]
     import soundfile as sf
 
     for utt in synth:
         utt.duration = sf.info(utt.audio).duration
     write_manifest(manifest, synth)
+    return synth
+
+
+def synthetic_speech(train_set: list[Utterance], args: argparse.Namespace) -> list[Utterance]:
+    """Each of ``--synth-engines`` speaking its own random ``--synth-share`` of the training
+    transcripts (espeak-ng's the same draw and folder as before flite was added, session 52)."""
+    synth = []
+    flite_voices = tuple(v for v in FLITE_VOICES if v in args.flite_voices)  # one folder per set, in any order given
+    for engine in args.synth_engines if args.synth_share > 0 else ():
+        if engine == "espeak-ng":
+            folder = HERE / "exp" / f"synth-{args.synth_share}"
+        else:
+            folder = HERE / "exp" / f"synth-{args.synth_share}-flite-{'+'.join(flite_voices)}"
+        synth += synthesize(train_set, folder, args.synth_share, seed=0 if engine == "espeak-ng" else 1, engine=engine, flite_voices=flite_voices)
     return synth
 
 
@@ -396,7 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by espeak-ng (robust stage)")
+    parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by each of --synth-engines (robust stage)")
+    parser.add_argument("--synth-engines", nargs="+", choices=ENGINES, default=["espeak-ng"], help="speech synthesisers of the robust stage's synthetic voices, each speaking its own --synth-share of the transcripts (default: %(default)s)")
+    parser.add_argument("--flite-voices", nargs="+", choices=FLITE_VOICES, default=list(FLITE_VOICES), help="with --synth-engines flite: its voices to train on (default: all; leave one out to test on a voice never heard)")
     parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: {OFFLINE_DEFAULTS['robust_epochs']}, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
     parser.add_argument(
@@ -481,6 +502,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
     except (OSError, ValueError) as error:  # a bad option, or a teacher model file missing or unreadable
         parser.error(str(error))
+    if "flite" in args.synth_engines and args.synth_share > 0 and not engine_available("flite"):
+        parser.error("--synth-engines flite: flite is not installed (apt-get install flite; bash scripts/setup.sh does as root)")
+    if len(set(args.synth_engines)) < len(args.synth_engines):
+        parser.error("--synth-engines: name each engine once")
     if args.room_epochs < 0 or not 0.0 < args.room_prob <= 1.0:
         parser.error("--room-epochs must be >= 0 and --room-prob in (0, 1]")
     if args.room_epochs > 0 and args.robust_epochs == 0:
@@ -580,7 +605,7 @@ def main() -> None:
     all_train = an4_utterances(args.an4, "train")
     test = an4_utterances(args.an4, "test")
     train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)
-    synth = synthesize(train_set, HERE / "exp" / f"synth-{args.synth_share}", args.synth_share, seed=0) if args.synth_share > 0 else []
+    synth = synthetic_speech(train_set, args)
     print(f"train {len(train_set)} real + {len(synth)} synthetic, dev {len(dev)}, test {len(test)} utterances", file=sys.stderr)
 
     config = model_config(args)

@@ -1,0 +1,40 @@
+"""Synthetic voices: espeak-ng's and flite's, as the recipe and the robustness bench use them."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import soundfile as sf
+
+from speechrnn.synth import FLITE_VOICES, engine_available, flite_available, letters_upper, random_flite_voice, speak_flite, speak_with, to_ssml
+
+needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (bash scripts/setup.sh installs it as root)")
+
+
+def test_spelled_letters_are_marked_for_each_engine():
+    """AN4 spells words letter by letter; each engine is told to say a lone letter by its name
+    ("a" as the letter, not the article)."""
+    assert letters_upper("rubout a b three") == "rubout A B three"
+    assert letters_upper("go") == "go"
+    assert to_ssml("erase a b") == '<speak>erase <say-as interpret-as="characters">ab</say-as></speak>'
+
+
+def test_random_flite_voices_come_from_the_voices_given():
+    rng = random.Random(0)
+    voices = [random_flite_voice(rng, ("awb", "rms")) for _ in range(40)]
+    assert {v["voice"] for v in voices} == {"awb", "rms"}
+    assert all(0.85 <= v["stretch"] <= 1.2 for v in voices)
+    with pytest.raises(ValueError, match="unknown speech engine 'festival'"):
+        engine_available("festival")
+
+
+@needs_flite
+def test_flite_speaks_at_16_khz_and_stretches(tmp_path):
+    quick = speak_with("flite", "enter five two", tmp_path / "quick.wav", {"voice": "rms", "stretch": 0.85})
+    slow = speak_flite("enter five two", tmp_path / "slow.wav", voice="rms", stretch=1.2)
+    assert sf.info(str(quick)).samplerate == 16000 and sf.info(str(quick)).channels == 1
+    assert sf.info(str(slow)).duration > 1.2 * sf.info(str(quick)).duration  # 1.2 / 0.85 of it, less the silences
+    for voice in FLITE_VOICES:  # each one the recipe may draw reads text
+        assert sf.info(str(speak_flite("yes", tmp_path / f"{voice}.wav", voice=voice))).duration > 0.2
+    with pytest.raises(ValueError, match="unknown flite voice 'kal'"):
+        speak_flite("yes", tmp_path / "kal.wav", voice="kal")
