@@ -12,7 +12,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
+    apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; } ||
+      echo "setup.sh: could not install$missing with apt-get; what needs them (generated speech, the microphone tests) will say so" >&2
   fi
 fi
 
