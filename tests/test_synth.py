@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 
 import pytest
 import soundfile as sf
@@ -38,3 +39,15 @@ def test_flite_speaks_at_16_khz_and_stretches(tmp_path):
         assert sf.info(str(speak_flite("yes", tmp_path / f"{voice}.wav", voice=voice))).duration > 0.2
     with pytest.raises(ValueError, match="unknown flite voice 'kal'"):
         speak_flite("yes", tmp_path / "kal.wav", voice="kal")
+
+
+@needs_flite
+def test_flite_says_lone_letters_by_name(tmp_path):
+    """speak_flite upper-cases a lone letter: "a b" sounds as "A B" does, not as flite reads
+    "a b" as written (the article "a")."""
+    said, _ = sf.read(str(speak_flite("a b", tmp_path / "said.wav", voice="rms")))
+    named, _ = sf.read(str(speak_flite("A B", tmp_path / "named.wav", voice="rms")))
+    subprocess.run(["flite", "-voice", "rms", "-t", "a b", "-o", str(tmp_path / "raw.wav")], check=True)
+    raw, _ = sf.read(str(tmp_path / "raw.wav"))
+    assert said.shape == named.shape and (said == named).all()
+    assert said.shape != raw.shape or not (said == raw).all()
