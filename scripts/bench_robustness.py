@@ -34,7 +34,6 @@ import argparse
 import json
 import random
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -48,7 +47,7 @@ from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
 from speechrnn.reverb import decay_time, reverberate, room_impulse_response
-from speechrnn.synth import espeak_available, flite_available, random_flite_voice, random_voice, speak, speak_flite
+from speechrnn.synth import engine_available, random_engine_voice, speak_all
 from speechrnn.transcribe import recognize
 
 
@@ -70,20 +69,13 @@ def conditions(
         draw = torch.Generator().manual_seed(seed)
         return [w + 1e-4 * torch.randn(w.shape, generator=draw) for w in waves]
 
-    def spoken() -> list[torch.Tensor]:
-        rng = random.Random(20261123)
-        jobs = [(text, synth_dir / f"{i:03d}.wav", random_voice(rng)) for i, text in enumerate(texts)]
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda job: speak(job[0], job[1], **job[2]), jobs))
-        return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
-
-    def flite_spoken() -> list[torch.Tensor]:
-        rng = random.Random(20261206)
-        jobs = [(text, synth_dir / f"flite{i:03d}.wav", random_flite_voice(rng)) for i, text in enumerate(texts)]
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda job: speak_flite(job[0], job[1], **job[2]), jobs))
-        if flite_voices is not None:
-            flite_voices.extend(voice["voice"] for _, _, voice in jobs)
+    def spoken(engine: str, seed: int, voices: list[str] | None = None) -> list[torch.Tensor]:
+        """The texts said in random voices of ``engine`` (seeded); their voices' names go into ``voices``."""
+        rng = random.Random(seed)
+        jobs = [(text, synth_dir / f"{engine}{i:03d}.wav", random_engine_voice(engine, rng)) for i, text in enumerate(texts)]
+        speak_all(engine, jobs)
+        if voices is not None:
+            voices.extend(voice["voice"] for _, _, voice in jobs)
         return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
 
     def reverberant(name: str, rt60: tuple[float, float], seed: int) -> list[torch.Tensor]:
@@ -104,10 +96,9 @@ def conditions(
         makers[name] = lambda gain_db=gain_db: [(w * 10 ** (gain_db / 20)).clamp(-1, 1) for w in waves]
     for name, rt60, seed in (("reverb (RT60 0.3-0.5 s)", (0.3, 0.5), 20261204), ("reverb (RT60 0.6-0.9 s)", (0.6, 0.9), 20261205)):
         makers[name] = lambda name=name, rt60=rt60, seed=seed: reverberant(name, rt60, seed)
-    if espeak_available():
-        makers["espeak-ng"] = spoken
-    if flite_available():
-        makers["flite"] = flite_spoken
+    for engine, seed, voices in (("espeak-ng", 20261123, None), ("flite", 20261206, flite_voices)):
+        if engine_available(engine):
+            makers[engine] = lambda engine=engine, seed=seed, voices=voices: spoken(engine, seed, voices)
     return {name: make() for name, make in makers.items() if wanted(name)}
 
 

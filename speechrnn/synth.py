@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # espeak-ng accents and voice variants that sound like a person (robot and whisper variants left out).
@@ -25,21 +26,30 @@ VARIANTS = (
 # kal16 (American English, male), slt (American English, female). ("kal" is kal16 at 8 kHz and
 # "awb_time" only tells the time.)
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
-ENGINES = ("espeak-ng", "flite")
+ENGINES = ("espeak-ng", "flite")  # each one's name is its program's
 
 
-def espeak_available() -> bool:
-    return shutil.which("espeak-ng") is not None
-
-
-def flite_available() -> bool:
-    return shutil.which("flite") is not None
+def _known(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown speech engine {engine!r} (known: {', '.join(ENGINES)})")
+    return engine
 
 
 def engine_available(engine: str) -> bool:
-    if engine not in ENGINES:
-        raise ValueError(f"unknown speech engine {engine!r} (known: {', '.join(ENGINES)})")
-    return espeak_available() if engine == "espeak-ng" else flite_available()
+    return shutil.which(_known(engine)) is not None
+
+
+def espeak_available() -> bool:
+    return engine_available("espeak-ng")
+
+
+def flite_available() -> bool:
+    return engine_available("flite")
+
+
+def _is_letter(word: str) -> bool:
+    """A lone letter: AN4 spells words letter by letter."""
+    return len(word) == 1 and word.isalpha()
 
 
 def to_ssml(text: str) -> str:
@@ -50,7 +60,7 @@ def to_ssml(text: str) -> str:
     """
     out, letters = [], []
     for word in text.split():
-        if len(word) == 1 and word.isalpha():
+        if _is_letter(word):
             letters.append(word)
             continue
         if letters:
@@ -92,7 +102,7 @@ def letters_upper(text: str) -> str:
     >>> letters_upper("rubout a b three")
     'rubout A B three'
     """
-    return " ".join(word.upper() if len(word) == 1 and word.isalpha() else word for word in text.split())
+    return " ".join(word.upper() if _is_letter(word) else word for word in text.split())
 
 
 def speak_flite(text: str, path: str | Path, voice: str = "slt", stretch: float = 1.0) -> Path:
@@ -117,11 +127,19 @@ def random_flite_voice(rng: random.Random, voices: tuple[str, ...] = FLITE_VOICE
     return {"voice": rng.choice(voices), "stretch": round(rng.uniform(0.85, 1.2), 3)}
 
 
+def random_engine_voice(engine: str, rng: random.Random, flite_voices: tuple[str, ...] = FLITE_VOICES) -> dict:
+    """A random voice of ``engine``: ``random_voice`` (espeak-ng) or ``random_flite_voice`` of
+    ``flite_voices`` (flite); each draws from ``rng`` as it does called alone."""
+    return random_voice(rng) if _known(engine) == "espeak-ng" else random_flite_voice(rng, flite_voices)
+
+
 def speak_with(engine: str, text: str, path: str | Path, voice: dict) -> Path:
-    """Say ``text`` with ``engine`` and a voice of ``random_voice`` (espeak-ng) or
-    ``random_flite_voice`` (flite)."""
-    if engine == "espeak-ng":
-        return speak(text, path, **voice)
-    if engine == "flite":
-        return speak_flite(text, path, **voice)
-    raise ValueError(f"unknown speech engine {engine!r} (known: {', '.join(ENGINES)})")
+    """Say ``text`` with ``engine`` and a voice of ``random_engine_voice``."""
+    return speak(text, path, **voice) if _known(engine) == "espeak-ng" else speak_flite(text, path, **voice)
+
+
+def speak_all(engine: str, jobs: list[tuple[str, Path, dict]], workers: int = 2) -> list[Path]:
+    """Say each ``(text, path, voice)`` with ``engine``, ``workers`` at a time (the engines run
+    as programs, one per job)."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda job: speak_with(engine, *job), jobs))

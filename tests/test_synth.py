@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import soundfile as sf
 
-from speechrnn.synth import FLITE_VOICES, engine_available, flite_available, letters_upper, random_flite_voice, speak_flite, speak_with, to_ssml
+from speechrnn.synth import FLITE_VOICES, engine_available, flite_available, letters_upper, random_engine_voice, random_flite_voice, random_voice, speak_flite, speak_with, to_ssml
 
 needs_flite = pytest.mark.skipif(not flite_available(), reason="flite is not installed (bash scripts/setup.sh installs it as root)")
 
@@ -27,6 +27,14 @@ def test_random_flite_voices_come_from_the_voices_given():
     assert all(0.85 <= v["stretch"] <= 1.2 for v in voices)
     with pytest.raises(ValueError, match="unknown speech engine 'festival'"):
         engine_available("festival")
+
+
+def test_an_engine_voice_is_drawn_as_its_own_function_draws_it():
+    """The recipe's espeak-ng set keeps the draw it had before flite came (same rng use)."""
+    assert random_engine_voice("espeak-ng", random.Random(3)) == random_voice(random.Random(3))
+    assert random_engine_voice("flite", random.Random(3), ("awb", "rms")) == random_flite_voice(random.Random(3), ("awb", "rms"))
+    with pytest.raises(ValueError, match="unknown speech engine 'festival'"):
+        random_engine_voice("festival", random.Random(0))
 
 
 @needs_flite

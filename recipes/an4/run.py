@@ -27,7 +27,6 @@ import random
 import shlex
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ from speechrnn import decoding, machine
 from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_half_copy, save_model
-from speechrnn.synth import ENGINES, FLITE_VOICES, engine_available, random_flite_voice, random_voice, speak_with
+from speechrnn.synth import ENGINES, FLITE_VOICES, engine_available, random_engine_voice, speak_all
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
@@ -57,12 +56,10 @@ def synthesize(
         return read_manifest(manifest)
     rng = random.Random(seed)
     chosen = [u for u in utterances if rng.random() < share]
-    draw = random_voice if engine == "espeak-ng" else lambda rng: random_flite_voice(rng, flite_voices)
-    jobs = [(u, out_dir / "wav" / f"synth{i:04d}.wav", draw(rng)) for i, u in enumerate(chosen)]
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda job: speak_with(engine, job[0].text, job[1], job[2]), jobs))
-    tag = "espeak:" if engine == "espeak-ng" else "flite:"
-    synth = [Utterance(str(path), u.text, 0.0, tag + voice["voice"]) for u, path, voice in jobs]
+    jobs = [(u.text, out_dir / "wav" / f"synth{i:04d}.wav", random_engine_voice(engine, rng, flite_voices)) for i, u in enumerate(chosen)]
+    speak_all(engine, jobs)
+    tag = "espeak:" if engine == "espeak-ng" else "flite:"  # (espeak-ng's manifests said "espeak:" before flite came)
+    synth = [Utterance(str(path), text, 0.0, tag + voice["voice"]) for text, path, voice in jobs]
     import soundfile as sf
 
     for utt in synth:
