@@ -233,6 +233,11 @@ class AugmentConfig:
     # tenth of AN4's) carry recording noise of random level rather than one recording chain's
     # exact floor. None: off, and no random draw, so earlier recipes repeat bit for bit.
     dither_db: tuple[float, float] | None = None
+    # Vocal tract length perturbation: each example's spectrum is stretched along the frequency
+    # axis by a factor drawn from this range (see vtlp_filterbank), as a speaker with a shorter
+    # or longer vocal tract would move the formants, without changing the speaking rate as speed
+    # perturbation does. None: off, and no random draw, so earlier recipes repeat bit for bit.
+    vtlp: tuple[float, float] | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.concat_prob <= 1.0 or self.concat_max < 2:
@@ -243,6 +248,8 @@ class AugmentConfig:
             raise ValueError(f"snr_db must be a range (low, high) of dB with low <= high, got {self.snr_db}")
         if self.dither_db is not None and not self.dither_db[0] <= self.dither_db[1] < 0:
             raise ValueError(f"dither_db must be a range (low, high) of negative dB with low <= high, got {self.dither_db}")
+        if self.vtlp is not None and not 0.5 <= self.vtlp[0] <= self.vtlp[1] <= 2.0:
+            raise ValueError(f"vtlp must be a range (low, high) of warp factors in 0.5..2 with low <= high, got {self.vtlp}")
 
 
 def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.Random) -> list[list[int]]:
@@ -293,6 +300,34 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) 
 def _white_noise(like: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """Unit-variance Gaussian noise shaped as ``like``, seeded from ``rng`` (one draw of it)."""
     return torch.randn(like.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+
+
+# VTLP is written here because no maintained library offers it on a filterbank (torchaudio has
+# none; the packages that do warp a waveform through their own spectrogram, a second frontend).
+def vtlp_filterbank(filterbank: torch.Tensor, alpha: float, sample_rate: int, boundary_hz: float = 4800.0) -> torch.Tensor:
+    """A ``(n_freqs, n_mels)`` mel filterbank over STFT bins 0..Nyquist, warped for vocal tract
+    length perturbation (Jaitly and Hinton, 2013) by the factor ``alpha``.
+
+    The frequency axis is mapped piecewise linearly: ``f -> alpha * f`` up to
+    ``boundary_hz * min(alpha, 1) / alpha``, then a straight line to the Nyquist frequency, which
+    stays where it is, so no energy leaves the band. Filter ``m`` of the warped bank weighs bin
+    ``f`` as the original filter weighs frequency ``warp(f)`` (linear interpolation between
+    bins): energy at ``f`` is read where ``alpha * f`` would be, so ``alpha > 1`` moves formants
+    up as a shorter vocal tract does, and ``alpha < 1`` down. ``alpha == 1`` returns the bank
+    itself.
+    """
+    if alpha == 1.0:
+        return filterbank
+    n_freqs = filterbank.shape[0]
+    nyquist = sample_rate / 2
+    bin_hz = nyquist / (n_freqs - 1)
+    freqs = torch.arange(n_freqs, dtype=torch.float64, device=filterbank.device) * bin_hz
+    knee = boundary_hz * min(alpha, 1.0) / alpha
+    upper = nyquist - (nyquist - alpha * knee) / (nyquist - knee) * (nyquist - freqs)
+    position = torch.where(freqs <= knee, alpha * freqs, upper) / bin_hz
+    low = position.floor().long().clamp(0, n_freqs - 2)
+    frac = (position - low).clamp(0.0, 1.0).to(filterbank.dtype)[:, None]
+    return filterbank[low] * (1 - frac) + filterbank[low + 1] * frac
 
 
 # SpecAugment is written here rather than taken from torchaudio's FrequencyMasking/TimeMasking:

@@ -124,13 +124,18 @@ class Frontend(nn.Module):
         self.register_buffer("cmvn_mean", torch.zeros(config.n_features))
         self.register_buffer("cmvn_std", torch.ones(config.n_features))
 
-    def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+    def log_mel(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, N)`` samples, each from its signal's start -> ``(B, T, n_mels)`` log-mel energies
-        (level-normalised when ``config.level_decay_db`` is set)."""
-        return self.track_level(self.mel_energies(waves))[0]
+        (level-normalised when ``config.level_decay_db`` is set); ``filterbank`` as for
+        :meth:`mel_energies`."""
+        return self.track_level(self.mel_energies(waves, filterbank))[0]
 
-    def mel_energies(self, waves: torch.Tensor) -> torch.Tensor:
-        """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies, each frame from its own samples only."""
+    def mel_energies(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies, each frame from its own samples only.
+
+        ``filterbank``: ``(n_fft // 2 + 1, n_mels)``, or ``(B, n_fft // 2 + 1, n_mels)`` one per
+        row, in place of the mel filterbank (training's frequency warping,
+        :func:`speechrnn.data.vtlp_filterbank`); None: the frontend's own."""
         config = self.config
         if waves.shape[-1] < config.n_fft:
             return waves.new_zeros(*waves.shape[:-1], 0, config.n_mels)
@@ -139,7 +144,8 @@ class Frontend(nn.Module):
         # streaming chunk), and frames come out time-major without two transposes.
         spec = torch.stft(waves, config.n_fft, config.hop_length, window=self.mel.spectrogram.window, center=False, return_complex=True)
         power = spec.abs().pow(2.0).transpose(-1, -2)  # (B, T, n_fft // 2 + 1)
-        return torch.log(power @ self.mel.mel_scale.fb + config.log_offset)
+        bank = self.mel.mel_scale.fb if filterbank is None else filterbank
+        return torch.log(power @ bank + config.log_offset)
 
     def track_level(self, log_mel: torch.Tensor, peak: torch.Tensor | None = None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Causal level normalisation of ``(B, T, n_mels)`` log-mel frames ``start`` onwards.

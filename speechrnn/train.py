@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from .audio import AudioError, load_audio
-from .data import AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave
+from .data import AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames, speech_level_db
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model, valid_frames, widened_lookahead
@@ -188,13 +188,18 @@ def perturbed_batch(waves: Sequence[torch.Tensor], augment: AugmentConfig | None
 def batch_features(
     model: SpeechModel, padded: torch.Tensor, lens: torch.Tensor, augment: AugmentConfig | None, rng: random.Random
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model``'s features of a :func:`perturbed_batch`, SpecAugmented: ``(B, T, F)`` and ``(B,)``."""
+    """``model``'s features of a :func:`perturbed_batch`, frequency-warped (``augment.vtlp``) and
+    SpecAugmented: ``(B, T, F)`` and ``(B,)``."""
     frontend = model.frontend
     device = frontend.cmvn_mean.device
     if augment is None:
         return model.features(padded.to(device), lens.to(device))
     feat_lens = num_frames(lens, frontend.config)
-    log_mel = frontend.subtract_utterance_mean(frontend.log_mel(padded.to(device)), feat_lens)
+    banks = None
+    if augment.vtlp is not None:
+        fb = frontend.mel.mel_scale.fb
+        banks = torch.stack([vtlp_filterbank(fb, rng.uniform(*augment.vtlp), frontend.config.sample_rate) for _ in range(padded.shape[0])])
+    log_mel = frontend.subtract_utterance_mean(frontend.log_mel(padded.to(device), banks), feat_lens)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))

@@ -335,10 +335,11 @@ def float_or_none(text: str) -> float | str:
 
 def robust_augment(args: argparse.Namespace) -> AugmentConfig:
     """The robust stage's (or a one-stage run's) augmentation; the clean stage keeps its speed
-    perturbation, SpecAugment, joined examples and dither."""
+    perturbation, frequency warping, SpecAugment, joined examples and dither."""
     robust = AugmentConfig(
         noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, reverb_prob=args.reverb_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
         dither_db=tuple(args.dither_db) if args.dither_db else None, max_freq_width=args.freq_mask_width, max_time_width=args.time_mask_width,
+        vtlp=tuple(args.vtlp) if args.vtlp else None,
     )
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
@@ -402,6 +403,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concat-prob", type=float, default=None,
         help=f"share of training examples (both stages) made of 2-3 utterances in a row (default: {OFFLINE_DEFAULTS['concat_prob']}, streaming {STREAMING_DEFAULTS['concat_prob']})",
+    )
+    parser.add_argument(
+        "--vtlp", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="vocal tract length perturbation: warp each example's frequency axis by a factor drawn from LOW..HIGH (e.g. 0.9 1.1), both stages (default: off)",
     )
     parser.add_argument("--freq-mask-width", type=int, default=AugmentConfig.max_freq_width, help="SpecAugment: widest frequency mask, mel bins, both stages (default: %(default)s)")
     parser.add_argument("--time-mask-width", type=int, default=AugmentConfig.max_time_width, help="SpecAugment: widest time mask, 10 ms frames, both stages (default: %(default)s)")

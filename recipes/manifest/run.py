@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--snr-db", type=float, nargs=2, default=list(AugmentConfig.snr_db), metavar=("LOW", "HIGH"), help="signal-to-noise ratios of that noise, dB (default: %(default)s)")
     training.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
+    training.add_argument("--vtlp", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="vocal tract length perturbation: warp each example's frequency axis by a factor drawn from LOW..HIGH, e.g. 0.9 1.1 (default: off)")
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
     training.add_argument("--inter-ctc-weight", type=float, default=0.0, help="weight of an intermediate CTC loss on the lower RNN layers' output (default: %(default)s, off)")
     training.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
@@ -180,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     exp = Path(args.exp)
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
+        gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
+        augment = AugmentConfig(  # and the augmentation's (e.g. --snr-db a range)
+            noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob,
+            vtlp=tuple(args.vtlp) if args.vtlp else None,
+        )
         if args.distill_from:  # the teacher's too
             load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
         train_set = read_set(args.train, args.max_duration)
@@ -189,8 +195,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
 
-    gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
-    augment = AugmentConfig(noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
         **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
