@@ -147,6 +147,22 @@ def test_noise_snr_range_reaches_the_robust_stage_only(capsys):
     assert "snr_db must be a range" in capsys.readouterr().err
 
 
+def test_vtlp_reaches_both_stages_of_the_an4_recipe_and_the_manifest_recipe(capsys):
+    assert recipe.robust_augment(recipe.parse_args([])).vtlp is None
+    robust = recipe.robust_augment(recipe.parse_args(["--vtlp", "0.9", "1.1"]))
+    assert robust.vtlp == recipe.clean_augment(robust).vtlp == (0.9, 1.1)
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--vtlp", "1.1", "0.9"])
+    assert "vtlp must be a range" in capsys.readouterr().err
+    spec = importlib.util.spec_from_file_location("manifest_recipe", RECIPE.parent.parent / "manifest" / "run.py")
+    manifest = sys.modules["manifest_recipe"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(manifest)
+    # The manifest recipe checks its augmentation before it reads any manifest (these do not exist).
+    with pytest.raises(SystemExit):
+        manifest.main(["--train", "missing.jsonl", "--dev", "missing.jsonl", "--exp", "x", "--vtlp", "1.1", "0.9"])
+    assert "vtlp must be a range" in capsys.readouterr().err
+
+
 def test_rooms_reach_the_robust_stage_only():
     robust = recipe.robust_augment(recipe.parse_args(["--reverb-prob", "0.3"]))
     assert robust.reverb_prob == 0.3 and recipe.robust_augment(recipe.parse_args([])).reverb_prob == 0.0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import random
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import pytest
 import torch
 
 from speechrnn.audio import AudioError
-from speechrnn.data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, speaker_split
-from speechrnn.model import ModelConfig, load_model, save_model
-from speechrnn.train import TrainConfig, compute_cmvn, distillation_loss, lr_factor, statistics_subset, teacher_log_probs, train
+from speechrnn.data import AugmentConfig, Utterance, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, speaker_split, vtlp_filterbank
+from speechrnn.features import Frontend, FrontendConfig
+from speechrnn.model import ModelConfig, SpeechModel, load_model, save_model
+from speechrnn.train import TrainConfig, batch_features, compute_cmvn, distillation_loss, lr_factor, statistics_subset, teacher_log_probs, train
 
 TINY = ModelConfig(n_hidden=32, n_proj=32, n_layers=1, dropout=0.1)
 
@@ -426,6 +428,53 @@ def test_dither_adds_noise_in_its_level_range_after_the_gain():
     assert all(-90.5 < d < -64.5 for d in drawn) and max(drawn) - min(drawn) > 10  # spread over the range
     with pytest.raises(ValueError, match="dither_db"):
         AugmentConfig(dither_db=(-60.0, -90.0))
+
+
+def test_vtlp_filterbank_reads_a_tone_where_the_warp_puts_it():
+    frontend = Frontend(FrontendConfig())
+    bank = frontend.mel.mel_scale.fb
+    assert vtlp_filterbank(bank, 1.0, 16000) is bank
+    seconds = torch.arange(16000) / 16000
+
+    def energies(freq: float, filterbank: torch.Tensor | None = None) -> torch.Tensor:
+        return frontend.mel_energies(torch.sin(2 * math.pi * freq * seconds)[None], filterbank)[0].mean(0)
+
+    def peak(freq: float, filterbank: torch.Tensor | None = None) -> int:
+        return int(energies(freq, filterbank).argmax())
+
+    for alpha in (0.9, 1.1):
+        warped = vtlp_filterbank(bank, alpha, 16000)
+        # Below the knee (4800 Hz * min(alpha, 1) / alpha) a tone is read alpha times higher.
+        for freq in (500.0, 1000.0, 2000.0, 4000.0):
+            assert peak(freq, warped) == peak(alpha * freq) != peak(freq)
+            # The warp moves energy between filters, it does not make or lose it.
+            assert float(energies(freq, warped).logsumexp(0)) == pytest.approx(float(energies(freq).logsumexp(0)), abs=1e-3)
+    # Above it a straight line runs to the Nyquist frequency, which stays put: 6000 Hz is read
+    # at 6240 Hz (alpha 1.1) and 5700 Hz (alpha 0.9), not at 6600 and 5400.
+    assert peak(6000.0, vtlp_filterbank(bank, 1.1, 16000)) == peak(6240.0) != peak(6600.0)
+    assert peak(6000.0, vtlp_filterbank(bank, 0.9, 16000)) == peak(5700.0) != peak(5400.0)
+    with pytest.raises(ValueError, match="vtlp"):
+        AugmentConfig(vtlp=(1.1, 0.9))
+
+
+def test_vtlp_warps_each_training_example_by_its_own_draw_and_is_off_without_one():
+    model = SpeechModel(TINY)
+    frontend = model.frontend
+    generator = torch.Generator().manual_seed(0)
+    padded, lens = pad_waves([0.1 * torch.randn(16000, generator=generator), 0.1 * torch.randn(12000, generator=generator)])
+    plain = AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(0.0, 0.0), n_freq_masks=0, n_time_masks=0)
+    rng = random.Random(0)
+    unwarped, _ = batch_features(model, padded, lens, plain, rng)
+    assert rng.getstate() == random.Random(0).getstate()  # off: no draw, so earlier recipes repeat bit for bit
+    assert torch.equal(unwarped, frontend.normalize(frontend.transform(frontend.log_mel(padded))))
+    warped, _ = batch_features(model, padded, lens, dataclasses.replace(plain, vtlp=(0.9, 1.1)), random.Random(0))
+    replay = random.Random(0)
+    alphas = [replay.uniform(0.9, 1.1) for _ in range(2)]
+    for row, alpha in enumerate(alphas):
+        bank = vtlp_filterbank(frontend.mel.mel_scale.fb, alpha, 16000)
+        expected = frontend.normalize(frontend.transform(frontend.log_mel(padded[row : row + 1], bank)))[0]
+        torch.testing.assert_close(warped[row], expected)
+        assert (warped[row] - unwarped[row]).abs().max() > 0.1
 
 
 def test_spec_augment_masks_stay_inside_the_utterance_and_their_limits():
