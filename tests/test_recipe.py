@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechrnn.data import AugmentConfig, Utterance, an4_dev_split, an4_utterances
+from speechrnn.data import AugmentConfig, Utterance, an4_dev_split, an4_utterances, write_manifest
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.model import BUNDLED_DIR, differing_weights, load_model, save_model
@@ -96,6 +96,19 @@ def test_synthetic_voices_of_two_engines(tmp_path, monkeypatch):
     assert recipe.synthetic_speech(utterances, recipe.parse_args(["--synth-share", "0"])) == []
     with pytest.raises(SystemExit):
         recipe.parse_args(["--synth-engines", "flite", "flite"])
+
+
+def test_a_synthesiser_that_is_not_installed_is_named_unless_its_speech_is_cached(monkeypatch, tmp_path):
+    utterances = [Utterance(str(tmp_path / "a.wav"), "yes", 1.0, "s1"), Utterance(str(tmp_path / "b.wav"), "no", 1.0, "s2")]
+    for missing in ("espeak-ng", "flite"):
+        monkeypatch.setattr(recipe, "engine_available", lambda engine: engine != missing)
+        with pytest.raises(SystemExit, match=f"--synth-engines {missing}: {missing} is not installed"):
+            recipe.synthesize(utterances, tmp_path / missing, 1.0, seed=0, engine=missing)
+        assert not (tmp_path / missing).exists()
+    cached = tmp_path / "cached"
+    cached.mkdir()
+    write_manifest(cached / "synth.jsonl", utterances)
+    assert recipe.synthesize(utterances, cached, 1.0, seed=0, engine="flite") == utterances  # read back, flite or not
 
 
 def test_distillation_options_check_the_teacher_before_any_data_is_read(tmp_path, capsys):

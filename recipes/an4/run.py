@@ -29,6 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import soundfile as sf
 import torch
 
 from speechrnn import decoding, machine
@@ -54,14 +55,15 @@ def synthesize(
     manifest = out_dir / "synth.jsonl"
     if manifest.exists():
         return read_manifest(manifest)
+    if not engine_available(engine):  # checked here, where it is needed: a cached set needs no synthesiser
+        # The engine's program and its Debian package share its name.
+        sys.exit(f"--synth-engines {engine}: {engine} is not installed (apt-get install {engine}; bash scripts/setup.sh does as root)")
     rng = random.Random(seed)
     chosen = [u for u in utterances if rng.random() < share]
     jobs = [(u.text, out_dir / "wav" / f"synth{i:04d}.wav", random_engine_voice(engine, rng, flite_voices)) for i, u in enumerate(chosen)]
     speak_all(engine, jobs)
     tag = "espeak:" if engine == "espeak-ng" else "flite:"  # (espeak-ng's manifests said "espeak:" before flite came)
     synth = [Utterance(str(path), text, 0.0, tag + voice["voice"]) for text, path, voice in jobs]
-    import soundfile as sf
-
     for utt in synth:
         utt.duration = sf.info(utt.audio).duration
     write_manifest(manifest, synth)
@@ -504,8 +506,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
     except (OSError, ValueError) as error:  # a bad option, or a teacher model file missing or unreadable
         parser.error(str(error))
-    if "flite" in args.synth_engines and args.synth_share > 0 and not engine_available("flite"):
-        parser.error("--synth-engines flite: flite is not installed (apt-get install flite; bash scripts/setup.sh does as root)")
     if len(set(args.synth_engines)) < len(args.synth_engines):
         parser.error("--synth-engines: name each engine once")
     if args.room_epochs < 0 or not 0.0 < args.room_prob <= 1.0:
