@@ -312,8 +312,8 @@ def vtlp_filterbank(filterbank: torch.Tensor, alpha: float, sample_rate: int, bo
     ``boundary_hz * min(alpha, 1) / alpha``, then a straight line to the Nyquist frequency, which
     stays where it is, so no energy leaves the band. Filter ``m`` of the warped bank weighs bin
     ``f`` as the original filter weighs frequency ``warp(f)`` (linear interpolation between
-    bins): energy at ``f`` is read where ``alpha * f`` would be, so ``alpha > 1`` moves formants
-    up as a shorter vocal tract does, and ``alpha < 1`` down. ``alpha == 1`` returns the bank
+    bins): energy at ``f`` is read at ``warp(f)`` (``alpha * f`` below the knee), so ``alpha > 1``
+    moves formants up as a shorter vocal tract does, and ``alpha < 1`` down. ``alpha == 1`` returns the bank
     itself.
     """
     if alpha == 1.0:
