@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +64,18 @@ def tone():
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(16000)).astype(np.float32)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str, name: str):
+    """The module of a script or recipe under the project folder (``relative_path``), imported as
+    ``name`` and registered in ``sys.modules`` (a script's dataclasses look themselves up there)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative_path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_wav(path, samples, rate, subtype="PCM_16"):

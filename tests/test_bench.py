@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from conftest import load_script
 from speechrnn.audio import load_audio
 from speechrnn.data import an4_utterances
 
-_spec = importlib.util.spec_from_file_location("bench_streaming", Path(__file__).parent.parent / "scripts" / "bench_streaming.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_script("scripts/bench_streaming.py", "bench_streaming")
 
 
 def partial(*words):
@@ -55,9 +52,7 @@ def test_forced_alignment_word_ends(an4_root):
     assert bench.aligned_words(silence, "rubout g m e f three nine") == []
 
 
-_positions_spec = importlib.util.spec_from_file_location("error_positions", Path(__file__).parent.parent / "scripts" / "error_positions.py")
-positions = importlib.util.module_from_spec(_positions_spec)
-_positions_spec.loader.exec_module(positions)
+positions = load_script("scripts/error_positions.py", "error_positions")
 
 
 def test_errors_are_charged_to_the_reference_words_they_touch():
@@ -71,10 +66,7 @@ def test_errors_are_charged_to_the_reference_words_they_touch():
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/{name}.py", name)
 
 
 def test_set_frontend_changes_the_options_and_keeps_the_weights(tmp_path, monkeypatch, tone):
@@ -199,9 +191,7 @@ def test_bench_train_variants_are_the_bundled_configs_with_the_convolution_swapp
 
     from speechrnn.model import load_model
 
-    spec = importlib.util.spec_from_file_location("bench_train", Path(__file__).parent.parent / "scripts" / "bench_train.py")
-    bench_train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_train)
+    bench_train = _script("bench_train")
     for name, base, conv in (("offline", "offline", 16), ("offline-conv0", "offline", 0), ("streaming-conv16", "streaming", 16)):
         model, shipped = bench_train.variant_model(name), load_model(base)
         assert model.config == dataclasses.replace(shipped.config, conv_channels=conv) and model.training

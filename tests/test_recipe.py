@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import random
 import re
@@ -14,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import load_script
 from speechrnn.data import AugmentConfig, Utterance, an4_dev_split, an4_utterances, write_manifest
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
@@ -24,9 +24,8 @@ from speechrnn.tuning import RESCORE_WEIGHTS
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "an4" / "run.py"
 TOY = ["--hidden", "16", "--layers", "1", "--epochs", "1", "--robust-epochs", "1", "--synth-share", "0.02", "--lm-order", "0", "--threads", "1"]
 
-_spec = importlib.util.spec_from_file_location("an4_recipe", RECIPE)
-recipe = sys.modules["an4_recipe"] = importlib.util.module_from_spec(_spec)  # registered: its dataclasses look themselves up
-_spec.loader.exec_module(recipe)
+recipe = load_script("recipes/an4/run.py", "an4_recipe")
+manifest_recipe = load_script("recipes/manifest/run.py", "manifest_recipe")
 
 
 def test_recipe_defaults_follow_the_model_kind_and_can_be_turned_off():
@@ -136,15 +135,12 @@ def test_spec_augment_widths_reach_both_stages_augmentation():
 
 
 def test_log_offset_reaches_both_recipes_models(capsys):
-    spec = importlib.util.spec_from_file_location("manifest_recipe", RECIPE.parent.parent / "manifest" / "run.py")
-    manifest = sys.modules["manifest_recipe"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(manifest)
     required = ["--train", "t.jsonl", "--dev", "d.jsonl", "--exp", "x"]
     for streaming in ([], ["--streaming"]):
         assert recipe.model_config(recipe.parse_args(streaming)).frontend.log_offset == 1e-6
         assert recipe.model_config(recipe.parse_args([*streaming, "--log-offset", "1e-10"])).frontend.log_offset == 1e-10
-        args = manifest.build_parser().parse_args([*required, *streaming, "--log-offset", "1e-10"])
-        assert manifest.model_config(args).frontend.log_offset == 1e-10
+        args = manifest_recipe.build_parser().parse_args([*required, *streaming, "--log-offset", "1e-10"])
+        assert manifest_recipe.model_config(args).frontend.log_offset == 1e-10
     with pytest.raises(SystemExit):
         recipe.parse_args(["--log-offset", "0"])
     assert "log_offset (the floor added before the log) must be positive" in capsys.readouterr().err
@@ -167,12 +163,9 @@ def test_vtlp_reaches_both_stages_of_the_an4_recipe_and_the_manifest_recipe(caps
     with pytest.raises(SystemExit):
         recipe.parse_args(["--vtlp", "1.1", "0.9"])
     assert "vtlp must be a range" in capsys.readouterr().err
-    spec = importlib.util.spec_from_file_location("manifest_recipe", RECIPE.parent.parent / "manifest" / "run.py")
-    manifest = sys.modules["manifest_recipe"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(manifest)
     # The manifest recipe checks its augmentation before it reads any manifest (these do not exist).
     with pytest.raises(SystemExit):
-        manifest.main(["--train", "missing.jsonl", "--dev", "missing.jsonl", "--exp", "x", "--vtlp", "1.1", "0.9"])
+        manifest_recipe.main(["--train", "missing.jsonl", "--dev", "missing.jsonl", "--exp", "x", "--vtlp", "1.1", "0.9"])
     assert "vtlp must be a range" in capsys.readouterr().err
 
 

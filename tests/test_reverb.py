@@ -3,7 +3,6 @@ stage's reverb augmentation and the robustness bench's reverberant conditions (a
 flite voices)."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 from pathlib import Path
@@ -11,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_script
 from speechrnn.data import AugmentConfig, perturb_wave
 from speechrnn.reverb import decay_time, response_bank, reverberate, room_impulse_response
 from speechrnn.synth import FLITE_VOICES, flite_available
 
-_spec = importlib.util.spec_from_file_location("bench_robustness", Path(__file__).parent.parent / "scripts" / "bench_robustness.py")
-bench_robustness = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_robustness)
+bench_robustness = load_script("scripts/bench_robustness.py", "bench_robustness")
 
 
 def test_a_room_starts_at_its_direct_path_and_decays_as_slowly_as_its_reverberation_time():
