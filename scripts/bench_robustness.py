@@ -9,6 +9,11 @@ split carved from AN4 train: what comparisons between training variants are made
 - clean: as recorded;
 - 8 kHz: a round trip through 8 kHz (telephone band), as torchaudio resamples;
 - noise 10 dB: white noise at 10 dB SNR (below the 15-40 dB the recipe trains with);
+- pink noise 10 dB, brown noise 10 dB: noise whose power falls as 1/f (equal power per octave,
+  as in much machine and ambient noise) or 1/f^2 (rumble), flat below 20 Hz, at 10 dB SNR
+  (speechrnn.data.coloured_noise; seeded);
+- babble 10 dB: 3-6 other talkers at once at 10 dB SNR, drawn (seeded) from 100 utterances of the
+  recipe's training speakers (AN4 train without the dev split: never the speakers scored);
 - quiet: 10 to 40 dB quieter (the recipe's gain augmentation spans -10..+6 dB);
 - loud: 10 and 20 dB louder, clipped to full scale;
 - faint noise: white noise at -80 dB full scale (about 3 steps of 16-bit audio, inaudible), three
@@ -27,6 +32,10 @@ split carved from AN4 train: what comparisons between training variants are made
   so the printed mean leaves it out and it is reported beside it, as is each voice's figure:
   a model trained with some of flite's voices, `recipes/an4/run.py --synth-engines espeak-ng
   flite --flite-voices ...`, is tested on the one it left out).
+
+The pink, brown and babble conditions were added in session 54: the printed twelve-condition
+mean leaves them out too, and ``mean_wer_noise_kinds`` is the mean of the four kinds of noise
+at 10 dB (white, pink, brown, babble) where all four were run.
 """
 from __future__ import annotations
 
@@ -42,7 +51,7 @@ import torchaudio
 
 from speechrnn import machine
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, an4_eval_split
+from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, BABBLE_TALKERS, an4_eval_split, an4_train_split, babble, coloured_noise
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
@@ -54,16 +63,29 @@ from speechrnn.transcribe import recognize
 def conditions(
     waves: list[torch.Tensor], texts: list[str], synth_dir: Path, wanted: Callable[[str], bool] = lambda name: True,
     room_decays: dict[str, float] | None = None, flite_voices: list[str] | None = None,
+    talkers: Callable[[], list[torch.Tensor]] | None = None,
 ) -> dict[str, list[torch.Tensor]]:
     """The ``wanted`` conditions' waveforms, by name (the others are not made); a reverberant
     condition made also puts the mean decay time its rooms show (``speechrnn.reverb.decay_time``)
     into ``room_decays`` under its name, and the flite condition each utterance's voice into
-    ``flite_voices``."""
+    ``flite_voices``. ``talkers`` gives the recordings babble is made of (called only if the
+    babble condition is wanted; without it there is no babble condition)."""
     generator = torch.Generator().manual_seed(0)
 
-    def noisy(wave: torch.Tensor, snr_db: float) -> torch.Tensor:
-        noise = torch.randn(wave.shape, generator=generator)
+    def at_snr(wave: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+        """``wave`` plus unit-power ``noise`` at ``snr_db``."""
         return wave + noise * (wave.pow(2).mean() / 10 ** (snr_db / 10)).sqrt()
+
+    def noisy(wave: torch.Tensor, snr_db: float) -> torch.Tensor:
+        return at_snr(wave, torch.randn(wave.shape, generator=generator), snr_db)
+
+    def coloured(kind: str, seed: int) -> list[torch.Tensor]:
+        draw = torch.Generator().manual_seed(seed)
+        return [at_snr(w, coloured_noise(w.shape[0], NOISE_EXPONENTS[kind], draw), 10.0) for w in waves]
+
+    def babbled(seed: int) -> list[torch.Tensor]:
+        rng, voices = random.Random(seed), talkers()
+        return [at_snr(w, babble(voices, w.shape[0], rng.randint(*BABBLE_TALKERS), rng), 10.0) for w in waves]
 
     def faint(seed: int) -> list[torch.Tensor]:
         draw = torch.Generator().manual_seed(seed)
@@ -89,7 +111,11 @@ def conditions(
         "clean": lambda: waves,
         "8 kHz": lambda: [torchaudio.functional.resample(torchaudio.functional.resample(w, 16000, 8000), 8000, 16000) for w in waves],
         "noise 10 dB": lambda: [noisy(w, 10.0) for w in waves],
+        "pink noise 10 dB": lambda: coloured("pink", 20261207),
+        "brown noise 10 dB": lambda: coloured("brown", 20261208),
     }
+    if talkers is not None:
+        makers["babble 10 dB"] = lambda: babbled(20261209)
     makers.update({f"faint noise (-80 dBFS, draw {seed})": (lambda seed=seed: faint(seed)) for seed in range(3)})
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
@@ -100,6 +126,16 @@ def conditions(
         if engine_available(engine):
             makers[engine] = lambda engine=engine, seed=seed, voices=voices: spoken(engine, seed, voices)
     return {name: make() for name, make in makers.items() if wanted(name)}
+
+
+LATER_NOISES = ("pink", "brown", "babble")  # conditions added in session 54
+NOISE_KINDS = ("noise 10 dB", "pink noise 10 dB", "brown noise 10 dB", "babble 10 dB")
+
+
+def babble_talkers(an4: str, n: int = 100, seed: int = 20261206) -> list[torch.Tensor]:
+    """``n`` utterances (seeded draw) of the recipe's training speakers: babble's talkers."""
+    pool = an4_train_split(an4)
+    return [torch.from_numpy(load_audio(u.audio)) for u in random.Random(seed).sample(pool, min(n, len(pool)))]
 
 
 def wer_by_voice(texts: list[str], hyps: list[str], voices: list[str]) -> dict[str, float]:
@@ -129,7 +165,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         room_decays: dict[str, float] = {}
         flite_voices: list[str] = []
-        sets = conditions([torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted, room_decays, flite_voices)
+        sets = conditions(
+            [torch.from_numpy(load_audio(u.audio)) for u in utterances], texts, Path(tmp), wanted, room_decays, flite_voices,
+            talkers=lambda: babble_talkers(args.an4),
+        )
     if not sets:
         parser.error(f"no condition starts with any of {args.conditions}")
     report, by_voice = {}, {}
@@ -149,14 +188,20 @@ def main() -> None:
     means = {
         name: round(sum(wers) / len(wers), 2)
         for name, rows in report.items()
-        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite"))])
+        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite", *LATER_NOISES))])
+    }
+    noise_means = {
+        name: round(sum(rows[kind]["wer"] for kind in NOISE_KINDS) / len(NOISE_KINDS), 2)
+        for name, rows in report.items()
+        if all(kind in rows for kind in NOISE_KINDS)
     }
     print(json.dumps({
         "split": args.split,
         "utterances": len(texts),
         "lm": args.lm,
         "wer_cer": report,
-        "mean_wer_without_faint": means,  # (nor flite)
+        "mean_wer_without_faint": means,  # (nor flite, pink, brown or babble)
+        "mean_wer_noise_kinds": noise_means,  # white, pink, brown and babble at 10 dB
         "flite_wer_by_voice": by_voice,
         "room_decay_s": {name: round(seconds, 3) for name, seconds in room_decays.items()},  # what the simulated rooms show (T20)
         "machine": machine.describe(),

@@ -206,10 +206,16 @@ def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return torch.nn.utils.rnn.pad_sequence(list(waves), batch_first=True), lens
 
 
+# Additive noise: white, power-law (see coloured_noise) or babble.
+NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power falls as f ** -exponent
+NOISE_TYPES = (*NOISE_EXPONENTS, "babble")
+BABBLE_TALKERS = (3, 6)  # babble is this many recordings at once (drawn uniformly)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation factors, drawn uniformly
-    noise_prob: float = 0.3  # chance of adding white noise to an utterance
+    noise_prob: float = 0.3  # chance of adding noise (noise_types, below) to an utterance
     snr_db: tuple[float, float] = (15.0, 40.0)  # range of signal-to-noise ratios for that noise
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level change
     narrowband_prob: float = 0.15  # chance of a round trip through 8 kHz (telephone-band audio)
@@ -238,6 +244,10 @@ class AugmentConfig:
     # or longer vocal tract would move the formants, without changing the speaking rate as speed
     # perturbation does. None: off, and no random draw, so earlier recipes repeat bit for bit.
     vtlp: tuple[float, float] | None = None
+    # The kinds of noise ``noise_prob`` adds, one drawn per noisy example: white, pink, brown
+    # (NOISE_EXPONENTS) or babble (other recordings of the batch talking at once, see babble).
+    # White alone draws nothing more, so earlier recipes repeat bit for bit.
+    noise_types: tuple[str, ...] = ("white",)
 
     def __post_init__(self):
         if not 0.0 <= self.concat_prob <= 1.0 or self.concat_max < 2:
@@ -250,6 +260,9 @@ class AugmentConfig:
             raise ValueError(f"dither_db must be a range (low, high) of negative dB with low <= high, got {self.dither_db}")
         if self.vtlp is not None and not 0.5 <= self.vtlp[0] <= self.vtlp[1] <= 2.0:
             raise ValueError(f"vtlp must be a range (low, high) of warp factors in 0.5..2 with low <= high, got {self.vtlp}")
+        unknown = [kind for kind in self.noise_types if kind not in NOISE_TYPES]
+        if not self.noise_types or unknown:
+            raise ValueError(f"noise_types must be one or more of {', '.join(NOISE_TYPES)}, got {self.noise_types}")
 
 
 def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.Random) -> list[list[int]]:
@@ -273,9 +286,10 @@ def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.R
     return groups
 
 
-def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) -> torch.Tensor:
+def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, others: Sequence[torch.Tensor] = ()) -> torch.Tensor:
     """Speed perturbation, room reverberation, band limiting, gain, dither and additive noise on
-    one ``(N,)`` waveform."""
+    one ``(N,)`` waveform; ``others`` (other recordings, e.g. the rest of its batch) are the
+    talkers of babble noise, which falls back to white noise without them."""
     speed = rng.choice(config.speeds)
     if speed != 1.0:
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
@@ -293,13 +307,53 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random) 
     if rng.random() < config.noise_prob:
         power = wave.pow(2).mean().clamp(min=1e-10)
         snr = 10 ** (rng.uniform(*config.snr_db) / 10)
-        wave = wave + _white_noise(wave, rng) * (power / snr).sqrt()
+        wave = wave + _noise(wave, config.noise_types, rng, others) * (power / snr).sqrt()
     return wave.clamp(-1.0, 1.0)
+
+
+def _noise(like: torch.Tensor, kinds: tuple[str, ...], rng: random.Random, others: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Unit-power noise shaped as ``like``, of a kind drawn from ``kinds`` (white alone: no draw)."""
+    kind = kinds[0] if len(kinds) == 1 else rng.choice(kinds)
+    if kind == "babble" and others:
+        return babble(others, like.shape[0], rng.randint(*BABBLE_TALKERS), rng)
+    if kind in ("white", "babble"):
+        return _white_noise(like, rng)
+    generator = torch.Generator().manual_seed(rng.getrandbits(31))
+    return coloured_noise(like.shape[0], NOISE_EXPONENTS[kind], generator)
 
 
 def _white_noise(like: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """Unit-variance Gaussian noise shaped as ``like``, seeded from ``rng`` (one draw of it)."""
     return torch.randn(like.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+
+
+# Power-law noise is written here: it is white noise whose spectrum is scaled by f ** (-exponent
+# / 2), one multiply between torch's FFTs, drawn from the recipe's seeded generator; the packages
+# that offer it (colorednoise, audiomentations) draw from numpy's and would be a dependency for
+# those few lines.
+def coloured_noise(n: int, exponent: float, generator: torch.Generator, sample_rate: int = SAMPLE_RATE, floor_hz: float = 20.0) -> torch.Tensor:
+    """``(n,)`` Gaussian noise of unit power whose power spectrum falls as ``f ** -exponent``
+    (0 white, 1 pink: equal power per octave, 2 brown: rumble), flat below ``floor_hz`` (below
+    hearing, where a power law would otherwise put most of the power of long clips)."""
+    white = torch.randn(n, generator=generator, dtype=torch.float64)
+    if exponent == 0:
+        return white.float()
+    freqs = torch.fft.rfftfreq(n, d=1 / sample_rate, dtype=torch.float64).clamp(min=floor_hz)
+    shaped = torch.fft.irfft(torch.fft.rfft(white) * freqs.pow(-exponent / 2), n)
+    return (shaped / shaped.pow(2).mean().sqrt().clamp(min=1e-30)).float()
+
+
+def babble(others: Sequence[torch.Tensor], n: int, talkers: int, rng: random.Random) -> torch.Tensor:
+    """``(n,)`` babble of unit power: ``talkers`` recordings drawn from ``others`` (with
+    replacement), each at unit power, looped to ``n`` samples from a random start, summed."""
+    out = torch.zeros(n)
+    for _ in range(talkers):
+        voice = others[rng.randrange(len(others))]
+        voice = voice / voice.pow(2).mean().sqrt().clamp(min=1e-10)
+        start = rng.randrange(voice.shape[0])
+        looped = voice.roll(-start).repeat(n // voice.shape[0] + 1)[:n]
+        out += looped
+    return out / out.pow(2).mean().sqrt().clamp(min=1e-10)
 
 
 # VTLP is written here because no maintained library offers it on a filterbank (torchaudio has
