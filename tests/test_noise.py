@@ -1,0 +1,138 @@
+"""Noise of other kinds than white: power-law (pink, brown) and babble, in training and in the
+robustness bench."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import load_script
+from speechrnn.data import NOISE_TYPES, AugmentConfig, babble, coloured_noise, perturb_wave
+from speechrnn.train import perturbed_batch
+
+bench_robustness = load_script("scripts/bench_robustness.py", "bench_robustness")
+recipe = load_script("recipes/an4/run.py", "an4_recipe")
+manifest_recipe = load_script("recipes/manifest/run.py", "manifest_recipe")
+
+RATE = 16000
+NOISY = AugmentConfig(speeds=(1.0,), noise_prob=1.0, narrowband_prob=0.0, gain_db=(0.0, 0.0), snr_db=(10.0, 10.0))
+
+
+def octave_powers(noise: torch.Tensor, lowest: float = 250.0, octaves: int = 4) -> list[float]:
+    """The power of ``noise`` in each octave from ``lowest`` Hz up."""
+    power = torch.fft.rfft(noise.double()).abs().pow(2)
+    freqs = torch.fft.rfftfreq(noise.shape[0], d=1 / RATE)
+    return [float(power[(freqs >= lowest * 2**k) & (freqs < lowest * 2 ** (k + 1))].sum()) for k in range(octaves)]
+
+
+def tone(freq: float, seconds: float = 1.0) -> torch.Tensor:
+    return 0.1 * torch.sin(2 * math.pi * freq * torch.arange(int(seconds * RATE)) / RATE)
+
+
+def test_power_law_noise_has_unit_power_and_its_slope_per_octave():
+    # Power per octave: white doubles with each octave, pink stays, brown halves.
+    for exponent, ratio in ((0.0, 2.0), (1.0, 1.0), (2.0, 0.5)):
+        noise = coloured_noise(4 * RATE, exponent, torch.Generator().manual_seed(1))
+        assert noise.shape == (4 * RATE,) and noise.dtype == torch.float32
+        assert float(noise.pow(2).mean()) == pytest.approx(1.0, rel=0.02 if exponent else 0.05)
+        powers = octave_powers(noise)
+        for low, high in zip(powers, powers[1:]):
+            assert high / low == pytest.approx(ratio, rel=0.15)
+    again = coloured_noise(4 * RATE, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(again, coloured_noise(4 * RATE, 1.0, torch.Generator().manual_seed(1)))
+
+
+def test_power_law_noise_is_flat_below_20_hz():
+    # A power law down to the lowest bin would put most of a long clip's power below hearing.
+    brown = coloured_noise(20 * RATE, 2.0, torch.Generator().manual_seed(2))
+    below = octave_powers(brown, lowest=5.0, octaves=2)  # 5-10 Hz and 10-20 Hz: flat, so power doubles
+    above = octave_powers(brown, lowest=20.0, octaves=2)  # 20-40 Hz and 40-80 Hz: halves
+    assert below[1] / below[0] == pytest.approx(2.0, rel=0.3) and above[1] / above[0] == pytest.approx(0.5, rel=0.3)
+
+
+def test_babble_is_made_of_the_other_recordings_only_at_unit_power():
+    others = [tone(300.0), tone(1200.0, 0.5)]  # the second shorter than the babble: looped
+    freqs = torch.fft.rfftfreq(3 * RATE, d=1 / RATE)
+    heard = set()
+    for seed in range(6):
+        made = babble(others, 3 * RATE, 3, random.Random(seed))
+        assert made.shape == (3 * RATE,) and float(made.pow(2).mean()) == pytest.approx(1.0, rel=1e-4)
+        power = torch.fft.rfft(made.double()).abs().pow(2)
+        shares = {f: float(power[(freqs - f).abs() < 20].sum() / power.sum()) for f in (300.0, 1200.0)}
+        assert sum(shares.values()) > 0.95  # nothing but the talkers
+        heard |= {f for f, share in shares.items() if share > 0.05}
+    assert heard == {300.0, 1200.0}
+    assert torch.equal(made, babble(others, 3 * RATE, 3, random.Random(5)))
+
+
+def test_white_alone_draws_what_it_always_drew_and_other_kinds_are_drawn_per_example():
+    wave = 0.1 * torch.randn(RATE, generator=torch.Generator().manual_seed(0))
+    plain_rng, white_rng = random.Random(5), random.Random(5)
+    plain = perturb_wave(wave, dataclasses.replace(NOISY), plain_rng)
+    white = perturb_wave(wave, dataclasses.replace(NOISY, noise_types=("white",)), white_rng, [tone(500.0)])
+    assert torch.equal(plain, white) and plain_rng.getstate() == white_rng.getstate()
+    mixed = dataclasses.replace(NOISY, noise_types=("white", "brown"))
+    slopes = set()
+    for seed in range(12):
+        noise = perturb_wave(wave, mixed, random.Random(seed)) - wave
+        snr = 10 * torch.log10(wave.pow(2).mean() / noise.pow(2).mean())
+        assert snr == pytest.approx(10.0, abs=0.3)
+        powers = octave_powers(noise)
+        slopes.add("brown" if powers[1] < powers[0] else "white")
+    assert slopes == {"white", "brown"}
+
+
+def test_babble_in_a_batch_is_the_other_recordings_of_the_batch_and_white_without_them():
+    config = dataclasses.replace(NOISY, noise_types=("babble",))
+    waves = [tone(300.0), tone(2000.0)]
+    padded, lens = perturbed_batch(waves, config, random.Random(0))
+    assert lens.tolist() == [RATE, RATE]
+    for row, own, other in ((0, 300.0, 2000.0), (1, 2000.0, 300.0)):
+        noise = padded[row] - waves[row]
+        power = torch.fft.rfft(noise.double()).abs().pow(2)
+        freqs = torch.fft.rfftfreq(RATE, d=1 / RATE)
+        assert power[(freqs - other).abs() < 20].sum() / power.sum() > 0.95  # its neighbour talks behind it
+        assert power[(freqs - own).abs() < 20].sum() / power.sum() < 0.01  # never its own voice
+    alone = perturb_wave(waves[0], config, random.Random(0)) - waves[0]
+    powers = octave_powers(alone)
+    assert all(high / low == pytest.approx(2.0, rel=0.3) for low, high in zip(powers, powers[1:]))  # white
+
+
+def test_unknown_noise_kinds_are_refused_by_the_config_and_both_recipes(capsys):
+    assert NOISE_TYPES == ("white", "pink", "brown", "babble")
+    for bad in ((), ("white", "purple")):
+        with pytest.raises(ValueError, match="noise_types"):
+            AugmentConfig(noise_types=bad)
+    assert recipe.robust_augment(recipe.parse_args([])).noise_types == ("white",)
+    robust = recipe.robust_augment(recipe.parse_args(["--noise-types", "pink", "babble"]))
+    assert robust.noise_types == ("pink", "babble") and recipe.clean_augment(robust).noise_prob == 0.0
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--noise-types", "purple"])
+    assert "invalid choice: 'purple'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        manifest_recipe.main(["--train", "missing.jsonl", "--dev", "missing.jsonl", "--exp", "x", "--noise-types", "purple"])
+    assert "invalid choice: 'purple'" in capsys.readouterr().err
+
+
+def test_the_robustness_bench_adds_each_kind_of_noise_at_10_db_the_same_way_each_run():
+    waves = [tone(440.0), tone(880.0, 0.5)]
+    talkers = [tone(3000.0, 0.7)]
+    wanted = lambda name: name.startswith(("noise", "pink", "brown", "babble"))  # noqa: E731
+    first = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted, talkers=lambda: talkers)
+    again = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted, talkers=lambda: talkers)
+    assert list(first) == list(bench_robustness.NOISE_KINDS)
+    for name, made in first.items():
+        for noisy, wave, repeat in zip(made, waves, again[name]):
+            assert torch.equal(noisy, repeat)
+            snr = 10 * torch.log10(wave.pow(2).mean() / (noisy - wave).pow(2).mean())
+            assert snr == pytest.approx(10.0, abs=0.2 if name != "noise 10 dB" else 0.5)
+    babbled = first["babble 10 dB"][0] - waves[0]
+    power = torch.fft.rfft(babbled.double()).abs().pow(2)
+    freqs = torch.fft.rfftfreq(babbled.shape[0], d=1 / RATE)
+    assert power[(freqs - 3000.0).abs() < 20].sum() / power.sum() > 0.95
+    # Without talkers there is no babble condition (and the others are made as before).
+    assert "babble 10 dB" not in bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted)
