@@ -51,7 +51,7 @@ import torchaudio
 
 from speechrnn import machine
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, BABBLE_TALKERS, an4_eval_split, an4_train_split, babble, coloured_noise
+from speechrnn.data import BABBLE_TALKERS, DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
