@@ -8,7 +8,8 @@ Conditions, each on all 130 AN4 test utterances (or, with ``--split dev``, on th
 split carved from AN4 train: what comparisons between training variants are made on):
 - clean: as recorded;
 - 8 kHz: a round trip through 8 kHz (telephone band), as torchaudio resamples;
-- noise 10 dB: white noise at 10 dB SNR (below the 15-40 dB the recipe trains with);
+- noise 10 dB: white noise at 10 dB SNR (below the recipe's default 15-40 dB; the bundled models'
+  last cycles trained at 5-40 dB);
 - pink noise 10 dB, brown noise 10 dB: noise whose power falls as 1/f (equal power per octave,
   as in much machine and ambient noise) or 1/f^2 (rumble), flat below 20 Hz, at 10 dB SNR
   (speechrnn.data.coloured_noise; seeded);
