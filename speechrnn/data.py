@@ -315,7 +315,7 @@ def _noise(like: torch.Tensor, kinds: tuple[str, ...], rng: random.Random, other
     """Unit-power noise shaped as ``like``, of a kind drawn from ``kinds`` (white alone: no draw)."""
     kind = kinds[0] if len(kinds) == 1 else rng.choice(kinds)
     if kind == "babble" and others:
-        return babble(others, like.shape[0], rng.randint(*BABBLE_TALKERS), rng)
+        return babble(others, like.shape[0], rng)
     if kind in ("white", "babble"):
         return _white_noise(like, rng)
     generator = torch.Generator().manual_seed(rng.getrandbits(31))
@@ -336,18 +336,17 @@ def coloured_noise(n: int, exponent: float, generator: torch.Generator, sample_r
     (0 white, 1 pink: equal power per octave, 2 brown: rumble), flat below ``floor_hz`` (below
     hearing, where a power law would otherwise put most of the power of long clips)."""
     white = torch.randn(n, generator=generator, dtype=torch.float64)
-    if exponent == 0:
-        return white.float()
     freqs = torch.fft.rfftfreq(n, d=1 / sample_rate, dtype=torch.float64).clamp(min=floor_hz)
     shaped = torch.fft.irfft(torch.fft.rfft(white) * freqs.pow(-exponent / 2), n)
     return (shaped / shaped.pow(2).mean().sqrt().clamp(min=1e-30)).float()
 
 
-def babble(others: Sequence[torch.Tensor], n: int, talkers: int, rng: random.Random) -> torch.Tensor:
-    """``(n,)`` babble of unit power: ``talkers`` recordings drawn from ``others`` (with
-    replacement), each at unit power, looped to ``n`` samples from a random start, summed."""
+def babble(others: Sequence[torch.Tensor], n: int, rng: random.Random, talkers: tuple[int, int] = BABBLE_TALKERS) -> torch.Tensor:
+    """``(n,)`` babble of unit power: a number of recordings drawn from the range ``talkers``,
+    each drawn from ``others`` (with replacement), at unit power, looped to ``n`` samples from a
+    random start, summed."""
     out = torch.zeros(n)
-    for _ in range(talkers):
+    for _ in range(rng.randint(*talkers)):
         voice = others[rng.randrange(len(others))]
         voice = voice / voice.pow(2).mean().sqrt().clamp(min=1e-10)
         start = rng.randrange(voice.shape[0])

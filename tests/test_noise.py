@@ -59,20 +59,20 @@ def test_babble_is_made_of_the_other_recordings_only_at_unit_power():
     freqs = torch.fft.rfftfreq(3 * RATE, d=1 / RATE)
     heard = set()
     for seed in range(6):
-        made = babble(others, 3 * RATE, 3, random.Random(seed))
+        made = babble(others, 3 * RATE, random.Random(seed), talkers=(3, 3))
         assert made.shape == (3 * RATE,) and float(made.pow(2).mean()) == pytest.approx(1.0, rel=1e-4)
         power = torch.fft.rfft(made.double()).abs().pow(2)
         shares = {f: float(power[(freqs - f).abs() < 20].sum() / power.sum()) for f in (300.0, 1200.0)}
         assert sum(shares.values()) > 0.95  # nothing but the talkers
         heard |= {f for f, share in shares.items() if share > 0.05}
     assert heard == {300.0, 1200.0}
-    assert torch.equal(made, babble(others, 3 * RATE, 3, random.Random(5)))
+    assert torch.equal(made, babble(others, 3 * RATE, random.Random(5), talkers=(3, 3)))
 
 
 def test_white_alone_draws_what_it_always_drew_and_other_kinds_are_drawn_per_example():
     wave = 0.1 * torch.randn(RATE, generator=torch.Generator().manual_seed(0))
     plain_rng, white_rng = random.Random(5), random.Random(5)
-    plain = perturb_wave(wave, dataclasses.replace(NOISY), plain_rng)
+    plain = perturb_wave(wave, NOISY, plain_rng)
     white = perturb_wave(wave, dataclasses.replace(NOISY, noise_types=("white",)), white_rng, [tone(500.0)])
     assert torch.equal(plain, white) and plain_rng.getstate() == white_rng.getstate()
     mixed = dataclasses.replace(NOISY, noise_types=("white", "brown"))
@@ -100,6 +100,12 @@ def test_babble_in_a_batch_is_the_other_recordings_of_the_batch_and_white_withou
     alone = perturb_wave(waves[0], config, random.Random(0)) - waves[0]
     powers = octave_powers(alone)
     assert all(high / low == pytest.approx(2.0, rel=0.3) for low, high in zip(powers, powers[1:]))  # white
+
+
+def test_the_bench_counts_word_errors_by_kind():
+    row = bench_robustness.scores(["a b c", "d e"], ["a x c y", ""])
+    assert (row["substitutions"], row["deletions"], row["insertions"]) == (1, 2, 1)  # b->x, d and e dropped, y added
+    assert row["wer"] == 80.0  # 4 errors in 5 words
 
 
 def test_unknown_noise_kinds_are_refused_by_the_config_and_both_recipes(capsys):
