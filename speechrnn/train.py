@@ -9,6 +9,7 @@ A run writes into its output folder:
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import math
@@ -29,7 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from .audio import AudioError, load_audio
-from .data import AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
+from .data import BABBLE_TALKERS, NOISE_TYPES, AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames, speech_level_db
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model, valid_frames, widened_lookahead
@@ -182,6 +183,8 @@ def perturbed_batch(waves: Sequence[torch.Tensor], augment: AugmentConfig | None
     samples and ``(B,)`` lengths."""
     if augment is None:
         return pad_waves(waves)
+    if "babble" not in augment.noise_types:
+        return pad_waves([perturb_wave(w, augment, rng) for w in waves])
     # Babble's talkers are the batch's other recordings (as read, before their own perturbation).
     return pad_waves([perturb_wave(w, augment, rng, [*waves[:i], *waves[i + 1 :]]) for i, w in enumerate(waves)])
 
@@ -206,6 +209,35 @@ def batch_features(
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))
         rows.append(mask_times(masked, int(feat_lens[b]), augment, rng))
     return torch.stack(rows), feat_lens.to(device)
+
+
+def add_noise_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, stage: str = "") -> None:
+    """Add the recipes' shared options for :class:`AugmentConfig`'s noise, telephone band and
+    frequency warping (read back by :func:`noise_fields`); ``stage`` (e.g. ", robust stage") says
+    in the help where the noise and the band apply."""
+    parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help=f"share of utterances with noise added{stage} (default: %(default)s)")
+    parser.add_argument(
+        "--snr-db", type=float, nargs=2, default=list(AugmentConfig.snr_db), metavar=("LOW", "HIGH"),
+        help="signal-to-noise ratios of that noise, drawn uniformly from LOW..HIGH dB (default: %(default)s)",
+    )
+    low, high = BABBLE_TALKERS
+    parser.add_argument(
+        "--noise-types", nargs="+", choices=NOISE_TYPES, default=list(AugmentConfig.noise_types),
+        help=f"kinds of that noise, one drawn per noisy example: white, pink (1/f), brown (1/f^2) or babble ({low}-{high} other utterances of the batch at once) (default: %(default)s)",
+    )
+    parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help=f"share of utterances sent through 8 kHz{stage} (default: %(default)s)")
+    parser.add_argument(
+        "--vtlp", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="vocal tract length perturbation: warp each example's frequency axis by a factor drawn from LOW..HIGH (e.g. 0.9 1.1), in every stage (default: off)",
+    )
+
+
+def noise_fields(args: argparse.Namespace) -> dict:
+    """The :class:`AugmentConfig` fields of a recipe's :func:`add_noise_options`."""
+    return {
+        "noise_prob": args.noise_prob, "snr_db": tuple(args.snr_db), "noise_types": tuple(args.noise_types),
+        "narrowband_prob": args.narrowband_prob, "vtlp": tuple(args.vtlp) if args.vtlp else None,
+    }
 
 
 def inter_ctc_options(weight: float, layer: int | None, n_layers: int) -> dict:

@@ -12,7 +12,7 @@ import torch
 
 from conftest import load_script
 from speechrnn.data import NOISE_TYPES, AugmentConfig, babble, coloured_noise, perturb_wave
-from speechrnn.train import perturbed_batch
+from speechrnn.train import noise_fields, perturbed_batch
 
 bench_robustness = load_script("scripts/bench_robustness.py", "bench_robustness")
 recipe = load_script("recipes/an4/run.py", "an4_recipe")
@@ -100,6 +100,11 @@ def test_babble_in_a_batch_is_the_other_recordings_of_the_batch_and_white_withou
     alone = perturb_wave(waves[0], config, random.Random(0)) - waves[0]
     powers = octave_powers(alone)
     assert all(high / low == pytest.approx(2.0, rel=0.3) for low, high in zip(powers, powers[1:]))  # white
+    white = dataclasses.replace(NOISY, noise_types=("white",))  # no babble: each example drawn as alone
+    batch_rng, alone_rng = random.Random(3), random.Random(3)
+    padded, _ = perturbed_batch(waves, white, batch_rng)
+    assert torch.equal(padded, torch.stack([perturb_wave(w, white, alone_rng) for w in waves]))
+    assert batch_rng.getstate() == alone_rng.getstate()
 
 
 def test_the_bench_counts_word_errors_by_kind():
@@ -122,6 +127,15 @@ def test_unknown_noise_kinds_are_refused_by_the_config_and_both_recipes(capsys):
     with pytest.raises(SystemExit):
         manifest_recipe.main(["--train", "missing.jsonl", "--dev", "missing.jsonl", "--exp", "x", "--noise-types", "purple"])
     assert "invalid choice: 'purple'" in capsys.readouterr().err
+
+
+def test_both_recipes_read_the_shared_noise_options_alike():
+    argv = ["--noise-prob", "0.5", "--snr-db", "5", "40", "--noise-types", "pink", "babble", "--narrowband-prob", "0.2", "--vtlp", "0.9", "1.1"]
+    an4 = noise_fields(recipe.parse_args(argv))
+    manifest = noise_fields(manifest_recipe.build_parser().parse_args(["--train", "t", "--dev", "d", "--exp", "x", *argv]))
+    assert an4 == manifest == {"noise_prob": 0.5, "snr_db": (5.0, 40.0), "noise_types": ("pink", "babble"), "narrowband_prob": 0.2, "vtlp": (0.9, 1.1)}
+    robust = recipe.robust_augment(recipe.parse_args(argv))
+    assert {field: getattr(robust, field) for field in an4} == an4
 
 
 def test_the_robustness_bench_adds_each_kind_of_noise_at_10_db_the_same_way_each_run():

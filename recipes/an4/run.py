@@ -33,7 +33,7 @@ import soundfile as sf
 import torch
 
 from speechrnn import decoding, machine
-from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, NOISE_TYPES, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
+from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utterance, an4_utterances, read_manifest, speaker_split, write_manifest
 from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_half_copy, save_model
 from speechrnn.synth import ENGINES, FLITE_VOICES, engine_available, random_engine_voice, speak_all
@@ -42,7 +42,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.rescoring import Rescorer
 from speechrnn.tuning import RESCORE_WEIGHTS, TUNED_BEAM_SIZES, build_and_tune_lm, choose_rescoring
-from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, train, write_log
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_noise_options, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -339,9 +339,8 @@ def robust_augment(args: argparse.Namespace) -> AugmentConfig:
     """The robust stage's (or a one-stage run's) augmentation; the clean stage keeps its speed
     perturbation, frequency warping, SpecAugment, joined examples and dither."""
     robust = AugmentConfig(
-        noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, reverb_prob=args.reverb_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
+        **noise_fields(args), reverb_prob=args.reverb_prob, gain_db=tuple(args.gain_db), concat_prob=args.concat_prob,
         dither_db=tuple(args.dither_db) if args.dither_db else None, max_freq_width=args.freq_mask_width, max_time_width=args.time_mask_width,
-        vtlp=tuple(args.vtlp) if args.vtlp else None, noise_types=tuple(args.noise_types),
     )
     if args.no_level_augment:
         robust = dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0))
@@ -391,17 +390,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
         help=f"random level change of the robust stage, in dB (default: {OFFLINE_DEFAULTS['gain_db']}, streaming {STREAMING_DEFAULTS['gain_db']})",
     )
-    parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with noise added, robust stage (default: %(default)s)")
-    parser.add_argument(
-        "--snr-db", type=float, nargs=2, default=list(AugmentConfig.snr_db), metavar=("LOW", "HIGH"),
-        help="signal-to-noise ratios of that noise, drawn uniformly from LOW..HIGH dB (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--noise-types", nargs="+", choices=NOISE_TYPES, default=list(AugmentConfig.noise_types),
-        help="kinds of that noise, one drawn per noisy example: white, pink (1/f), brown (1/f^2) or babble (3-6 other utterances of the batch at once) (default: %(default)s)",
-    )
+    add_noise_options(parser, ", robust stage")
     parser.add_argument("--reverb-prob", type=float, default=AugmentConfig.reverb_prob, help=f"share of utterances heard through a simulated room (RT60 {AugmentConfig.rt60[0]}-{AugmentConfig.rt60[1]} s), robust stage (default: %(default)s)")
-    parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
     parser.add_argument(
         "--dither-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
         help="add white noise at a random level in this range (dBFS, e.g. -90 -65) to every training example, both stages (default: off)",
@@ -409,10 +399,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concat-prob", type=float, default=None,
         help=f"share of training examples (both stages) made of 2-3 utterances in a row (default: {OFFLINE_DEFAULTS['concat_prob']}, streaming {STREAMING_DEFAULTS['concat_prob']})",
-    )
-    parser.add_argument(
-        "--vtlp", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-        help="vocal tract length perturbation: warp each example's frequency axis by a factor drawn from LOW..HIGH (e.g. 0.9 1.1), both stages (default: off)",
     )
     parser.add_argument("--freq-mask-width", type=int, default=AugmentConfig.max_freq_width, help="SpecAugment: widest frequency mask, mel bins, both stages (default: %(default)s)")
     parser.add_argument("--time-mask-width", type=int, default=AugmentConfig.max_time_width, help="SpecAugment: widest time mask, 10 ms frames, both stages (default: %(default)s)")

@@ -43,12 +43,12 @@ from pathlib import Path
 import torch
 
 from speechrnn import machine
-from speechrnn.data import NOISE_TYPES, AugmentConfig, Utterance, read_manifest
+from speechrnn.data import AugmentConfig, Utterance, read_manifest
 from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, load_model
 from speechrnn.output import write_atomic
-from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, calibrate_level, distill_options, inter_ctc_options, load_teacher, train
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_noise_options, calibrate_level, distill_options, inter_ctc_options, load_teacher, noise_fields, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
@@ -108,15 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     training.add_argument("--checkpoint-steps", type=int, default=500, help="also checkpoint every this many batches within an epoch, 0: at epoch ends only (default: %(default)s)")
     training.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
-    training.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help="share of utterances with noise added (default: %(default)s)")
-    training.add_argument("--snr-db", type=float, nargs=2, default=list(AugmentConfig.snr_db), metavar=("LOW", "HIGH"), help="signal-to-noise ratios of that noise, dB (default: %(default)s)")
-    training.add_argument(
-        "--noise-types", nargs="+", choices=NOISE_TYPES, default=list(AugmentConfig.noise_types),
-        help="kinds of that noise, one drawn per noisy example: white, pink (1/f), brown (1/f^2) or babble (3-6 other utterances of the batch at once) (default: %(default)s)",
-    )
-    training.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help="share of utterances sent through 8 kHz (default: %(default)s)")
+    add_noise_options(training)
     training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
-    training.add_argument("--vtlp", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="vocal tract length perturbation: warp each example's frequency axis by a factor drawn from LOW..HIGH, e.g. 0.9 1.1 (default: off)")
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
     training.add_argument("--inter-ctc-weight", type=float, default=0.0, help="weight of an intermediate CTC loss on the lower RNN layers' output (default: %(default)s, off)")
     training.add_argument("--inter-ctc-layer", type=int, default=None, help="RNN layers below the intermediate CTC loss (default: all but the last)")
@@ -187,8 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
         gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
         augment = AugmentConfig(  # and the augmentation's (e.g. --snr-db a range)
-            noise_prob=args.noise_prob, snr_db=tuple(args.snr_db), narrowband_prob=args.narrowband_prob, gain_db=gain, concat_prob=args.concat_prob,
-            vtlp=tuple(args.vtlp) if args.vtlp else None, noise_types=tuple(args.noise_types),
+            **noise_fields(args), gain_db=gain, concat_prob=args.concat_prob,
         )
         if args.distill_from:  # the teacher's too
             load_teacher(args.distill_from, config, TrainConfig(**distill_options(args.distill_from, args.distill_weight, args.distill_shift)))
