@@ -183,8 +183,6 @@ def perturbed_batch(waves: Sequence[torch.Tensor], augment: AugmentConfig | None
     samples and ``(B,)`` lengths."""
     if augment is None:
         return pad_waves(waves)
-    if "babble" not in augment.noise_types:
-        return pad_waves([perturb_wave(w, augment, rng) for w in waves])
     # Babble's talkers are the batch's other recordings (as read, before their own perturbation).
     return pad_waves([perturb_wave(w, augment, rng, [*waves[:i], *waves[i + 1 :]]) for i, w in enumerate(waves)])
 
