@@ -132,14 +132,26 @@ def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: fl
     save_model(model_path, mixed, metadata=mixed.metadata)
 
 
-def average_models(sources: Sequence[str | os.PathLike]) -> SpeechModel:
+def average_models(sources: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> SpeechModel:
     """The mean of several model files' weights (paths or bundled names; a "model soup"), for
-    models of one lineage, e.g. training cycles started from one file (see :func:`_blend`). A
-    plain mean of state dicts: torch's ``AveragedModel`` averages the steps of one run in
-    memory, not files."""
+    models of one lineage, e.g. training cycles started from one file, or a model and the one it
+    was trained from (see :func:`_blend`). ``weights``, one a file, non-negative, scaled to sum to
+    1, weigh the mean (equal by default). A plain mean of state dicts: torch's ``AveragedModel``
+    averages the steps of one run in memory, not files."""
     if len(sources) < 2:
         raise ValueError("averaging needs two model files or more")
-    return _blend(sources, lambda tensors: torch.stack(tensors).mean(dim=0), {"averaged_from": [str(source) for source in sources]})
+    if weights is None:
+        weights = [1.0] * len(sources)
+    if len(weights) != len(sources):
+        raise ValueError(f"{len(weights)} weights for {len(sources)} model files; give one a file")
+    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
+    shares = [w / sum(weights) for w in weights]
+    provenance = {"averaged_from": [str(source) for source in sources]}
+    if len(set(shares)) == 1:  # the plain mean, as soups were made before weights (same bits)
+        return _blend(sources, lambda tensors: torch.stack(tensors).mean(dim=0), provenance)
+    provenance["average_weights"] = [round(share, 6) for share in shares]
+    return _blend(sources, lambda tensors: sum(share * tensor for share, tensor in zip(shares, tensors)), provenance)
 
 
 # Figures that describe one trained model and not a blend of several: a blend drops them.

@@ -161,15 +161,26 @@ def test_average_models_writes_the_mean_of_the_weights_and_the_settings_asked_fo
     assert (settings["lm"], settings["lm_weight"], settings["beam_size"], "tuned" in settings) == ("../lm/x.arpa", 1.5, 16, False)
     assert BeamSearchConfig.from_dict(settings, base=out_dir).lexicon == str(out_dir / "../lm/x.lexicon.txt")
     assert "the mean of 3 models' weights" in capsys.readouterr().out
-    # One model, another config, or --settings-from a model without settings: an error, nothing written.
+    # --weights: three parts of the first to one of the second.
+    monkeypatch.setattr("sys.argv", ["average_models.py", str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "--weights", "3", "1", "-o", str(out_dir / "weighted.pt")])
+    average.main()
+    weighted = load_model(out_dir / "weighted.pt")
+    for key, value in weighted.state_dict().items():
+        torch.testing.assert_close(value, 0.75 * models[0].state_dict()[key] + 0.25 * models[1].state_dict()[key], msg=key)
+    assert weighted.metadata["average_weights"] == [0.75, 0.25]
+    assert "a weighted mean of 2 models' weights (0.75, 0.25)" in capsys.readouterr().out
+    # One model, another config, --settings-from a model without settings, or weights that do not
+    # fit: an error, nothing written.
     save_model(tmp_path / "other.pt", SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)))
-    for argv in ([str(tmp_path / "m0.pt")], [str(tmp_path / "m0.pt"), str(tmp_path / "other.pt")], [str(tmp_path / "m1.pt"), str(tmp_path / "m2.pt"), "--settings-from", str(tmp_path / "m1.pt")]):
+    pair = [str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt")]
+    for argv in ([str(tmp_path / "m0.pt")], [str(tmp_path / "m0.pt"), str(tmp_path / "other.pt")], [str(tmp_path / "m1.pt"), str(tmp_path / "m2.pt"), "--settings-from", str(tmp_path / "m1.pt")], [*pair, "--weights", "1"], [*pair, "--weights", "1", "-1"]):
         monkeypatch.setattr("sys.argv", ["average_models.py", *argv, "-o", str(tmp_path / "bad.pt")])
         with pytest.raises(SystemExit):
             average.main()
     errors = capsys.readouterr().err
     assert "two model files or more" in errors and "other.pt: its model config differs" in errors
     assert f"--settings-from {tmp_path / 'm1.pt'}: it has no decoding settings file" in errors
+    assert "1 weights for 2 model files" in errors and "weights must be non-negative" in errors
     assert not (tmp_path / "bad.pt").exists()
 
 
