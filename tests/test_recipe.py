@@ -277,6 +277,35 @@ def test_one_stage_recipe_keeps_its_last_epoch_when_asked(an4_root, tmp_path):
     assert "model: epoch 2 of the last stage (its last)" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_evaluate_only_reads_a_model_file_placed_as_best_pt_without_training_of_its_own(an4_root, tmp_path):
+    from speechrnn.model import ModelConfig, SpeechModel
+    from speechrnn.train import average_models
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    parents = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        parents.append(tmp_path / f"m{seed}.pt")
+        save_model(parents[-1], SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1)))
+    soup = average_models(parents, [3, 1])
+    save_model(exp / "best.pt", soup, metadata=soup.metadata)
+    # The section it replaces had a learning curve; the model file has none of its own.
+    (tmp_path / "toy_curve.png").write_bytes(b"an older run's plot")
+    (tmp_path / "RESULTS.md").write_text("# AN4 results\n\n## toy: an older run\n\nLearning curve (dev, greedy; plot: [toy_curve.png](toy_curve.png)):\n")
+    run_recipe(an4_root, tmp_path, "--evaluate-only")
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "Training: none in this folder (`--evaluate-only` of a model file placed as its best.pt" in results
+    assert '"average_weights": [0.75, 0.25]' in results and "| test | 130 |" in results
+    assert "Learning curve" not in results and "an older run" not in results
+    assert not (tmp_path / "toy_curve.png").exists()
+    # Nothing placed there: said at once.
+    (exp / "best.pt").unlink()
+    args = [sys.executable, str(RECIPE), "--an4", str(an4_root), "--name", "toy", "--exp", str(exp), "--results", str(tmp_path / "RESULTS.md"), *TOY, "--evaluate-only"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and f"--evaluate-only: {exp / 'best.pt'} does not exist" in result.stderr
+
+
 def test_two_stage_recipe_fine_tunes_the_clean_stage_and_reports_both(an4_root, tmp_path):
     run_recipe(an4_root, tmp_path)
     exp = tmp_path / "exp"

@@ -191,7 +191,11 @@ class Stage:
 
 
 def stage_histories(stages: list[Stage]) -> list[dict]:
-    """The stages' per-epoch rows, one list, with wall time counted from the first stage's start."""
+    """The stages' per-epoch rows, one list, with wall time counted from the first stage's start;
+    none where a stage has no checkpoint (``--evaluate-only`` of a model file put in the folder
+    as its best.pt, e.g. a weight average: no training of its own to report)."""
+    if not all((stage.exp / "checkpoint.pt").is_file() for stage in stages):
+        return []
     rows, offset = [], 0.0
     for stage in stages:
         state = torch.load(stage.exp / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -201,30 +205,48 @@ def stage_histories(stages: list[Stage]) -> list[dict]:
     return rows
 
 
-def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], results: dict, n_params: int, lm_info: dict | None) -> None:
-    exp = stages[-1].exp
-    history = stage_histories(stages)
+def training_summary(args, stages: list[Stage], history: list[dict]) -> list[str]:
+    """RESULTS.md's lines on a recipe run's training: its time, which epoch became the model, and
+    each stage's epochs, data and train config."""
     final = [row for row in history if row["stage"] == stages[-1].name]
     best = final[-1] if stages[-1].keep == "last" else min(final, key=lambda row: row["dev_wer"])
     n_averaged = stages[-1].train_config.average_epochs
     kept = f"the average of its last {n_averaged} epochs" if n_averaged else ("its last" if stages[-1].keep == "last" else "lowest dev WER")
     if args.clean_mix > 0 and len(stages) > 1:
         kept += f", its weights mixed with {args.clean_mix:g} of the clean stage's model"
-    kind = "bidirectional" if config.bidirectional else "unidirectional"
     training = "; ".join(
         f"{stage.name + ' stage: ' if stage.name else ''}{sum(r['stage'] == stage.name for r in history)} epochs "
         f"on {len(stage.data)} utterances{' from the stage before rounded to float16' if stage.half_start else ''}, "
         f"train config `{json.dumps(dataclasses.asdict(stage.train_config))}`"
         for stage in stages
     )
+    return [
+        f"Training: {history[-1]['wall_s'] / 60:.1f} min wall time in all; model: epoch {best['epoch']} of the last stage ({kept})  ",
+        f"Stages: {training}  ",
+    ]
+
+
+def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], results: dict, n_params: int, lm_info: dict | None, metadata: dict) -> None:
+    """Write model ``args.name``'s section of the RESULTS.md at ``path`` (see
+    :func:`merge_section`) and its learning curve beside it; ``metadata``: the model file's."""
+    exp = stages[-1].exp
+    history = stage_histories(stages)
+    if history:
+        training_lines = training_summary(args, stages, history)
+    else:
+        # No training here: say where the model came from, and drop the curve of the model this
+        # section replaces.
+        origin = {k: metadata[k] for k in ("averaged_from", "average_weights", "mixed_with", "mix_weight") if k in metadata}
+        training_lines = [f"Training: none in this folder (`--evaluate-only` of a model file placed as its best.pt{'; ' + json.dumps(origin) if origin else ''})  "]
+        (path.parent / f"{args.name}_curve.png").unlink(missing_ok=True)
+    kind = "bidirectional" if config.bidirectional else "unidirectional"
     lines = [
         f"## {args.name}: {config.n_layers}x{config.n_hidden} {kind} {config.rnn_type.upper()}, {n_params / 1e6:.2f} M parameters",
         "",
         f"Command: `{command(exp)}`  ",
         f"Machine: {machine.describe()}, trained on {stages[-1].train_config.threads} CPU thread(s), torch {torch.__version__}, "
         f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}  ",
-        f"Training: {history[-1]['wall_s'] / 60:.1f} min wall time in all; model: epoch {best['epoch']} of the last stage ({kept})  ",
-        f"Stages: {training}  ",
+        *training_lines,
         f"Model config: `{json.dumps({k: v for k, v in config.to_dict().items() if k not in ('vocab', 'frontend')})}`",
         "",
         "| set | utterances | WER % | CER % | decode RTF |",
@@ -247,22 +269,23 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
                 if rescore else " Second pass: none (weight 0 read dev best)"
             ) + f", chosen on dev (dev WER by weight: {tried})."
 
-    (exp / "all-stages").mkdir(exist_ok=True)
-    write_log(exp / "all-stages", history)  # the whole learning curve, both stages
-    shutil.copyfile(exp / "all-stages" / "curve.png", path.parent / f"{args.name}_curve.png")
-    lines += [
-        "",
-        f"Learning curve (dev, greedy; plot: [{args.name}_curve.png]({args.name}_curve.png)):",
-        "",
-        "| stage | epoch | wall min | train loss | dev WER % | dev CER % |",
-        "|---|---|---|---|---|---|",
-    ]
-    for i, row in enumerate(history):
-        last_of_stage = i + 1 == len(history) or history[i + 1]["stage"] != row["stage"]
-        if row["epoch"] % 5 == 0 or row["epoch"] <= 2 or last_of_stage:
-            lines.append(
-                f"| {row['stage'] or '-'} | {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |"
-            )
+    if history:
+        (exp / "all-stages").mkdir(exist_ok=True)
+        write_log(exp / "all-stages", history)  # the whole learning curve, both stages
+        shutil.copyfile(exp / "all-stages" / "curve.png", path.parent / f"{args.name}_curve.png")
+        lines += [
+            "",
+            f"Learning curve (dev, greedy; plot: [{args.name}_curve.png]({args.name}_curve.png)):",
+            "",
+            "| stage | epoch | wall min | train loss | dev WER % | dev CER % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, row in enumerate(history):
+            last_of_stage = i + 1 == len(history) or history[i + 1]["stage"] != row["stage"]
+            if row["epoch"] % 5 == 0 or row["epoch"] <= 2 or last_of_stage:
+                lines.append(
+                    f"| {row['stage'] or '-'} | {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |"
+                )
     section = "\n".join(lines) + "\n"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(merge_section(path.read_text() if path.exists() else "", args.name, section))
@@ -604,6 +627,8 @@ def main() -> None:
     stages = recipe_stages(args, exp, train_set, synth)
     if args.evaluate_only:
         best = exp / "best.pt"
+        if not best.is_file():
+            raise SystemExit(f"--evaluate-only: {best} does not exist (train first, or put a model file there)")
     else:
         if not (args.resume and (exp / "command.txt").exists()):
             exp.mkdir(parents=True, exist_ok=True)
@@ -679,7 +704,7 @@ def main() -> None:
         results[f"test (bundled, float{16 if half else 32})"] = shipped
         if lm_info is not None:
             retune_partners(target, partners, dev, test)
-    write_results(Path(args.results), args, config, stages, results, model.n_params, lm_info)
+    write_results(Path(args.results), args, config, stages, results, model.n_params, lm_info, model.metadata)
     print(json.dumps(results), flush=True)
 
 
