@@ -332,7 +332,7 @@ def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_aske
     (recomputed below). `streaming-partner`, a second pass that streams beside the streaming
     model, was recorded in sessions 41-45 and 50; session 51's bundle dropped it (dev read every
     weight above 0 worse), so it takes the default weight."""
-    expected = {"offline": {"streaming": 0.75}, "streaming": {"offline": 1.5, "streaming-partner": None}}
+    expected = {"offline": {"streaming": 0.5}, "streaming": {"offline": 1.5, "streaming-partner": None}}
     for name, partners in expected.items():
         model = load_model(name)
         settings = json.loads((BUNDLED_DIR / f"{name}.lm.json").read_text())
