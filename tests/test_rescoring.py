@@ -325,9 +325,9 @@ def test_cli_tunes_a_second_pass_and_decoding_uses_it(tmp_path, speech_dir, dev_
 def test_bundled_models_ship_without_a_second_pass_and_take_each_other_when_asked():
     """Neither bundled model re-ranks by default: the streaming model keeps the first pass
     alone (a two-pass final revises its partials more often; see the README), and the offline
-    model keeps `transcribe` fast (285.6x with the second pass against 411.0x, session 56). Each
+    model keeps `transcribe` fast (328.0x with the second pass against 475.4x, session 56). Each
     takes the other by its bundled name when asked, at the weight AN4 dev chose for the pair
-    when the later of the two was bundled (session 56: the streaming model's `--bundle`
+    when the later of the two was bundled (session 56: the offline model's `--bundle`
     re-chose both pairs), recorded in its settings beside the figures measured with it
     (recomputed below). `streaming-partner`, a second pass that streams beside the streaming
     model, was recorded in sessions 41-45 and 50; session 51's bundle dropped it (dev read every
