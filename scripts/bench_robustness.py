@@ -49,7 +49,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import jiwer
 import torch
 import torchaudio
 
@@ -57,7 +56,7 @@ from speechrnn import machine
 from speechrnn.audio import load_audio
 from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise
 from speechrnn.decoding import beam_search_for
-from speechrnn.evaluate import error_rates
+from speechrnn.evaluate import error_counts, error_rates
 from speechrnn.model import load_model
 from speechrnn.reverb import decay_time, reverberate, room_impulse_response
 from speechrnn.synth import engine_available, random_engine_voice, speak_all
@@ -143,13 +142,9 @@ def babble_talkers(an4: str, n: int = 100, seed: int = 20261206) -> list[torch.T
 
 
 def scores(texts: list[str], hyps: list[str]) -> dict:
-    """Corpus WER and CER (percent) and the word errors by kind, from one jiwer word alignment
-    (``error_rates`` would align the words a second time for the WER)."""
-    words = jiwer.process_words(texts, hyps)
-    return {
-        "wer": round(100 * words.wer, 2), "cer": round(100 * jiwer.cer(texts, hyps), 2),
-        "substitutions": words.substitutions, "deletions": words.deletions, "insertions": words.insertions,
-    }
+    """Corpus WER and CER (percent, rounded as reported) and the word errors by kind."""
+    counts = error_counts(texts, hyps)
+    return {**counts, "wer": round(counts["wer"], 2), "cer": round(counts["cer"], 2)}
 
 
 def wer_by_voice(texts: list[str], hyps: list[str], voices: list[str]) -> dict[str, float]:

@@ -15,7 +15,19 @@ from .transcribe import BATCH_SIZE, recognize
 
 def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[float, float]:
     """Corpus WER and CER in percent (jiwer)."""
-    return 100 * jiwer.wer(list(references), list(hypotheses)), 100 * jiwer.cer(list(references), list(hypotheses))
+    counts = error_counts(references, hypotheses)
+    return counts["wer"], counts["cer"]
+
+
+def error_counts(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
+    """Corpus WER and CER in percent, and the word errors by kind (``substitutions``,
+    ``deletions``, ``insertions``), from one jiwer word alignment."""
+    references, hypotheses = list(references), list(hypotheses)
+    words = jiwer.process_words(references, hypotheses)
+    return {
+        "wer": 100 * words.wer, "cer": 100 * jiwer.cer(references, hypotheses),
+        "substitutions": words.substitutions, "deletions": words.deletions, "insertions": words.insertions,
+    }
 
 
 def word_errors(reference: str, hypothesis: str) -> int:

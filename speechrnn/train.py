@@ -154,6 +154,8 @@ def average_models(sources: Sequence[str | os.PathLike], weights: Sequence[float
     return _blend(sources, lambda tensors: sum(share * tensor for share, tensor in zip(shares, tensors)), provenance)
 
 
+# The metadata a blend adds to say what it was made of (average_models, mix_into).
+BLEND_PROVENANCE = ("averaged_from", "average_weights", "mixed_with", "mix_weight")
 # Figures that describe one trained model and not a blend of several: a blend drops them.
 _MODEL_FIGURES = ("dev_wer", "dev_cer", "dev_wer_uncalibrated", "dev_cer_uncalibrated", "an4_test_wer", "an4_test_cer", "epoch")
 

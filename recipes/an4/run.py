@@ -42,7 +42,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.rescoring import Rescorer
 from speechrnn.tuning import RESCORE_WEIGHTS, TUNED_BEAM_SIZES, build_and_tune_lm, choose_rescoring
-from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_noise_options, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
+from speechrnn.train import BLEND_PROVENANCE, DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_noise_options, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -236,7 +236,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
     else:
         # No training here: say where the model came from, and drop the curve of the model this
         # section replaces.
-        origin = {k: metadata[k] for k in ("averaged_from", "average_weights", "mixed_with", "mix_weight") if k in metadata}
+        origin = {k: metadata[k] for k in BLEND_PROVENANCE if k in metadata}
         training_lines = [f"Training: none in this folder (`--evaluate-only` of a model file placed as its best.pt{'; ' + json.dumps(origin) if origin else ''})  "]
         (path.parent / f"{args.name}_curve.png").unlink(missing_ok=True)
     kind = "bidirectional" if config.bidirectional else "unidirectional"
