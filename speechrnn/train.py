@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import math
 import os
 import random
@@ -21,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 import torch.distributed as dist
@@ -33,7 +34,7 @@ from .audio import AudioError, load_audio
 from .data import BABBLE_TALKERS, NOISE_TYPES, AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames, speech_level_db
-from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, save_model, valid_frames, widened_lookahead
+from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, resolve_model_path, save_model, valid_frames, widened_lookahead
 from .transcribe import recognize
 
 
@@ -128,7 +129,7 @@ def mix_into(model_path: str | os.PathLike, other: str | os.PathLike, weight: fl
     accuracy.)"""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"mixing weight must be in 0..1, got {weight}")
-    mixed = _blend([model_path, other], lambda pair: torch.lerp(pair[0], pair[1], weight), {"mixed_with": str(other), "mix_weight": weight})
+    mixed = _blend([model_path, other], [1.0 - weight, weight], {"mixed_with": str(other), "mix_weight": weight})
     save_model(model_path, mixed, metadata=mixed.metadata)
 
 
@@ -148,29 +149,38 @@ def average_models(sources: Sequence[str | os.PathLike], weights: Sequence[float
         raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
     shares = [w / sum(weights) for w in weights]
     provenance = {"averaged_from": [str(source) for source in sources]}
-    if len(set(shares)) == 1:  # the plain mean, as soups were made before weights (same bits)
-        return _blend(sources, lambda tensors: torch.stack(tensors).mean(dim=0), provenance)
-    provenance["average_weights"] = [round(share, 6) for share in shares]
-    return _blend(sources, lambda tensors: sum(share * tensor for share, tensor in zip(shares, tensors)), provenance)
+    if len(set(shares)) > 1:
+        provenance["average_weights"] = [round(share, 6) for share in shares]
+    return _blend(sources, shares, provenance)
 
 
-# The metadata a blend adds to say what it was made of (average_models, mix_into).
-BLEND_PROVENANCE = ("averaged_from", "average_weights", "mixed_with", "mix_weight")
+# The metadata a blend adds to say what it was made of (average_models, mix_into): the sources
+# as named, their weights, and each source file's SHA-256, since a bundled name such as
+# "streaming" names another file once a blend of it is bundled.
+BLEND_PROVENANCE = ("averaged_from", "average_weights", "mixed_with", "mix_weight", "blended_sha256")
 # Figures that describe one trained model and not a blend of several: a blend drops them.
 _MODEL_FIGURES = ("dev_wer", "dev_cer", "dev_wer_uncalibrated", "dev_cer_uncalibrated", "an4_test_wer", "an4_test_cer", "epoch")
 
 
-def _blend(sources: Sequence[str | os.PathLike], combine: Callable[[list[torch.Tensor]], torch.Tensor], provenance: dict) -> SpeechModel:
+def _blend(sources: Sequence[str | os.PathLike], shares: Sequence[float], provenance: dict) -> SpeechModel:
     """One model whose floating-point tensors (weights, and buffers such as the CMVN statistics)
-    are ``combine`` of the model files' tensors, for relatives of one model: the same model
-    config but for ``level_db``, the first file's input-level calibration, which is kept (it is
-    measured on training speech, not learnt). Integer tensors must agree. The first file's
-    metadata is kept, less the figures that were its own, plus ``provenance``."""
-    models = [load_model(source) for source in sources]
+    are the ``shares``-weighted sum of the model files' tensors (shares summing to 1), for
+    relatives of one model: the same model config but for ``level_db``, the first file's
+    input-level calibration, which is kept (it is measured on training speech, not learnt).
+    Integer tensors must agree. The first file's metadata is kept, less the figures that were its
+    own, plus ``provenance`` and the files' SHA-256 digests."""
+    paths = [resolve_model_path(source) for source in sources]
+    models = [load_model(path) for path in paths]
     first = models[0]
     for source, model in zip(sources[1:], models[1:]):
         if not model.config.matches_apart_from_level(first.config):
             raise ValueError(f"{source}: its model config differs from {sources[0]}'s; only relatives of one model blend")
+
+    def combine(tensors: list[torch.Tensor]) -> torch.Tensor:
+        if len(set(shares)) == 1:  # equal shares: the plain mean, as soups were made before weights (same bits)
+            return torch.stack(tensors).mean(dim=0)
+        return sum(share * tensor for share, tensor in zip(shares, tensors))
+
     states = [model.state_dict() for model in models]
     blended = {}
     for key, value in states[0].items():
@@ -181,7 +191,12 @@ def _blend(sources: Sequence[str | os.PathLike], combine: Callable[[list[torch.T
         else:
             raise ValueError(f"{key}: a non-floating-point tensor differs between the models; they cannot be blended")
     first.load_state_dict(blended)
-    first.metadata = {**{k: v for k, v in first.metadata.items() if k not in _MODEL_FIGURES}, **provenance}
+    digests = []
+    for path in paths:
+        with open(path, "rb") as file:
+            digests.append(hashlib.file_digest(file, "sha256").hexdigest())
+    kept = {k: v for k, v in first.metadata.items() if k not in _MODEL_FIGURES and k not in BLEND_PROVENANCE}
+    first.metadata = {**kept, **provenance, "blended_sha256": digests}
     return first
 
 
@@ -223,7 +238,14 @@ def batch_features(
     return torch.stack(rows), feat_lens.to(device)
 
 
-def add_noise_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, stage: str = "") -> None:
+class ArgumentAdder(Protocol):
+    """What :func:`add_noise_options` needs of its ``parser``: an ``argparse`` parser or one of its
+    argument groups (argparse's group class is private)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def add_noise_options(parser: ArgumentAdder, stage: str = "") -> None:
     """Add the recipes' shared options for :class:`AugmentConfig`'s noise, telephone band and
     frequency warping (read back by :func:`noise_fields`); ``stage`` (e.g. ", robust stage") says
     in the help where the noise and the band apply."""

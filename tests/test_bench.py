@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -156,7 +157,8 @@ def test_average_models_writes_the_mean_of_the_weights_and_the_settings_asked_fo
     soup = load_model(out_dir / "soup.pt")
     for key, value in soup.state_dict().items():
         torch.testing.assert_close(value, sum(m.state_dict()[key] for m in models) / 3, msg=key)
-    assert soup.metadata == {"name": "offline", "averaged_from": [str(tmp_path / f"m{i}.pt") for i in range(3)]}  # the first's figures dropped
+    digests = [hashlib.sha256((tmp_path / f"m{i}.pt").read_bytes()).hexdigest() for i in range(3)]
+    assert soup.metadata == {"name": "offline", "averaged_from": [str(tmp_path / f"m{i}.pt") for i in range(3)], "blended_sha256": digests}  # the first's figures dropped
     settings = read_settings(out_dir / "soup.lm.json")
     assert (settings["lm"], settings["lm_weight"], settings["beam_size"], "tuned" in settings) == ("../lm/x.arpa", 1.5, 16, False)
     assert BeamSearchConfig.from_dict(settings, base=out_dir).lexicon == str(out_dir / "../lm/x.lexicon.txt")
@@ -169,6 +171,12 @@ def test_average_models_writes_the_mean_of_the_weights_and_the_settings_asked_fo
         torch.testing.assert_close(value, 0.75 * models[0].state_dict()[key] + 0.25 * models[1].state_dict()[key], msg=key)
     assert weighted.metadata["average_weights"] == [0.75, 0.25]
     assert "a weighted mean of 2 models' weights (0.75, 0.25)" in capsys.readouterr().out
+    # A soup of that soup says only what it was made of: the weights of the soup it started from
+    # are not carried over to an even mean, and the digests tell its file from another of its name.
+    monkeypatch.setattr("sys.argv", ["average_models.py", str(out_dir / "weighted.pt"), str(tmp_path / "m2.pt"), "-o", str(out_dir / "again.pt")])
+    average.main()
+    again = load_model(out_dir / "again.pt").metadata
+    assert "average_weights" not in again and again["blended_sha256"] == [hashlib.sha256((out_dir / "weighted.pt").read_bytes()).hexdigest(), digests[2]]
     # One model, another config, --settings-from a model without settings, or weights that do not
     # fit: an error, nothing written.
     save_model(tmp_path / "other.pt", SpeechModel(ModelConfig(n_hidden=8, n_proj=8, n_layers=1)))

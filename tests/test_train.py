@@ -386,7 +386,7 @@ def test_mixing_two_model_files_interpolates_their_weights(tiny_set, tmp_path):
         if value.is_floating_point():
             torch.testing.assert_close(mixed.state_dict()[key], 0.75 * value + 0.25 * second.state_dict()[key], msg=key)
     assert not torch.equal(first.head.weight, second.head.weight)  # so the check above can fail
-    assert mixed.metadata["mix_weight"] == 0.25
+    assert mixed.metadata["mix_weight"] == 0.25 and len(mixed.metadata["blended_sha256"]) == 2
     assert "dev_wer" in first.metadata and not {"dev_wer", "dev_cer", "epoch"} & set(mixed.metadata)  # the unmixed model's figures dropped, as an average drops them
     other = train(ModelConfig(n_hidden=16, n_proj=16, n_layers=1), tiny_set, tiny_set[:2], tmp_path / "c", config, None)
     with pytest.raises(ValueError, match="model config differs"):
