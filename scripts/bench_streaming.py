@@ -22,7 +22,9 @@ Usage:
   spikes are reported beside the aligned ones.
   Words later than --late-ms are broken down: how many were shown wrong first (an earlier
   partial had another word in their place: the LM respelling), and which words they are.
-- Stability: share of partials whose text is a prefix of the utterance's final text.
+- Stability: share of partials whose text is a prefix of the utterance's final text; of the
+  others, the share of all partials whose words before their last are not the final's first
+  words (revised earlier than their last, still growing word).
 - Long stream: test utterances with silences between them, looped to --long-minutes, with
   endpointing on (or off: --long-no-endpoint); reports RSS and the mean per-chunk time in the
   first and last tenths and in each whole pass over the test set (the same audio each pass).
@@ -68,6 +70,13 @@ def stream_utterance(recognizer: StreamingRecognizer, samples: np.ndarray, step:
     final = recognizer.finalize()
     compute += time.perf_counter() - t0
     return timeline, final, compute
+
+
+def revised_before_last_word(partial: str, final: str) -> bool:
+    """Whether a partial's words before its last are not the final's first words: the final
+    changed a word the partial had finished, not only the one it was still growing."""
+    words = partial.split()[:-1]
+    return words != final.split()[: len(words)]
 
 
 class Word(NamedTuple):
@@ -245,9 +254,9 @@ def main() -> None:
 
     search = beam_search_for(model, args.lm, rescore=args.rescore, rescore_weight=args.rescore_weight, beam_size=args.beam_size)
     recognizer = StreamingRecognizer(model, endpoint=None, lm=search, tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth)
-    passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable) of each pass over the test set
+    passes = []  # (rtf, texts, latencies, spike_latencies, partials, stable, revised early) of each pass over the test set
     for _ in range(args.repeat):
-        texts, latencies, spike_latencies, compute, audio_seconds, partials, stable = [], [], [], 0.0, 0.0, 0, 0
+        texts, latencies, spike_latencies, compute, audio_seconds, partials, stable, early = [], [], [], 0.0, 0.0, 0, 0, 0
         for wave, reference, spiked in zip(waves, references, spikes):
             timeline, final, spent = stream_utterance(recognizer, wave, step)
             texts.append(final.text)
@@ -258,10 +267,11 @@ def main() -> None:
             for _, _, partial in timeline:
                 partials += 1
                 stable += final.text.startswith(partial.text)
-        passes.append((compute / audio_seconds, texts, latencies, spike_latencies, partials, stable))
+                early += revised_before_last_word(partial.text, final.text)
+        passes.append((compute / audio_seconds, texts, latencies, spike_latencies, partials, stable, early))
     # The fastest pass: this machine's speed drifts by tens of percent within minutes, and the
     # transcripts are the same in every pass (latencies differ only by the compute time in them).
-    rtf, texts, latencies, spike_latencies, partials, stable = min(passes, key=lambda p: p[0])
+    rtf, texts, latencies, spike_latencies, partials, stable, early = min(passes, key=lambda p: p[0])
     wer, cer = error_rates([u.text for u in utterances], texts)
     report = {
         "model": args.model,
@@ -290,6 +300,7 @@ def main() -> None:
         **({"offline_spikes_before_aligned_ends_ms": spike_leads(spikes, references)} if args.reference == "align" else {}),
         "late_words": late_words(latencies, args.late_ms),
         "partials_prefix_of_final": round(stable / max(1, partials), 4),
+        "partials_revised_before_last_word": round(early / max(1, partials), 4),
         "lookahead_ms": round(1000 * model.config.latency_frames * model.config.frame_shift, 1),
         "machine": machine.describe(),
         "torch": torch.__version__,

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=RESCORE_GROWTH,
         metavar="G",
-        help="with --rescore-partials: re-rank once the utterance has grown by this share since the last re-ranking; lower is steadier and costlier, 0 re-ranks every partial (default: %(default)s)",
+        help="with --rescore-partials: re-rank once the utterance has grown by this share since the last re-ranking; lower shows the second pass's choice sooner and costs more, 0 re-ranks every partial (default: %(default)s)",
     )
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
@@ -321,6 +322,12 @@ def parse_floats(text: str) -> list[float]:
         raise ValueError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's warnings (a file's skipped lines, an LM missing words) as the CLI's own
+    lines on stderr, without Python's source location."""
+    print(f"speechrnn: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -328,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
 
         set_threads(args.threads)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except BrokenPipeError:
         # Whoever read stdout has gone (`speechrnn live | head`): stop quietly, as a Unix tool
         # killed by SIGPIPE does (status 128 + 13), and keep Python's own flush at exit from

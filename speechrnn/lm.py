@@ -423,11 +423,22 @@ def read_lexicon(path: str | os.PathLike, tokenizer: Tokenizer | None = None) ->
 
 def _read_transcripts(paths: Iterable[str | os.PathLike]) -> list[str]:
     """Normalised non-empty lines of text files. AN4 ``.transcription`` lines
-    (``<s> WORDS </s> (utt-id)``) lose their tags and id: normalize_text strips that markup."""
-    sentences = []
+    (``<s> WORDS </s> (utt-id)``) lose their tags and id: normalize_text strips that markup.
+    A file that is not UTF-8, or no words in any file, raise ValueError naming the files; a
+    file without words among others is skipped with a warning."""
+    sentences, wordless = [], []
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            sentences += [text for text in map(normalize_text, f) if text]
+        try:
+            with open(path, encoding="utf-8") as f:
+                found = [text for text in map(normalize_text, f) if text]
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        sentences += found
+        wordless += [] if found else [str(path)]
+    if not sentences:
+        raise ValueError(f"{', '.join(wordless)}: no words to train a language model on (every line is empty once normalised)")
+    for path in wordless:
+        warnings.warn(f"{path}: no words in it (every line is empty once normalised)", stacklevel=2)
     return sentences
 
 

@@ -35,6 +35,15 @@ def test_latency_counts_a_word_once_every_word_before_it_is_right():
     assert [w.revised for w in latencies] == [False, False, True]  # "n" was shown as "m" first
 
 
+def test_a_partial_is_revised_early_where_the_final_changed_a_word_before_its_last():
+    final = "x h b a c five"
+    assert not bench.revised_before_last_word("x h b a c fi", final)  # a prefix
+    assert not bench.revised_before_last_word("x h b c", final)  # only its last, growing word differs
+    assert not bench.revised_before_last_word("", final)
+    assert bench.revised_before_last_word("x h b c five", final)  # "c" where the final has "a"
+    assert bench.revised_before_last_word("sixty four seventy", "six six four seventy")
+
+
 def test_forced_alignment_word_ends(an4_root):
     pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed (bash scripts/setup.sh installs it)")
     for utterance in an4_utterances(an4_root, "test")[:3]:

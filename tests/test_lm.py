@@ -108,6 +108,25 @@ def test_build_arpa_rejects_bad_input():
         build_arpa(["<s> a b"])
 
 
+def test_lm_build_names_the_text_files_it_cannot_use(tmp_path, capsys):
+    from speechrnn.cli import main
+
+    (tmp_path / "good.txt").write_text("go back\n")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    (tmp_path / "binary.txt").write_bytes(b"go\n\x80\x81\n")
+    arpa = tmp_path / "lm.arpa"
+    # A file without words among others: skipped with the CLI's warning line, the LM built.
+    assert main(["lm", "build", str(tmp_path / "blank.txt"), str(tmp_path / "good.txt"), "-o", str(arpa)]) == 0
+    err = capsys.readouterr().err
+    assert f"speechrnn: warning: {tmp_path / 'blank.txt'}: no words in it" in err and "UserWarning" not in err
+    assert arpa.is_file()
+    # No words at all, or a file that is not UTF-8 text: an error naming the file, nothing written.
+    for bad in ("blank.txt", "binary.txt"):
+        assert main(["lm", "build", str(tmp_path / bad), "-o", str(tmp_path / "bad.arpa")]) == 2
+        assert f"speechrnn: error: {tmp_path / bad}: " in capsys.readouterr().err
+    assert not (tmp_path / "bad.arpa").exists()
+
+
 def test_kenlm_agrees_with_arpa_model(tmp_path):
     kenlm_module = pytest.importorskip("flashlight.lib.text.decoder.kenlm")
     from flashlight.lib.text.dictionary import Dictionary
