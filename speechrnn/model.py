@@ -459,6 +459,73 @@ def widened_lookahead(model: SpeechModel, lookahead: int, input_lookahead: int |
     return wide.eval()
 
 
+def widened_units(model: SpeechModel, n_hidden: int, n_proj: int | None = None, seed: int = 0) -> SpeechModel:
+    """A copy of ``model`` with ``n_hidden`` RNN units per direction and an ``n_proj``-wide input
+    projection (None: the model's), each at least the model's, that computes what the model
+    computes: the added units' incoming weights start as a fresh model's would (seeded), and
+    every weight that carries an added unit's output onward (into the RNN's gates and hidden
+    state, the next layer, the CTC head) starts at zero, so they change nothing until training
+    moves those weights (their gradients are not zero: the added units are active). For a GRU
+    model; the start of a wider model fine-tuned from a trained one (the recipes' ``--init-from``
+    with a larger ``--hidden``)."""
+    old = model.config
+    n_proj = old.n_proj if n_proj is None else n_proj
+    if old.rnn_type != "gru":
+        raise ValueError(f"only a GRU model widens (this one is {old.rnn_type})")
+    if n_hidden < old.n_hidden or n_proj < old.n_proj:
+        raise ValueError(f"{n_hidden} units and a projection of {n_proj} cannot widen the model's {old.n_hidden} and {old.n_proj}")
+    torch.manual_seed(seed)
+    wide = SpeechModel(dataclasses.replace(old, n_hidden=n_hidden, n_proj=n_proj))
+    state, fresh = model.state_dict(), wide.state_dict()
+    h, p, n_dirs = old.n_hidden, old.n_proj, 2 if old.bidirectional else 1
+
+    def grown(name: str, rows: list[int], cols: list[int] | None) -> torch.Tensor:
+        """``fresh[name]`` with the old tensor placed at ``rows`` (and ``cols``), where the new
+        input columns of old rows are zeroed (an added unit's output does not reach them)."""
+        out, before = fresh[name].clone(), state[name]
+        index = torch.tensor(rows)
+        if cols is None:
+            out[index] = before
+            return out
+        out[index] = 0.0
+        out[index[:, None], torch.tensor(cols)[None]] = before
+        return out
+
+    def unit_rows(width: int, n_old: int, gates: int) -> list[int]:
+        """Where the old units' rows sit among ``gates`` stacked gates of ``width`` rows each."""
+        return [g * width + i for g in range(gates) for i in range(n_old)]
+
+    def direction_cols(width: int, n_old: int) -> list[int]:
+        """Where the old units' outputs sit in a layer's output (the directions side by side)."""
+        return [d * width + i for d in range(n_dirs) for i in range(n_old)]
+
+    blended = dict(fresh)
+    for name, value in state.items():
+        if name.startswith("proj.0."):
+            blended[name] = grown(name, list(range(p)), None if name.endswith("bias") else list(range(value.shape[1])))
+        elif name.startswith("rnn."):
+            layer = int(name.split("_l")[1].split("_")[0])
+            rows = unit_rows(n_hidden, h, 3)
+            if name.startswith("rnn.weight_ih"):
+                cols = list(range(p)) if layer == 0 else direction_cols(n_hidden, h)
+                blended[name] = grown(name, rows, cols)
+            elif name.startswith("rnn.weight_hh"):
+                blended[name] = grown(name, rows, list(range(h)))
+            else:
+                blended[name] = grown(name, rows, None)
+        elif name == "lookahead.weight":
+            blended[name] = grown(name, direction_cols(n_hidden, h), None)
+        elif name == "head.weight":
+            head = torch.zeros_like(fresh[name])
+            head[:, torch.tensor(direction_cols(n_hidden, h))] = value
+            blended[name] = head
+        else:  # the frontend's statistics, the convolutions, the head's bias: unchanged in shape
+            blended[name] = value
+    wide.load_state_dict(blended)
+    wide.metadata = dict(getattr(model, "metadata", {}))
+    return wide.eval()
+
+
 def differing_weights(a: str | os.PathLike | SpeechModel, b: str | os.PathLike | SpeechModel, half: bool = False) -> list[str]:
     """The names of the tensors two models (loaded, or files: paths or bundled names) do not hold
     alike, as loaded (a half-precision file reads as float32); with ``half``, floating-point

@@ -34,7 +34,7 @@ from .audio import AudioError, load_audio
 from .data import BABBLE_TALKERS, NOISE_TYPES, AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
 from .features import CMVNAccumulator, num_frames, speech_level_db
-from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, resolve_model_path, save_model, valid_frames, widened_lookahead
+from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, resolve_model_path, save_model, valid_frames, widened_lookahead, widened_units
 from .transcribe import recognize
 
 
@@ -477,8 +477,11 @@ def train(
         if (start.config.lookahead, start.config.input_lookahead) != (model_config.lookahead, model_config.input_lookahead):
             # The new future taps and input weights start at zero (a shorter look-ahead is refused below).
             start = widened_lookahead(start, max(start.config.lookahead, model_config.lookahead), max(start.config.input_lookahead, model_config.input_lookahead))
+        if (start.config.n_hidden, start.config.n_proj) != (model_config.n_hidden, model_config.n_proj):
+            # The added units' outgoing weights start at zero (fewer units are refused below).
+            start = widened_units(start, max(start.config.n_hidden, model_config.n_hidden), max(start.config.n_proj, model_config.n_proj), config.seed)
         if not start.config.matches_apart_from_level(model_config):
-            raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options (or a longer look-ahead)")
+            raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options (or a longer look-ahead, or more units)")
         model.load_state_dict(start.state_dict())
     else:
         compute_cmvn(model, train_waves, config.seed)

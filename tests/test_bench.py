@@ -123,7 +123,16 @@ def test_widen_model_writes_the_wider_model_that_reads_the_same(tmp_path, monkey
     with torch.no_grad():
         torch.testing.assert_close(wide(feats, lens)[0], model(feats, lens)[0])
     assert "input look-ahead 2 frames" in capsys.readouterr().out
-    # Narrower than the model, or a bidirectional model: an error naming the file, nothing written.
+    # More units (a bidirectional model too): the same outputs, more parameters.
+    save_model(tmp_path / "bi.pt", SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=2)))
+    monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "bi.pt"), str(tmp_path / "bi24.pt"), "--hidden", "24"])
+    widen.main()
+    bi, bi24 = load_model(tmp_path / "bi.pt"), load_model(tmp_path / "bi24.pt")
+    assert (bi24.config.n_hidden, bi24.config.n_proj) == (24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(bi24(feats, lens)[0], bi(feats, lens)[0])
+    assert "24 units, projection 24," in capsys.readouterr().out
+    # Narrower than the model, or a bidirectional model's look-ahead: an error naming the file, nothing written.
     monkeypatch.setattr("sys.argv", ["widen_model.py", str(tmp_path / "b.pt"), str(tmp_path / "c.pt"), "--lookahead", "3"])
     with pytest.raises(SystemExit):
         widen.main()

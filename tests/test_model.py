@@ -347,3 +347,36 @@ def test_widened_lookahead_keeps_every_output_and_learns_its_new_taps(lookahead,
         widened_lookahead(wide, 3)
     with pytest.raises(ValueError, match="cannot widen"):
         widened_lookahead(wide, 4, 2)
+
+
+@pytest.mark.parametrize("bidirectional, conv_channels", [(True, 4), (False, 0)])
+def test_widened_units_keep_every_output_and_their_outgoing_weights_learn(bidirectional, conv_channels):
+    from speechrnn.model import widened_units
+
+    torch.manual_seed(0)
+    extra = {} if bidirectional else {"lookahead": 2}
+    model = SpeechModel(ModelConfig(**{**TINY, "n_layers": 2, "bidirectional": bidirectional, "conv_channels": conv_channels, **extra})).eval()
+    waves = torch.randn(2, 8000) * 0.1
+    feats, feat_lens = model.features(waves, torch.tensor([8000, 5000]))
+    h, p = model.config.n_hidden, model.config.n_proj
+    wide = widened_units(model, h + 5, p + 3)
+    assert (wide.config.n_hidden, wide.config.n_proj) == (h + 5, p + 3) and wide.n_params > model.n_params
+    before, lens = model(feats, feat_lens)
+    after, wide_lens = wide(feats, feat_lens)
+    assert torch.equal(lens, wide_lens)
+    for row, n in enumerate(lens.tolist()):
+        torch.testing.assert_close(after[row, :n], before[row, :n])
+    # The added units are active, so the zero weights that carry their output onward get
+    # gradients: training can use them.
+    assert wide.rnn.weight_ih_l0[h : wide.config.n_hidden].abs().sum() > 0  # their incoming weights are a fresh model's
+    wide.train()
+    log_probs, _ = wide(feats, feat_lens)
+    log_probs[:, :, 1].sum().backward()
+    assert wide.head.weight.grad[:, h : h + 5].abs().sum() > 0
+    assert wide.rnn.weight_hh_l0.grad[:h, h:].abs().sum() > 0  # old units' recurrent weights from the new ones
+    assert wide.rnn.weight_ih_l0.grad[:h, p:].abs().sum() > 0  # and their inputs from the new projection units
+    with pytest.raises(ValueError, match="cannot widen"):
+        widened_units(wide, h)
+    with pytest.raises(ValueError, match="only a GRU"):
+        widened_units(SpeechModel(ModelConfig(**{**TINY, "rnn_type": "lstm"})), h + 1)
+

@@ -83,6 +83,21 @@ def test_fine_tuning_widens_the_look_aheads_with_new_weights_at_zero(tiny_set, t
     assert tuned.proj[0].weight[:, n_old:].abs().max() < 1e-6
 
 
+def test_fine_tuning_with_more_units_starts_from_the_model_widened(tiny_set, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)
+    first = train(TINY, tiny_set, tiny_set[:2], tmp_path / "first", config, None)
+    start = load_model(first)
+    still = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1, lr=1e-12, weight_decay=0.0)
+    wide_config = dataclasses.replace(TINY, n_hidden=TINY.n_hidden + 4, n_proj=TINY.n_proj + 4)
+    tuned = load_model(train(wide_config, tiny_set[:2], tiny_set[:2], tmp_path / "tuned", still, None, init_from=first))
+    assert (tuned.config.n_hidden, tuned.config.n_proj) == (wide_config.n_hidden, wide_config.n_proj)
+    feats, lens = start.features(torch.randn(1, 8000) * 0.1, torch.tensor([8000]))
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(feats, lens)[0], start(feats, lens)[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="model config differs"):  # fewer units are not a fine-tune
+        train(dataclasses.replace(TINY, n_hidden=TINY.n_hidden - 1), tiny_set, tiny_set[:2], tmp_path / "fewer", config, None, init_from=first)
+
+
 def test_intermediate_ctc_trains_other_weights_into_the_same_model_file(tiny_set, tmp_path):
     two_layers = dataclasses.replace(TINY, n_layers=2)
     config = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1)

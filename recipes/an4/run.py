@@ -478,7 +478,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep", choices=["best", "last"], default=None,
         help="with --robust-epochs 0: the epoch that becomes the model, lowest dev WER or the last (default: best; two stages: the clean stage keeps its best, the robust stage its last)",
     )
-    parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options, or a longer --lookahead or --input-lookahead: the weights they add start at zero)")
+    parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options, or a longer --lookahead or --input-lookahead, or a larger --hidden: the weights they add start at zero)")
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if it reads dev as float32 does; see --half)")

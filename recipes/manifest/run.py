@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     training.add_argument("--checkpoint-steps", type=int, default=500, help="also checkpoint every this many batches within an epoch, 0: at epoch ends only (default: %(default)s)")
-    training.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options)")
+    training.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options, or a larger --hidden: the weights it adds start at zero)")
     add_noise_options(training)
     training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
