@@ -322,10 +322,19 @@ def parse_floats(text: str) -> list[float]:
         raise ValueError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """The library's warnings (a file's skipped lines, an LM missing words) as the CLI's own
-    lines on stderr, without Python's source location."""
-    print(f"speechrnn: warning: {message}", file=sys.stderr)
+def _warning_printer(python_shows):
+    """A ``warnings.showwarning`` that prints speechrnn's own warnings (a file's skipped lines,
+    an LM missing words) as the CLI's lines on stderr, without Python's source location, and
+    leaves other packages' warnings to ``python_shows``."""
+    package = Path(__file__).resolve().parent
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if Path(filename).resolve().is_relative_to(package):
+            print(f"speechrnn: warning: {message}", file=sys.stderr)
+        else:
+            python_shows(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _warning_printer(warnings.showwarning)
             return args.func(args)
     except BrokenPipeError:
         # Whoever read stdout has gone (`speechrnn live | head`): stop quietly, as a Unix tool

@@ -125,6 +125,12 @@ def test_lm_build_names_the_text_files_it_cannot_use(tmp_path, capsys):
         assert main(["lm", "build", str(tmp_path / bad), "-o", str(tmp_path / "bad.arpa")]) == 2
         assert f"speechrnn: error: {tmp_path / bad}: " in capsys.readouterr().err
     assert not (tmp_path / "bad.arpa").exists()
+    # Another package's warning keeps Python's own form: it is not speechrnn's to claim.
+    from speechrnn.cli import _warning_printer
+
+    shown = []
+    _warning_printer(lambda *args: shown.append(args))(UserWarning("theirs"), UserWarning, str(tmp_path / "other.py"), 3)
+    assert len(shown) == 1 and "speechrnn: warning" not in capsys.readouterr().err
 
 
 def test_kenlm_agrees_with_arpa_model(tmp_path):
