@@ -474,8 +474,9 @@ def widened_units(model: SpeechModel, n_hidden: int, n_proj: int | None = None, 
         raise ValueError(f"only a GRU model widens (this one is {old.rnn_type})")
     if n_hidden < old.n_hidden or n_proj < old.n_proj:
         raise ValueError(f"{n_hidden} units and a projection of {n_proj} cannot widen the model's {old.n_hidden} and {old.n_proj}")
-    torch.manual_seed(seed)
-    wide = SpeechModel(dataclasses.replace(old, n_hidden=n_hidden, n_proj=n_proj))
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        wide = SpeechModel(dataclasses.replace(old, n_hidden=n_hidden, n_proj=n_proj))
     state, fresh = model.state_dict(), wide.state_dict()
     h, p, n_dirs = old.n_hidden, old.n_proj, 2 if old.bidirectional else 1
 
@@ -499,29 +500,29 @@ def widened_units(model: SpeechModel, n_hidden: int, n_proj: int | None = None, 
         """Where the old units' outputs sit in a layer's output (the directions side by side)."""
         return [d * width + i for d in range(n_dirs) for i in range(n_old)]
 
-    blended = dict(fresh)
+    widened = dict(fresh)
     for name, value in state.items():
-        if name.startswith("proj.0."):
-            blended[name] = grown(name, list(range(p)), None if name.endswith("bias") else list(range(value.shape[1])))
+        if name.startswith("proj.0."):  # its input is unchanged: only rows are added
+            widened[name] = grown(name, list(range(p)), None)
         elif name.startswith("rnn."):
             layer = int(name.split("_l")[1].split("_")[0])
             rows = unit_rows(n_hidden, h, 3)
             if name.startswith("rnn.weight_ih"):
                 cols = list(range(p)) if layer == 0 else direction_cols(n_hidden, h)
-                blended[name] = grown(name, rows, cols)
+                widened[name] = grown(name, rows, cols)
             elif name.startswith("rnn.weight_hh"):
-                blended[name] = grown(name, rows, list(range(h)))
+                widened[name] = grown(name, rows, list(range(h)))
             else:
-                blended[name] = grown(name, rows, None)
+                widened[name] = grown(name, rows, None)
         elif name == "lookahead.weight":
-            blended[name] = grown(name, direction_cols(n_hidden, h), None)
+            widened[name] = grown(name, direction_cols(n_hidden, h), None)
         elif name == "head.weight":
             head = torch.zeros_like(fresh[name])
             head[:, torch.tensor(direction_cols(n_hidden, h))] = value
-            blended[name] = head
+            widened[name] = head
         else:  # the frontend's statistics, the convolutions, the head's bias: unchanged in shape
-            blended[name] = value
-    wide.load_state_dict(blended)
+            widened[name] = value
+    wide.load_state_dict(widened)
     wide.metadata = dict(getattr(model, "metadata", {}))
     return wide.eval()
 

@@ -359,7 +359,11 @@ def test_widened_units_keep_every_output_and_their_outgoing_weights_learn(bidire
     waves = torch.randn(2, 8000) * 0.1
     feats, feat_lens = model.features(waves, torch.tensor([8000, 5000]))
     h, p = model.config.n_hidden, model.config.n_proj
+    torch.manual_seed(5)
     wide = widened_units(model, h + 5, p + 3)
+    drawn = torch.rand(1)
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(1), drawn)  # its seeded draws leave the caller's random state alone
     assert (wide.config.n_hidden, wide.config.n_proj) == (h + 5, p + 3) and wide.n_params > model.n_params
     before, lens = model(feats, feat_lens)
     after, wide_lens = wide(feats, feat_lens)
