@@ -221,6 +221,25 @@ def test_the_readme_python_example_runs(speech_dir, tmp_path, capsys):
     assert jiwer.wer(phrases["enter"], lines[-1]) <= 0.34  # the stream's final
 
 
+def test_the_readme_at_a_glance_quotes_the_bundled_models_recorded_figures():
+    """The README's At a glance rows hold each bundled model's recorded AN4 test WERs (greedy in
+    the model file, with the LM in its settings file; tests/test_an4.py recomputes both) and its
+    parameter count, so a new bundle cannot leave them stale."""
+    from speechrnn.decoding import read_settings, tuning_path
+    from speechrnn.model import load_model
+
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    glance = readme[readme.index("## At a glance") : readme.index("## Usage")]
+    for name in ("offline", "streaming"):
+        model = load_model(name)
+        row = re.search(rf"^\| `{name}` \(([^|]*)\) \| ([\d.]+)% \| ([\d.]+)% \|", glance, re.M)
+        assert row is not None, f"no At a glance row for {name}"
+        settings = read_settings(tuning_path(model.source))
+        assert float(row.group(2)) == model.metadata["an4_test_wer"]
+        assert float(row.group(3)) == settings["an4_test"]["wer"]
+        assert f"{model.n_params / 1e6:.2f} M" in row.group(1)
+
+
 def test_inputs_with_the_same_name_get_numbered_outputs(speech_dir, tmp_path):
     folder, phrases = speech_dir
     for sub in ("a", "b", "c"):
