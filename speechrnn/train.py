@@ -175,11 +175,10 @@ def _blend(sources: Sequence[str | os.PathLike], shares: Sequence[float], proven
     for source, model in zip(sources[1:], models[1:]):
         if not model.config.matches_apart_from_level(first.config):
             raise ValueError(f"{source}: its model config differs from {sources[0]}'s; only relatives of one model blend")
+    equal = len(set(shares)) == 1  # the plain mean, as soups were made before weights (same bits)
 
     def combine(tensors: list[torch.Tensor]) -> torch.Tensor:
-        if len(set(shares)) == 1:  # equal shares: the plain mean, as soups were made before weights (same bits)
-            return torch.stack(tensors).mean(dim=0)
-        return sum(share * tensor for share, tensor in zip(shares, tensors))
+        return torch.stack(tensors).mean(dim=0) if equal else sum(share * tensor for share, tensor in zip(shares, tensors))
 
     states = [model.state_dict() for model in models]
     blended = {}

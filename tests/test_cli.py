@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -14,6 +15,9 @@ import soundfile as sf
 
 from conftest import write_wav
 from speechrnn.audio import resample
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -193,8 +197,7 @@ def test_evaluate_a_manifest_with_details_and_an_lm_missing_words(speech_dir, tm
 def test_the_readme_demo_transcribes_its_sample_correctly(speech_dir):
     """The README's main job: scripts/demo.sh has espeak-ng say a phrase and the bundled model
     read it; what it heard must be what was said."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(["bash", os.path.join(root, "scripts", "demo.sh")], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     said = re.search(r"^espeak-ng said: +(.+)$", result.stdout, re.M).group(1)
     heard = re.search(r"^speechrnn heard: +(.+)$", result.stdout, re.M).group(1)
@@ -205,7 +208,7 @@ def test_the_readme_python_example_runs(speech_dir, tmp_path, capsys):
     """The README's "From Python" block, run as written: its file is a generated phrase and
     its microphone the same phrase at 44.1 kHz in 100 ms chunks."""
     folder, phrases = speech_dir
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    readme = README.read_text()
     code = re.search(r"From Python:\n\n```python\n(.*?)```", readme, re.S).group(1)
     assert '"talk.wav"' in code and "microphone_chunks()" in code
     recorded, rate = sf.read(str(folder / "enter.wav"), dtype="float32")
@@ -228,7 +231,7 @@ def test_the_readme_at_a_glance_quotes_the_bundled_models_recorded_figures():
     from speechrnn.decoding import read_settings, tuning_path
     from speechrnn.model import load_model
 
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    readme = README.read_text()
     glance = readme[readme.index("## At a glance") : readme.index("## Usage")]
     for name in ("offline", "streaming"):
         model = load_model(name)
