@@ -14,6 +14,7 @@ import torchaudio
 
 from . import __version__
 from .audio import STDIN
+from .decoding import HOT_WORD_BOOST
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
 from .segment import SegmentConfig
@@ -29,6 +30,11 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
     g.add_argument("--word-score", type=float, help="bonus per word (default: the tuned value)")
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default: the tuned value, else 32)")
     g.add_argument(
+        "--hot-word", action="append", default=[], metavar="WORD[:BOOST]",
+        help="a word the search must be able to spell (one the lexicon lacks joins it), BOOST added to a transcript's score each time"
+        f" it is spelled (default {HOT_WORD_BOOST:g}; negative avoids the word); repeat for more words",
+    )
+    g.add_argument(
         "--rescore", default="default", metavar="MODEL|none",
         help="re-rank the beam search's n best with this model's CTC likelihood, or 'none' (default: the tuned second pass, if any, with the tuned LM)",
     )
@@ -38,10 +44,13 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
 
 
 def beam_search(args, model):
-    from .decoding import beam_search_for
+    from .decoding import beam_search_for, parse_hot_word
 
     if str(args.lm) == "none" and args.rescore not in ("default", "none"):
         print(f"speechrnn: warning: --rescore {args.rescore} re-ranks a beam search's n best; greedy decoding (--lm none) has none, so it is not used", file=sys.stderr)
+    if str(args.lm) == "none" and args.hot_word:
+        raise ValueError("--hot-word boosts words in the beam search; greedy decoding (--lm none) has none")
+    hot_words = tuple(parse_hot_word(text, HOT_WORD_BOOST) for text in args.hot_word)
     return beam_search_for(
         model,
         args.lm,
@@ -52,6 +61,7 @@ def beam_search(args, model):
         word_score=args.word_score,
         beam_size=args.beam_size,
         nbest=getattr(args, "nbest", None),
+        hot_words=hot_words or None,
     )
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,10 +250,18 @@ class BeamSearchConfig:
     beam_size_token: int | None = None
     beam_threshold: float = 25.0  # hypotheses this far below the best are dropped
     nbest: int = 1  # hypotheses returned at the end
+    # (word, boost) pairs: each boost is added to a hypothesis's score every time it spells the
+    # word (natural-log units, like word_score; negative to avoid a word). Words the lexicon
+    # lacks join it for this search. Scored through the LM, so lm_weight must be positive.
+    hot_words: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
         if self.beam_size < 1 or (self.beam_size_token is not None and self.beam_size_token < 1) or self.nbest < 1:
             raise ValueError("beam_size, beam_size_token and nbest must be positive")
+        # Settings files hold JSON lists; the config keeps hashable pairs.
+        object.__setattr__(self, "hot_words", tuple((str(word), float(boost)) for word, boost in self.hot_words))
+        if self.hot_words and self.lm_weight <= 0:
+            raise ValueError(f"hot words are scored through the LM, so the LM weight must be positive (got {self.lm_weight})")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -305,11 +314,18 @@ class BeamSearch:
         self.tokens = fl_dictionary.Dictionary([lm_module.WORD_BOUNDARY if token == space else token for token in tokenizer.vocab])
         self.silence = tokenizer.space
         self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
+        self.hot_words = hot_word_boosts(config.hot_words, tokenizer)  # {word: boost}
         self.lexicon = self.reader = None
         if config.lexicon:
             lexicon = lm_module.read_lexicon(config.lexicon, tokenizer)
             if not lexicon:
                 raise ValueError(f"{config.lexicon}: the lexicon has no usable words")
+            if self.arpa is not None:
+                missing = sorted(set(lexicon) - self.arpa.vocabulary)
+                if missing:
+                    warnings.warn(f"{config.lexicon}: {len(missing)} lexicon words are not in the LM {config.lm} (scored as <unk>): {' '.join(missing[:10])}", stacklevel=2)
+            # Hot words the lexicon lacks join it (an LM without them scores them as <unk>).
+            lexicon.update(lm_module.build_lexicon(set(self.hot_words) - set(lexicon), tokenizer))
             self.lexicon = lexicon
             self.reader = LexiconReader(lexicon, tokenizer)  # reads live partials' word in progress
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
@@ -317,22 +333,23 @@ class BeamSearch:
             self.words = fl_dictionary.create_word_dict(spellings)
             self.unk = self.words.get_index(lm_module.UNK)
             self.words.set_default_index(self.unk)
-            if self.arpa is not None:
-                missing = sorted(set(lexicon) - self.arpa.vocabulary)
-                if missing:
-                    warnings.warn(f"{config.lexicon}: {len(missing)} lexicon words are not in the LM {config.lm} (scored as <unk>): {' '.join(missing[:10])}", stacklevel=2)
-                self.lm = _quiet_stdio(KenLM, config.lm, self.words)
-            else:
-                self.lm = fl.ZeroLM()
-            self.trie = fl.Trie(self.tokens.index_size(), self.silence)
-            start = self.lm.start(False)
-            for word, spelling in lexicon.items():
-                index = self.words.get_index(word)
-                _, score = self.lm.score(start, index)
-                self.trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
-            self.trie.smear(fl.SmearingMode.MAX)
+            self.lm = _quiet_stdio(KenLM, config.lm, self.words) if self.arpa is not None else fl.ZeroLM()
+            self.trie = self._trie(config)
         self.options = self._options(config)
         self.rescorer = None  # a second model re-ranking the n best (speechrnn.rescoring.Rescorer), or None
+
+    def _trie(self, config: BeamSearchConfig):
+        """The lexicon's spellings, each word's leaf scored with its unigram (and hot-word boost,
+        in LM units) and smeared up the trie: the search's look-ahead inside a word."""
+        trie = fl.Trie(self.tokens.index_size(), self.silence)
+        start = self.lm.start(False)
+        for word, spelling in self.lexicon.items():
+            index = self.words.get_index(word)
+            _, score = self.lm.score(start, index)
+            score += self.hot_words.get(word, 0.0) / config.lm_weight if self.hot_words else 0.0
+            trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
+        trie.smear(fl.SmearingMode.MAX)
+        return trie
 
     def _options(self, config: BeamSearchConfig):
         common = dict(
@@ -362,11 +379,16 @@ class BeamSearch:
     def with_config(self, config: BeamSearchConfig) -> "BeamSearch":
         """The same LM and lexicon (shared, not reloaded) with ``config``'s other settings:
         weights, beam sizes, threshold."""
-        if (config.lm, config.lexicon) != (self.config.lm, self.config.lexicon):
-            raise ValueError(f"with_config keeps the LM and lexicon ({self.config.lm}, {self.config.lexicon}); got ({config.lm}, {config.lexicon})")
+        if (config.lm, config.lexicon, config.hot_words) != (self.config.lm, self.config.lexicon, self.config.hot_words):
+            raise ValueError(
+                f"with_config keeps the LM, lexicon and hot words ({self.config.lm}, {self.config.lexicon}, {self.config.hot_words});"
+                f" got ({config.lm}, {config.lexicon}, {config.hot_words})"
+            )
         search = copy.copy(self)
         search.config = config
         search.options = self._options(config)
+        if self.lexicon is not None and self.hot_words and config.lm_weight != self.config.lm_weight:
+            search.trie = self._trie(config)  # its boosts are in LM units
         return search
 
     def with_rescorer(self, rescorer) -> "BeamSearch":
@@ -382,29 +404,93 @@ class BeamSearch:
 
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
         """A fresh decoder for one utterance (or stream)."""
+        # The LM scores the search adds are multiplied by its weight: boosts are divided by it.
+        boosts = {word: boost / self.config.lm_weight for word, boost in self.hot_words.items()}
         if self.lexicon is not None:
-            engine = fl.LexiconDecoder(self.options, self.trie, self.lm, self.silence, self.tokenizer.blank, self.unk, [], False)
-            lm = self.lm
+            lm = HotWordLM(self.lm, {self.words.get_index(word): boost for word, boost in boosts.items()}) if boosts else self.lm
+            engine = fl.LexiconDecoder(self.options, self.trie, lm, self.silence, self.tokenizer.blank, self.unk, [], False)
         else:
-            lm = WordLMAdapter(self.arpa, self.tokenizer) if self.arpa is not None else fl.ZeroLM()
+            lm = WordLMAdapter(self.arpa, self.tokenizer, boosts) if self.arpa is not None or boosts else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
         return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.decoder_nbest, self.reader)
+
+
+# The boost a hot word gets unless one is given (natural-log units, like word_score): chosen
+# on AN4 dev (recipes/an4/RESULTS.md, session 58).
+HOT_WORD_BOOST = 0.0
+
+
+def parse_hot_word(text: str, boost: float) -> tuple[str, float]:
+    """``"WORD"`` or ``"WORD:BOOST"`` (the command line's ``--hot-word``) -> ``(word, boost)``."""
+    word, colon, value = text.rpartition(":") if ":" in text else (text, "", "")
+    if colon:
+        try:
+            boost = float(value)
+        except ValueError:
+            raise ValueError(f"hot word {text!r}: {value!r} is not a number (expected WORD or WORD:BOOST)") from None
+    return word, boost
+
+
+def hot_word_boosts(pairs, tokenizer: Tokenizer) -> dict[str, float]:
+    """``{normalised word: boost}`` of (word, boost) pairs; a word the model cannot spell (other
+    characters than its letters and apostrophe, or more than one word) raises ValueError."""
+    boosts: dict[str, float] = {}
+    letters = set(tokenizer.vocab) - {tokenizer.vocab[tokenizer.blank], tokenizer.vocab[tokenizer.space]}
+    for word, boost in pairs:
+        # normalize_text lower-cases and strips accents; it would also drop the characters
+        # the model cannot spell, which must be an error here, not a different word.
+        plain = unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode("ascii").lower().strip()
+        if not plain or set(plain) - letters:
+            raise ValueError(f"hot word {word!r}: one word of the model's letters ({''.join(sorted(letters))}) is expected")
+        if plain in boosts:
+            raise ValueError(f"hot word {word!r} is given twice")
+        boosts[plain] = float(boost)
+    return boosts
+
+
+class HotWordLM(fl.LM):
+    """A lexicon search's LM (KenLM, or no LM) plus a boost for some words, by word index."""
+
+    def __init__(self, inner, boosts: dict[int, float]):
+        super().__init__()
+        self.inner = inner
+        self.boosts = boosts
+
+    def start(self, start_with_nothing: bool):
+        return self.inner.start(start_with_nothing)
+
+    def score(self, state, word: int):
+        state, score = self.inner.score(state, word)
+        return state, score + self.boosts.get(word, 0.0)
+
+    def finish(self, state):
+        return self.inner.finish(state)
 
 
 class WordLMAdapter(fl.LM):
     """A word n-gram LM scored by a lexicon-free beam search, which feeds it characters:
     letters of a word cost nothing, the word boundary (and the end of the utterance) score the
-    finished word, so words outside the LM are still spelled, as ``<unk>``.
+    finished word, so words outside the LM are still spelled, as ``<unk>``. Without an LM
+    (``arpa`` None) every word scores 0.
+
+    Hot words' boosts (LM units) are smeared over their letters: a word's prefix carries the
+    largest boost of the hot words it begins (at least 0, as it may begin any other word), so
+    a hot word is not pruned before it is finished; the boundary settles the word's own boost.
 
     flashlight merges hypotheses whose LM states are the same object, so each distinct
     (word history, letters so far) has exactly one state here.
     """
 
-    def __init__(self, arpa, tokenizer: Tokenizer):
+    def __init__(self, arpa, tokenizer: Tokenizer, boosts: dict[str, float] | None = None):
         super().__init__()
         self.arpa = arpa
         self.tokenizer = tokenizer
-        self.history = max(0, arpa.order - 1)
+        self.history = max(0, arpa.order - 1) if arpa is not None else 0
+        self.boosts = dict(boosts or {})
+        self.prefix_boosts: dict[str, float] = {}  # prefix of a hot word -> its look-ahead boost
+        for word, boost in self.boosts.items():
+            for end in range(1, len(word) + 1):
+                self.prefix_boosts[word[:end]] = max(self.prefix_boosts.get(word[:end], 0.0), boost)
         self.letters = {i: c for i, c in enumerate(tokenizer.vocab) if i not in (tokenizer.blank, tokenizer.space)}
         self._keys: dict = {}  # LMState -> (history words, letters)
         self._states: dict = {}  # (history words, letters) -> LMState
@@ -439,19 +525,26 @@ class WordLMAdapter(fl.LM):
         if token == self.tokenizer.space:
             if not letters:
                 return state, 0.0
-            return self._state(state, (self._push(history, letters), "")), self.arpa.score(history, letters)
+            return self._state(state, (self._push(history, letters), "")), self._word_score(history, letters)
         letter = self.letters.get(token)
         if letter is None:
             return state, 0.0
-        return self._state(state, (history, letters + letter)), 0.0
+        look_ahead = self.prefix_boosts.get(letters + letter, 0.0) - self.prefix_boosts.get(letters, 0.0)
+        return self._state(state, (history, letters + letter)), look_ahead
+
+    def _word_score(self, history: tuple, word: str) -> float:
+        """The finished word's LM score and boost, less the look-ahead its letters were given."""
+        score = self.arpa.score(history, word) if self.arpa is not None else 0.0
+        return score + self.boosts.get(word, 0.0) - self.prefix_boosts.get(word, 0.0)
 
     def finish(self, state):
         history, letters = self._keys[state]
         total = 0.0
         if letters:
-            total += self.arpa.score(history, letters)
+            total += self._word_score(history, letters)
             history = self._push(history, letters)
-        total += self.arpa.score(history, lm_module.EOS)
+        if self.arpa is not None:
+            total += self.arpa.score(history, lm_module.EOS)
         return self._state(state, (history, "\0end")), total
 
     def _push(self, history: tuple, word: str) -> tuple:

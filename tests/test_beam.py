@@ -12,8 +12,22 @@ import pytest
 import torch
 
 from speechrnn.cli import main
-from speechrnn.decoding import LEXICON_FREE_TOKENS, LEXICON_TOKENS, BeamSearch, BeamSearchConfig, BeamSearchDecoder, LexiconReader, beam_search_for, greedy_decode, tuning_path
-from speechrnn.lm import LMError, build_arpa, write_arpa, write_lexicon
+from speechrnn.decoding import (
+    HOT_WORD_BOOST,
+    LEXICON_FREE_TOKENS,
+    LEXICON_TOKENS,
+    BeamSearch,
+    BeamSearchConfig,
+    BeamSearchDecoder,
+    LexiconReader,
+    WordLMAdapter,
+    beam_search_for,
+    greedy_decode,
+    hot_word_boosts,
+    parse_hot_word,
+    tuning_path,
+)
+from speechrnn.lm import BOS, LMError, build_arpa, read_arpa, write_arpa, write_lexicon
 from speechrnn.model import BUNDLED_DIR, load_model
 from speechrnn.text import Tokenizer
 
@@ -88,7 +102,7 @@ def test_with_config_shares_the_loaded_lm_and_takes_the_other_settings(lm_files)
     assert search.options.beam_size == 32  # the original is unchanged
     log_probs = log_probs_for("_yy_ee_z__", alternatives={7: ("s", 0.6)})
     assert decode(wide, log_probs).hypothesis().text == decode(search, log_probs).hypothesis().text == "yes"
-    with pytest.raises(ValueError, match="keeps the LM and lexicon"):
+    with pytest.raises(ValueError, match="keeps the LM, lexicon and hot words"):
         search.with_config(dataclasses.replace(search.config, lexicon=None))
 
 
@@ -97,6 +111,80 @@ def test_lexicon_free_search_still_spells_words_outside_the_lm(lm_files):
     log_probs = log_probs_for("_zz_ee_bb_rr_aa__")
     hyp = decode(BeamSearch(BeamSearchConfig(lm=str(arpa), lm_weight=0.5), TOK), log_probs).hypothesis()
     assert hyp.text == "zebra"
+
+
+def test_a_hot_word_joins_the_lexicon(lm_files):
+    arpa, lexicon = lm_files
+    log_probs = log_probs_for("_zz_ee_bb_rr_aa__")
+    config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=0.5)
+    assert decode(BeamSearch(config, TOK), log_probs).hypothesis().text != "zebra"  # not a lexicon word
+    hot = BeamSearch(dataclasses.replace(config, hot_words=(("Zebra", 0.0),)), TOK)
+    assert "zebra" in hot.lexicon and "zebra" not in BeamSearch(config, TOK).lexicon
+    assert decode(hot, log_probs).hypothesis().text == "zebra"
+
+
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_a_boost_tips_a_close_choice_and_a_negative_one_avoids_a_word(lm_files, lexicon):
+    arpa, lexicon_path = lm_files
+    # "go" or "no": the acoustics prefer g a little; both are words of the LM and the lexicon.
+    log_probs = log_probs_for("_gg_oo__", alternatives={1: ("n", 0.85), 2: ("n", 0.85)})
+    config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon_path) if lexicon else None, lm_weight=0.5)
+
+    def text(*hot_words):
+        return decode(BeamSearch(dataclasses.replace(config, hot_words=hot_words), TOK), log_probs).hypothesis().text
+
+    plain = text()
+    other = {"go": "no", "no": "go"}[plain]
+    assert text((other, 5.0)) == other
+    assert text((plain, -5.0)) == other
+    assert text((plain, 5.0), (other, 0.5)) == plain
+
+
+def test_lexicon_free_boosts_are_looked_ahead_and_settled_at_the_word_end(lm_files):
+    arpa = read_arpa(lm_files[0])
+    adapter = WordLMAdapter(arpa, TOK, {"yes": 2.0, "yet": -1.0})
+
+    def spell(letters):
+        state, scores = adapter.start(False), []
+        for token in TOK.encode(letters) + [TOK.space]:
+            state, score = adapter.score(state, token)
+            scores.append(score)
+        return scores
+
+    scores = spell("yes")
+    assert scores[:3] == [2.0, 0.0, 0.0]  # the prefix carries the best boost of the words it begins
+    assert sum(scores) == pytest.approx(arpa.score((BOS,), "yes") + 2.0)
+    assert sum(spell("yet")) == pytest.approx(arpa.score((BOS,), "yet") - 1.0)
+    assert sum(spell("yeah")) == pytest.approx(arpa.score((BOS,), "yeah"))  # not hot: the look-ahead is taken back
+
+
+def test_a_reweighted_hot_word_search_equals_a_fresh_one(lm_files):
+    arpa, lexicon = lm_files
+    torch.manual_seed(2)
+    log_probs = torch.randn(90, len(TOK)).mul(3).log_softmax(-1)
+    config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0, hot_words=(("one", 3.0), ("zebra", 1.0)))
+    reweighted = BeamSearch(config, TOK).reweighted(2.0, 0.5)
+    fresh = BeamSearch(dataclasses.replace(config, lm_weight=2.0, word_score=0.5), TOK)
+    expected = decode(fresh, log_probs).hypothesis()
+    for hypothesis in (decode(reweighted, log_probs).hypothesis(), decode(reweighted, log_probs, chunks=[1, 7, 30, 13]).hypothesis()):
+        assert hypothesis.text == expected.text and hypothesis.score == pytest.approx(expected.score)
+
+
+def test_bad_hot_words_are_refused_by_name():
+    assert parse_hot_word("Yes:2.5", HOT_WORD_BOOST) == ("Yes", 2.5)
+    assert parse_hot_word("yes", 1.5) == ("yes", 1.5)
+    with pytest.raises(ValueError, match="'yes:x'.*not a number"):
+        parse_hot_word("yes:x", 0.0)
+    assert hot_word_boosts([("Café", 1), ("it's", -2)], TOK) == {"cafe": 1.0, "it's": -2.0}
+    for word in ("r2d2", "new york", "", "yes."):
+        with pytest.raises(ValueError, match=re.escape(repr(word))):
+            hot_word_boosts([(word, 1.0)], TOK)
+    with pytest.raises(ValueError, match="'YES' is given twice"):
+        hot_word_boosts([("yes", 1.0), ("YES", 2.0)], TOK)
+    with pytest.raises(ValueError, match="LM weight must be positive"):
+        BeamSearchConfig(lm_weight=0.0, hot_words=(("yes", 1.0),))
+    # A settings file's JSON lists become the config's pairs.
+    assert BeamSearchConfig.from_dict({"hot_words": [["yes", 1]]}).hot_words == (("yes", 1.0),)
 
 
 @pytest.mark.parametrize("lexicon", [True, False])
@@ -225,6 +313,10 @@ def test_cli_builds_an_lm_and_decodes_with_it(tmp_path, speech_dir, capsys):
     assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--nbest", "3"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["text"] == "yes" and row["nbest"][0]["text"] == "yes"
+    assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--hot-word", "zebra:1"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "yes"
+    assert main(["transcribe", wav, "--lm", "none", "--hot-word", "yes"]) == 2
+    assert "greedy decoding (--lm none) has none" in capsys.readouterr().err
     assert main(["transcribe", wav, "--lm", str(tmp_path / "missing.arpa")]) == 2
     assert "missing.arpa" in capsys.readouterr().err
 
