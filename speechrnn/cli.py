@@ -31,8 +31,8 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default: the tuned value, else 32)")
     g.add_argument(
         "--hot-word", action="append", default=[], metavar="WORD[:BOOST]",
-        help="a word the search must be able to spell (one the lexicon lacks joins it), BOOST added to a transcript's score each time"
-        f" it is spelled (default {HOT_WORD_BOOST:g}; negative avoids the word); repeat for more words",
+        help="a word the search can spell (one the lexicon lacks joins it), BOOST added to a transcript's score each time"
+        f" it is spelled (default {HOT_WORD_BOOST:g}; negative: avoid the word, which then joins no lexicon); repeat for more words",
     )
     g.add_argument(
         "--rescore", default="default", metavar="MODEL|none",
@@ -48,8 +48,6 @@ def beam_search(args, model):
 
     if str(args.lm) == "none" and args.rescore not in ("default", "none"):
         print(f"speechrnn: warning: --rescore {args.rescore} re-ranks a beam search's n best; greedy decoding (--lm none) has none, so it is not used", file=sys.stderr)
-    if str(args.lm) == "none" and args.hot_word:
-        raise ValueError("--hot-word boosts words in the beam search; greedy decoding (--lm none) has none")
     hot_words = tuple(parse_hot_word(text, HOT_WORD_BOOST) for text in args.hot_word)
     return beam_search_for(
         model,

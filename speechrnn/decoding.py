@@ -252,7 +252,8 @@ class BeamSearchConfig:
     nbest: int = 1  # hypotheses returned at the end
     # (word, boost) pairs: each boost is added to a hypothesis's score every time it spells the
     # word (natural-log units, like word_score; negative to avoid a word). Words the lexicon
-    # lacks join it for this search. Scored through the LM, so lm_weight must be positive.
+    # lacks join it for this search unless their boost is negative. Scored through the LM, so
+    # lm_weight must be positive.
     hot_words: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
@@ -324,8 +325,10 @@ class BeamSearch:
                 missing = sorted(set(lexicon) - self.arpa.vocabulary)
                 if missing:
                     warnings.warn(f"{config.lexicon}: {len(missing)} lexicon words are not in the LM {config.lm} (scored as <unk>): {' '.join(missing[:10])}", stacklevel=2)
-            # Hot words the lexicon lacks join it (an LM without them scores them as <unk>).
-            lexicon.update(lm_module.build_lexicon(set(self.hot_words) - set(lexicon), tokenizer))
+            # Hot words the lexicon lacks join it (an LM without them scores them as <unk>), but
+            # not those with a negative boost: they are there to be avoided.
+            wanted = {word for word, boost in self.hot_words.items() if boost >= 0}
+            lexicon.update(lm_module.build_lexicon(wanted - set(lexicon), tokenizer))
             self.lexicon = lexicon
             self.reader = LexiconReader(lexicon, tokenizer)  # reads live partials' word in progress
             spellings = {word: [list(spelling)] for word, spelling in lexicon.items()}
@@ -993,9 +996,11 @@ def beam_search_for(
     """
     from .rescoring import RescoreConfig, Rescorer
 
-    if lm is None or str(lm) == "none":
-        return None
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if lm is None or str(lm) == "none":
+        if overrides.get("hot_words"):
+            raise ValueError("hot words are words a beam search spells; greedy decoding (LM 'none') has no search")
+        return None
     tuned = tuning_path(model.source) if getattr(model, "source", None) else None
     config = rescoring = None
     settings: dict = {}

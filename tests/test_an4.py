@@ -7,7 +7,9 @@ import random
 import pytest
 import torch
 
+import speechrnn
 from conftest import random_chunks
+from speechrnn.audio import load_audio
 from speechrnn.data import an4_utterances, speaker_split
 from speechrnn.decoding import beam_search_for, tuning_path
 from speechrnn.evaluate import evaluate
@@ -122,3 +124,18 @@ def test_bundled_streaming_model_finalizes_any_chunking_of_real_speech_as_offlin
                 position += size
             final = recognizer.finalize()
             assert (final.text, final.words) == (expected.text, expected.words), utterance.audio
+
+
+def test_a_hot_word_spells_a_word_the_bundled_lexicon_lacks_live_and_offline(an4_root):
+    """AN4 train never says "thirteen"; given as a hot word, both paths spell it in the one
+    test utterance that says it (the streaming model needs a boost, README: Hot words)."""
+    wav = str(an4_root / "wav" / "an4test_clstk" / "fvap" / "an428-fvap-b.wav")
+    model = load_model("streaming")
+    assert "thirteen" not in beam_search_for(model).lexicon
+    assert speechrnn.transcribe(wav, model) != "enter eight thirteen"
+    assert speechrnn.transcribe(wav, model, hot_words=[("thirteen", 5.0)]) == "enter eight thirteen"
+    recognizer = StreamingRecognizer(model, endpoint=None, lm=beam_search_for(model, hot_words=[("thirteen", 5.0)]))
+    samples = load_audio(wav)
+    for start in range(0, len(samples), 1600):
+        recognizer.accept_waveform(samples[start : start + 1600])
+    assert recognizer.finalize().text == "enter eight thirteen"

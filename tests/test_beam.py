@@ -121,6 +121,8 @@ def test_a_hot_word_joins_the_lexicon(lm_files):
     hot = BeamSearch(dataclasses.replace(config, hot_words=(("Zebra", 0.0),)), TOK)
     assert "zebra" in hot.lexicon and "zebra" not in BeamSearch(config, TOK).lexicon
     assert decode(hot, log_probs).hypothesis().text == "zebra"
+    avoided = BeamSearch(dataclasses.replace(config, hot_words=(("zebra", -1.0),)), TOK)
+    assert "zebra" not in avoided.lexicon  # a word to avoid is not made spellable
 
 
 @pytest.mark.parametrize("lexicon", [True, False])
@@ -274,6 +276,12 @@ def test_tuned_settings_are_found_beside_the_model(tmp_path, lm_files):
     assert beam_search_for(model, "none") is None
     assert beam_search_for(model, lexicon="none").config.lexicon is None
     assert beam_search_for(model, lm_weight=2.0).config.lm_weight == 2.0
+    # A settings file's hot words are used; those given instead replace them.
+    tuning_path(path).write_text(json.dumps({"lm": str(arpa), "lexicon": str(lexicon), "lm_weight": 0.7, "hot_words": [["zebra", 2]]}))
+    assert "zebra" in beam_search_for(model).lexicon
+    assert beam_search_for(model, hot_words=[("zulu", 1.0)]).config.hot_words == (("zulu", 1.0),)
+    with pytest.raises(ValueError, match="greedy decoding"):
+        beam_search_for(model, "none", hot_words=[("zulu", 1.0)])
 
 
 def test_tokens_tried_per_frame_follow_the_search_kind_unless_a_setting_names_them(tmp_path, lm_files):
@@ -316,7 +324,7 @@ def test_cli_builds_an_lm_and_decodes_with_it(tmp_path, speech_dir, capsys):
     assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--hot-word", "zebra:1"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == "yes"
     assert main(["transcribe", wav, "--lm", "none", "--hot-word", "yes"]) == 2
-    assert "greedy decoding (--lm none) has none" in capsys.readouterr().err
+    assert "greedy decoding (LM 'none') has no search" in capsys.readouterr().err
     assert main(["transcribe", wav, "--lm", str(tmp_path / "missing.arpa")]) == 2
     assert "missing.arpa" in capsys.readouterr().err
 
