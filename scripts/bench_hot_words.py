@@ -13,13 +13,14 @@ audio second, the acoustic model excluded.
 The acoustic models heard these words in training (AN4 train has them): the figures measure what
 the decoder does with a word its LM and lexicon lack, not the recognition of unheard speech.
 ``--novel`` measures that instead: AN4-style phrases holding words AN4 never says (NOVEL_WORDS),
-and as many without them, said by espeak-ng (random voices of a fixed seed, made at run time),
+and as many without them, said by espeak-ng or ``--engine flite`` (random voices of a fixed
+seed, made at run time),
 decoded with the bundled LM and lexicon, which lack those words, then with them as hot words.
 
 Usage:
     .venv/bin/python scripts/bench_hot_words.py [--model offline] [--split dev|test]
         [--held-out enter rubout ...] [--boosts 0 1 2 3 5 8 12] [--threads 1] [--an4 ../shared/data/an4]
-    .venv/bin/python scripts/bench_hot_words.py --novel [--model offline] [--boosts ...]
+    .venv/bin/python scripts/bench_hot_words.py --novel [--engine espeak-ng|flite] [--model offline] [--boosts ...]
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from speechrnn.decoding import BeamSearch, beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.lm import build_lm_files
 from speechrnn.model import load_model
-from speechrnn.synth import random_voice, speak_all
+from speechrnn.synth import ENGINES, random_engine_voice, speak_all
 from speechrnn.transcribe import decode, emissions_in_order
 
 # Commands and tens of AN4's vocabulary, chosen (session 58, before any figure) as frequent
@@ -71,13 +72,14 @@ def scores(references: list[str], texts: list[str], held_out: set[str]) -> dict:
     }
 
 
-def novel_utterances(folder: Path, seed: int = 0) -> list[tuple[str, Path]]:
-    """(text, WAV) of every NOVEL_PHRASES phrase with each NOVEL_WORDS word, and without it."""
+def novel_utterances(folder: Path, engine: str = "espeak-ng", seed: int = 0) -> list[tuple[str, Path]]:
+    """(text, WAV) of every NOVEL_PHRASES phrase with each NOVEL_WORDS word, and without it,
+    each said by ``engine`` in a random voice."""
     rng = random.Random(seed)
     texts = [phrase.format(word) for word in NOVEL_WORDS for phrase in NOVEL_PHRASES]
     texts += [" ".join(phrase.format("").split()) for _ in NOVEL_WORDS for phrase in NOVEL_PHRASES]
-    jobs = [(text, folder / f"{i:03d}.wav", random_voice(rng)) for i, text in enumerate(texts)]
-    speak_all("espeak-ng", jobs)
+    jobs = [(text, folder / f"{i:03d}.wav", random_engine_voice(engine, rng)) for i, text in enumerate(texts)]
+    speak_all(engine, jobs)
     return [(text, path) for text, path, _ in jobs]
 
 
@@ -87,7 +89,8 @@ def main() -> None:
     parser.add_argument("--model", default="offline")
     parser.add_argument("--split", choices=("test", "dev"), default="dev", help="the recipe's dev split of AN4 train, or AN4 test")
     parser.add_argument("--held-out", nargs="+", default=list(HELD_OUT))
-    parser.add_argument("--novel", action="store_true", help="espeak-ng phrases with words AN4 never says, with the bundled LM and lexicon")
+    parser.add_argument("--novel", action="store_true", help="synthetic phrases with words AN4 never says, with the bundled LM and lexicon")
+    parser.add_argument("--engine", choices=ENGINES, default="espeak-ng", help="with --novel: the synthesiser saying the phrases")
     parser.add_argument("--boosts", nargs="+", type=float, default=list(BOOSTS))
     parser.add_argument("--order", type=int, default=4, help="order of the LM built here (the bundled LM's: 4)")
     parser.add_argument("--threads", type=int, default=1)
@@ -101,7 +104,7 @@ def main() -> None:
         raise SystemExit(f"{args.model}: no tuned lexicon search to start from")
     with tempfile.TemporaryDirectory() as tmp:
         if args.novel:
-            pairs = novel_utterances(Path(tmp))
+            pairs = novel_utterances(Path(tmp), args.engine)
             utterances = [Utterance(audio=str(path), text=text) for text, path in pairs]
         else:
             utterances = an4_eval_split(args.an4, args.split)
@@ -116,7 +119,7 @@ def main() -> None:
         return {**scores(references, texts, held_out), "decode_rtf": round((time.perf_counter() - started) / audio_seconds, 5)}
 
     decoding = {k: v for k, v in bundled.config.to_dict().items() if k in ("lm_weight", "word_score", "beam_size")}
-    report = {"model": args.model, "data": "espeak-ng phrases (--novel)" if args.novel else args.split, "words": sorted(held_out)}
+    report = {"model": args.model, "data": f"{args.engine} phrases (--novel)" if args.novel else args.split, "words": sorted(held_out)}
     if args.novel:
         rows = {"bundled LM and lexicon, no hot words": measure(bundled)}
         rows["lexicon-free, bundled LM"] = measure(BeamSearch(dataclasses.replace(bundled.config, lexicon=None, beam_size_token=None), model.tokenizer))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -37,6 +38,7 @@ from speechrnn.data import AN4_DEV_SPEAKERS, DEFAULT_AN4, AugmentConfig, Utteran
 from speechrnn.features import FrontendConfig
 from speechrnn.model import BUNDLED_DIR, ModelConfig, load_model, resolve_model_path, save_half_copy, save_model
 from speechrnn.synth import ENGINES, FLITE_VOICES, engine_available, random_engine_voice, speak_all
+from speechrnn.text import normalize_text
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
@@ -72,7 +74,8 @@ def synthesize(
 
 def synthetic_speech(train_set: list[Utterance], args: argparse.Namespace) -> list[Utterance]:
     """Each of ``--synth-engines`` speaking its own random ``--synth-share`` of the training
-    transcripts (espeak-ng's the same draw and folder as before flite was added, session 52)."""
+    transcripts (espeak-ng's the same draw and folder as before flite was added, session 52),
+    and every line of each ``--synth-texts`` file."""
     synth = []
     flite_voices = tuple(v for v in FLITE_VOICES if v in args.flite_voices)  # one folder per set, in any order given
     for engine in args.synth_engines if args.synth_share > 0 else ():
@@ -81,7 +84,27 @@ def synthetic_speech(train_set: list[Utterance], args: argparse.Namespace) -> li
         else:
             folder = HERE / "exp" / f"synth-{args.synth_share}-flite-{'+'.join(flite_voices)}"
         synth += synthesize(train_set, folder, args.synth_share, seed=0 if engine == "espeak-ng" else 1, engine=engine, flite_voices=flite_voices)
+    for path in args.synth_texts:
+        texts = read_texts(path)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]  # a changed file is spoken anew
+        for engine in args.synth_engines:
+            voices = f"-flite-{'+'.join(flite_voices)}" if engine == "flite" else ""
+            folder = HERE / "exp" / f"synth-texts-{digest}-{engine}{voices}"
+            synth += synthesize([Utterance("", text) for text in texts], folder, 1.0, seed=2, engine=engine, flite_voices=flite_voices)
     return synth
+
+
+def read_texts(path: str) -> list[str]:
+    """The normalised non-empty lines of a ``--synth-texts`` file; a missing file, or one
+    without words, ends the run with its name."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        sys.exit(f"--synth-texts {path}: cannot read it ({error})")
+    texts = [text for text in map(normalize_text, lines) if text]
+    if not texts:
+        sys.exit(f"--synth-texts {path}: no words in it")
+    return texts
 
 
 def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[str, dict]:
@@ -434,6 +457,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synth-share", type=float, default=0.3, help="share of train transcripts also spoken by each of --synth-engines (robust stage)")
     parser.add_argument("--synth-engines", nargs="+", choices=ENGINES, default=["espeak-ng"], help="speech synthesisers of the robust stage's synthetic voices, each speaking its own --synth-share of the transcripts (default: %(default)s)")
+    parser.add_argument(
+        "--synth-texts", nargs="+", default=[], metavar="FILE",
+        help="text files whose every line each of --synth-engines also says, in random voices, in the robust and room stages: words beyond AN4's (not in the LM)",
+    )
     parser.add_argument("--flite-voices", nargs="+", choices=FLITE_VOICES, default=list(FLITE_VOICES), help="with --synth-engines flite: its voices to train on (default: all; leave one out to test on a voice never heard)")
     parser.add_argument("--robust-epochs", type=int, default=None, help=f"epochs of the robust stage (default: {OFFLINE_DEFAULTS['robust_epochs']}, streaming {STREAMING_DEFAULTS['robust_epochs']}; 0: one stage, robust from the start)")
     parser.add_argument("--robust-lr", type=float, default=5e-4, help="peak learning rate of the robust stage (default: %(default)s)")
