@@ -97,6 +97,40 @@ def test_synthetic_voices_of_two_engines(tmp_path, monkeypatch):
         recipe.parse_args(["--synth-engines", "flite", "flite"])
 
 
+@pytest.mark.skipif(not engine_available("espeak-ng"), reason="espeak-ng is needed (bash scripts/setup.sh installs it as root)")
+def test_synth_texts_are_said_line_by_line_and_read_back(tmp_path, monkeypatch):
+    """`--synth-texts FILE`: every line with words, normalised, said once per engine; a changed
+    file is said anew; a file that is missing or holds no words ends the run with its name."""
+    monkeypatch.setattr(recipe, "HERE", tmp_path)
+    texts = tmp_path / "phrases.txt"
+    texts.write_text("Veep, match!\n\n  pixel palmed\n")
+    args = recipe.parse_args(["--synth-share", "0", "--synth-texts", str(texts)])
+    synth = recipe.synthetic_speech([], args)
+    assert [u.text for u in synth] == ["veep match", "pixel palmed"]
+    assert all(u.speaker.startswith("espeak:") and u.duration > 0.2 for u in synth)
+    assert recipe.synthetic_speech([], args) == synth  # read back from its folder
+    texts.write_text("outfitted rick\n")
+    assert [u.text for u in recipe.synthetic_speech([], args)] == ["outfitted rick"]
+    assert len(list((tmp_path / "exp").glob("synth-texts-*-espeak-ng"))) == 2
+    texts.write_text("123 ...\n")
+    with pytest.raises(SystemExit, match="phrases.txt: no words in it"):
+        recipe.synthetic_speech([], args)
+    with pytest.raises(SystemExit, match="missing.txt: cannot read it"):
+        recipe.synthetic_speech([], recipe.parse_args(["--synth-texts", str(tmp_path / "missing.txt")]))
+
+
+def test_word_phrases_draw_distinct_listed_words_and_leave_out_the_excluded(tmp_path, monkeypatch):
+    script = load_script("scripts/word_phrases.py", "word_phrases")
+    words = tmp_path / "words"
+    words.write_text("apple\nBoston\nit's\nox\ncherry\ndate\nelder\nfig\ngrape\n")
+    out = tmp_path / "phrases.txt"
+    monkeypatch.setattr(sys, "argv", ["word_phrases.py", "--words", str(words), "--count", "40", "--exclude", "fig", "-o", str(out)])
+    script.main()
+    phrases = [line.split() for line in out.read_text().splitlines()]
+    assert len(phrases) == 40 and all(2 <= len(p) <= 4 and len(set(p)) == len(p) for p in phrases)
+    assert {w for p in phrases for w in p} == {"apple", "cherry", "date", "elder", "grape"}  # no capitals, possessives, short or excluded words
+
+
 def test_a_synthesiser_that_is_not_installed_is_named_unless_its_speech_is_cached(monkeypatch, tmp_path):
     utterances = [Utterance(str(tmp_path / "a.wav"), "yes", 1.0, "s1"), Utterance(str(tmp_path / "b.wav"), "no", 1.0, "s2")]
     for missing in ("espeak-ng", "flite"):
