@@ -408,9 +408,11 @@ class BeamSearch:
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
         """A fresh decoder for one utterance (or stream)."""
         # The LM scores the search adds are multiplied by its weight: boosts are divided by it.
-        boosts = {word: boost / self.config.lm_weight for word, boost in self.hot_words.items()}
+        # Words of no boost need no adapter (the LM calls then stay in C++ with a lexicon).
+        boosts = {word: boost / self.config.lm_weight for word, boost in self.hot_words.items() if boost}
         if self.lexicon is not None:
-            lm = HotWordLM(self.lm, {self.words.get_index(word): boost for word, boost in boosts.items()}) if boosts else self.lm
+            boosts = {self.words.get_index(word): boost for word, boost in boosts.items() if word in self.lexicon}
+            lm = HotWordLM(self.lm, boosts) if boosts else self.lm
             engine = fl.LexiconDecoder(self.options, self.trie, lm, self.silence, self.tokenizer.blank, self.unk, [], False)
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer, boosts) if self.arpa is not None or boosts else fl.ZeroLM()

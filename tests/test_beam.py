@@ -121,8 +121,10 @@ def test_a_hot_word_joins_the_lexicon(lm_files):
     hot = BeamSearch(dataclasses.replace(config, hot_words=(("Zebra", 0.0),)), TOK)
     assert "zebra" in hot.lexicon and "zebra" not in BeamSearch(config, TOK).lexicon
     assert decode(hot, log_probs).hypothesis().text == "zebra"
+    assert hot.decoder(0.03).lm is hot.lm  # no boost: the LM is called as without hot words
     avoided = BeamSearch(dataclasses.replace(config, hot_words=(("zebra", -1.0),)), TOK)
     assert "zebra" not in avoided.lexicon  # a word to avoid is not made spellable
+    assert avoided.decoder(0.03).lm is avoided.lm  # nor boosted (as <unk>, every unknown word's index)
 
 
 @pytest.mark.parametrize("lexicon", [True, False])
