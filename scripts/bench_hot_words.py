@@ -121,8 +121,8 @@ def main() -> None:
     decoding = {k: v for k, v in bundled.config.to_dict().items() if k in ("lm_weight", "word_score", "beam_size")}
     report = {"model": args.model, "data": f"{args.engine} phrases (--novel)" if args.novel else args.split, "words": sorted(held_out)}
     if args.novel:
-        rows = {"bundled LM and lexicon, no hot words": measure(bundled)}
-        rows["lexicon-free, bundled LM"] = measure(BeamSearch(dataclasses.replace(bundled.config, lexicon=None, beam_size_token=None), model.tokenizer))
+        rows = {"the model's LM and lexicon, no hot words": measure(bundled)}
+        rows["lexicon-free, the model's LM"] = measure(BeamSearch(dataclasses.replace(bundled.config, lexicon=None, beam_size_token=None), model.tokenizer))
         for boost in args.boosts:
             hot = dataclasses.replace(bundled.config, hot_words=tuple((w, boost) for w in sorted(held_out)))
             rows[f"hot words at {boost:g}"] = measure(BeamSearch(hot, model.tokenizer))
