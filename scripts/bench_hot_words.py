@@ -6,16 +6,16 @@ For each: WER over the utterances of ``--split`` that hold a held-out word and o
 split, the held-out words' occurrences the transcripts spell (recall), and held-out words
 spelled beyond the references' (false alarms, over the whole split). Decoding takes the model's
 tuned beam size and weights, with the LM of the bundled order built here from the AN4 training
-transcripts (the recipe's dev split is never in them). A line with the bundled LM (nothing held
-out) and one lexicon-free (any letters, the held-out LM) frame the figures; decoding time is per
-audio second, the acoustic model excluded.
+transcripts (the recipe's dev split is never in them). A line with the model's own LM (nothing
+held out) and one lexicon-free (any letters, the held-out LM) frame the figures; decoding time
+is per audio second, the acoustic model excluded.
 
 The acoustic models heard these words in training (AN4 train has them): the figures measure what
 the decoder does with a word its LM and lexicon lack, not the recognition of unheard speech.
 ``--novel`` measures that instead: AN4-style phrases holding words AN4 never says (NOVEL_WORDS),
 and as many without them, said by espeak-ng or ``--engine flite`` (random voices of a fixed
-seed, made at run time),
-decoded with the bundled LM and lexicon, which lack those words, then with them as hot words.
+seed, made at run time), decoded with the model's tuned LM and lexicon, which lack those words,
+then with them as hot words.
 
 Usage:
     .venv/bin/python scripts/bench_hot_words.py [--model offline] [--split dev|test]
@@ -37,7 +37,7 @@ import torch
 
 from speechrnn import machine
 from speechrnn.data import DEFAULT_AN4, Utterance, an4_eval_split, an4_train_split, load_waves
-from speechrnn.decoding import BeamSearch, beam_search_for
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.lm import build_lm_files
 from speechrnn.model import load_model
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--model", default="offline")
     parser.add_argument("--split", choices=("test", "dev"), default="dev", help="the recipe's dev split of AN4 train, or AN4 test")
     parser.add_argument("--held-out", nargs="+", default=list(HELD_OUT))
-    parser.add_argument("--novel", action="store_true", help="synthetic phrases with words AN4 never says, with the bundled LM and lexicon")
+    parser.add_argument("--novel", action="store_true", help="synthetic phrases with words AN4 never says, with the model's tuned LM and lexicon")
     parser.add_argument("--engine", choices=ENGINES, default="espeak-ng", help="with --novel: the synthesiser saying the phrases")
     parser.add_argument("--boosts", nargs="+", type=float, default=list(BOOSTS))
     parser.add_argument("--order", type=int, default=4, help="order of the LM built here (the bundled LM's: 4)")
@@ -99,13 +99,12 @@ def main() -> None:
     held_out = set(NOVEL_WORDS if args.novel else args.held_out)
 
     model = load_model(args.model)
-    bundled = beam_search_for(model)
-    if bundled is None or bundled.config.lexicon is None:
+    tuned = beam_search_for(model)
+    if tuned is None or tuned.config.lexicon is None:
         raise SystemExit(f"{args.model}: no tuned lexicon search to start from")
     with tempfile.TemporaryDirectory() as tmp:
         if args.novel:
-            pairs = novel_utterances(Path(tmp), args.engine)
-            utterances = [Utterance(audio=str(path), text=text) for text, path in pairs]
+            utterances = [Utterance(audio=str(path), text=text) for text, path in novel_utterances(Path(tmp), args.engine)]
         else:
             utterances = an4_eval_split(args.an4, args.split)
         waves = load_waves(utterances)
@@ -113,40 +112,37 @@ def main() -> None:
     log_probs = emissions_in_order(model, waves)
     references = [u.text for u in utterances]
 
-    def measure(search: BeamSearch) -> dict:
+    def measure(config: BeamSearchConfig) -> dict:
+        search = BeamSearch(config, model.tokenizer)
         started = time.perf_counter()
         texts = [decode(model, lp, search).text for lp in log_probs]
         return {**scores(references, texts, held_out), "decode_rtf": round((time.perf_counter() - started) / audio_seconds, 5)}
 
-    decoding = {k: v for k, v in bundled.config.to_dict().items() if k in ("lm_weight", "word_score", "beam_size")}
+    def rows_for(config: BeamSearchConfig, name: str) -> dict:
+        """``config`` as it is, lexicon-free, and with the words as hot words at each boost."""
+        rows = {name: measure(config), "lexicon-free": measure(dataclasses.replace(config, lexicon=None, beam_size_token=None))}
+        for boost in args.boosts:
+            rows[f"hot words at {boost:g}"] = measure(dataclasses.replace(config, hot_words=tuple((w, boost) for w in sorted(held_out))))
+        return rows
+
     report = {"model": args.model, "data": f"{args.engine} phrases (--novel)" if args.novel else args.split, "words": sorted(held_out)}
     if args.novel:
-        rows = {"the model's LM and lexicon, no hot words": measure(bundled)}
-        rows["lexicon-free, the model's LM"] = measure(BeamSearch(dataclasses.replace(bundled.config, lexicon=None, beam_size_token=None), model.tokenizer))
-        for boost in args.boosts:
-            hot = dataclasses.replace(bundled.config, hot_words=tuple((w, boost) for w in sorted(held_out)))
-            rows[f"hot words at {boost:g}"] = measure(BeamSearch(hot, model.tokenizer))
-        report.update(utterances_with_words=sum(1 for r in references if held_out & set(r.split())), utterances=len(references))
-        print(json.dumps({**report, "decoding": decoding, "threads": args.threads, "rows": rows, "machine": machine.describe()}, indent=1))
-        return
-    kept = [u.text for u in an4_train_split(args.an4) if not held_out & set(u.text.split())]
-    with tempfile.TemporaryDirectory() as tmp:
-        text_file, arpa, lexicon = Path(tmp, "train.txt"), Path(tmp, "lm.arpa"), Path(tmp, "lm.lexicon.txt")
-        text_file.write_text("".join(t + "\n" for t in kept))
-        build_lm_files([text_file], arpa, lexicon, args.order)
-        held = dataclasses.replace(bundled.config, lm=str(arpa), lexicon=str(lexicon))
-        rows = {"bundled LM (nothing held out)": measure(bundled), "held out, no hot words": measure(BeamSearch(held, model.tokenizer))}
-        free = dataclasses.replace(held, lexicon=None, beam_size_token=None)
-        rows["held out, lexicon-free"] = measure(BeamSearch(free, model.tokenizer))
-        for boost in args.boosts:
-            hot = dataclasses.replace(held, hot_words=tuple((w, boost) for w in sorted(held_out)))
-            rows[f"hot words at {boost:g}"] = measure(BeamSearch(hot, model.tokenizer))
+        rows = rows_for(tuned.config, "the model's LM and lexicon, no hot words")
+    else:
+        kept = [u.text for u in an4_train_split(args.an4) if not held_out & set(u.text.split())]
+        report["lm_text_sentences"] = len(kept)
+        with tempfile.TemporaryDirectory() as tmp:
+            text_file, arpa, lexicon = Path(tmp, "train.txt"), Path(tmp, "lm.arpa"), Path(tmp, "lm.lexicon.txt")
+            text_file.write_text("".join(t + "\n" for t in kept))
+            build_lm_files([text_file], arpa, lexicon, args.order)
+            rows = {"the model's LM (nothing held out)": measure(tuned.config)}
+            rows.update(rows_for(dataclasses.replace(tuned.config, lm=str(arpa), lexicon=str(lexicon)), "held out, no hot words"))
+    decoding = {k: v for k, v in tuned.config.to_dict().items() if k in ("lm_weight", "word_score", "beam_size")}
     report.update(
-        lm_text_sentences=len(kept), utterances_with_words=sum(1 for r in references if held_out & set(r.split())), utterances=len(references),
+        utterances_with_words=sum(1 for r in references if held_out & set(r.split())), utterances=len(references),
         decoding=decoding, threads=args.threads, rows=rows, machine=machine.describe(),
     )
     print(json.dumps(report, indent=1))
-
 
 if __name__ == "__main__":
     main()

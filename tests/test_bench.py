@@ -374,3 +374,14 @@ def test_partner_grid_reads_each_partner_alone_as_the_second_pass_does(an4_root,
         assert row["oracle_wer"][name] <= min(row["together"][name]["wer"], row["first_pass"][name]["wer"], *(a[name]["wer"] for a in row["alone"]))
     assert row["oracle_wer"]["dev"] < row["first_pass"]["dev"]["wer"]  # (these utterances): the n best hold better transcripts
     assert 1 < row["mean_distinct"]["dev"] <= 16
+
+
+def test_hot_word_scores_count_each_occurrence_once_and_extra_ones_as_false_alarms():
+    hot = _script("bench_hot_words")
+    references = ["enter sixty two", "sixty sixty", "yes", "rubout a"]
+    texts = ["enter sixty two", "sixty", "yes sixty", "rubout a"]
+    result = hot.scores(references, texts, {"sixty", "rubout"})
+    assert result["recall"] == "3/4"  # the second "sixty" of the second utterance is missed
+    assert result["false_alarms"] == 1  # "sixty" where "yes" alone was said
+    assert result["wer_with_words"] == pytest.approx(100 * 1 / 7, abs=0.01)  # one deletion in 7 words of 3 utterances
+    assert result["wer_all"] == pytest.approx(100 * 2 / 8, abs=0.01)
