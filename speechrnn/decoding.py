@@ -445,7 +445,7 @@ def hot_word_boosts(pairs, tokenizer: Tokenizer) -> dict[str, float]:
         # normalize_text lower-cases and strips accents; it would also drop the characters
         # the model cannot spell, which must be an error here, not a different word.
         plain = unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode("ascii").lower().strip()
-        if not plain or set(plain) - letters:
+        if not any(c.isalpha() for c in plain) or set(plain) - letters:
             raise ValueError(f"hot word {word!r}: one word of the model's letters ({''.join(sorted(letters))}) is expected")
         if plain in boosts:
             raise ValueError(f"hot word {word!r} is given twice")

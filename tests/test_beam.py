@@ -180,7 +180,7 @@ def test_bad_hot_words_are_refused_by_name():
     with pytest.raises(ValueError, match="'yes:x'.*not a number"):
         parse_hot_word("yes:x", 0.0)
     assert hot_word_boosts([("Café", 1), ("it's", -2)], TOK) == {"cafe": 1.0, "it's": -2.0}
-    for word in ("r2d2", "new york", "", "yes."):
+    for word in ("r2d2", "new york", "", "yes.", "'"):
         with pytest.raises(ValueError, match=re.escape(repr(word))):
             hot_word_boosts([(word, 1.0)], TOK)
     with pytest.raises(ValueError, match="'YES' is given twice"):
