@@ -252,8 +252,8 @@ class BeamSearchConfig:
     nbest: int = 1  # hypotheses returned at the end
     # (word, boost) pairs: each boost is added to a hypothesis's score every time it spells the
     # word (natural-log units, like word_score; negative to avoid a word). Words the lexicon
-    # lacks join it for this search unless their boost is negative. Scored through the LM, so
-    # lm_weight must be positive.
+    # lacks join it for this search unless their boost is negative. Boosts are scored through
+    # the LM, so lm_weight must be positive where one is not 0.
     hot_words: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
@@ -261,8 +261,8 @@ class BeamSearchConfig:
             raise ValueError("beam_size, beam_size_token and nbest must be positive")
         # Settings files hold JSON lists; the config keeps hashable pairs.
         object.__setattr__(self, "hot_words", tuple((str(word), float(boost)) for word, boost in self.hot_words))
-        if self.hot_words and self.lm_weight <= 0:
-            raise ValueError(f"hot words are scored through the LM, so the LM weight must be positive (got {self.lm_weight})")
+        if any(boost for _, boost in self.hot_words) and self.lm_weight <= 0:
+            raise ValueError(f"hot words' boosts are scored through the LM, so the LM weight must be positive (got {self.lm_weight})")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -349,7 +349,8 @@ class BeamSearch:
         for word, spelling in self.lexicon.items():
             index = self.words.get_index(word)
             _, score = self.lm.score(start, index)
-            score += self.hot_words.get(word, 0.0) / config.lm_weight if self.hot_words else 0.0
+            boost = self.hot_words.get(word, 0.0)
+            score += boost / config.lm_weight if boost else 0.0
             trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
         trie.smear(fl.SmearingMode.MAX)
         return trie

@@ -121,6 +121,8 @@ def test_a_hot_word_joins_the_lexicon(lm_files):
     hot = BeamSearch(dataclasses.replace(config, hot_words=(("Zebra", 0.0),)), TOK)
     assert "zebra" in hot.lexicon and "zebra" not in BeamSearch(config, TOK).lexicon
     assert decode(hot, log_probs).hypothesis().text == "zebra"
+    unweighted = BeamSearch(dataclasses.replace(config, lm_weight=0.0, hot_words=(("zebra", 0.0),)), TOK)  # the lexicon alone
+    assert decode(unweighted, log_probs).hypothesis().text == "zebra"
     assert hot.decoder(0.03).lm is hot.lm  # no boost: the LM is called as without hot words
     avoided = BeamSearch(dataclasses.replace(config, hot_words=(("zebra", -1.0),)), TOK)
     assert "zebra" not in avoided.lexicon  # a word to avoid is not made spellable
@@ -187,6 +189,7 @@ def test_bad_hot_words_are_refused_by_name():
         hot_word_boosts([("yes", 1.0), ("YES", 2.0)], TOK)
     with pytest.raises(ValueError, match="LM weight must be positive"):
         BeamSearchConfig(lm_weight=0.0, hot_words=(("yes", 1.0),))
+    BeamSearchConfig(lm_weight=0.0, hot_words=(("yes", 0.0),))  # no boost: any weight (a lexicon alone)
     # A settings file's JSON lists become the config's pairs.
     assert BeamSearchConfig.from_dict({"hot_words": [["yes", 1]]}).hot_words == (("yes", 1.0),)
 
