@@ -14,7 +14,7 @@ import torchaudio
 
 from . import __version__
 from .audio import STDIN
-from .decoding import HOT_WORD_BOOST
+from .decoding import HOT_WORD_BOOST, parse_hot_word
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
 from .segment import SegmentConfig
@@ -44,7 +44,7 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
 
 
 def beam_search(args, model):
-    from .decoding import beam_search_for, parse_hot_word
+    from .decoding import beam_search_for
 
     if str(args.lm) == "none" and args.rescore not in ("default", "none"):
         print(f"speechrnn: warning: --rescore {args.rescore} re-ranks a beam search's n best; greedy decoding (--lm none) has none, so it is not used", file=sys.stderr)

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import sys
-import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from . import lm as lm_module
-from .text import Tokenizer
+from .text import Tokenizer, fold_to_ascii
 
 
 class WordTiming(NamedTuple):
@@ -337,11 +336,22 @@ class BeamSearch:
             self.unk = self.words.get_index(lm_module.UNK)
             self.words.set_default_index(self.unk)
             self.lm = _quiet_stdio(KenLM, config.lm, self.words) if self.arpa is not None else fl.ZeroLM()
-            self.trie = self._trie(config)
+        self._weigh_hot_words(config)
         self.options = self._options(config)
         self.rescorer = None  # a second model re-ranking the n best (speechrnn.rescoring.Rescorer), or None
 
-    def _trie(self, config: BeamSearchConfig):
+    def _weigh_hot_words(self, config: BeamSearchConfig) -> None:
+        """What the hot words' boosts make at ``config``'s LM weight, once per search: the boosts
+        in LM units (the search multiplies LM scores by the weight; words of no boost left out)
+        and, with a lexicon, the LM that adds them by word index and the trie."""
+        self.lm_boosts = {word: boost / config.lm_weight for word, boost in self.hot_words.items() if boost}
+        if self.lexicon is None:
+            return
+        by_index = {self.words.get_index(word): boost for word, boost in self.lm_boosts.items() if word in self.lexicon}
+        self.lexicon_lm = HotWordLM(self.lm, by_index) if by_index else self.lm
+        self.trie = self._trie()
+
+    def _trie(self):
         """The lexicon's spellings, each word's leaf scored with its unigram (and hot-word boost,
         in LM units) and smeared up the trie: the search's look-ahead inside a word."""
         trie = fl.Trie(self.tokens.index_size(), self.silence)
@@ -349,9 +359,7 @@ class BeamSearch:
         for word, spelling in self.lexicon.items():
             index = self.words.get_index(word)
             _, score = self.lm.score(start, index)
-            boost = self.hot_words.get(word, 0.0)
-            score += boost / config.lm_weight if boost else 0.0
-            trie.insert([self.tokens.get_index(t) for t in spelling], index, score)
+            trie.insert([self.tokens.get_index(t) for t in spelling], index, score + self.lm_boosts.get(word, 0.0))
         trie.smear(fl.SmearingMode.MAX)
         return trie
 
@@ -391,8 +399,8 @@ class BeamSearch:
         search = copy.copy(self)
         search.config = config
         search.options = self._options(config)
-        if self.lexicon is not None and self.hot_words and config.lm_weight != self.config.lm_weight:
-            search.trie = self._trie(config)  # its boosts are in LM units
+        if self.hot_words and config.lm_weight != self.config.lm_weight:
+            search._weigh_hot_words(config)  # the boosts are in LM units
         return search
 
     def with_rescorer(self, rescorer) -> "BeamSearch":
@@ -408,15 +416,12 @@ class BeamSearch:
 
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
         """A fresh decoder for one utterance (or stream)."""
-        # The LM scores the search adds are multiplied by its weight: boosts are divided by it.
-        # Words of no boost need no adapter (the LM calls then stay in C++ with a lexicon).
-        boosts = {word: boost / self.config.lm_weight for word, boost in self.hot_words.items() if boost}
         if self.lexicon is not None:
-            boosts = {self.words.get_index(word): boost for word, boost in boosts.items() if word in self.lexicon}
-            lm = HotWordLM(self.lm, boosts) if boosts else self.lm
+            # (without boosts, the LM itself: its calls stay in C++)
+            lm = self.lexicon_lm
             engine = fl.LexiconDecoder(self.options, self.trie, lm, self.silence, self.tokenizer.blank, self.unk, [], False)
-        else:
-            lm = WordLMAdapter(self.arpa, self.tokenizer, boosts) if self.arpa is not None or boosts else fl.ZeroLM()
+        else:  # (the adapter holds one utterance's LM states: one per decoder)
+            lm = WordLMAdapter(self.arpa, self.tokenizer, self.lm_boosts) if self.arpa is not None or self.lm_boosts else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
         return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.decoder_nbest, self.reader)
 
@@ -428,7 +433,7 @@ HOT_WORD_BOOST = 0.0
 
 def parse_hot_word(text: str, boost: float) -> tuple[str, float]:
     """``"WORD"`` or ``"WORD:BOOST"`` (the command line's ``--hot-word``) -> ``(word, boost)``."""
-    word, colon, value = text.rpartition(":") if ":" in text else (text, "", "")
+    word, colon, value = text.partition(":")
     if colon:
         try:
             boost = float(value)
@@ -441,11 +446,11 @@ def hot_word_boosts(pairs, tokenizer: Tokenizer) -> dict[str, float]:
     """``{normalised word: boost}`` of (word, boost) pairs; a word the model cannot spell (other
     characters than its letters and apostrophe, or more than one word) raises ValueError."""
     boosts: dict[str, float] = {}
-    letters = set(tokenizer.vocab) - {tokenizer.vocab[tokenizer.blank], tokenizer.vocab[tokenizer.space]}
+    letters = lm_module.spelling_letters(tokenizer)
     for word, boost in pairs:
-        # normalize_text lower-cases and strips accents; it would also drop the characters
-        # the model cannot spell, which must be an error here, not a different word.
-        plain = unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode("ascii").lower().strip()
+        # Folded as normalize_text folds, whose dropping of the characters the model cannot
+        # spell must be an error here, not a different word.
+        plain = fold_to_ascii(word).strip()
         if not any(c.isalpha() for c in plain) or set(plain) - letters:
             raise ValueError(f"hot word {word!r}: one word of the model's letters ({''.join(sorted(letters))}) is expected")
         if plain in boosts:

@@ -359,7 +359,8 @@ def read_arpa(path: str | os.PathLike) -> ArpaModel:
 # ---------------------------------------------------------------------------------------------
 
 
-def _letters(tokenizer: Tokenizer | None) -> frozenset[str]:
+def spelling_letters(tokenizer: Tokenizer | None) -> frozenset[str]:
+    """The characters words are spelled with: the tokenizer's vocabulary less the blank and space."""
     vocab = (tokenizer or Tokenizer()).vocab
     return frozenset(vocab) - {BLANK, SPACE}
 
@@ -370,7 +371,7 @@ def build_lexicon(words: Iterable[str], tokenizer: Tokenizer | None = None) -> d
     Words with characters outside the tokenizer's vocabulary (spaces included) are skipped
     with a warning naming the word. Returns the words in sorted order.
     """
-    letters = _letters(tokenizer)
+    letters = spelling_letters(tokenizer)
     lexicon = {}
     for word in sorted(set(words)):
         outside = sorted(set(word) - letters)
@@ -396,7 +397,7 @@ def read_lexicon(path: str | os.PathLike, tokenizer: Tokenizer | None = None) ->
     warning. A line without a spelling raises :class:`LMError`.
     """
     path = Path(path)
-    allowed = _letters(tokenizer) | {WORD_BOUNDARY}
+    allowed = spelling_letters(tokenizer) | {WORD_BOUNDARY}
     lexicon: dict[str, list[str]] = {}
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):

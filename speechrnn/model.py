@@ -6,6 +6,7 @@ Shapes: ``B`` batch, ``T`` feature frames, ``U`` output frames (``T // frame_sta
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import tempfile
 import threading
@@ -573,11 +574,12 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"no model file {str(name_or_path)!r} and no bundled model of that name (bundled: {names})")
 
 
-def load_model(name_or_path: str | os.PathLike = "offline", device: str | torch.device = "cpu") -> SpeechModel:
-    """Load a model file written by :func:`save_model` (``weights_only=True``), in eval mode."""
+def load_model(name_or_path: str | os.PathLike = "offline", device: str | torch.device = "cpu", data: bytes | None = None) -> SpeechModel:
+    """Load a model file written by :func:`save_model` (``weights_only=True``), in eval mode;
+    ``data``: the file's bytes, where the caller has read them already (to hash them, say)."""
     path = resolve_model_path(name_or_path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a bad file
         raise ValueError(f"{path}: not a readable speechrnn model file ({error})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

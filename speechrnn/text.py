@@ -18,6 +18,15 @@ _SPELLING = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2014"
 _SPACES = re.compile(r"\s+")
 
 
+def fold_to_ascii(text: str) -> str:
+    """Lower-case ASCII: accents stripped, other non-ASCII characters dropped.
+
+    >>> fold_to_ascii("Café")
+    'cafe'
+    """
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+
+
 def normalize_text(text: str) -> str:
     """Lower-case, strip accents, sentence/utterance markup (``<s>``, ``(an251-fash-b)``)
     and punctuation, keeping letters, apostrophes and single spaces.
@@ -28,8 +37,7 @@ def normalize_text(text: str) -> str:
     "it's well that and or cafe"
     """
     text = _MARKUP.sub(" ", text).translate(_SPELLING)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    text = _NOT_IN_VOCAB.sub("", text)
+    text = _NOT_IN_VOCAB.sub("", fold_to_ascii(text))
     return _SPACES.sub(" ", text).strip()
 
 

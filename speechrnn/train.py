@@ -169,8 +169,9 @@ def _blend(sources: Sequence[str | os.PathLike], shares: Sequence[float], proven
     input-level calibration, which is kept (it is measured on training speech, not learnt).
     Integer tensors must agree. The first file's metadata is kept, less the figures that were its
     own, plus ``provenance`` and the files' SHA-256 digests."""
-    paths = [resolve_model_path(source) for source in sources]
-    models = [load_model(path) for path in paths]
+    # Each file read once: its bytes are loaded and hashed.
+    files = [resolve_model_path(source).read_bytes() for source in sources]
+    models = [load_model(source, data=data) for source, data in zip(sources, files)]
     first = models[0]
     for source, model in zip(sources[1:], models[1:]):
         if not model.config.matches_apart_from_level(first.config):
@@ -190,10 +191,7 @@ def _blend(sources: Sequence[str | os.PathLike], shares: Sequence[float], proven
         else:
             raise ValueError(f"{key}: a non-floating-point tensor differs between the models; they cannot be blended")
     first.load_state_dict(blended)
-    digests = []
-    for path in paths:
-        with open(path, "rb") as file:
-            digests.append(hashlib.file_digest(file, "sha256").hexdigest())
+    digests = [hashlib.sha256(data).hexdigest() for data in files]
     kept = {k: v for k, v in first.metadata.items() if k not in _MODEL_FIGURES and k not in BLEND_PROVENANCE}
     first.metadata = {**kept, **provenance, "blended_sha256": digests}
     return first

@@ -383,4 +383,3 @@ def test_widened_units_keep_every_output_and_their_outgoing_weights_learn(bidire
         widened_units(wide, h)
     with pytest.raises(ValueError, match="only a GRU"):
         widened_units(SpeechModel(ModelConfig(**{**TINY, "rnn_type": "lstm"})), h + 1)
-

@@ -85,8 +85,7 @@ def synthetic_speech(train_set: list[Utterance], args: argparse.Namespace) -> li
             folder = HERE / "exp" / f"synth-{args.synth_share}-flite-{'+'.join(flite_voices)}"
         synth += synthesize(train_set, folder, args.synth_share, seed=0 if engine == "espeak-ng" else 1, engine=engine, flite_voices=flite_voices)
     for path in args.synth_texts:
-        texts = read_texts(path)
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]  # a changed file is spoken anew
+        texts, digest = read_texts(path)
         for engine in args.synth_engines:
             voices = f"-flite-{'+'.join(flite_voices)}" if engine == "flite" else ""
             folder = HERE / "exp" / f"synth-texts-{digest}-{engine}{voices}"
@@ -94,17 +93,19 @@ def synthetic_speech(train_set: list[Utterance], args: argparse.Namespace) -> li
     return synth
 
 
-def read_texts(path: str) -> list[str]:
-    """The normalised non-empty lines of a ``--synth-texts`` file; a missing file, or one
-    without words, ends the run with its name."""
+def read_texts(path: str) -> tuple[list[str], str]:
+    """The normalised non-empty lines of a ``--synth-texts`` file and the start of its SHA-256
+    (a changed file is spoken anew); a missing file, or one without words, ends the run with
+    its name."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        data = Path(path).read_bytes()
+        lines = data.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         sys.exit(f"--synth-texts {path}: cannot read it ({error})")
     texts = [text for text in map(normalize_text, lines) if text]
     if not texts:
         sys.exit(f"--synth-texts {path}: no words in it")
-    return texts
+    return texts, hashlib.sha256(data).hexdigest()[:12]
 
 
 def evaluate_sets(model_path: Path, sets: dict[str, list[Utterance]]) -> dict[str, dict]:
