@@ -17,9 +17,13 @@ and as many without them, said by espeak-ng or ``--engine flite`` (random voices
 seed, made at run time), decoded with the model's tuned LM and lexicon, which lack those words,
 then with them as hot words.
 
+``--phrases K`` adds rows where the held-out words join the lexicon unboosted (boost 0) and each
+is boosted only within its K most frequent two-word phrases of the recipe's AN4 train
+transcripts (a user's list of phrases): a boost in context, against the same boost everywhere.
+
 Usage:
     .venv/bin/python scripts/bench_hot_words.py [--model offline] [--split dev|test]
-        [--held-out enter rubout ...] [--boosts 0 1 2 3 5 8 12] [--threads 1] [--an4 ../shared/data/an4]
+        [--held-out enter rubout ...] [--boosts 0 1 2 3 5 8 12] [--phrases K] [--threads 1] [--an4 ../shared/data/an4]
     .venv/bin/python scripts/bench_hot_words.py --novel [--engine espeak-ng|flite] [--model offline] [--boosts ...]
 """
 from __future__ import annotations
@@ -72,6 +76,12 @@ def scores(references: list[str], texts: list[str], held_out: set[str]) -> dict:
     }
 
 
+def common_phrases(texts: list[str], words: set[str], k: int) -> list[str]:
+    """Each of ``words``' ``k`` most frequent two-word phrases in ``texts`` (ties by first seen)."""
+    counts = Counter(" ".join(pair) for text in texts for pair in zip(text.split(), text.split()[1:]))
+    return sorted({phrase for word in words for phrase in [p for p, _ in counts.most_common() if word in p.split()][:k]})
+
+
 def novel_utterances(folder: Path, engine: str = "espeak-ng", seed: int = 0) -> list[tuple[str, Path]]:
     """(text, WAV) of every NOVEL_PHRASES phrase with each NOVEL_WORDS word, and without it,
     each said by ``engine`` in a random voice."""
@@ -92,6 +102,7 @@ def main() -> None:
     parser.add_argument("--novel", action="store_true", help="synthetic phrases with words AN4 never says, with the model's tuned LM and lexicon")
     parser.add_argument("--engine", choices=ENGINES, default="espeak-ng", help="with --novel: the synthesiser saying the phrases")
     parser.add_argument("--boosts", nargs="+", type=float, default=list(BOOSTS))
+    parser.add_argument("--phrases", type=int, default=0, metavar="K", help="also boost each held-out word within its K most frequent two-word phrases of AN4 train only")
     parser.add_argument("--order", type=int, default=4, help="order of the LM built here (the bundled LM's: 4)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -118,14 +129,20 @@ def main() -> None:
         texts = [decode(model, lp, search).text for lp in log_probs]
         return {**scores(references, texts, held_out), "decode_rtf": round((time.perf_counter() - started) / audio_seconds, 5)}
 
+    phrases = common_phrases([u.text for u in an4_train_split(args.an4)], held_out, args.phrases) if args.phrases else []
+
     def rows_for(config: BeamSearchConfig, name: str) -> dict:
-        """``config`` as it is, lexicon-free, and with the words as hot words at each boost."""
+        """``config`` as it is, lexicon-free, and with the words as hot words at each boost (and
+        the phrases, the words unboosted)."""
         rows = {name: measure(config), "lexicon-free": measure(dataclasses.replace(config, lexicon=None, beam_size_token=None))}
+        words = tuple((w, 0.0) for w in sorted(held_out))
         for boost in args.boosts:
-            rows[f"hot words at {boost:g}"] = measure(dataclasses.replace(config, hot_words=tuple((w, boost) for w in sorted(held_out))))
+            rows[f"hot words at {boost:g}"] = measure(dataclasses.replace(config, hot_words=tuple((w, boost) for w, _ in words)))
+            if phrases:
+                rows[f"hot phrases at {boost:g}"] = measure(dataclasses.replace(config, hot_words=words + tuple((p, boost) for p in phrases)))
         return rows
 
-    report = {"model": args.model, "data": f"{args.engine} phrases (--novel)" if args.novel else args.split, "words": sorted(held_out)}
+    report = {"model": args.model, "data": f"{args.engine} phrases (--novel)" if args.novel else args.split, "words": sorted(held_out), "phrases": phrases}
     if args.novel:
         rows = rows_for(tuned.config, "the model's LM and lexicon, no hot words")
     else:

@@ -249,10 +249,11 @@ class BeamSearchConfig:
     beam_size_token: int | None = None
     beam_threshold: float = 25.0  # hypotheses this far below the best are dropped
     nbest: int = 1  # hypotheses returned at the end
-    # (word, boost) pairs: each boost is added to a hypothesis's score every time it spells the
-    # word (natural-log units, like word_score; negative to avoid a word). Words the lexicon
-    # lacks join it for this search unless their boost is negative. Boosts are scored through
-    # the LM, so lm_weight must be positive where one is not 0.
+    # (word or phrase, boost) pairs: each boost is added to a hypothesis's score every time it
+    # spells the word, or the phrase's words in a row (natural-log units, like word_score;
+    # negative to avoid them). Words the lexicon lacks join it for this search unless their
+    # boost is negative. Boosts are scored through the LM, so lm_weight must be positive where
+    # one is not 0.
     hot_words: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
@@ -326,7 +327,7 @@ class BeamSearch:
                     warnings.warn(f"{config.lexicon}: {len(missing)} lexicon words are not in the LM {config.lm} (scored as <unk>): {' '.join(missing[:10])}", stacklevel=2)
             # Hot words the lexicon lacks join it (an LM without them scores them as <unk>), but
             # not those with a negative boost: they are there to be avoided.
-            wanted = {word for word, boost in self.hot_words.items() if boost >= 0}
+            wanted = {word for phrase, boost in self.hot_words.items() if boost >= 0 for word in phrase.split()}
             lexicon.update(lm_module.build_lexicon(wanted - set(lexicon), tokenizer))
             self.lexicon = lexicon
             self.reader = LexiconReader(lexicon, tokenizer)  # reads live partials' word in progress
@@ -343,23 +344,25 @@ class BeamSearch:
     def _weigh_hot_words(self, config: BeamSearchConfig) -> None:
         """What the hot words' boosts make at ``config``'s LM weight, once per search: the boosts
         in LM units (the search multiplies LM scores by the weight; words of no boost left out)
-        and, with a lexicon, the LM that adds them by word index and the trie."""
-        self.lm_boosts = {word: boost / config.lm_weight for word, boost in self.hot_words.items() if boost}
-        if self.lexicon is None:
-            return
-        by_index = {self.words.get_index(word): boost for word, boost in self.lm_boosts.items() if word in self.lexicon}
-        self.lexicon_lm = HotWordLM(self.lm, by_index) if by_index else self.lm
-        self.trie = self._trie()
+        and, with a lexicon, its trie (whose look-ahead includes them)."""
+        boosts = {phrase: boost / config.lm_weight for phrase, boost in self.hot_words.items() if boost}
+        if self.lexicon is not None:  # a phrase with a word the lexicon lacks is never spelled
+            boosts = {phrase: boost for phrase, boost in boosts.items() if all(word in self.lexicon for word in phrase.split())}
+        self.phrases = HotPhrases(boosts) if boosts else None
+        if self.lexicon is not None:
+            self.trie = self._trie()
 
     def _trie(self):
-        """The lexicon's spellings, each word's leaf scored with its unigram (and hot-word boost,
-        in LM units) and smeared up the trie: the search's look-ahead inside a word."""
+        """The lexicon's spellings, each word's leaf scored with its unigram and what hot words
+        and phrases give it (LM units) and smeared up the trie: the search's look-ahead inside
+        a word."""
         trie = fl.Trie(self.tokens.index_size(), self.silence)
         start = self.lm.start(False)
         for word, spelling in self.lexicon.items():
             index = self.words.get_index(word)
             _, score = self.lm.score(start, index)
-            trie.insert([self.tokens.get_index(t) for t in spelling], index, score + self.lm_boosts.get(word, 0.0))
+            boost = self.phrases.trie_boost(word) if self.phrases is not None else 0.0
+            trie.insert([self.tokens.get_index(t) for t in spelling], index, score + boost)
         trie.smear(fl.SmearingMode.MAX)
         return trie
 
@@ -416,12 +419,15 @@ class BeamSearch:
 
     def decoder(self, frame_shift: float, time_offset: float = 0.0) -> "BeamSearchDecoder":
         """A fresh decoder for one utterance (or stream)."""
+        # (LMs written here hold one utterance's states: one per decoder)
         if self.lexicon is not None:
             # (without boosts, the LM itself: its calls stay in C++)
-            lm = self.lexicon_lm
+            lm = self.lm
+            if self.phrases is not None:
+                lm = (HotPhraseLM if self.phrases.openings else HotWordLM)(self.lm, self.phrases, self.words)
             engine = fl.LexiconDecoder(self.options, self.trie, lm, self.silence, self.tokenizer.blank, self.unk, [], False)
-        else:  # (the adapter holds one utterance's LM states: one per decoder)
-            lm = WordLMAdapter(self.arpa, self.tokenizer, self.lm_boosts) if self.arpa is not None or self.lm_boosts else fl.ZeroLM()
+        else:
+            lm = WordLMAdapter(self.arpa, self.tokenizer, self.phrases) if self.arpa is not None or self.phrases is not None else fl.ZeroLM()
             engine = fl.LexiconFreeDecoder(self.options, lm, self.silence, self.tokenizer.blank, [])
         return BeamSearchDecoder(engine, lm, self.tokenizer, frame_shift, time_offset, self.decoder_nbest, self.reader)
 
@@ -432,40 +438,124 @@ HOT_WORD_BOOST = 0.0
 
 
 def parse_hot_word(text: str, boost: float) -> tuple[str, float]:
-    """``"WORD"`` or ``"WORD:BOOST"`` (the command line's ``--hot-word``) -> ``(word, boost)``."""
-    word, colon, value = text.partition(":")
-    if colon:
-        try:
-            boost = float(value)
-        except ValueError:
-            raise ValueError(f"hot word {text!r}: {value!r} is not a number (expected WORD or WORD:BOOST)") from None
-    return word, boost
+    """``"WORDS"`` or ``"WORDS:BOOST"`` (the command line's ``--hot-word``: a word, or a phrase
+    of words between spaces) -> ``(words, boost)``."""
+    words, colon, value = text.rpartition(":")
+    if not colon:
+        return text, boost
+    try:
+        return words, float(value)
+    except ValueError:
+        raise ValueError(f"hot word {text!r}: {value!r} is not a number (expected WORDS or WORDS:BOOST)") from None
 
 
 def hot_word_boosts(pairs, tokenizer: Tokenizer) -> dict[str, float]:
-    """``{normalised word: boost}`` of (word, boost) pairs; a word the model cannot spell (other
-    characters than its letters and apostrophe, or more than one word) raises ValueError."""
+    """``{normalised word or phrase: boost}`` of (words, boost) pairs, a phrase's words joined by
+    one space; one the model cannot spell (a word of other characters than its letters and
+    apostrophe) raises ValueError."""
     boosts: dict[str, float] = {}
     letters = lm_module.spelling_letters(tokenizer)
-    for word, boost in pairs:
+    for text, boost in pairs:
         # Folded as normalize_text folds, whose dropping of the characters the model cannot
         # spell must be an error here, not a different word.
-        plain = fold_to_ascii(word).strip()
-        if not any(c.isalpha() for c in plain) or set(plain) - letters:
-            raise ValueError(f"hot word {word!r}: one word of the model's letters ({''.join(sorted(letters))}) is expected")
-        if plain in boosts:
-            raise ValueError(f"hot word {word!r} is given twice")
-        boosts[plain] = float(boost)
+        words = fold_to_ascii(text).split()
+        if not words or any(not any(c.isalpha() for c in word) or set(word) - letters for word in words):
+            raise ValueError(f"hot word {text!r}: words of the model's letters ({''.join(sorted(letters))}) are expected")
+        phrase = " ".join(words)
+        if phrase in boosts:
+            raise ValueError(f"hot word {text!r} is given twice")
+        boosts[phrase] = float(boost)
     return boosts
 
 
-class HotWordLM(fl.LM):
-    """A lexicon search's LM (KenLM, or no LM) plus a boost for some words, by word index."""
+class HotPhrases:
+    """Hot words' and phrases' boosts (LM units) along a transcript, for the LMs below: a
+    phrase's boost is given each time its last word ends it, and looked ahead while it is being
+    spelled (a prefix carries the largest boost of the phrases it begins, at least 0 as it may
+    begin anything else), so a boosted phrase is not pruned before it is finished; the
+    look-ahead is taken back where the transcript leaves the phrase.
 
-    def __init__(self, inner, boosts: dict[int, float]):
+    A context is the longest run of last words that begins a phrase of several words (``()``
+    when none does). Every phrase that the next word ends is a run of the context's last words
+    and that word, and the context after it is a run of those too, so the context is all a
+    search needs to carry (the words' automaton of Aho and Corasick).
+
+    Written here: flashlight's decoders take one LM, and neither they nor KenLM boost words.
+
+    Example:
+        >>> phrases = HotPhrases({"new york": 3.0, "york": 1.0})
+        >>> phrases.advance((), "new")  # -> the context, the boosts of the phrases ended
+        (('new',), 0.0)
+        >>> phrases.advance(("new",), "york"), phrases.look_ahead(("new",), "yo")
+        (((), 4.0), 3.0)
+    """
+
+    def __init__(self, boosts: dict[str, float]):
+        self.boosts = {tuple(phrase.split()): boost for phrase, boost in boosts.items()}
+        self.prefix_boosts: dict[str, float] = {}  # spelling prefix ("new yo") -> its look-ahead
+        self.openings: set[tuple[str, ...]] = set()  # word runs that begin a longer phrase
+        for words, boost in self.boosts.items():
+            text = " ".join(words)
+            for end in range(1, len(text) + 1):
+                self.prefix_boosts[text[:end]] = max(self.prefix_boosts.get(text[:end], 0.0), boost)
+            self.openings.update(words[:n] for n in range(1, len(words)))
+        self.continued: dict[str, float] = {}  # word -> largest boost of a phrase it continues (>= 0)
+        for words, boost in self.boosts.items():
+            for word in words[1:]:
+                self.continued[word] = max(self.continued.get(word, 0.0), boost)
+        self.words = {word for words in self.boosts for word in words}
+        self._advance: dict = {}  # (context, word) -> (context, boost), as a search repeats them
+        self._look_ahead: dict = {}  # (context, letters) -> boost
+
+    def advance(self, context: tuple[str, ...], word: str) -> tuple[tuple[str, ...], float]:
+        """The context after ``word``, and the boosts of the phrases it ends."""
+        key = (context, word)
+        found = self._advance.get(key)
+        if found is None:
+            if word not in self.words:
+                found = ((), 0.0)
+            else:
+                run = context + (word,)
+                boost = sum(self.boosts.get(run[start:], 0.0) for start in range(len(run)))
+                following = next((run[start:] for start in range(len(run)) if run[start:] in self.openings), ())
+                found = (following, boost)
+            self._advance[key] = found
+        return found
+
+    def look_ahead(self, context: tuple[str, ...], letters: str = "") -> float:
+        """The boost looked ahead at ``context`` with ``letters`` of the next word spelled."""
+        if not context:  # (most calls: single words, or no phrase begun)
+            return self.prefix_boosts.get(letters, 0.0)
+        key = (context, letters)
+        found = self._look_ahead.get(key)
+        if found is None:
+            texts = [" ".join(context[start:] + (letters,)) for start in range(len(context))] + [letters]
+            found = self._look_ahead[key] = max(self.prefix_boosts.get(text, 0.0) for text in texts)
+        return found
+
+    def word_score(self, context: tuple[str, ...], word: str, letters_given: bool) -> tuple[tuple[str, ...], float]:
+        """The context after ``word`` and its boost less the look-ahead given before it (at
+        ``context``, with its letters where ``letters_given``), plus the next one's."""
+        following, boost = self.advance(context, word)
+        given = self.look_ahead(context, word if letters_given else "")
+        return following, boost + self.look_ahead(following) - given
+
+    def trie_boost(self, word: str) -> float:
+        """A lexicon trie's look-ahead over ``word``'s letters (a trie knows no context): what
+        it gains at a transcript's start, or the largest boost of a phrase it continues, whose
+        look-ahead the word before gave to every word that follows and the words other than
+        this one take back once spelled."""
+        return max(self.word_score((), word, False)[1], self.continued.get(word, float("-inf")))
+
+
+class HotWordLM(fl.LM):
+    """A lexicon search's LM (KenLM, or no LM) plus hot words' boosts, for single words: the
+    LM's own states pass through (:class:`HotPhraseLM` for phrases)."""
+
+    def __init__(self, inner, phrases: HotPhrases, words):
         super().__init__()
         self.inner = inner
-        self.boosts = boosts
+        self.boosts = {words.get_index(word): phrases.advance((), word)[1] for word in phrases.words}
 
     def start(self, start_with_nothing: bool):
         return self.inner.start(start_with_nothing)
@@ -478,33 +568,68 @@ class HotWordLM(fl.LM):
         return self.inner.finish(state)
 
 
+class HotPhraseLM(fl.LM):
+    """A lexicon search's LM (KenLM, or no LM) plus hot words' and phrases' boosts
+    (:class:`HotPhrases`): the hot context is part of its states, one search's. (Hot words
+    alone take :class:`HotWordLM`, a third less time: their context is always empty.)"""
+
+    def __init__(self, inner, phrases: HotPhrases, words):
+        super().__init__()
+        self.inner = inner
+        self.phrases = phrases
+        self.by_index = {words.get_index(word): word for word in phrases.words}
+        self._keys: dict = {}  # state -> (inner state, context)
+        self._states: dict = {}  # (inner state, context) -> state
+
+    def _state(self, parent, key):
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = parent.child(len(self._states))
+            self._keys[state] = key
+        return state
+
+    def start(self, start_with_nothing: bool):
+        self._keys.clear()
+        self._states.clear()
+        root = fl.LMState()
+        key = (self.inner.start(start_with_nothing), ())
+        self._states[key], self._keys[root] = root, key
+        return root
+
+    def score(self, state, word: int):
+        inner, context = self._keys[state]
+        inner, score = self.inner.score(inner, word)
+        context, boost = self.phrases.word_score(context, self.by_index.get(word, ""), False)
+        return self._state(state, (inner, context)), score + boost
+
+    def finish(self, state):
+        inner, context = self._keys[state]
+        inner, score = self.inner.finish(inner)
+        return self._state(state, (inner, ())), score - self.phrases.look_ahead(context)
+
+
 class WordLMAdapter(fl.LM):
     """A word n-gram LM scored by a lexicon-free beam search, which feeds it characters:
     letters of a word cost nothing, the word boundary (and the end of the utterance) score the
     finished word, so words outside the LM are still spelled, as ``<unk>``. Without an LM
     (``arpa`` None) every word scores 0.
 
-    Hot words' boosts (LM units) are smeared over their letters: a word's prefix carries the
-    largest boost of the hot words it begins (at least 0, as it may begin any other word), so
-    a hot word is not pruned before it is finished; the boundary settles the word's own boost.
+    Hot words' and phrases' boosts (``phrases``, LM units) are looked ahead letter by letter
+    and settled at word boundaries (:class:`HotPhrases`).
 
     flashlight merges hypotheses whose LM states are the same object, so each distinct
-    (word history, letters so far) has exactly one state here.
+    (word history, hot context, letters so far) has exactly one state here.
     """
 
-    def __init__(self, arpa, tokenizer: Tokenizer, boosts: dict[str, float] | None = None):
+    def __init__(self, arpa, tokenizer: Tokenizer, phrases: HotPhrases | None = None):
         super().__init__()
         self.arpa = arpa
         self.tokenizer = tokenizer
         self.history = max(0, arpa.order - 1) if arpa is not None else 0
-        self.boosts = dict(boosts or {})
-        self.prefix_boosts: dict[str, float] = {}  # prefix of a hot word -> its look-ahead boost
-        for word, boost in self.boosts.items():
-            for end in range(1, len(word) + 1):
-                self.prefix_boosts[word[:end]] = max(self.prefix_boosts.get(word[:end], 0.0), boost)
+        self.phrases = phrases if phrases is not None else HotPhrases({})
         self.letters = {i: c for i, c in enumerate(tokenizer.vocab) if i not in (tokenizer.blank, tokenizer.space)}
-        self._keys: dict = {}  # LMState -> (history words, letters)
-        self._states: dict = {}  # (history words, letters) -> LMState
+        self._keys: dict = {}  # LMState -> (history words, hot context, letters)
+        self._states: dict = {}  # (history words, hot context, letters) -> LMState
         self._transitions: dict = {}  # (LMState, token) -> (LMState, score), as the search repeats them
 
     def _state(self, parent, key):
@@ -520,7 +645,7 @@ class WordLMAdapter(fl.LM):
         self._states.clear()
         self._transitions.clear()
         self._root = fl.LMState()
-        key = ((), "") if start_with_nothing else ((lm_module.BOS,), "")
+        key = ((), (), "") if start_with_nothing else ((lm_module.BOS,), (), "")
         self._states[key] = self._root
         self._keys[self._root] = key
         return self._root
@@ -532,31 +657,33 @@ class WordLMAdapter(fl.LM):
         return cached
 
     def _score(self, state, token: int):
-        history, letters = self._keys[state]
+        history, context, letters = self._keys[state]
         if token == self.tokenizer.space:
             if not letters:
                 return state, 0.0
-            return self._state(state, (self._push(history, letters), "")), self._word_score(history, letters)
+            context, score = self._word_score(history, context, letters)
+            return self._state(state, (self._push(history, letters), context, "")), score
         letter = self.letters.get(token)
         if letter is None:
             return state, 0.0
-        look_ahead = self.prefix_boosts.get(letters + letter, 0.0) - self.prefix_boosts.get(letters, 0.0)
-        return self._state(state, (history, letters + letter)), look_ahead
+        look_ahead = self.phrases.look_ahead(context, letters + letter) - self.phrases.look_ahead(context, letters)
+        return self._state(state, (history, context, letters + letter)), look_ahead
 
-    def _word_score(self, history: tuple, word: str) -> float:
-        """The finished word's LM score and boost, less the look-ahead its letters were given."""
-        score = self.arpa.score(history, word) if self.arpa is not None else 0.0
-        return score + self.boosts.get(word, 0.0) - self.prefix_boosts.get(word, 0.0)
+    def _word_score(self, history: tuple, context: tuple, word: str) -> tuple[tuple, float]:
+        """The hot context after the finished word, and the word's LM score and boost less the
+        look-ahead its letters were given."""
+        context, boost = self.phrases.word_score(context, word, True)
+        return context, boost + (self.arpa.score(history, word) if self.arpa is not None else 0.0)
 
     def finish(self, state):
-        history, letters = self._keys[state]
+        history, context, letters = self._keys[state]
         total = 0.0
         if letters:
-            total += self._word_score(history, letters)
+            context, total = self._word_score(history, context, letters)
             history = self._push(history, letters)
         if self.arpa is not None:
             total += self.arpa.score(history, lm_module.EOS)
-        return self._state(state, (history, "\0end")), total
+        return self._state(state, (history, (), "\0end")), total - self.phrases.look_ahead(context)
 
     def _push(self, history: tuple, word: str) -> tuple:
         return (history + (word,))[-self.history :] if self.history else ()

@@ -31,10 +31,13 @@ WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 TUNED_BEAM_SIZES = (16, 32, 64)
 
 
-def search_configs(lms: Sequence[str | None], lexicon: str | None, beam_sizes: Sequence[int] = TUNED_BEAM_SIZES) -> list[BeamSearchConfig]:
-    """The base configs :func:`tune` searches for these LMs and beam sizes, in its tie order:
-    the smaller beam first (cheaper), then the LMs in the order given."""
-    return [BeamSearchConfig(lm=lm, lexicon=lexicon, beam_size=beam) for beam in sorted(set(beam_sizes)) for lm in lms]
+def search_configs(
+    lms: Sequence[str | None], lexicon: str | None, beam_sizes: Sequence[int] = TUNED_BEAM_SIZES, hot_words: Sequence[tuple[str, float]] = ()
+) -> list[BeamSearchConfig]:
+    """The base configs :func:`tune` searches for these LMs and beam sizes (each with
+    ``hot_words``), in its tie order: the smaller beam first (cheaper), then the LMs in the
+    order given."""
+    return [BeamSearchConfig(lm=lm, lexicon=lexicon, beam_size=beam, hot_words=tuple(hot_words)) for beam in sorted(set(beam_sizes)) for lm in lms]
 
 
 # Weights of a rescoring model's log-likelihood tried by `speechrnn lm tune --rescore-model`
@@ -82,7 +85,10 @@ def tune(
         if key not in loaded:
             loaded[key] = BeamSearch(base, model.tokenizer)  # each LM and lexicon is read once
         base_search = loaded[key].with_config(base)
+        boosted = any(boost for _, boost in base.hot_words)
         for lm_weight in lm_weights:
+            if boosted and lm_weight <= 0:
+                continue  # (hot words' boosts go through the LM's score: no weight, no boost)
             for word_score in word_scores:
                 search = base_search.reweighted(lm_weight, word_score)
                 config = search.config

@@ -19,6 +19,7 @@ from speechrnn.decoding import (
     BeamSearch,
     BeamSearchConfig,
     BeamSearchDecoder,
+    HotPhrases,
     LexiconReader,
     WordLMAdapter,
     beam_search_for,
@@ -27,7 +28,7 @@ from speechrnn.decoding import (
     parse_hot_word,
     tuning_path,
 )
-from speechrnn.lm import BOS, LMError, build_arpa, read_arpa, write_arpa, write_lexicon
+from speechrnn.lm import BOS, EOS, LMError, build_arpa, read_arpa, write_arpa, write_lexicon
 from speechrnn.model import BUNDLED_DIR, load_model
 from speechrnn.text import Tokenizer
 
@@ -146,29 +147,83 @@ def test_a_boost_tips_a_close_choice_and_a_negative_one_avoids_a_word(lm_files, 
     assert text((plain, 5.0), (other, 0.5)) == plain
 
 
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_a_phrase_is_boosted_where_it_is_spelled_whole(lm_files, lexicon):
+    arpa, lexicon_path = lm_files
+    # "go yes go": each "go" could be "no" (the acoustics prefer g, against the LM's "yes no").
+    path = "_gg_oo__ _yy_ee_ss__ _gg_oo__"
+    alternatives = {t: ("n", 0.7) for t in (1, 2, 22, 23)}
+    log_probs = log_probs_for(path, alternatives=alternatives)
+    config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon_path) if lexicon else None, lm_weight=0.2)
+
+    def text(*hot_words):
+        return decode(BeamSearch(dataclasses.replace(config, hot_words=hot_words), TOK), log_probs, chunks=[5, 9]).hypothesis().text
+
+    assert text() == "go yes go"
+    assert text(("yes no", 3.0)) == "go yes no"  # only the "no" that ends the phrase
+    assert text(("no", 3.0)) == "no yes no"
+    assert text(("go yes no", 3.0)) == "go yes no"
+    avoided = text(("no yes", 3.0), ("no yes go", -5.0))
+    assert avoided == "no yes no" if lexicon else avoided.startswith("no yes ") and avoided != "no yes go"  # (or a non-word)
+
+
 def test_lexicon_free_boosts_are_looked_ahead_and_settled_at_the_word_end(lm_files):
     arpa = read_arpa(lm_files[0])
-    adapter = WordLMAdapter(arpa, TOK, {"yes": 2.0, "yet": -1.0})
 
-    def spell(letters):
+    def spell(phrases, text, end=False):
+        adapter = WordLMAdapter(arpa, TOK, HotPhrases(phrases))
         state, scores = adapter.start(False), []
-        for token in TOK.encode(letters) + [TOK.space]:
+        for token in TOK.encode(text) + [TOK.space]:
             state, score = adapter.score(state, token)
             scores.append(score)
-        return scores
+        return scores + [adapter.finish(state)[1]] if end else scores
 
-    scores = spell("yes")
+    words = {"yes": 2.0, "yet": -1.0}
+    scores = spell(words, "yes")
     assert scores[:3] == [2.0, 0.0, 0.0]  # the prefix carries the best boost of the words it begins
     assert sum(scores) == pytest.approx(arpa.score((BOS,), "yes") + 2.0)
-    assert sum(spell("yet")) == pytest.approx(arpa.score((BOS,), "yet") - 1.0)
-    assert sum(spell("yeah")) == pytest.approx(arpa.score((BOS,), "yeah"))  # not hot: the look-ahead is taken back
+    assert sum(spell(words, "yet")) == pytest.approx(arpa.score((BOS,), "yet") - 1.0)
+    assert sum(spell(words, "yeah")) == pytest.approx(arpa.score((BOS,), "yeah"))  # not hot: the look-ahead is taken back
+    # A phrase: looked ahead over both words, given once it ends, taken back where it does not.
+    phrases = {"yes": 2.0, "yes please": 3.0}
+    lm_yes = arpa.score((BOS,), "yes")
+    scores = spell(phrases, "yes please")
+    assert scores[0] == 3.0 and sum(scores[:4]) == pytest.approx(lm_yes + 2.0 + 3.0)  # "yes " still looks ahead to the phrase
+    assert sum(scores) == pytest.approx(lm_yes + arpa.score((BOS, "yes"), "please") + 2.0 + 3.0)
+    assert sum(spell(phrases, "yes no")) == pytest.approx(lm_yes + arpa.score((BOS, "yes"), "no") + 2.0)
+    assert sum(spell(phrases, "yes", end=True)) == pytest.approx(lm_yes + arpa.score((BOS, "yes"), EOS) + 2.0)
+    assert sum(spell(phrases, "no please")) == pytest.approx(arpa.score((BOS,), "no") + arpa.score((BOS, "no"), "please"))
 
 
-def test_a_reweighted_hot_word_search_equals_a_fresh_one(lm_files):
+def test_hot_phrases_end_where_their_last_word_does_and_overlap():
+    phrases = HotPhrases({"a b c": 4.0, "b c d": 2.0, "c": 1.0, "x y": -3.0})
+    context, total = (), 0.0
+    ended = []
+    for word in "a b c d a b".split():
+        context, boost = phrases.advance(context, word)
+        ended.append(boost)
+    assert ended == [0.0, 0.0, 5.0, 2.0, 0.0, 0.0]  # "a b c" and "c" end at c, "b c d" at d
+    assert context == ("a", "b")
+    assert phrases.look_ahead(("a", "b")) == 4.0 and phrases.look_ahead(("a", "b"), "d") == 0.0
+    assert phrases.look_ahead((), "x") == 0.0  # a phrase to avoid is not looked ahead
+    assert phrases.advance(("x",), "y") == ((), -3.0)
+    # A lexicon trie's look-ahead: a phrase's first word carries it, a later word its boost (its
+    # letters must outscore the words that end the phrase's look-ahead), an avoided one nothing.
+    assert [phrases.trie_boost(word) for word in ("a", "c", "d", "x", "y")] == [4.0, 4.0, 2.0, 0.0, 0.0]
+    # Along any transcript the look-ahead given and taken back sums to the boosts of the phrases ended.
+    context, total = (), 0.0
+    for word in "a b c d x y b c".split():
+        context, score = phrases.word_score(context, word, False)
+        total += score
+    assert total - phrases.look_ahead(context) == pytest.approx(5.0 + 2.0 - 3.0 + 1.0)
+
+
+@pytest.mark.parametrize("hot_words", [(("one", 3.0), ("zebra", 1.0)), (("one", 3.0), ("enter one", 2.0), ("one two", -1.0))], ids=["words", "phrases"])
+def test_a_reweighted_hot_word_search_equals_a_fresh_one(lm_files, hot_words):
     arpa, lexicon = lm_files
     torch.manual_seed(2)
     log_probs = torch.randn(90, len(TOK)).mul(3).log_softmax(-1)
-    config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0, hot_words=(("one", 3.0), ("zebra", 1.0)))
+    config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0, hot_words=hot_words)
     reweighted = BeamSearch(config, TOK).reweighted(2.0, 0.5)
     fresh = BeamSearch(dataclasses.replace(config, lm_weight=2.0, word_score=0.5), TOK)
     expected = decode(fresh, log_probs).hypothesis()
@@ -181,8 +236,9 @@ def test_bad_hot_words_are_refused_by_name():
     assert parse_hot_word("yes", 1.5) == ("yes", 1.5)
     with pytest.raises(ValueError, match="'yes:x'.*not a number"):
         parse_hot_word("yes:x", 0.0)
-    assert hot_word_boosts([("Café", 1), ("it's", -2)], TOK) == {"cafe": 1.0, "it's": -2.0}
-    for word in ("r2d2", "new york", "", "yes.", "'"):
+    assert parse_hot_word("New York:3", 0.0) == ("New York", 3.0)
+    assert hot_word_boosts([("Café", 1), ("it's", -2), (" New  York ", 3)], TOK) == {"cafe": 1.0, "it's": -2.0, "new york": 3.0}
+    for word in ("r2d2", "new y0rk", "", " ", "yes.", "'", "yes '"):
         with pytest.raises(ValueError, match=re.escape(repr(word))):
             hot_word_boosts([(word, 1.0)], TOK)
     with pytest.raises(ValueError, match="'YES' is given twice"):
@@ -326,8 +382,11 @@ def test_cli_builds_an_lm_and_decodes_with_it(tmp_path, speech_dir, capsys):
     assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--nbest", "3"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["text"] == "yes" and row["nbest"][0]["text"] == "yes"
-    assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--hot-word", "zebra:1"]) == 0
-    assert json.loads(capsys.readouterr().out)["text"] == "yes"
+    for hot_word in ("zebra:1", "zebra crossing:1"):
+        assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--lexicon", summary["lexicon"], "--hot-word", hot_word]) == 0
+        assert json.loads(capsys.readouterr().out)["text"] == "yes"
+    assert main(["transcribe", wav, "--lm", str(arpa), "--hot-word", "zebra cr0ssing:1"]) == 2
+    assert "'zebra cr0ssing'" in capsys.readouterr().err
     assert main(["transcribe", wav, "--lm", "none", "--hot-word", "yes"]) == 2
     assert "greedy decoding (LM 'none') has no search" in capsys.readouterr().err
     assert main(["transcribe", wav, "--lm", str(tmp_path / "missing.arpa")]) == 2
@@ -399,6 +458,12 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, dev_manifest_and_lm, caps
     assert (beside["lm_weight"], beside["word_score"], beside["lm"]) == (0.5, 1.0, "../twin.arpa")  # the tie: the first LM named
     search = beam_search_for(load_model(model_file), "default")
     assert search is not None and (search.config.lm_weight, search.config.word_score) == (0.5, 1.0)
+    # Tuned with hot words: LM weight 0 cannot carry a boost, so is not tried; the settings keep them.
+    hot = args + ["--hot-word", "zebra crossing:2", "--hot-word", "zulu", "--lm-weights", "0,0.5", "--word-scores", "1", "-o", str(settings)]
+    assert main(hot) == 0
+    captured = capsys.readouterr()
+    assert set(re.findall(r"lm_weight (\S+) word_score", captured.err)) == {"0.5"}
+    assert json.loads(settings.read_text())["hot_words"] == [["zebra crossing", 2.0], ["zulu", 0.0]]
 
 
 def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):
