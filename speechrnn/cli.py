@@ -14,7 +14,7 @@ import torchaudio
 
 from . import __version__
 from .audio import STDIN
-from .decoding import HOT_WORD_BOOST, parse_hot_word
+from .decoding import HOT_WORD_BOOST, parse_hot_word, read_hot_words
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
 from .segment import SegmentConfig
@@ -29,7 +29,7 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
     g.add_argument("--lm-weight", type=float, help="weight of the LM (default: the tuned value)")
     g.add_argument("--word-score", type=float, help="bonus per word (default: the tuned value)")
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default: the tuned value, else 32)")
-    add_hot_word_option(g)
+    add_hot_word_options(g)
     g.add_argument(
         "--rescore", default="default", metavar="MODEL|none",
         help="re-rank the beam search's n best with this model's CTC likelihood, or 'none' (default: the tuned second pass, if any, with the tuned LM)",
@@ -39,7 +39,7 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
         g.add_argument("--nbest", type=int, help="with --format jsonl, also list the N best transcripts and their scores")
 
 
-def add_hot_word_option(group, tuning: bool = False) -> None:
+def add_hot_word_options(group, tuning: bool = False) -> None:
     group.add_argument(
         "--hot-word", action="append", default=[], metavar="WORD[:BOOST]",
         help="a word the search can spell (one the lexicon lacks joins it), BOOST added to a transcript's score each time"
@@ -47,10 +47,16 @@ def add_hot_word_option(group, tuning: bool = False) -> None:
         " (\"new york:3\") is boosted where its words come in a row; repeat for more"
         + ("; tuned with them, the settings keep them (with a boost, LM weight 0 is not tried)" if tuning else ""),
     )
+    group.add_argument(
+        "--hot-words", action="append", default=[], metavar="FILE",
+        help="a file of hot words and phrases, one WORDS[:BOOST] a line (# begins a comment), as --hot-word gives them",
+    )
 
 
-def hot_words_of(args) -> tuple[tuple[str, float], ...]:
-    return tuple(parse_hot_word(text, HOT_WORD_BOOST) for text in args.hot_word)
+def hot_words_of(args, tokenizer) -> tuple[tuple[str, float], ...]:
+    """``--hot-words`` files' hot words, then ``--hot-word``'s."""
+    pairs = [pair for path in args.hot_words for pair in read_hot_words(path, HOT_WORD_BOOST, tokenizer)]
+    return tuple(pairs) + tuple(parse_hot_word(text, HOT_WORD_BOOST) for text in args.hot_word)
 
 
 def beam_search(args, model):
@@ -58,7 +64,7 @@ def beam_search(args, model):
 
     if str(args.lm) == "none" and args.rescore not in ("default", "none"):
         print(f"speechrnn: warning: --rescore {args.rescore} re-ranks a beam search's n best; greedy decoding (--lm none) has none, so it is not used", file=sys.stderr)
-    hot_words = hot_words_of(args)
+    hot_words = hot_words_of(args, model.tokenizer)
     return beam_search_for(
         model,
         args.lm,
@@ -159,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--beam-size", type=int, nargs="+", default=list(TUNED_BEAM_SIZES),
         help="beam sizes to try with each LM (default: %(default)s); a tie goes to the smaller beam, then to the LM named first",
     )
-    add_hot_word_option(p, tuning=True)
+    add_hot_word_options(p, tuning=True)
     p.add_argument("--rescore-model", help="also tune a second pass: this model re-ranks the n best (name or file; weight 0 chosen: none)")
     p.add_argument("--rescore-weights", default=",".join(map(str, RESCORE_WEIGHTS)), help="rescoring weights to try (default: %(default)s)")
     p.add_argument("-o", "--output", help="settings file (default: MODEL.lm.json beside the model file)")
@@ -321,7 +327,7 @@ def cmd_lm_tune(args) -> int:
 
     model = load_model(args.model)
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
-    configs = search_configs(args.lm, args.lexicon, args.beam_size, hot_words_of(args))
+    configs = search_configs(args.lm, args.lexicon, args.beam_size, hot_words_of(args, model.tokenizer))
     result = tune(model, utterances, configs, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
     if args.rescore_model:
         chosen = choose_rescoring(model, utterances, result.best, resolve_model_path(args.rescore_model), weights=parse_floats(args.rescore_weights), log=sys.stderr)

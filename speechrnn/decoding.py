@@ -449,6 +449,29 @@ def parse_hot_word(text: str, boost: float) -> tuple[str, float]:
         raise ValueError(f"hot word {text!r}: {value!r} is not a number (expected WORDS or WORDS:BOOST)") from None
 
 
+def read_hot_words(path: str | os.PathLike, boost: float, tokenizer: Tokenizer) -> list[tuple[str, float]]:
+    """A file's hot words and phrases, one ``WORDS[:BOOST]`` a line (``boost`` where none is
+    given; blank lines and ``#`` comments skipped), as ``(words, boost)`` pairs; a line that is
+    not one ``tokenizer`` spells raises ValueError naming the file and line."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        for number, line in enumerate(lines, 1):
+            text = line.partition("#")[0].strip()
+            if not text:
+                continue
+            try:
+                words, boost_here = parse_hot_word(text, boost)
+                hot_word_boosts([(words, boost_here)], tokenizer)
+            except ValueError as error:
+                raise ValueError(f"{path}, line {number}: {error}") from None
+            pairs.append((words, boost_here))
+    return pairs
+
+
 def hot_word_boosts(pairs, tokenizer: Tokenizer) -> dict[str, float]:
     """``{normalised word or phrase: boost}`` of (words, boost) pairs, a phrase's words joined by
     one space; one the model cannot spell (a word of other characters than its letters and
@@ -505,33 +528,26 @@ class HotPhrases:
                 self.continued[word] = max(self.continued.get(word, 0.0), boost)
         self.words = {word for words in self.boosts for word in words}
         self._advance: dict = {}  # (context, word) -> (context, boost), as a search repeats them
-        self._look_ahead: dict = {}  # (context, letters) -> boost
 
     def advance(self, context: tuple[str, ...], word: str) -> tuple[tuple[str, ...], float]:
         """The context after ``word``, and the boosts of the phrases it ends."""
+        if word not in self.words:
+            return (), 0.0
         key = (context, word)
         found = self._advance.get(key)
         if found is None:
-            if word not in self.words:
-                found = ((), 0.0)
-            else:
-                run = context + (word,)
-                boost = sum(self.boosts.get(run[start:], 0.0) for start in range(len(run)))
-                following = next((run[start:] for start in range(len(run)) if run[start:] in self.openings), ())
-                found = (following, boost)
-            self._advance[key] = found
+            run = context + (word,)
+            boost = sum(self.boosts.get(run[start:], 0.0) for start in range(len(run)))
+            following = next((run[start:] for start in range(len(run)) if run[start:] in self.openings), ())
+            found = self._advance[key] = (following, boost)
         return found
 
     def look_ahead(self, context: tuple[str, ...], letters: str = "") -> float:
         """The boost looked ahead at ``context`` with ``letters`` of the next word spelled."""
         if not context:  # (most calls: single words, or no phrase begun)
             return self.prefix_boosts.get(letters, 0.0)
-        key = (context, letters)
-        found = self._look_ahead.get(key)
-        if found is None:
-            texts = [" ".join(context[start:] + (letters,)) for start in range(len(context))] + [letters]
-            found = self._look_ahead[key] = max(self.prefix_boosts.get(text, 0.0) for text in texts)
-        return found
+        texts = [" ".join(context[start:] + (letters,)) for start in range(len(context))] + [letters]
+        return max(self.prefix_boosts.get(text, 0.0) for text in texts)
 
     def word_score(self, context: tuple[str, ...], word: str, letters_given: bool) -> tuple[tuple[str, ...], float]:
         """The context after ``word`` and its boost less the look-ahead given before it (at

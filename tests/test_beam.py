@@ -26,6 +26,7 @@ from speechrnn.decoding import (
     greedy_decode,
     hot_word_boosts,
     parse_hot_word,
+    read_hot_words,
     tuning_path,
 )
 from speechrnn.lm import BOS, EOS, LMError, build_arpa, read_arpa, write_arpa, write_lexicon
@@ -387,6 +388,20 @@ def test_cli_builds_an_lm_and_decodes_with_it(tmp_path, speech_dir, capsys):
         assert json.loads(capsys.readouterr().out)["text"] == "yes"
     assert main(["transcribe", wav, "--lm", str(arpa), "--hot-word", "zebra cr0ssing:1"]) == 2
     assert "'zebra cr0ssing'" in capsys.readouterr().err
+    # A file of them: comments and blank lines skipped; a bad line named by file and number.
+    listed = tmp_path / "hot.txt"
+    listed.write_text("# places\nzebra crossing:1  # a phrase\n\nZulu\n")
+    assert read_hot_words(listed, 0.5, TOK) == [("zebra crossing", 1.0), ("Zulu", 0.5)]
+    assert main(["transcribe", wav, "--format", "jsonl", "--lm", str(arpa), "--hot-words", str(listed), "--hot-word", "yes:1"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "yes"
+    listed.write_text("zebra\nzulu:x\n")
+    assert main(["transcribe", wav, "--lm", str(arpa), "--hot-words", str(listed)]) == 2
+    assert f"{listed}, line 2: hot word 'zulu:x'" in capsys.readouterr().err
+    listed.write_bytes(b"caf\xe9\n")
+    assert main(["transcribe", wav, "--lm", str(arpa), "--hot-words", str(listed)]) == 2
+    assert f"{listed}: not UTF-8 text" in capsys.readouterr().err
+    assert main(["transcribe", wav, "--lm", str(arpa), "--hot-words", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt" in capsys.readouterr().err
     assert main(["transcribe", wav, "--lm", "none", "--hot-word", "yes"]) == 2
     assert "greedy decoding (LM 'none') has no search" in capsys.readouterr().err
     assert main(["transcribe", wav, "--lm", str(tmp_path / "missing.arpa")]) == 2
