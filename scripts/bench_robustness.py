@@ -39,6 +39,11 @@ split carved from AN4 train: what comparisons between training variants are made
 The pink, brown and babble conditions were added in session 54: the printed twelve-condition
 mean leaves them out too, and ``mean_wer_noise_kinds`` is the mean of the four kinds of noise
 at 10 dB (white, pink, brown, babble) where all four were run.
+
+- microphones (session 59; outside the mean too): each utterance through a random frequency
+  response (speechrnn.data.random_equalizer: 2-4 peaking filters of up to 12 dB either way,
+  seeded), as other microphones and channels colour speech; the recipes' `--eq-prob` trains
+  with other draws of the same family, so a model trained with it is tested in-family here.
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ import torchaudio
 
 from speechrnn import machine
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise
+from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, random_equalizer
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_counts, error_rates
 from speechrnn.model import load_model
@@ -103,6 +108,10 @@ def conditions(
             voices.extend(voice["voice"] for _, _, voice in jobs)
         return [torch.from_numpy(load_audio(path)) for _, path, _ in jobs]
 
+    def microphones(seed: int) -> list[torch.Tensor]:
+        rng = random.Random(seed)
+        return [random_equalizer(w, rng, MICROPHONE_DB) for w in waves]
+
     def reverberant(name: str, rt60: tuple[float, float], seed: int) -> list[torch.Tensor]:
         rng = random.Random(seed)
         rooms = [room_impulse_response(rng, rt60) for _ in waves]
@@ -119,6 +128,7 @@ def conditions(
     }
     if talkers is not None:
         makers["babble 10 dB"] = lambda: babbled(20261209)
+    makers["microphones"] = lambda: microphones(20261210)
     makers.update({f"faint noise (-80 dBFS, draw {seed})": (lambda seed=seed: faint(seed)) for seed in range(3)})
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
@@ -131,6 +141,7 @@ def conditions(
     return {name: make() for name, make in makers.items() if wanted(name)}
 
 
+MICROPHONE_DB = 12.0  # the microphones condition's largest gain per filter (the recipes' --eq-db default)
 NOISE_KINDS = ("noise 10 dB", "pink noise 10 dB", "brown noise 10 dB", "babble 10 dB")
 LATER_NOISES = NOISE_KINDS[1:]  # the kinds added in session 54
 
@@ -196,7 +207,7 @@ def main() -> None:
     means = {
         name: round(sum(wers) / len(wers), 2)
         for name, rows in report.items()
-        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite")) and condition not in LATER_NOISES])
+        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite", "microphones")) and condition not in LATER_NOISES])
     }
     noise_means = {
         name: round(sum(rows[kind]["wer"] for kind in NOISE_KINDS) / len(NOISE_KINDS), 2)
@@ -208,7 +219,7 @@ def main() -> None:
         "utterances": len(texts),
         "lm": args.lm,
         "wer_cer": report,
-        "mean_wer_without_faint": means,  # (nor flite, pink, brown or babble)
+        "mean_wer_without_faint": means,  # (nor flite, pink, brown, babble or microphones)
         "mean_wer_noise_kinds": noise_means,  # white, pink, brown and babble at 10 dB
         "flite_wer_by_voice": by_voice,
         "room_decay_s": {name: round(seconds, 3) for name, seconds in room_decays.items()},  # what the simulated rooms show (T20)

@@ -248,6 +248,11 @@ class AugmentConfig:
     # (NOISE_EXPONENTS) or babble (other recordings of the batch talking at once, see babble).
     # White alone draws nothing more, so earlier recipes repeat bit for bit.
     noise_types: tuple[str, ...] = ("white",)
+    # Chance of hearing an utterance through a random microphone and channel (random_equalizer:
+    # EQ_BANDS peaking filters, each of a gain drawn from -eq_db..eq_db dB). 0: off, and no
+    # random draw, so earlier recipes repeat bit for bit.
+    eq_prob: float = 0.0
+    eq_db: float = 12.0
 
     def __post_init__(self):
         if not 0.0 <= self.concat_prob <= 1.0 or self.concat_max < 2:
@@ -260,6 +265,8 @@ class AugmentConfig:
             raise ValueError(f"dither_db must be a range (low, high) of negative dB with low <= high, got {self.dither_db}")
         if self.vtlp is not None and not 0.5 <= self.vtlp[0] <= self.vtlp[1] <= 2.0:
             raise ValueError(f"vtlp must be a range (low, high) of warp factors in 0.5..2 with low <= high, got {self.vtlp}")
+        if not 0.0 <= self.eq_prob <= 1.0 or self.eq_db < 0:
+            raise ValueError(f"eq_prob must be in 0..1 and eq_db at least 0, got {self.eq_prob} and {self.eq_db}")
         unknown = [kind for kind in self.noise_types if kind not in NOISE_TYPES]
         if not self.noise_types or unknown:
             raise ValueError(f"noise_types must be one or more of {', '.join(NOISE_TYPES)}, got {self.noise_types}")
@@ -287,7 +294,8 @@ def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.R
 
 
 def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, others: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-    """Speed perturbation, room reverberation, band limiting, gain, dither and additive noise on
+    """Speed perturbation, room reverberation, band limiting, a random microphone's frequency
+    response, gain, dither and additive noise on
     one ``(N,)`` waveform; ``others`` (other recordings, e.g. the rest of its batch) are the
     talkers of babble noise, which falls back to white noise without them."""
     speed = rng.choice(config.speeds)
@@ -300,6 +308,8 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, 
     if rng.random() < config.narrowband_prob:
         # Audio recorded at 8 kHz and resampled to 16 kHz has nothing above 4 kHz.
         wave = AF.resample(AF.resample(wave, 2, 1), 1, 2)[: wave.shape[0]]
+    if config.eq_prob > 0 and rng.random() < config.eq_prob:
+        wave = random_equalizer(wave, rng, config.eq_db)
     wave = wave * 10 ** (rng.uniform(*config.gain_db) / 20)
     if config.dither_db is not None:
         dither = _white_noise(wave, rng)
@@ -309,6 +319,24 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, 
         snr = 10 ** (rng.uniform(*config.snr_db) / 10)
         wave = wave + _noise(wave, config.noise_types, rng, others) * (power / snr).sqrt()
     return wave.clamp(-1.0, 1.0)
+
+
+# Peaking filters of a random microphone and channel, and their centres' range (Hz): below it
+# the AN4 recordings hold hum, above it the 16 kHz audio ends.
+EQ_BANDS = (2, 4)
+EQ_CENTRES = (100.0, 6000.0)
+
+
+def random_equalizer(wave: torch.Tensor, rng: random.Random, max_db: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``wave`` through a random frequency response, as a microphone, its placement and the
+    channel after it colour speech: 2 to 4 peaking filters (torchaudio's biquads), each centred
+    at a frequency drawn log-uniformly from EQ_CENTRES, of a gain drawn from -max_db..max_db dB
+    and a width (Q) from 0.5..2, one after another."""
+    low, high = EQ_BANDS
+    for _ in range(rng.randint(low, high)):
+        centre = math.exp(rng.uniform(*map(math.log, EQ_CENTRES)))
+        wave = AF.equalizer_biquad(wave, sample_rate, centre, rng.uniform(-max_db, max_db), rng.uniform(0.5, 2.0))
+    return wave
 
 
 def _noise(like: torch.Tensor, kinds: tuple[str, ...], rng: random.Random, others: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import load_script
-from speechrnn.data import NOISE_TYPES, AugmentConfig, babble, coloured_noise, perturb_wave
+from speechrnn.data import NOISE_TYPES, AugmentConfig, babble, coloured_noise, perturb_wave, random_equalizer
 from speechrnn.train import noise_fields, perturbed_batch
 
 bench_robustness = load_script("scripts/bench_robustness.py", "bench_robustness")
@@ -130,12 +130,48 @@ def test_unknown_noise_kinds_are_refused_by_the_config_and_both_recipes(capsys):
 
 
 def test_both_recipes_read_the_shared_noise_options_alike():
-    argv = ["--noise-prob", "0.5", "--snr-db", "5", "40", "--noise-types", "pink", "babble", "--narrowband-prob", "0.2", "--vtlp", "0.9", "1.1"]
+    argv = ["--noise-prob", "0.5", "--snr-db", "5", "40", "--noise-types", "pink", "babble", "--narrowband-prob", "0.2", "--vtlp", "0.9", "1.1", "--eq-prob", "0.3", "--eq-db", "9"]
     an4 = noise_fields(recipe.parse_args(argv))
     manifest = noise_fields(manifest_recipe.build_parser().parse_args(["--train", "t", "--dev", "d", "--exp", "x", *argv]))
-    assert an4 == manifest == {"noise_prob": 0.5, "snr_db": (5.0, 40.0), "noise_types": ("pink", "babble"), "narrowband_prob": 0.2, "vtlp": (0.9, 1.1)}
+    assert an4 == manifest == {
+        "noise_prob": 0.5, "snr_db": (5.0, 40.0), "noise_types": ("pink", "babble"), "narrowband_prob": 0.2, "vtlp": (0.9, 1.1), "eq_prob": 0.3, "eq_db": 9.0,
+    }
     robust = recipe.robust_augment(recipe.parse_args(argv))
     assert {field: getattr(robust, field) for field in an4} == an4
+    assert recipe.clean_augment(robust).eq_prob == 0.0  # microphones are the robust stage's
+
+
+def test_a_random_microphone_colours_speech_within_its_gains():
+    impulse = torch.zeros(RATE)
+    impulse[0] = 1.0
+    shapes = []
+    for seed in range(20):
+        response = random_equalizer(impulse, random.Random(seed), 12.0)
+        gains = 20 * torch.log10(torch.fft.rfft(response.double()).abs()[100:6001])  # 1 Hz bins
+        # 2-4 filters of at most 12 dB each, overlapping: never more than 48 dB, and each one something.
+        assert float(gains.abs().max()) <= 48.0 and float(gains.abs().max()) > 0.5
+        shapes.append(gains)
+    assert min(float((a - b).abs().max()) for a, b in zip(shapes, shapes[1:])) > 1.0  # each draw another microphone
+    assert torch.equal(random_equalizer(impulse, random.Random(3), 12.0), random_equalizer(impulse, random.Random(3), 12.0))
+    flat = random_equalizer(impulse, random.Random(3), 0.0)
+    assert torch.allclose(flat, impulse, atol=1e-6)  # no gain: no colour
+    # In training: heard through one with eq_prob 1, through none with 0.
+    wave = 0.1 * torch.randn(RATE, generator=torch.Generator().manual_seed(0))
+    plain = AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(0.0, 0.0))
+    coloured = perturb_wave(wave, dataclasses.replace(plain, eq_prob=1.0), random.Random(0))
+    assert coloured.shape == wave.shape and not torch.allclose(coloured, wave, atol=1e-3)
+    assert torch.equal(perturb_wave(wave, plain, random.Random(0)), wave)
+    with pytest.raises(ValueError, match="eq_prob"):
+        AugmentConfig(eq_prob=1.5)
+
+
+def test_the_robustness_bench_hears_each_utterance_through_another_microphone_the_same_way_each_run():
+    waves = [tone(500.0), tone(2000.0)]
+    wanted = lambda name: name == "microphones"
+    first = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted)["microphones"]
+    again = bench_robustness.conditions(waves, ["a", "b"], Path("unused"), wanted)["microphones"]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(not torch.allclose(heard, wave, atol=1e-3) for heard, wave in zip(first, waves))
 
 
 def test_the_robustness_bench_adds_each_kind_of_noise_at_10_db_the_same_way_each_run():

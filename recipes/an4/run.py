@@ -396,8 +396,8 @@ def robust_augment(args: argparse.Namespace) -> AugmentConfig:
 
 def clean_augment(robust: AugmentConfig) -> AugmentConfig:
     """The clean stage's augmentation: the robust stage's without its level changes, noise,
-    telephone band and rooms."""
-    return dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0, reverb_prob=0.0)
+    telephone band, microphones and rooms."""
+    return dataclasses.replace(robust, noise_prob=0.0, gain_db=(0.0, 0.0), narrowband_prob=0.0, reverb_prob=0.0, eq_prob=0.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
