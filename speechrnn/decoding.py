@@ -517,13 +517,12 @@ class HotPhrases:
         self.boosts = {tuple(phrase.split()): boost for phrase, boost in boosts.items()}
         self.prefix_boosts: dict[str, float] = {}  # spelling prefix ("new yo") -> its look-ahead
         self.openings: set[tuple[str, ...]] = set()  # word runs that begin a longer phrase
+        self.continued: dict[str, float] = {}  # word -> largest boost of a phrase it continues (>= 0)
         for words, boost in self.boosts.items():
             text = " ".join(words)
             for end in range(1, len(text) + 1):
                 self.prefix_boosts[text[:end]] = max(self.prefix_boosts.get(text[:end], 0.0), boost)
             self.openings.update(words[:n] for n in range(1, len(words)))
-        self.continued: dict[str, float] = {}  # word -> largest boost of a phrase it continues (>= 0)
-        for words, boost in self.boosts.items():
             for word in words[1:]:
                 self.continued[word] = max(self.continued.get(word, 0.0), boost)
         self.words = {word for words in self.boosts for word in words}
