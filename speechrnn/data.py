@@ -295,9 +295,9 @@ def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.R
 
 def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, others: Sequence[torch.Tensor] = ()) -> torch.Tensor:
     """Speed perturbation, room reverberation, band limiting, a random microphone's frequency
-    response, gain, dither and additive noise on
-    one ``(N,)`` waveform; ``others`` (other recordings, e.g. the rest of its batch) are the
-    talkers of babble noise, which falls back to white noise without them."""
+    response, gain, dither and additive noise on one ``(N,)`` waveform; ``others`` (other
+    recordings, e.g. the rest of its batch) are the talkers of babble noise, which falls back to
+    white noise without them."""
     speed = rng.choice(config.speeds)
     if speed != 1.0:
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.

@@ -86,6 +86,8 @@ def tune(
             loaded[key] = BeamSearch(base, model.tokenizer)  # each LM and lexicon is read once
         base_search = loaded[key].with_config(base)
         boosted = any(boost for _, boost in base.hot_words)
+        if boosted and not any(weight > 0 for weight in lm_weights):
+            raise ValueError(f"hot words' boosts are scored through the LM: the LM weights to try ({', '.join(map(str, lm_weights))}) need a positive one")
         for lm_weight in lm_weights:
             if boosted and lm_weight <= 0:
                 continue  # (hot words' boosts go through the LM's score: no weight, no boost)

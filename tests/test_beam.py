@@ -479,6 +479,8 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, dev_manifest_and_lm, caps
     captured = capsys.readouterr()
     assert set(re.findall(r"lm_weight (\S+) word_score", captured.err)) == {"0.5"}
     assert json.loads(settings.read_text())["hot_words"] == [["zebra crossing", 2.0], ["zulu", 0.0]]
+    assert main(hot[: hot.index("--lm-weights")] + ["--lm-weights", "0", "-o", str(settings)]) == 2
+    assert "need a positive one" in capsys.readouterr().err
 
 
 def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):
