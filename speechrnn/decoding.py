@@ -358,10 +358,11 @@ class BeamSearch:
         a word."""
         trie = fl.Trie(self.tokens.index_size(), self.silence)
         start = self.lm.start(False)
+        known = self.arpa.vocabulary if self.arpa is not None else None  # (None: no LM, no word unknown)
         for word, spelling in self.lexicon.items():
             index = self.words.get_index(word)
             _, score = self.lm.score(start, index)
-            boost = self.phrases.trie_boost(word) if self.phrases is not None else 0.0
+            boost = self.phrases.trie_boost(word, known is None or word in known) if self.phrases is not None else 0.0
             trie.insert([self.tokens.get_index(t) for t in spelling], index, score + boost)
         trie.smear(fl.SmearingMode.MAX)
         return trie
@@ -555,12 +556,15 @@ class HotPhrases:
         given = self.look_ahead(context, word if letters_given else "")
         return following, boost + self.look_ahead(following) - given
 
-    def trie_boost(self, word: str) -> float:
+    def trie_boost(self, word: str, known: bool = False) -> float:
         """A lexicon trie's look-ahead over ``word``'s letters (a trie knows no context): what
-        it gains at a transcript's start, or the largest boost of a phrase it continues, whose
-        look-ahead the word before gave to every word that follows and the words other than
-        this one take back once spelled."""
-        return max(self.word_score((), word, False)[1], self.continued.get(word, float("-inf")))
+        it gains at a transcript's start, or, for a word the LM lacks (not ``known``), the
+        largest boost of a phrase it continues: the word before gave that look-ahead to every
+        word that follows, and the words other than this one take it back once spelled, but
+        the trie's own look-ahead, the word's unigram, is ``<unk>``'s, which would prune it
+        within the word before the boost comes."""
+        start = self.word_score((), word, False)[1]
+        return start if known else max(start, self.continued.get(word, float("-inf")))
 
 
 class HotWordLM(fl.LM):

@@ -208,9 +208,11 @@ def test_hot_phrases_end_where_their_last_word_does_and_overlap():
     assert phrases.look_ahead(("a", "b")) == 4.0 and phrases.look_ahead(("a", "b"), "d") == 0.0
     assert phrases.look_ahead((), "x") == 0.0  # a phrase to avoid is not looked ahead
     assert phrases.advance(("x",), "y") == ((), -3.0)
-    # A lexicon trie's look-ahead: a phrase's first word carries it, a later word its boost (its
-    # letters must outscore the words that end the phrase's look-ahead), an avoided one nothing.
+    # A lexicon trie's look-ahead: a phrase's first word carries it, a later word the LM lacks
+    # its boost (its letters must outscore the words that end the phrase's look-ahead, on
+    # <unk>'s unigram), one the LM has its own start's, an avoided one nothing.
     assert [phrases.trie_boost(word) for word in ("a", "c", "d", "x", "y")] == [4.0, 4.0, 2.0, 0.0, 0.0]
+    assert [phrases.trie_boost(word, known=True) for word in ("a", "c", "d", "x", "y")] == [4.0, 1.0, 0.0, 0.0, 0.0]
     # Along any transcript the look-ahead given and taken back sums to the boosts of the phrases ended.
     context, total = (), 0.0
     for word in "a b c d x y b c".split():
