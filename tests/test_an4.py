@@ -127,15 +127,20 @@ def test_bundled_streaming_model_finalizes_any_chunking_of_real_speech_as_offlin
 
 
 def test_a_hot_word_spells_a_word_the_bundled_lexicon_lacks_live_and_offline(an4_root):
-    """AN4 train never says "thirteen"; given as a hot word, both paths spell it in the one
-    test utterance that says it (the streaming model needs a boost, README: Hot words)."""
+    """AN4 train never says "thirteen"; given as a hot word, or in a hot phrase, both paths
+    spell it in the one test utterance that says it (the streaming model needs a boost, README:
+    Hot words)."""
     wav = str(an4_root / "wav" / "an4test_clstk" / "fvap" / "an428-fvap-b.wav")
     model = load_model("streaming")
     assert "thirteen" not in beam_search_for(model).lexicon
     assert speechrnn.transcribe(wav, model) != "enter eight thirteen"
     assert speechrnn.transcribe(wav, model, hot_words=[("thirteen", 5.0)]) == "enter eight thirteen"
-    recognizer = StreamingRecognizer(model, endpoint=None, lm=beam_search_for(model, hot_words=[("thirteen", 5.0)]))
     samples = load_audio(wav)
-    for start in range(0, len(samples), 1600):
-        recognizer.accept_waveform(samples[start : start + 1600])
-    assert recognizer.finalize().text == "enter eight thirteen"
+    # As a phrase too: its later word, which the LM lacks, carries the boost in the lexicon trie
+    # (without it "thirteen" was pruned within the word: "enter eight thirty").
+    for hot_words in ([("thirteen", 5.0)], [("eight thirteen", 5.0)]):
+        recognizer = StreamingRecognizer(model, endpoint=None, lm=beam_search_for(model, hot_words=hot_words))
+        for start in range(0, len(samples), 1600):
+            recognizer.accept_waveform(samples[start : start + 1600])
+        assert recognizer.finalize().text == "enter eight thirteen", hot_words
+    assert speechrnn.transcribe(wav, model, hot_words=[("eight thirteen", 5.0)]) == "enter eight thirteen"
