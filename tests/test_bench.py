@@ -385,3 +385,22 @@ def test_hot_word_scores_count_each_occurrence_once_and_extra_ones_as_false_alar
     assert result["false_alarms"] == 1  # "sixty" where "yes" alone was said
     assert result["wer_with_words"] == pytest.approx(100 * 1 / 7, abs=0.01)  # one deletion in 7 words of 3 utterances
     assert result["wer_all"] == pytest.approx(100 * 2 / 8, abs=0.01)
+
+
+def test_channel_bench_substitution_removes_a_fixed_response_and_keeps_the_global_mean():
+    import torch
+
+    from speechrnn.features import Frontend, FrontendConfig, num_frames
+
+    _script("bench_robustness")  # (bench_channel imports it as a sibling module)
+    channel = _script("bench_channel")
+    frontend = Frontend(FrontendConfig(kind="logmel"))
+    frontend.set_cmvn(torch.linspace(-3.0, 1.0, frontend.config.n_features), torch.ones(frontend.config.n_features))
+    wave = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([16000, 16000])
+    feat_lens = num_frames(lens, frontend.config)
+    log_mel = frontend.log_mel(torch.stack([wave, 4 * wave]))  # 12 dB more: a fixed response
+    assert not torch.allclose(log_mel[0], log_mel[1], atol=1.0)
+    substituted = channel.substitute_utterance_mean(frontend, log_mel, feat_lens)
+    torch.testing.assert_close(substituted[0], substituted[1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(substituted[0, : int(feat_lens[0])].mean(0), frontend.cmvn_mean, atol=1e-4, rtol=0)
