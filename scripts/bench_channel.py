@@ -7,7 +7,8 @@ energies per channel replaced by the training speech's (the model's global norma
 statistics), which removes any fixed response, and prints WER (greedy) for both. Where the two
 readings of a condition draw level with clean speech read the same way, its loss was the channel;
 the gap between the two clean readings is what a model not trained on such features loses by the
-substitution (training with `--utterance-cmn`, offline models, would not).
+substitution (an offline model trained with `--utterance-cmn` reads its features this way from
+the start: recipes/an4/RESULTS.md, session 59).
 
 A test-time analysis, not a decoding option: the substitution needs the whole utterance (no
 streaming), and the models were trained without it.
