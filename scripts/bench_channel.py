@@ -32,6 +32,7 @@ from speechrnn import machine
 from speechrnn.audio import load_audio
 from speechrnn.data import DEFAULT_AN4, an4_eval_split
 from speechrnn.evaluate import error_rates
+from speechrnn.features import utterance_mean
 from speechrnn.model import SpeechModel, load_model
 from speechrnn.transcribe import recognize
 
@@ -39,8 +40,7 @@ from speechrnn.transcribe import recognize
 def substitute_utterance_mean(frontend, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
     """``(B, T, n_mels)`` log-mel frames whose per-channel mean over each row's ``feat_lens``
     frames is replaced by the frontend's global mean (a log-mel frontend's normalisation mean)."""
-    valid = (torch.arange(log_mel.shape[1])[None] < feat_lens[:, None]).to(log_mel.dtype)
-    mean = (log_mel * valid[..., None]).sum(-2) / valid.sum(-1).clamp(min=1)[:, None]
+    mean, valid = utterance_mean(log_mel, feat_lens)
     return log_mel + (frontend.cmvn_mean - mean)[:, None, :] * valid[..., None]
 
 

@@ -351,6 +351,8 @@ class BeamSearch:
         self.phrases = HotPhrases(boosts) if boosts else None
         if self.lexicon is not None:
             self.trie = self._trie()
+            # Single words' LM holds no state: one for every decoder (phrases need one each).
+            self.word_lm = HotWordLM(self.lm, self.phrases, self.words) if self.phrases is not None and not self.phrases.openings else None
 
     def _trie(self):
         """The lexicon's spellings, each word's leaf scored with its unigram and what hot words
@@ -425,7 +427,7 @@ class BeamSearch:
             # (without boosts, the LM itself: its calls stay in C++)
             lm = self.lm
             if self.phrases is not None:
-                lm = (HotPhraseLM if self.phrases.openings else HotWordLM)(self.lm, self.phrases, self.words)
+                lm = self.word_lm or HotPhraseLM(self.lm, self.phrases, self.words)
             engine = fl.LexiconDecoder(self.options, self.trie, lm, self.silence, self.tokenizer.blank, self.unk, [], False)
         else:
             lm = WordLMAdapter(self.arpa, self.tokenizer, self.phrases) if self.arpa is not None or self.phrases is not None else fl.ZeroLM()

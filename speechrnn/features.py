@@ -216,8 +216,7 @@ class Frontend(nn.Module):
         """
         if not self.config.utterance_cmn or log_mel.shape[-2] == 0:
             return log_mel
-        valid = (torch.arange(log_mel.shape[-2], device=log_mel.device)[None, :] < feat_lens.to(log_mel.device)[:, None]).to(log_mel.dtype)
-        mean = (log_mel * valid[..., None]).sum(-2) / valid.sum(-1).clamp(min=1)[:, None]
+        mean, valid = utterance_mean(log_mel, feat_lens)
         return log_mel - mean[:, None, :] * valid[..., None]
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
@@ -279,6 +278,13 @@ def speech_level_db(waves: torch.Tensor, wave_lens: torch.Tensor, config: Fronte
         power = wave[:n].unfold(0, config.n_fft, config.hop_length).pow(2).mean(-1)
         levels.append(10 * torch.log10(torch.quantile(power, 0.9).clamp(min=1e-20)))
     return torch.stack(levels) if levels else waves.new_zeros(0)
+
+
+def utterance_mean(log_mel: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, n_mels)`` per-channel means of ``(B, T, n_mels)`` frames over each row's
+    ``feat_lens`` valid frames, and the ``(B, T)`` mask of those frames (1.0 valid, 0.0 not)."""
+    valid = (torch.arange(log_mel.shape[-2], device=log_mel.device)[None, :] < feat_lens.to(log_mel.device)[:, None]).to(log_mel.dtype)
+    return (log_mel * valid[..., None]).sum(-2) / valid.sum(-1).clamp(min=1)[:, None], valid
 
 
 def normalize_level(waves: torch.Tensor, wave_lens: torch.Tensor, target_db: float, config: FrontendConfig) -> torch.Tensor:

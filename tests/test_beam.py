@@ -227,7 +227,10 @@ def test_a_reweighted_hot_word_search_equals_a_fresh_one(lm_files, hot_words):
     torch.manual_seed(2)
     log_probs = torch.randn(90, len(TOK)).mul(3).log_softmax(-1)
     config = BeamSearchConfig(lm=str(arpa), lexicon=str(lexicon), lm_weight=1.0, hot_words=hot_words)
-    reweighted = BeamSearch(config, TOK).reweighted(2.0, 0.5)
+    search = BeamSearch(config, TOK)
+    # Single words' LM holds no state and serves every decoder; a phrase's context is per decoder.
+    assert (search.decoder(0.03).lm is search.decoder(0.03).lm) == (len(hot_words) == 2)
+    reweighted = search.reweighted(2.0, 0.5)
     fresh = BeamSearch(dataclasses.replace(config, lm_weight=2.0, word_score=0.5), TOK)
     expected = decode(fresh, log_probs).hypothesis()
     for hypothesis in (decode(reweighted, log_probs).hypothesis(), decode(reweighted, log_probs, chunks=[1, 7, 30, 13]).hypothesis()):
