@@ -46,9 +46,9 @@ def substitute_utterance_mean(frontend, log_mel: torch.Tensor, feat_lens: torch.
 
 def with_mean_substituted(model: SpeechModel) -> SpeechModel:
     """``model`` (changed in place) reading utterances with their mean log-mel energies replaced."""
-    if model.config.frontend.kind != "logmel" or model.config.frontend.utterance_cmn:
-        raise SystemExit(f"{model.source}: the substitution needs a log-mel frontend without --utterance-cmn")
-    model.frontend.subtract_utterance_mean = types.MethodType(substitute_utterance_mean, model.frontend)
+    if model.config.frontend.kind != "logmel" or model.config.frontend.utterance_cmn or model.config.frontend.running_cmn_frames:
+        raise SystemExit(f"{model.source}: the substitution needs a log-mel frontend without --utterance-cmn or --running-cmn")
+    model.frontend.subtract_channel_mean = types.MethodType(substitute_utterance_mean, model.frontend)
     return model
 
 

@@ -19,11 +19,26 @@ from speechrnn.model import SpeechModel, load_model, save_model
 
 
 def with_frontend(model: SpeechModel, **changes) -> SpeechModel:
-    """A new model with ``model``'s weights and statistics and its frontend options changed."""
+    """A new model with ``model``'s weights and statistics and its frontend options changed.
+
+    Turning on ``running_cmn_frames`` gives the running mean its prior from the model's own
+    statistics: the log-mel energies whose features are the normalisation mean (the mean
+    itself for a log-mel frontend; for MFCCs, the log-mel energies the DCT maps onto it), and
+    that mean less their features, so the new model reads each utterance's first frames
+    exactly as the old one did."""
     config = dataclasses.replace(model.config, frontend=dataclasses.replace(model.config.frontend, **changes))
     changed = SpeechModel(config)
-    changed.load_state_dict(model.state_dict())
-    changed.metadata = dict(model.metadata)
+    state = model.state_dict()
+    if "frontend.cmn_prior" in changed.state_dict() and "frontend.cmn_prior" not in state:
+        old = model.config.frontend
+        if old.utterance_cmn:
+            raise ValueError("running_cmn_frames: the prior cannot come from a model whose statistics are of mean-normalised frames (utterance_cmn)")
+        mean = state["frontend.cmvn_mean"]
+        prior = mean if old.kind == "logmel" else mean @ model.frontend.dct.T  # the DCT's columns are orthonormal
+        state["frontend.cmn_prior"] = prior
+        state["frontend.cmvn_mean"] = mean - model.frontend.transform(prior)
+    changed.load_state_dict(state)
+    changed.metadata = dict(getattr(model, "metadata", {}))
     return changed.eval()
 
 

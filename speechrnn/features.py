@@ -54,6 +54,13 @@ class FrontendConfig:
     # the utterance's frames is subtracted from its log energies before the global statistics,
     # removing a fixed channel response (microphone, telephone band, gain) from the input.
     utterance_cmn: bool = False
+    # Causal running mean normalisation, for any model, streaming ones included (0: off): each
+    # mel channel's mean over the frames so far (after level tracking, where that is on) is
+    # subtracted from its log energies, the mean starting from a prior (the training speech's
+    # mean, a frontend buffer) that counts as this many frames, so an utterance's first frames
+    # are taken relative to typical speech and later ones ever more relative to their own
+    # channel (see Frontend.running_channel_mean).
+    running_cmn_frames: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("mfcc", "logmel"):
@@ -68,6 +75,10 @@ class FrontendConfig:
             raise ValueError(f"level_decay_db must be >= 0, got {self.level_decay_db}")
         if self.utterance_cmn and self.level_decay_db:
             raise ValueError("utterance_cmn and level_decay_db are alternatives: set one")
+        if self.running_cmn_frames < 0:
+            raise ValueError(f"running_cmn_frames (the prior's weight in frames) must be >= 0, got {self.running_cmn_frames}")
+        if self.running_cmn_frames and self.utterance_cmn:
+            raise ValueError("utterance_cmn and running_cmn_frames are alternatives: set one")
         if self.level_start_db is not None and not self.level_decay_db:
             raise ValueError("level_start_db needs level tracking (level_decay_db > 0)")
         if self.level_start_lead_db is not None and self.level_start_db is None:
@@ -123,6 +134,11 @@ class Frontend(nn.Module):
         self.register_buffer("dct", dct, persistent=False)
         self.register_buffer("cmvn_mean", torch.zeros(config.n_features))
         self.register_buffer("cmvn_std", torch.ones(config.n_features))
+        if config.running_cmn_frames:
+            # The running mean's starting point: mean log-mel energies of the training speech
+            # (set with the statistics, :func:`speechrnn.train.compute_cmvn`). Only such
+            # frontends have it, so files saved before it load as they were.
+            self.register_buffer("cmn_prior", torch.zeros(config.n_mels))
 
     def log_mel(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, N)`` samples, each from its signal's start -> ``(B, T, n_mels)`` log-mel energies
@@ -204,20 +220,53 @@ class Frontend(nn.Module):
         (10 log10 of the sum of its mel energies, the log's fixed offset included)."""
         return frame_levels(self.mel_energies(waves)) / NATS_PER_DB
 
-    def subtract_utterance_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
-        """``(B, T, n_mels)`` log-mel frames less each row's per-channel mean over its ``feat_lens``
-        valid frames (rows past their length stay as they are); unchanged unless
-        ``config.utterance_cmn`` is set.
+    def subtract_channel_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """``(B, T, n_mels)`` log-mel frames, each signal's from its first frame, less each
+        channel's mean: over each row's ``feat_lens`` valid frames with ``config.utterance_cmn``
+        (rows past their length stay as they are), the running mean of
+        :meth:`running_channel_mean` with ``config.running_cmn_frames``; unchanged otherwise.
 
         Cepstral mean normalisation, done on log-mel energies: a fixed gain or channel response
         multiplies each mel energy by a constant, which is a constant added to its log, so it
-        cancels here (short of the log's fixed floor). It needs the whole utterance, so only
-        whole-input (bidirectional) models use it.
+        cancels here (short of the log's fixed floor). The utterance mean needs the whole
+        utterance, so only whole-input (bidirectional) models use it.
         """
-        if not self.config.utterance_cmn or log_mel.shape[-2] == 0:
+        config = self.config
+        if log_mel.shape[-2] == 0:
             return log_mel
-        mean, valid = utterance_mean(log_mel, feat_lens)
-        return log_mel - mean[:, None, :] * valid[..., None]
+        if config.utterance_cmn:
+            mean, valid = utterance_mean(log_mel, feat_lens)
+            return log_mel - mean[:, None, :] * valid[..., None]
+        if config.running_cmn_frames:
+            return self.running_channel_mean(log_mel)[0]
+        return log_mel
+
+    def running_channel_mean(self, log_mel: torch.Tensor, total: torch.Tensor | None = None, done: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal mean normalisation of ``(B, T, n_mels)`` log-mel frames ``done`` onwards.
+
+        Frame ``t`` less ``(n0 * prior + sum of frames 0..t) / (n0 + t + 1)`` per channel, where
+        ``n0`` is ``config.running_cmn_frames`` and ``prior`` the ``cmn_prior`` buffer: the
+        mean starts at the training speech's and moves to the signal's own as its frames
+        arrive. Sums are kept in float64, so a stream fed in chunks gets the frames of the
+        whole signal. Written here: torchaudio's ``SlidingWindowCmn`` reads frames ahead of
+        the first ones (see :meth:`track_level`) and has no prior.
+
+        Args:
+            log_mel: ``(B, T, n_mels)`` (level-tracked) log-mel frames.
+            total: ``(B, n_mels)`` float64 sum of the ``done`` frames before these (None: none).
+            done: the number of frames before these since the mean started.
+
+        Returns:
+            the normalised frames and the sum to carry to the next chunk.
+        """
+        n0 = self.config.running_cmn_frames
+        x = log_mel.double()
+        sums = torch.cumsum(x, dim=-2) + n0 * self.cmn_prior.double()
+        if total is not None:
+            sums = sums + total[:, None, :]
+        count = n0 + torch.arange(done + 1, done + 1 + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
+        carried = x.sum(-2) if total is None else total + x.sum(-2)
+        return log_mel - (sums / count[:, None]).to(log_mel.dtype), carried
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""
@@ -242,7 +291,7 @@ class Frontend(nn.Module):
             ``(B, T, n_features)`` features and ``(B,)`` valid frames per row.
         """
         feat_lens = num_frames(wave_lens, self.config)
-        feats = self.normalize(self.transform(self.subtract_utterance_mean(self.log_mel(waves), feat_lens)))
+        feats = self.normalize(self.transform(self.subtract_channel_mean(self.log_mel(waves), feat_lens)))
         return feats, feat_lens
 
     @torch.no_grad()

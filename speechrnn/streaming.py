@@ -45,8 +45,10 @@ class StreamState:
     tentative: torch.Tensor | None = None  # (B, P + Q, V) log-probabilities of the pending and held frames if silence followed (None: not read)
     features_done: int = 0  # feature frames produced so far
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
-    frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking (None: the frontend tracks no level)
+    frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking and the running mean (None: the frontend has neither)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
+    cmn_sum: torch.Tensor | None = None  # (B, n_mels) float64 sum of the frames since the running channel mean started (None: none yet)
+    cmn_start: int = 0  # the feature frame where the running channel mean started
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -102,26 +104,41 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     frontend = model.frontend
     energies = frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
     log_mel, level = frontend.track_level(energies, state.level, state.features_done)
+    cmn_sum = state.cmn_sum
+    if config.running_cmn_frames:
+        log_mel, cmn_sum = frontend.running_channel_mean(log_mel, cmn_sum, state.features_done - state.cmn_start)
     frames_log_mel = state.frames_log_mel
-    if config.level_decay_db:
+    if config.level_decay_db or config.running_cmn_frames:
         # The frames that forward_chunk will hold back unstacked, as they were before level
-        # tracking: an utterance restarting there re-normalises them by its own level.
+        # tracking and mean normalisation: an utterance restarting there re-normalises them
+        # by its own level and mean.
         held = (state.frames.shape[1] + n) % model.config.frame_stack
         if held <= n:  # (the usual case: no copy of the frames held before)
             frames_log_mel = energies[:, n - held :]
         else:
             frames_log_mel = torch.cat([frames_log_mel, energies], dim=1)[:, -held:]
     return log_mel, dataclasses.replace(
-        state, samples=buffer[:, n * config.hop_length :], features_done=state.features_done + n, level=level, frames_log_mel=frames_log_mel
+        state,
+        samples=buffer[:, n * config.hop_length :],
+        features_done=state.features_done + n,
+        level=level,
+        frames_log_mel=frames_log_mel,
+        cmn_sum=cmn_sum,
     )
 
 
 def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
     """``state`` with ``other``'s frontend fields (samples buffered, frames counted, level
-    tracked): a streaming partner that :func:`shares_frontend` with the first pass takes them
+    and channel mean tracked): a streaming partner that :func:`shares_frontend` with the first pass takes them
     from the first pass's state, whose chunks it reads too, instead of computing them again."""
     return dataclasses.replace(
-        state, samples=other.samples, features_done=other.features_done, level=other.level, frames_log_mel=other.frames_log_mel
+        state,
+        samples=other.samples,
+        features_done=other.features_done,
+        level=other.level,
+        frames_log_mel=other.frames_log_mel,
+        cmn_sum=other.cmn_sum,
+        cmn_start=other.cmn_start,
     )
 
 
@@ -236,7 +253,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         shapes = {tuple(getattr(s, name).shape[1:]) for s in states}
         if len(shapes) > 1:
             raise ValueError(f"cannot stack streams whose {name} caches differ in shape: {sorted(shapes)}")
-    if len({(s.frames_done, s.features_done) for s in states}) > 1:  # (equal counts: all have a level or none)
+    if len({(s.frames_done, s.features_done, s.cmn_start) for s in states}) > 1:  # (equal counts: all have a level or none)
         raise ValueError("cannot stack streams at different frame counts")
     return StreamState(
         samples=torch.cat([s.samples for s in states]),
@@ -250,6 +267,8 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         features_done=states[0].features_done,
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
+        cmn_sum=None if states[0].cmn_sum is None else torch.cat([s.cmn_sum for s in states]),
+        cmn_start=states[0].cmn_start,
         conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
         held=torch.cat([s.held for s in states]),
     )
@@ -270,6 +289,8 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             features_done=state.features_done,
             level=None if state.level is None else state.level[b : b + 1],
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
+            cmn_sum=None if state.cmn_sum is None else state.cmn_sum[b : b + 1],
+            cmn_start=state.cmn_start,
             conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
             held=state.held[b : b + 1],
         )
@@ -279,17 +300,21 @@ def unstack_state(state: StreamState) -> list[StreamState]:
 
 def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None, time_offset: float) -> StreamState:
     """A one-stream ``state`` (flushed) restarted for the next utterance at its next frame:
-    the RNN, the convolution frontend, the frontend's level tracking and the decoder start
-    afresh, as at a stream's start (how every training example starts); the samples and
-    frames already buffered are kept."""
+    the RNN, the convolution frontend, the frontend's level tracking and running channel mean
+    and the decoder start afresh, as at a stream's start (how every training example starts);
+    the samples and frames already buffered are kept."""
     # A level carried over from the speech before left the fresh RNN facing the pause at
     # that level, which it often read as a letter ("p", "x"); see the README's Status.
     frames, level = state.frames, None  # level None: the tracking restarts at the next frame
+    cmn_sum, cmn_start = None, state.features_done
     if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
         # A frame held back for stacking was normalised by the old level, so the fresh RNN
         # would meet a pause far below its level, then the same pause at its own level, and
         # read that jump as a letter ("s"); it is normalised again as a new stream would.
-        log_mel, level = model.frontend.track_level(state.frames_log_mel, None, state.features_done - state.frames_log_mel.shape[1])
+        cmn_start = state.features_done - state.frames_log_mel.shape[1]
+        log_mel, level = model.frontend.track_level(state.frames_log_mel, None, cmn_start)
+        if model.config.frontend.running_cmn_frames:
+            log_mel, cmn_sum = model.frontend.running_channel_mean(log_mel)
         frames = normalized(model, log_mel)
     return dataclasses.replace(
         init_state(model, search=search, time_offset=time_offset),
@@ -299,6 +324,8 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         features_done=state.features_done,
         level=level,
         frames_log_mel=state.frames_log_mel,
+        cmn_sum=cmn_sum,
+        cmn_start=cmn_start,
     )
 
 

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 import torch.distributed as dist
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .audio import AudioError, load_audio
 from .data import BABBLE_TALKERS, NOISE_TYPES, AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
-from .features import CMVNAccumulator, num_frames, speech_level_db
+from .features import CMVNAccumulator, Frontend, num_frames, speech_level_db
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, resolve_model_path, save_model, valid_frames, widened_lookahead, widened_units
 from .transcribe import recognize
 
@@ -81,19 +81,32 @@ def statistics_subset(n_utterances: int, seed: int) -> list[int]:
 
 def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 0) -> None:
     """Set the frontend's global mean/variance from un-augmented training audio (see
-    :func:`statistics_subset`)."""
-    acc = CMVNAccumulator(model.config.frontend.n_features)
+    :func:`statistics_subset`), and first, with a running channel mean in the frontend, its
+    prior: the mean log-mel energies of the same audio."""
+    frontend = model.frontend
+    subset = statistics_subset(len(waves), seed)
+    if frontend.config.running_cmn_frames:
+        prior = CMVNAccumulator(frontend.config.n_mels)
+        for log_mel in _statistics_log_mel(frontend, waves, subset):
+            prior.update(log_mel[0])
+        frontend.cmn_prior.copy_(prior.stats()[0])
+    acc = CMVNAccumulator(frontend.config.n_features)
+    for log_mel in _statistics_log_mel(frontend, waves, subset):
+        log_mel = frontend.subtract_channel_mean(log_mel, torch.tensor([log_mel.shape[1]]))
+        acc.update(frontend.transform(log_mel)[0])
+    frontend.set_cmvn(*acc.stats())
+
+
+def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[torch.Tensor]:
+    """``(1, T, n_mels)`` log-mel frames of each of ``waves[subset]`` that can be read."""
     with torch.no_grad():
-        for i in statistics_subset(len(waves), seed):
+        for i in subset:
             try:
                 wave = waves[i]
             except AudioError as error:  # from disk: training leaves it out too
                 print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
                 continue
-            log_mel = model.frontend.log_mel(wave[None])
-            log_mel = model.frontend.subtract_utterance_mean(log_mel, torch.tensor([log_mel.shape[1]]))
-            acc.update(model.frontend.transform(log_mel)[0])
-    model.frontend.set_cmvn(*acc.stats())
+            yield frontend.log_mel(wave[None])
 
 
 def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance], seed: int = 0) -> None:
@@ -227,7 +240,7 @@ def batch_features(
     if augment.vtlp is not None:
         fb = frontend.mel.mel_scale.fb
         banks = torch.stack([vtlp_filterbank(fb, rng.uniform(*augment.vtlp), frontend.config.sample_rate) for _ in range(padded.shape[0])])
-    log_mel = frontend.subtract_utterance_mean(frontend.log_mel(padded.to(device), banks), feat_lens)
+    log_mel = frontend.subtract_channel_mean(frontend.log_mel(padded.to(device), banks), feat_lens)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))

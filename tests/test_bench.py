@@ -104,6 +104,39 @@ def test_set_frontend_changes_the_options_and_keeps_the_weights(tmp_path, monkey
         set_frontend.with_frontend(model, level_start_lead_db=40)
 
 
+@pytest.mark.parametrize("kind", ["logmel", "mfcc"])
+def test_set_frontend_starts_a_running_mean_from_the_models_statistics(kind, tone):
+    """Turning on running_cmn_frames: the prior is the log-mel mean behind the normalisation
+    mean, and the new model reads a signal's first frame as the old one did."""
+    import torch
+
+    from speechrnn.features import FrontendConfig
+    from speechrnn.model import ModelConfig, SpeechModel
+
+    set_frontend = _script("set_frontend")
+    torch.manual_seed(0)
+    model = SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, bidirectional=False, frontend=FrontendConfig(kind=kind, level_decay_db=10.0))).eval()
+    frontend = model.frontend
+    wave = torch.from_numpy(tone)[None]
+    log_mel = frontend.log_mel(wave)
+    stats = frontend.transform(log_mel[0])
+    frontend.set_cmvn(stats.mean(0), stats.std(0))
+    changed = set_frontend.with_frontend(model, running_cmn_frames=100.0)
+    n = torch.tensor([wave.shape[1]])
+    before, after = model.features(wave, n)[0], changed.features(wave, n)[0]
+    # The first frame's running mean is the prior moved 1/101 of the way to that frame: it
+    # reads as the old model read that frame moved 1/101 of the way to the prior.
+    first = log_mel[0, 0]
+    expected = frontend.normalize(frontend.transform(first - (first - changed.frontend.cmn_prior) / 101))
+    torch.testing.assert_close(after[0, 0], expected, atol=1e-4, rtol=1e-4)
+    if kind == "logmel":
+        torch.testing.assert_close(changed.frontend.cmn_prior, frontend.cmvn_mean)
+        torch.testing.assert_close(changed.frontend.cmvn_mean, torch.zeros_like(frontend.cmvn_mean))
+    assert not torch.allclose(after, before)
+    with pytest.raises(ValueError, match="utterance_cmn"):
+        set_frontend.with_frontend(SpeechModel(ModelConfig(n_hidden=16, n_proj=16, n_layers=1, frontend=FrontendConfig(utterance_cmn=True))), utterance_cmn=False, running_cmn_frames=100.0)
+
+
 def test_widen_model_writes_the_wider_model_that_reads_the_same(tmp_path, monkeypatch, capsys):
     import torch
 

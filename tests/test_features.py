@@ -212,3 +212,40 @@ def test_utterance_cmn_is_refused_for_streaming_models_and_beside_level_tracking
         ModelConfig(frontend=FrontendConfig(utterance_cmn=True), bidirectional=False)
     with pytest.raises(ValueError, match="alternatives"):
         FrontendConfig(utterance_cmn=True, level_decay_db=10.0)
+
+
+def test_running_cmn_moves_from_the_prior_to_the_signals_own_mean(tone):
+    """Frame t less (n0 * prior + the frames so far) / (n0 + t + 1): a fixed channel response c
+    is left as c * n0 / (n0 + t + 1), fading as frames arrive; chunks give the whole signal's frames."""
+    frontend = Frontend(FrontendConfig(kind="logmel", running_cmn_frames=50.0))
+    frontend.cmn_prior.copy_(torch.linspace(-12.0, -6.0, frontend.config.n_mels))
+    noisy = torch.from_numpy(tone + 0.05 * np.random.default_rng(2).standard_normal(len(tone)).astype(np.float32))
+    log_mel = Frontend(FrontendConfig(kind="logmel")).log_mel(noisy[None])
+    out, total = frontend.running_channel_mean(log_mel)
+    t = torch.arange(log_mel.shape[1], dtype=torch.float64)[:, None]
+    expected = log_mel[0].double() - (50.0 * frontend.cmn_prior.double() + log_mel[0].double().cumsum(0)) / (50.0 + t + 1)
+    torch.testing.assert_close(out[0].double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(total[0], log_mel[0].double().sum(0))
+    offset = torch.linspace(-3.0, 3.0, frontend.config.n_mels)  # a fixed response: a constant per channel
+    shifted, _ = frontend.running_channel_mean(log_mel + offset)
+    torch.testing.assert_close((shifted - out)[0].double(), offset.double() * 50.0 / (50.0 + t + 1), atol=1e-4, rtol=0)
+    head, carried = frontend.running_channel_mean(log_mel[:, :7])
+    tail, _ = frontend.running_channel_mean(log_mel[:, 7:], carried, 7)
+    torch.testing.assert_close(torch.cat([head, tail], 1), out, atol=1e-5, rtol=0)
+    # The frontend applies it after level tracking, for streaming and offline models alike.
+    tracked = Frontend(FrontendConfig(kind="logmel", running_cmn_frames=50.0, level_decay_db=10.0))
+    tracked.load_state_dict(frontend.state_dict())
+    feats, _ = tracked(noisy[None], torch.tensor([len(tone)]))
+    torch.testing.assert_close(feats, tracked.running_channel_mean(tracked.log_mel(noisy[None]))[0])
+
+
+def test_running_cmn_options_are_checked_and_old_files_have_no_prior():
+    from speechrnn.model import ModelConfig
+
+    with pytest.raises(ValueError, match="alternatives"):
+        FrontendConfig(utterance_cmn=True, running_cmn_frames=100.0)
+    with pytest.raises(ValueError, match="running_cmn_frames"):
+        FrontendConfig(running_cmn_frames=-1.0)
+    ModelConfig(frontend=FrontendConfig(running_cmn_frames=100.0, level_decay_db=10.0), bidirectional=False)  # streaming models may
+    assert "cmn_prior" not in Frontend(FrontendConfig()).state_dict()
+

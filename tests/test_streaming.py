@@ -19,6 +19,7 @@ from speechrnn.streaming import (
     flush,
     forward_chunk,
     init_state,
+    restarted,
     stack_states,
     unstack_state,
 )
@@ -32,21 +33,26 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False
     scope="module",
     params=[
         (0, 0.0, None, None, 0, 0), (2, 0.0, None, None, 0, 0), (2, 10.0, None, None, 0, 0), (2, 10.0, 40.0, None, 0, 0), (2, 10.0, 40.0, 5.0, 0, 0),
-        (2, 10.0, 40.0, 5.0, 4, 0), (0, 10.0, 40.0, 5.0, 0, 3), (2, 10.0, 40.0, 5.0, 4, 3),
+        (2, 10.0, 40.0, 5.0, 4, 0), (0, 10.0, 40.0, 5.0, 0, 3), (2, 10.0, 40.0, 5.0, 4, 3), (2, 10.0, 40.0, 5.0, 4, 3, 50.0),
     ],
     ids=[
         "no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level", "lookahead-2-level-tracking-start-level-lead",
         "lookahead-2-level-tracking-start-level-lead-causal-conv", "input-lookahead-3-level-tracking-start-level-lead",
         "input-lookahead-3-lookahead-2-level-tracking-start-level-lead-causal-conv",
+        "input-lookahead-3-lookahead-2-level-tracking-start-level-lead-causal-conv-running-cmn",
     ],
 )
 def model(request):
     torch.manual_seed(0)
-    lookahead, level_decay_db, level_start_db, level_start_lead_db, conv_channels, input_lookahead = request.param
-    frontend = FrontendConfig(level_decay_db=level_decay_db, level_start_db=level_start_db, level_start_lead_db=level_start_lead_db)
+    lookahead, level_decay_db, level_start_db, level_start_lead_db, conv_channels, input_lookahead, *running_cmn = request.param
+    frontend = FrontendConfig(
+        level_decay_db=level_decay_db, level_start_db=level_start_db, level_start_lead_db=level_start_lead_db, running_cmn_frames=running_cmn[0] if running_cmn else 0.0
+    )
     model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, conv_channels=conv_channels, input_lookahead=input_lookahead, **TINY)).eval()
     n = model.config.frontend.n_features
     model.frontend.set_cmvn(torch.randn(n) * 3 - 5, torch.rand(n) * 3 + 1)
+    if frontend.running_cmn_frames:
+        model.frontend.cmn_prior.copy_(torch.randn(frontend.n_mels) * 3 - 5)
     with torch.no_grad():  # a look-ahead that is not the identity, so the test sees it
         if model.lookahead is not None:
             model.lookahead.weight.normal_()
@@ -82,6 +88,22 @@ def test_any_chunking_gives_the_offline_frames_and_log_probs(model, tone):
         torch.testing.assert_close(feats, whole_feats[0], atol=1e-4, rtol=1e-4)
         assert log_probs.shape == reference.shape
         torch.testing.assert_close(log_probs, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cut", [6400, 6560])  # 38 and 39 frames: two held back for stacking (of 3), or none
+def test_a_restarted_stream_reads_on_as_a_stream_started_there(model, tone, cut):
+    """After an endpoint the next utterance's features (the frame held back for stacking, then
+    the new ones) are a fresh stream's from that frame's first sample: level tracking and the
+    running channel mean start again there."""
+    wave = torch.from_numpy(tone)
+    feats, state = extract_chunk(model, wave[None, :cut], init_state(model))
+    _, state = forward_chunk(model, feats, state)
+    _, state = flush(model, state)
+    state = restarted(model, state, None, 0.0)
+    begin = (state.features_done - state.frames.shape[1]) * model.config.frontend.hop_length
+    rest, _ = extract_chunk(model, wave[None, cut:], state)
+    fresh, _ = extract_chunk(model, wave[None, begin:], init_state(model))
+    torch.testing.assert_close(torch.cat([state.frames, rest], 1), fresh, atol=1e-4, rtol=1e-4)
 
 
 def test_lookahead_sees_exactly_its_future_frames(model):

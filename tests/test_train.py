@@ -354,6 +354,24 @@ def test_cmvn_comes_from_a_seeded_subset_of_a_large_corpus(monkeypatch):
     torch.testing.assert_close(model.frontend.cmvn_std, subset.frontend.cmvn_std)
 
 
+def test_a_running_channel_mean_gets_its_prior_before_the_statistics():
+    """The prior is the mean log-mel frame of the training audio; the statistics are those of
+    the features the running mean leaves."""
+    from speechrnn.features import FrontendConfig
+    from speechrnn.model import SpeechModel
+
+    config = dataclasses.replace(TINY, frontend=FrontendConfig(kind="logmel", running_cmn_frames=30.0))
+    waves = [torch.randn(4000) * (i + 1) for i in range(3)]
+    model = SpeechModel(config)
+    compute_cmvn(model, waves)
+    frontend = model.frontend
+    log_mel = [frontend.log_mel(w[None])[0] for w in waves]
+    torch.testing.assert_close(frontend.cmn_prior, torch.cat(log_mel).mean(0), atol=1e-4, rtol=0)
+    feats = torch.cat([frontend.running_channel_mean(x[None])[0][0] for x in log_mel])
+    torch.testing.assert_close(frontend.cmvn_mean, feats.mean(0), atol=1e-4, rtol=0)
+    torch.testing.assert_close(frontend.cmvn_std, feats.std(0, unbiased=False), atol=1e-3, rtol=1e-3)
+
+
 def test_a_run_killed_within_an_epoch_resumes_to_the_same_weights(tiny_set, tmp_path, monkeypatch):
     """With checkpoints every 2 batches, a kill in the middle of epoch 2 costs nothing: the
     resumed run repeats the augmentation and dropout draws of the uninterrupted one."""

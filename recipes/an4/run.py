@@ -432,6 +432,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--utterance-cmn", action="store_true",
         help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)",
     )
+    parser.add_argument(
+        "--running-cmn", type=float, default=0.0, metavar="FRAMES",
+        help="subtract a causal running mean of the log-mel energies per channel in the frontend (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
+    )
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added white noise in the robust stage (--dither-db is set apart)")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -583,6 +587,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             level_start_lead_db=args.level_start_lead_db,
             log_offset=args.log_offset,
             utterance_cmn=args.utterance_cmn,
+            running_cmn_frames=args.running_cmn,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--level-start-lead-db", type=float, default=None,
         help="with --level-start-db: start at most this many dB above the first frame's level (default: no bound)",
     )
+    cmn = model.add_mutually_exclusive_group()
+    cmn.add_argument("--utterance-cmn", action="store_true", help="subtract each utterance's mean log-mel energies per channel (offline models only)")
+    cmn.add_argument(
+        "--running-cmn", type=float, default=0.0, metavar="FRAMES",
+        help="subtract a causal running mean of the log-mel energies per channel (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
+    )
     model.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=30)
@@ -132,6 +138,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             level_start_db=args.level_start_db if streaming else None,
             level_start_lead_db=args.level_start_lead_db if streaming else None,
             log_offset=args.log_offset,
+            utterance_cmn=args.utterance_cmn,
+            running_cmn_frames=args.running_cmn,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
