@@ -372,6 +372,16 @@ def test_a_running_channel_mean_gets_its_prior_before_the_statistics():
     torch.testing.assert_close(frontend.cmvn_std, feats.std(0, unbiased=False), atol=1e-3, rtol=1e-3)
 
 
+def test_a_streaming_model_trains_with_a_running_channel_mean_and_its_file_keeps_the_prior(tiny_set, tmp_path):
+    from speechrnn.features import FrontendConfig
+
+    config = dataclasses.replace(TINY, bidirectional=False, frontend=FrontendConfig(kind="logmel", level_decay_db=10.0, running_cmn_frames=30.0))
+    augment = AugmentConfig()  # the augmented path: batch_features applies the running mean before SpecAugment
+    model = load_model(train(config, tiny_set, tiny_set[:2], tmp_path / "rcmn", TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1), augment))
+    assert model.config.frontend.running_cmn_frames == 30.0
+    assert model.frontend.cmn_prior.abs().min() > 0  # set from the training audio before the statistics
+
+
 def test_a_run_killed_within_an_epoch_resumes_to_the_same_weights(tiny_set, tmp_path, monkeypatch):
     """With checkpoints every 2 batches, a kill in the middle of epoch 2 costs nothing: the
     resumed run repeats the augmentation and dropout draws of the uninterrupted one."""
