@@ -87,7 +87,7 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 
     subset = statistics_subset(len(waves), seed)
     if frontend.config.running_cmn_frames:
         prior = CMVNAccumulator(frontend.config.n_mels)
-        for log_mel in _statistics_log_mel(frontend, waves, subset):
+        for log_mel in _statistics_log_mel(frontend, waves, subset, warn=False):  # (the pass below warns)
             prior.update(log_mel[0])
         frontend.cmn_prior.copy_(prior.stats()[0])
     acc = CMVNAccumulator(frontend.config.n_features)
@@ -97,14 +97,16 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 
     frontend.set_cmvn(*acc.stats())
 
 
-def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[torch.Tensor]:
-    """``(1, T, n_mels)`` log-mel frames of each of ``waves[subset]`` that can be read."""
+def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int], warn: bool = True) -> Iterator[torch.Tensor]:
+    """``(1, T, n_mels)`` log-mel frames of each of ``waves[subset]`` that can be read (those
+    that cannot are named on stderr if ``warn``)."""
     with torch.no_grad():
         for i in subset:
             try:
                 wave = waves[i]
             except AudioError as error:  # from disk: training leaves it out too
-                print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
+                if warn:
+                    print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
                 continue
             yield frontend.log_mel(wave[None])
 

@@ -372,6 +372,23 @@ def test_a_running_channel_mean_gets_its_prior_before_the_statistics():
     torch.testing.assert_close(frontend.cmvn_std, feats.std(0, unbiased=False), atol=1e-3, rtol=1e-3)
 
 
+def test_an_unreadable_file_is_left_out_of_the_statistics_and_named_once(capfd):
+    from speechrnn.audio import AudioError
+    from speechrnn.features import FrontendConfig
+    from speechrnn.model import SpeechModel
+
+    class Waves(list):
+        def __getitem__(self, i):
+            if i == 1:
+                raise AudioError("broken.wav", "not a sound file")
+            return super().__getitem__(i)
+
+    model = SpeechModel(dataclasses.replace(TINY, frontend=FrontendConfig(kind="logmel", running_cmn_frames=30.0)))
+    compute_cmvn(model, Waves([torch.randn(4000), torch.randn(4000), torch.randn(4000) * 2]))
+    assert capfd.readouterr().err.count("left out of the feature statistics: broken.wav: not a sound file") == 1
+    assert torch.isfinite(model.frontend.cmn_prior).all() and torch.isfinite(model.frontend.cmvn_std).all()
+
+
 def test_a_streaming_model_trains_with_a_running_channel_mean_and_its_file_keeps_the_prior(tiny_set, tmp_path):
     from speechrnn.features import FrontendConfig
 
