@@ -253,20 +253,21 @@ class Frontend(nn.Module):
 
         Args:
             log_mel: ``(B, T, n_mels)`` (level-tracked) log-mel frames.
-            total: ``(B, n_mels)`` float64 sum of the ``done`` frames before these (None: none).
+            total: ``(B, n_mels)`` float64 numerator of the mean so far: ``n0 * prior`` plus the
+                ``done`` frames before these (None: the prior's alone, at a signal's start).
             done: the number of frames before these since the mean started.
 
         Returns:
-            the normalised frames and the sum to carry to the next chunk.
+            the normalised frames and the numerator to carry to the next chunk (``total`` as
+            given when there are no frames).
         """
+        if log_mel.shape[-2] == 0:
+            return log_mel, total
         n0 = self.config.running_cmn_frames
-        x = log_mel.double()
-        sums = torch.cumsum(x, dim=-2) + n0 * self.cmn_prior.double()
-        if total is not None:
-            sums = sums + total[:, None, :]
+        sums = torch.cumsum(log_mel.double(), dim=-2)
+        sums += n0 * self.cmn_prior.double() if total is None else total[:, None, :]
         count = n0 + torch.arange(done + 1, done + 1 + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
-        carried = x.sum(-2) if total is None else total + x.sum(-2)
-        return log_mel - (sums / count[:, None]).to(log_mel.dtype), carried
+        return log_mel - (sums / count[:, None]).to(log_mel.dtype), sums[..., -1, :]
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""

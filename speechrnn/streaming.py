@@ -47,7 +47,7 @@ class StreamState:
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking and the running mean (None: the frontend has neither)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
-    cmn_sum: torch.Tensor | None = None  # (B, n_mels) float64 sum of the frames since the running channel mean started (None: none yet)
+    cmn_sum: torch.Tensor | None = None  # (B, n_mels) float64 the running channel mean's numerator: its prior's share and the frames since it started (None: no frame yet)
     cmn_start: int = 0  # the feature frame where the running channel mean started
 
 
@@ -94,19 +94,15 @@ def normalized(model: SpeechModel, log_mel: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
     """:func:`extract_chunk` up to the features' last step: ``(B, T, n_mels)`` log-mel frames
-    (level-tracked where the frontend tracks the level), which :func:`normalized` turns into a
+    (level-tracked and mean-normalised where the frontend does either), which :func:`normalized` turns into a
     model's features; the state's frontend fields advance (:func:`with_frontend_of`)."""
     config = model.config.frontend
     buffer = torch.cat([state.samples, samples.to(state.samples.dtype)], dim=1)
     n = num_frames(buffer.shape[1], config)
     if n == 0:
         return state.frames.new_zeros(buffer.shape[0], 0, config.n_mels), dataclasses.replace(state, samples=buffer)
-    frontend = model.frontend
-    energies = frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
-    log_mel, level = frontend.track_level(energies, state.level, state.features_done)
-    cmn_sum = state.cmn_sum
-    if config.running_cmn_frames:
-        log_mel, cmn_sum = frontend.running_channel_mean(log_mel, cmn_sum, state.features_done - state.cmn_start)
+    energies = model.frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
+    log_mel, level, cmn_sum = _causal_normalized(model, energies, state.level, state.cmn_sum, state.features_done, state.cmn_start)
     frames_log_mel = state.frames_log_mel
     if config.level_decay_db or config.running_cmn_frames:
         # The frames that forward_chunk will hold back unstacked, as they were before level
@@ -125,6 +121,20 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
         frames_log_mel=frames_log_mel,
         cmn_sum=cmn_sum,
     )
+
+
+def _causal_normalized(
+    model: SpeechModel, energies: torch.Tensor, level: torch.Tensor | None, cmn_sum: torch.Tensor | None, start: int, cmn_start: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(B, T, n_mels)`` log-mel energies of frames ``start`` onwards through the frontend's
+    causal normalisations (level tracking, then the running channel mean begun at frame
+    ``cmn_start``), from the state carried before them (None: they start afresh); returns the
+    frames and the state to carry on."""
+    frontend = model.frontend
+    log_mel, level = frontend.track_level(energies, level, start)
+    if frontend.config.running_cmn_frames:
+        log_mel, cmn_sum = frontend.running_channel_mean(log_mel, cmn_sum, start - cmn_start)
+    return log_mel, level, cmn_sum
 
 
 def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
@@ -312,9 +322,7 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         # would meet a pause far below its level, then the same pause at its own level, and
         # read that jump as a letter ("s"); it is normalised again as a new stream would.
         cmn_start = state.features_done - state.frames_log_mel.shape[1]
-        log_mel, level = model.frontend.track_level(state.frames_log_mel, None, cmn_start)
-        if model.config.frontend.running_cmn_frames:
-            log_mel, cmn_sum = model.frontend.running_channel_mean(log_mel)
+        log_mel, level, cmn_sum = _causal_normalized(model, state.frames_log_mel, None, None, cmn_start, cmn_start)
         frames = normalized(model, log_mel)
     return dataclasses.replace(
         init_state(model, search=search, time_offset=time_offset),
