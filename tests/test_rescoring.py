@@ -381,8 +381,9 @@ def test_the_bundled_streaming_partner_streams_beside_the_streaming_model():
     """`--rescore streaming-partner` (session 34's model: the bundled streaming model's first
     training cycle, which AN4 dev no longer chooses as its second pass) streams beside the
     bundled streaming model (no second reading of the audio). Since session 49 the streaming
-    model's floor before the log is 1e-10 and the partner's 1e-6, so the partner computes its own
-    log-mel frames (the sharing itself: the toy pairs above)."""
+    model's floor before the log is 1e-10 and the partner's 1e-6, and since session 61 the
+    streaming model subtracts a running channel mean the partner does not, so the partner computes
+    its own log-mel frames (the sharing itself: the toy pairs above)."""
     import dataclasses
 
     from speechrnn.streaming import shares_frontend, streams_beside
@@ -390,7 +391,8 @@ def test_the_bundled_streaming_partner_streams_beside_the_streaming_model():
     streaming, partner = load_model("streaming"), load_model("streaming-partner")
     assert streams_beside(streaming, partner) and not shares_frontend(streaming, partner)
     assert (streaming.config.frontend.log_offset, partner.config.frontend.log_offset) == (1e-10, 1e-6)
-    assert dataclasses.replace(partner.config.frontend, log_offset=1e-10) == streaming.config.frontend  # the only difference
+    assert (streaming.config.frontend.running_cmn_frames, partner.config.frontend.running_cmn_frames) == (100.0, 0.0)
+    assert dataclasses.replace(partner.config.frontend, log_offset=1e-10, running_cmn_frames=100.0) == streaming.config.frontend  # the only differences
     recognizer = StreamingRecognizer(streaming, lm=beam_search_for(streaming, rescore="streaming-partner"))
     assert recognizer._partner_state is not None and not recognizer._partner_shares_frontend
 
