@@ -81,15 +81,18 @@ def statistics_subset(n_utterances: int, seed: int) -> list[int]:
 
 def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 0) -> None:
     """Set the frontend's global mean/variance from un-augmented training audio (see
-    :func:`statistics_subset`), and first, with a running channel mean in the frontend, its
-    prior: the mean log-mel energies of the same audio."""
+    :func:`statistics_subset`), and with a running channel mean in the frontend its prior too:
+    the mean log-mel frame of the same audio, read in the same single pass."""
     frontend = model.frontend
     subset = statistics_subset(len(waves), seed)
     if frontend.config.running_cmn_frames:
-        prior = CMVNAccumulator(frontend.config.n_mels)
-        for log_mel in _statistics_log_mel(frontend, waves, subset, warn=False):  # (the pass below warns)
-            prior.update(log_mel[0])
-        frontend.cmn_prior.copy_(prior.stats()[0])
+        moments = _RunningMeanMoments(frontend)
+        for log_mel in _statistics_log_mel(frontend, waves, subset):
+            moments.update(log_mel)
+        prior, mean, std = moments.stats()
+        frontend.cmn_prior.copy_(prior)
+        frontend.set_cmvn(mean, std)
+        return
     acc = CMVNAccumulator(frontend.config.n_features)
     for log_mel in _statistics_log_mel(frontend, waves, subset):
         log_mel = frontend.subtract_channel_mean(log_mel, torch.tensor([log_mel.shape[1]]))
@@ -97,16 +100,58 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 
     frontend.set_cmvn(*acc.stats())
 
 
-def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int], warn: bool = True) -> Iterator[torch.Tensor]:
+class _RunningMeanMoments:
+    """Sums from which one pass over the audio gives both a running channel mean's prior and
+    the global mean/variance of the features that mean leaves, though each feature depends on
+    the prior, which is known only at the end.
+
+    With ``n0 = running_cmn_frames``, frame ``t`` of an utterance is left as
+    ``z_t - c_t * prior``, where ``z_t`` is the frame less the running mean a zero prior gives
+    and ``c_t = n0 / (n0 + t + 1)`` (:meth:`Frontend.running_channel_mean`); the feature
+    transform is linear, so the feature is ``g_t - c_t * q`` with ``g_t = transform(z_t)`` and
+    ``q = transform(prior)``. Its sum and sum of squares follow from the sums of ``g``, ``g**2``,
+    ``c * g``, ``c`` and ``c**2`` (float64) once ``prior``, the mean log-mel frame, is known."""
+
+    def __init__(self, frontend: Frontend):
+        self.frontend = frontend
+        n_features = frontend.config.n_features
+        self.log_mel = CMVNAccumulator(frontend.config.n_mels)
+        self.g, self.g_sq, self.c_g = (torch.zeros(n_features, dtype=torch.float64) for _ in range(3))
+        self.c = self.c_sq = 0.0
+
+    def update(self, log_mel: torch.Tensor) -> None:
+        """Add one utterance's ``(1, T, n_mels)`` log-mel frames (before any mean is removed)."""
+        frontend = self.frontend
+        n0 = frontend.config.running_cmn_frames
+        zero = torch.zeros(1, frontend.config.n_mels, dtype=torch.float64)
+        g = frontend.transform(frontend.running_channel_mean(log_mel, zero)[0])[0].double()
+        c = n0 / (n0 + torch.arange(1, g.shape[0] + 1, dtype=torch.float64))
+        self.log_mel.update(log_mel[0])
+        self.g += g.sum(0)
+        self.g_sq += (g**2).sum(0)
+        self.c_g += (c[:, None] * g).sum(0)
+        self.c += float(c.sum())
+        self.c_sq += float((c**2).sum())
+
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prior (mean log-mel frame), and the features' mean and standard deviation."""
+        prior = self.log_mel.stats()[0]
+        q = self.frontend.transform(prior).double()
+        count = self.log_mel.count
+        mean = (self.g - q * self.c) / count
+        var = torch.clamp((self.g_sq - 2 * q * self.c_g + q**2 * self.c_sq) / count - mean**2, min=1e-10)
+        return prior, mean.float(), var.sqrt().float()
+
+
+def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[torch.Tensor]:
     """``(1, T, n_mels)`` log-mel frames of each of ``waves[subset]`` that can be read (those
-    that cannot are named on stderr if ``warn``)."""
+    that cannot are named on stderr)."""
     with torch.no_grad():
         for i in subset:
             try:
                 wave = waves[i]
             except AudioError as error:  # from disk: training leaves it out too
-                if warn:
-                    print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
+                print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
                 continue
             yield frontend.log_mel(wave[None])
 
