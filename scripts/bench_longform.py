@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python scripts/bench_longform.py [--model offline streaming] [--split dev|test]
-        [--group 1 2 5 20] [--max-segment 0 20] [--lm none|default] [--live-rate 16000] [--an4 ../shared/data/an4] [--threads 2]
+        [--group 1 2 5 20] [--max-segment 0 20] [--lm none|default] [--live-rate 16000] [--gap 0]
+        [--an4 ../shared/data/an4] [--threads 2]
 
 AN4 utterances are short commands (about 3 s). A user's recording is often many sentences: here
 each recording is ``--group`` consecutive utterances of the split (AN4 lists a speaker's
@@ -16,7 +17,9 @@ so they get the row ``whole`` only;
 for them the row ``live`` also feeds each recording through a `StreamingRecognizer` with its
 default endpointing, in 100 ms chunks, and joins its finals: what ``speechrnn live`` shows;
 ``--live-rate 44100`` first resamples each recording to that rate, as a microphone delivering
-44.1 kHz would, so the stream's own resampler turns it back.
+44.1 kHz would, so the stream's own resampler turns it back. ``--gap S`` (session 61) puts S
+seconds of faint white noise (-60 dB full scale, seeded) before each utterance: a talker's pauses
+between sentences, which a live stream's endpointing sees as silence.
 """
 from __future__ import annotations
 
@@ -36,6 +39,9 @@ from speechrnn.model import load_model
 from speechrnn.segment import SegmentConfig
 from speechrnn.streaming import StreamingRecognizer
 from speechrnn.transcribe import recognize
+
+
+GAP_LEVEL = 1e-3  # RMS of --gap's noise: -60 dB full scale
 
 
 def live_text(model, search, recording: torch.Tensor, rate: int = 16000) -> str:
@@ -59,12 +65,16 @@ def main() -> None:
     parser.add_argument("--lm", default="none", help="'none' (greedy), 'default' (the model's tuned LM) or an ARPA path")
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--live-rate", type=int, default=16000, help="the live row's input rate in Hz (default: %(default)s)")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds of -60 dBFS white noise before each utterance (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     utterances = an4_eval_split(args.an4, args.split)
     waves = [torch.from_numpy(load_audio(u.audio)) for u in utterances]
+    if args.gap > 0:
+        draw = torch.Generator().manual_seed(0)
+        waves = [torch.cat([GAP_LEVEL * torch.randn(round(args.gap * 16000), generator=draw), w]) for w in waves]
     report = {}
     for name in args.model:
         model = load_model(name)
@@ -94,6 +104,7 @@ def main() -> None:
     print(json.dumps({
         "split": args.split,
         "lm": args.lm,
+        "gap_s": args.gap,
         "live_rate": args.live_rate,
         "results": report,
         "machine": machine.describe(),

@@ -437,3 +437,20 @@ def test_channel_bench_substitution_removes_a_fixed_response_and_keeps_the_globa
     substituted = channel.substitute_utterance_mean(frontend, log_mel, feat_lens)
     torch.testing.assert_close(substituted[0], substituted[1], atol=1e-3, rtol=0)
     torch.testing.assert_close(substituted[0, : int(feat_lens[0])].mean(0), frontend.cmvn_mean, atol=1e-4, rtol=0)
+
+
+def test_the_robustness_bench_lead_in_puts_faint_noise_before_each_utterance(tmp_path):
+    """The `lead-in` condition: EndpointConfig.no_speech seconds (the longest a live stream
+    leaves before an utterance) of -60 dBFS white noise, then the utterance unchanged."""
+    import torch
+
+    from speechrnn.streaming import EndpointConfig
+
+    bench = _script("bench_robustness")
+    waves = [torch.randn(8000, generator=torch.Generator().manual_seed(i)) * 0.1 for i in range(2)]
+    made = bench.conditions(waves, ["a", "b"], tmp_path, wanted=lambda name: name == "lead-in")
+    assert list(made) == ["lead-in"]
+    lead = round(EndpointConfig().no_speech * 16000)
+    for wave, led in zip(waves, made["lead-in"]):
+        assert led.shape[0] == lead + wave.shape[0] and torch.equal(led[lead:], wave)
+        assert 0.9e-3 < float(led[:lead].pow(2).mean().sqrt()) < 1.1e-3
