@@ -210,6 +210,7 @@ def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power falls as f ** -exponent
 NOISE_TYPES = (*NOISE_EXPONENTS, "babble")
 BABBLE_TALKERS = (3, 6)  # babble is this many recordings at once (drawn uniformly)
+LEAD_IN_DB = (-75.0, -45.0)  # a lead-in's noise level, dB full scale RMS (drawn uniformly)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,12 @@ class AugmentConfig:
     # random draw, so earlier recipes repeat bit for bit.
     eq_prob: float = 0.0
     eq_db: float = 12.0
+    # Chance that an example starts after a lead-in: 0 to lead_in_max seconds (drawn uniformly)
+    # of faint white noise (LEAD_IN_DB) before the speech, as a microphone hears its room before
+    # the talker starts; the lead-in then meets the example's room, band, microphone, gain and
+    # noise as the speech does. 0: off, and no random draw, so earlier recipes repeat bit for bit.
+    lead_in_prob: float = 0.0
+    lead_in_max: float = 2.4  # seconds (the streaming recognizer's EndpointConfig.no_speech)
 
     def __post_init__(self):
         if not 0.0 <= self.concat_prob <= 1.0 or self.concat_max < 2:
@@ -267,6 +274,8 @@ class AugmentConfig:
             raise ValueError(f"vtlp must be a range (low, high) of warp factors in 0.5..2 with low <= high, got {self.vtlp}")
         if not 0.0 <= self.eq_prob <= 1.0 or self.eq_db < 0:
             raise ValueError(f"eq_prob must be in 0..1 and eq_db at least 0, got {self.eq_prob} and {self.eq_db}")
+        if not 0.0 <= self.lead_in_prob <= 1.0 or self.lead_in_max <= 0:
+            raise ValueError(f"lead_in_prob must be in 0..1 and lead_in_max positive seconds, got {self.lead_in_prob} and {self.lead_in_max}")
         unknown = [kind for kind in self.noise_types if kind not in NOISE_TYPES]
         if not self.noise_types or unknown:
             raise ValueError(f"noise_types must be one or more of {', '.join(NOISE_TYPES)}, got {self.noise_types}")
@@ -294,14 +303,17 @@ def concatenation_groups(n_utterances: int, config: AugmentConfig, rng: random.R
 
 
 def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, others: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-    """Speed perturbation, room reverberation, band limiting, a random microphone's frequency
-    response, gain, dither and additive noise on one ``(N,)`` waveform; ``others`` (other
+    """Speed perturbation, a lead-in, room reverberation, band limiting, a random microphone's
+    frequency response, gain, dither and additive noise on one ``(N,)`` waveform; ``others`` (other
     recordings, e.g. the rest of its batch) are the talkers of babble noise, which falls back to
     white noise without them."""
     speed = rng.choice(config.speeds)
     if speed != 1.0:
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
         wave = AF.resample(wave, int(round(speed * 100)), 100)
+    if config.lead_in_prob > 0 and rng.random() < config.lead_in_prob:
+        lead = torch.zeros(round(rng.uniform(0.0, config.lead_in_max) * SAMPLE_RATE))
+        wave = torch.cat([_white_noise(lead, rng) * 10 ** (rng.uniform(*LEAD_IN_DB) / 20), wave])
     if config.reverb_prob > 0 and rng.random() < config.reverb_prob:
         rooms = response_bank(config.rt60)
         wave = reverberate(wave, rooms[rng.randrange(len(rooms))])

@@ -304,7 +304,7 @@ class ArgumentAdder(Protocol):
 
 def add_noise_options(parser: ArgumentAdder, stage: str = "") -> None:
     """Add the recipes' shared options for :class:`AugmentConfig`'s noise, telephone band,
-    microphones and frequency warping (read back by :func:`noise_fields`); ``stage`` (e.g. ",
+    microphones, lead-ins and frequency warping (read back by :func:`noise_fields`); ``stage`` (e.g. ",
     robust stage") says in the help where the noise, the band and the microphones apply."""
     parser.add_argument("--noise-prob", type=float, default=AugmentConfig.noise_prob, help=f"share of utterances with noise added{stage} (default: %(default)s)")
     parser.add_argument(
@@ -323,6 +323,11 @@ def add_noise_options(parser: ArgumentAdder, stage: str = "") -> None:
     )
     parser.add_argument("--eq-db", type=float, default=AugmentConfig.eq_db, help="largest gain of each of its peaking filters, in dB either way (default: %(default)s)")
     parser.add_argument(
+        "--lead-in-prob", type=float, default=AugmentConfig.lead_in_prob,
+        help="share of examples that start after up to --lead-in-max seconds of faint noise, in every stage (default: %(default)s)",
+    )
+    parser.add_argument("--lead-in-max", type=float, default=AugmentConfig.lead_in_max, help="longest lead-in, seconds (default: %(default)s)")
+    parser.add_argument(
         "--vtlp", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
         help="vocal tract length perturbation: warp each example's frequency axis by a factor drawn from LOW..HIGH (e.g. 0.9 1.1), in every stage (default: off)",
     )
@@ -333,7 +338,7 @@ def noise_fields(args: argparse.Namespace) -> dict:
     return {
         "noise_prob": args.noise_prob, "snr_db": tuple(args.snr_db), "noise_types": tuple(args.noise_types),
         "narrowband_prob": args.narrowband_prob, "vtlp": tuple(args.vtlp) if args.vtlp else None,
-        "eq_prob": args.eq_prob, "eq_db": args.eq_db,
+        "eq_prob": args.eq_prob, "eq_db": args.eq_db, "lead_in_prob": args.lead_in_prob, "lead_in_max": args.lead_in_max,
     }
 
 

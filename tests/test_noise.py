@@ -130,11 +130,11 @@ def test_unknown_noise_kinds_are_refused_by_the_config_and_both_recipes(capsys):
 
 
 def test_both_recipes_read_the_shared_noise_options_alike():
-    argv = ["--noise-prob", "0.5", "--snr-db", "5", "40", "--noise-types", "pink", "babble", "--narrowband-prob", "0.2", "--vtlp", "0.9", "1.1", "--eq-prob", "0.3", "--eq-db", "9"]
+    argv = ["--noise-prob", "0.5", "--snr-db", "5", "40", "--noise-types", "pink", "babble", "--narrowband-prob", "0.2", "--vtlp", "0.9", "1.1", "--eq-prob", "0.3", "--eq-db", "9", "--lead-in-prob", "0.3", "--lead-in-max", "2"]
     an4 = noise_fields(recipe.parse_args(argv))
     manifest = noise_fields(manifest_recipe.build_parser().parse_args(["--train", "t", "--dev", "d", "--exp", "x", *argv]))
     assert an4 == manifest == {
-        "noise_prob": 0.5, "snr_db": (5.0, 40.0), "noise_types": ("pink", "babble"), "narrowband_prob": 0.2, "vtlp": (0.9, 1.1), "eq_prob": 0.3, "eq_db": 9.0,
+        "noise_prob": 0.5, "snr_db": (5.0, 40.0), "noise_types": ("pink", "babble"), "narrowband_prob": 0.2, "vtlp": (0.9, 1.1), "eq_prob": 0.3, "eq_db": 9.0, "lead_in_prob": 0.3, "lead_in_max": 2.0,
     }
     robust = recipe.robust_augment(recipe.parse_args(argv))
     assert {field: getattr(robust, field) for field in an4} == an4
@@ -163,6 +163,26 @@ def test_a_random_microphone_colours_speech_within_its_gains():
     assert torch.equal(perturb_wave(wave, plain, random.Random(0)), wave)
     with pytest.raises(ValueError, match="eq_prob"):
         AugmentConfig(eq_prob=1.5)
+
+
+def test_a_lead_in_puts_up_to_its_longest_of_faint_noise_before_the_speech():
+    from speechrnn.data import LEAD_IN_DB
+
+    wave = 0.1 * torch.randn(RATE, generator=torch.Generator().manual_seed(0))
+    plain = AugmentConfig(speeds=(1.0,), noise_prob=0.0, narrowband_prob=0.0, gain_db=(0.0, 0.0))
+    leads = []
+    for seed in range(20):
+        led = perturb_wave(wave, dataclasses.replace(plain, lead_in_prob=1.0, lead_in_max=1.5), random.Random(seed))
+        lead = led.shape[0] - wave.shape[0]
+        assert 0 <= lead <= 1.5 * RATE and torch.equal(led[lead:], wave)  # the speech itself unchanged
+        if lead >= RATE // 10:
+            rms_db = 20 * math.log10(float(led[:lead].pow(2).mean().sqrt()))
+            assert LEAD_IN_DB[0] - 1 <= rms_db <= LEAD_IN_DB[1] + 1
+        leads.append(lead)
+    assert len(set(leads)) == len(leads) and max(leads) > 0.75 * RATE  # drawn anew each time, spread over the range
+    assert AugmentConfig().lead_in_prob == 0.0 and torch.equal(perturb_wave(wave, plain, random.Random(5)), wave)  # off by default
+    with pytest.raises(ValueError, match="lead_in_prob"):
+        AugmentConfig(lead_in_prob=1.5)
 
 
 def test_the_robustness_bench_hears_each_utterance_through_another_microphone_the_same_way_each_run():
