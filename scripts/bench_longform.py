@@ -32,7 +32,7 @@ import torch
 
 from speechrnn import machine
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, an4_eval_split
+from speechrnn.data import DEFAULT_AN4, an4_eval_split, with_lead_in
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import load_model
@@ -74,7 +74,7 @@ def main() -> None:
     waves = [torch.from_numpy(load_audio(u.audio)) for u in utterances]
     if args.gap > 0:
         draw = torch.Generator().manual_seed(0)
-        waves = [torch.cat([GAP_LEVEL * torch.randn(round(args.gap * 16000), generator=draw), w]) for w in waves]
+        waves = [with_lead_in(w, args.gap, GAP_LEVEL, draw) for w in waves]
     report = {}
     for name in args.model:
         model = load_model(name)

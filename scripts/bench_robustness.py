@@ -63,7 +63,7 @@ import torchaudio
 
 from speechrnn import machine
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, random_equalizer
+from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, random_equalizer, with_lead_in
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_counts, error_rates
 from speechrnn.model import load_model
@@ -115,7 +115,7 @@ def conditions(
 
     def lead_in(seed: int) -> list[torch.Tensor]:
         draw = torch.Generator().manual_seed(seed)
-        return [torch.cat([LEAD_IN_LEVEL * torch.randn(round(LEAD_IN_S * 16000), generator=draw), w]) for w in waves]
+        return [with_lead_in(w, LEAD_IN_S, LEAD_IN_LEVEL, draw) for w in waves]
 
     def microphones(seed: int) -> list[torch.Tensor]:
         rng = random.Random(seed)

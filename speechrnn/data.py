@@ -312,8 +312,8 @@ def perturb_wave(wave: torch.Tensor, config: AugmentConfig, rng: random.Random, 
         # Playing ``speed`` times faster is resampling by 1/speed and keeping the nominal rate.
         wave = AF.resample(wave, int(round(speed * 100)), 100)
     if config.lead_in_prob > 0 and rng.random() < config.lead_in_prob:
-        lead = torch.zeros(round(rng.uniform(0.0, config.lead_in_max) * SAMPLE_RATE))
-        wave = torch.cat([_white_noise(lead, rng) * 10 ** (rng.uniform(*LEAD_IN_DB) / 20), wave])
+        seconds, draw = rng.uniform(0.0, config.lead_in_max), torch.Generator().manual_seed(rng.getrandbits(31))
+        wave = with_lead_in(wave, seconds, 10 ** (rng.uniform(*LEAD_IN_DB) / 20), draw)
     if config.reverb_prob > 0 and rng.random() < config.reverb_prob:
         rooms = response_bank(config.rt60)
         wave = reverberate(wave, rooms[rng.randrange(len(rooms))])
@@ -360,6 +360,13 @@ def _noise(like: torch.Tensor, kinds: tuple[str, ...], rng: random.Random, other
         return _white_noise(like, rng)
     generator = torch.Generator().manual_seed(rng.getrandbits(31))
     return coloured_noise(like.shape[0], NOISE_EXPONENTS[kind], generator)
+
+
+def with_lead_in(wave: torch.Tensor, seconds: float, rms: float, generator: torch.Generator) -> torch.Tensor:
+    """``(N,)`` ``wave`` after ``seconds`` of white noise of RMS ``rms`` drawn from ``generator``:
+    the room a microphone hears before the talker starts (training's lead-ins, the benches'
+    lead-in and pauses)."""
+    return torch.cat([rms * torch.randn(round(seconds * SAMPLE_RATE), generator=generator), wave])
 
 
 def _white_noise(like: torch.Tensor, rng: random.Random) -> torch.Tensor:

@@ -114,9 +114,9 @@ class _RunningMeanMoments:
 
     def __init__(self, frontend: Frontend):
         self.frontend = frontend
-        n_features = frontend.config.n_features
         self.log_mel = CMVNAccumulator(frontend.config.n_mels)
-        self.g, self.g_sq, self.c_g = (torch.zeros(n_features, dtype=torch.float64) for _ in range(3))
+        self.g = CMVNAccumulator(frontend.config.n_features)  # (its sums of g and g**2)
+        self.c_g = torch.zeros(frontend.config.n_features, dtype=torch.float64)
         self.c = self.c_sq = 0.0
 
     def update(self, log_mel: torch.Tensor) -> None:
@@ -127,8 +127,7 @@ class _RunningMeanMoments:
         g = frontend.transform(frontend.running_channel_mean(log_mel, zero)[0])[0].double()
         c = n0 / (n0 + torch.arange(1, g.shape[0] + 1, dtype=torch.float64))
         self.log_mel.update(log_mel[0])
-        self.g += g.sum(0)
-        self.g_sq += (g**2).sum(0)
+        self.g.update(g)
         self.c_g += (c[:, None] * g).sum(0)
         self.c += float(c.sum())
         self.c_sq += float((c**2).sum())
@@ -138,8 +137,8 @@ class _RunningMeanMoments:
         prior = self.log_mel.stats()[0]
         q = self.frontend.transform(prior).double()
         count = self.log_mel.count
-        mean = (self.g - q * self.c) / count
-        var = torch.clamp((self.g_sq - 2 * q * self.c_g + q**2 * self.c_sq) / count - mean**2, min=1e-10)
+        mean = (self.g.total - q * self.c) / count
+        var = torch.clamp((self.g.total_sq - 2 * q * self.c_g + q**2 * self.c_sq) / count - mean**2, min=1e-10)
         return prior, mean.float(), var.sqrt().float()
 
 
