@@ -436,6 +436,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--running-cmn", type=float, default=0.0, metavar="FRAMES",
         help="subtract a causal running mean of the log-mel energies per channel in the frontend (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
     )
+    parser.add_argument(
+        "--running-cmn-restart", type=float, default=0.0, metavar="DB",
+        help="with --running-cmn and level tracking: restart the running mean from its prior where the tracked level rises more than DB dB within 0.2 s, as at speech after a long quiet stretch (default: off)",
+    )
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added white noise in the robust stage (--dither-db is set apart)")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -588,6 +592,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             log_offset=args.log_offset,
             utterance_cmn=args.utterance_cmn,
             running_cmn_frames=args.running_cmn,
+            running_cmn_restart_db=args.running_cmn_restart,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,

@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--running-cmn", type=float, default=0.0, metavar="FRAMES",
         help="subtract a causal running mean of the log-mel energies per channel (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
     )
+    model.add_argument(
+        "--running-cmn-restart", type=float, default=0.0, metavar="DB",
+        help="with --running-cmn and level tracking: restart the running mean from its prior where the tracked level rises more than DB dB within 0.2 s, as at speech after a long quiet stretch (default: off)",
+    )
     model.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=30)
@@ -140,6 +144,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             log_offset=args.log_offset,
             utterance_cmn=args.utterance_cmn,
             running_cmn_frames=args.running_cmn,
+            running_cmn_restart_db=args.running_cmn_restart,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
