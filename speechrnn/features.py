@@ -20,10 +20,6 @@ from torch import nn
 from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE
 
 NATS_PER_DB = math.log(10) / 10  # natural-log power units in one decibel
-# The span of a rise in the running level that restarts a running channel mean
-# (FrontendConfig.running_cmn_restart_db), in frames: an onset's rise from the quiet, not the
-# level's slow climb through a loud passage.
-RESTART_WINDOW = 20
 
 
 @dataclass(frozen=True)
@@ -65,13 +61,11 @@ class FrontendConfig:
     # are taken relative to typical speech and later ones ever more relative to their own
     # channel (see Frontend.running_channel_mean).
     running_cmn_frames: float = 0.0
-    # With the running mean and level tracking: the mean restarts from its prior where the level
-    # tracker's running level rises more than this many dB within RESTART_WINDOW frames, as it
-    # does where speech begins after a long quiet stretch, so the speech is taken relative to
-    # itself, not to the quiet before it (0: never restarts). A recording's first frames set
-    # the running level near its speech level already (level_start_lead_db), so its own onset
-    # after a short lead-in rarely rises that much.
-    running_cmn_restart_db: float = 0.0
+    # With the running mean and level tracking: only frames within this many dB of the running
+    # level enter the mean (0: every frame does), so the quiet before speech and the pauses in
+    # it never become the mean the speech is taken relative to, and are themselves taken
+    # relative to speech's mean, as they are at an utterance's start.
+    running_cmn_gate_db: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("mfcc", "logmel"):
@@ -90,10 +84,10 @@ class FrontendConfig:
             raise ValueError(f"running_cmn_frames (the prior's weight in frames) must be >= 0, got {self.running_cmn_frames}")
         if self.running_cmn_frames and self.utterance_cmn:
             raise ValueError("utterance_cmn and running_cmn_frames are alternatives: set one")
-        if self.running_cmn_restart_db < 0:
-            raise ValueError(f"running_cmn_restart_db must be >= 0, got {self.running_cmn_restart_db}")
-        if self.running_cmn_restart_db and not (self.running_cmn_frames and self.level_decay_db):
-            raise ValueError("running_cmn_restart_db restarts the running mean by the tracked level: it needs running_cmn_frames and level_decay_db")
+        if self.running_cmn_gate_db < 0:
+            raise ValueError(f"running_cmn_gate_db must be >= 0, got {self.running_cmn_gate_db}")
+        if self.running_cmn_gate_db and not (self.running_cmn_frames and self.level_decay_db):
+            raise ValueError("running_cmn_gate_db gates the running mean by the tracked level: it needs running_cmn_frames and level_decay_db")
         if self.level_start_db is not None and not self.level_decay_db:
             raise ValueError("level_start_db needs level tracking (level_decay_db > 0)")
         if self.level_start_lead_db is not None and self.level_start_db is None:
@@ -161,11 +155,6 @@ class Frontend(nn.Module):
         :meth:`mel_energies`."""
         return self.track_level(self.mel_energies(waves, filterbank))[0]
 
-    def tracked_log_mel(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`log_mel` and the level tracker's ``(B, T)`` running maximum at each frame
-        (None without level tracking), which the running mean's restarts read."""
-        return self.track_level(self.mel_energies(waves, filterbank), every_frame=True)
-
     def mel_energies(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies, each frame from its own samples only.
 
@@ -183,9 +172,7 @@ class Frontend(nn.Module):
         bank = self.mel.mel_scale.fb if filterbank is None else filterbank
         return torch.log(power @ bank + config.log_offset)
 
-    def track_level(
-        self, log_mel: torch.Tensor, peak: torch.Tensor | None = None, start: int = 0, every_frame: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def track_level(self, log_mel: torch.Tensor, peak: torch.Tensor | None = None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Causal level normalisation of ``(B, T, n_mels)`` log-mel frames ``start`` onwards.
 
         A frame's level is the log of its total mel power. The running level at frame ``t`` is
@@ -211,7 +198,6 @@ class Frontend(nn.Module):
             peak: ``(B,)`` float64 running maximum carried from the frames before ``start``
                 (None: ``start`` is the signal's first frame).
             start: the number of frames before these.
-            every_frame: return the running maximum at every frame, ``(B, T)``, not only the last.
 
         Returns:
             the normalised frames and the running maximum to carry to the next chunk (both
@@ -229,28 +215,25 @@ class Frontend(nn.Module):
                 start_level = torch.minimum(start_level, first + config.level_start_lead_db * NATS_PER_DB)
             peak = start_level + decay * (start - 1)
         if log_mel.device.type == "cpu" and not log_mel.requires_grad:
-            frames, running = _track_level_numpy(log_mel, peak, start, decay)
-            return frames, running if every_frame else running[:, -1]
+            return _track_level_numpy(log_mel, peak, start, decay)
         frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
         lifted = frame_levels(log_mel) + decay * frame  # (B, T)
         if peak is not None:
             lifted = torch.cat([peak[:, None], lifted], dim=1)
         running = torch.cummax(lifted, dim=1).values[:, -log_mel.shape[-2] :]
         level = running - decay * frame
-        return log_mel - level[..., None].to(log_mel.dtype), running if every_frame else running[:, -1]
+        return log_mel - level[..., None].to(log_mel.dtype), running[:, -1]
 
     def frame_level_db(self, waves: torch.Tensor) -> torch.Tensor:
         """``(B, N)`` samples -> ``(B, T)`` each frame's level as level tracking measures it, in dB
         (10 log10 of the sum of its mel energies, the log's fixed offset included)."""
         return frame_levels(self.mel_energies(waves)) / NATS_PER_DB
 
-    def subtract_channel_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor, running: torch.Tensor | None = None) -> torch.Tensor:
+    def subtract_channel_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
         """``(B, T, n_mels)`` log-mel frames, each signal's from its first frame, less each
         channel's mean: over each row's ``feat_lens`` valid frames with ``config.utterance_cmn``
         (rows past their length stay as they are), the running mean of
-        :meth:`running_channel_mean` with ``config.running_cmn_frames`` (``running``: the level
-        tracker's running maximum at each frame, :meth:`tracked_log_mel`, which its restarts
-        need); unchanged otherwise.
+        :meth:`running_channel_mean` with ``config.running_cmn_frames``; unchanged otherwise.
 
         Cepstral mean normalisation, done on log-mel energies: a fixed gain or channel response
         multiplies each mel energy by a constant, which is a constant added to its log, so it
@@ -264,79 +247,56 @@ class Frontend(nn.Module):
             mean, valid = utterance_mean(log_mel, feat_lens)
             return log_mel - mean[:, None, :] * valid[..., None]
         if config.running_cmn_frames:
-            return self.running_channel_mean(log_mel, running=running)[0]
+            return self.running_channel_mean(log_mel)[0]
         return log_mel
 
     def running_channel_mean(
-        self,
-        log_mel: torch.Tensor,
-        total: torch.Tensor | None = None,
-        done: int = 0,
-        running: torch.Tensor | None = None,
-        restart: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Causal mean normalisation of ``(B, T, n_mels)`` log-mel frames ``done`` onwards.
+        self, log_mel: torch.Tensor, total: torch.Tensor | None = None, done: int | torch.Tensor = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Causal mean normalisation of ``(B, T, n_mels)`` log-mel frames following ``done`` earlier ones.
 
         Frame ``t`` less ``(n0 * prior + sum of frames 0..t) / (n0 + t + 1)`` per channel, where
         ``n0`` is ``config.running_cmn_frames`` and ``prior`` the ``cmn_prior`` buffer: the
         mean starts at the training speech's and moves to the signal's own as its frames
-        arrive. With ``config.running_cmn_restart_db``, frame 0 here is the frame where the mean
-        last restarted. Sums are kept in float64, so a stream fed in chunks gets the frames of
-        the whole signal. Written here: torchaudio's ``SlidingWindowCmn`` reads frames ahead of
-        the first ones (see :meth:`track_level`) and has no prior.
+        arrive. With ``config.running_cmn_gate_db`` the sum and the count take only the frames
+        within that many dB of the running level (:meth:`track_level`'s frames are relative to
+        it). Sums are kept in float64, so a stream fed in chunks gets the frames of the whole
+        signal. Written here: torchaudio's ``SlidingWindowCmn`` reads frames ahead of the first
+        ones (see :meth:`track_level`) and has no prior.
 
         Args:
             log_mel: ``(B, T, n_mels)`` (level-tracked) log-mel frames.
             total: ``(B, n_mels)`` float64 numerator of the mean so far: ``n0 * prior`` plus the
-                frames before these since the mean (re)started (None: the prior's alone, at a
-                signal's start).
-            done: the number of frames before these since the mean started (without restarts).
-            running: ``(B, T)`` the level tracker's running maximum at each frame
-                (:meth:`tracked_log_mel`); needed with restarts only.
-            restart: ``(B, 2 + RESTART_WINDOW)`` float64 carried with restarts: whether the
-                last frame's rise qualified, the frames since the last restart and the running
-                maxima of the last ``RESTART_WINDOW`` frames (None: at a signal's start).
+                frames before these that entered it (None: the prior's alone, at a signal's start).
+            done: the frames before these that entered the mean: an int, or ``(B,)`` float64
+                when the gate makes it differ between rows.
 
         Returns:
-            the normalised frames, the numerator and the restart state to carry to the next
-            chunk (as given when there are no frames; the restart state None without restarts).
+            the normalised frames, and the numerator and the ``(B,)`` float64 count of frames
+            in it to carry to the next chunk (as given when there are no frames).
         """
         if log_mel.shape[-2] == 0:
-            return log_mel, total, restart
-        sums, count, restart = self._running_sums(log_mel, self.cmn_prior.double(), total, done, running, restart)
-        return log_mel - (sums / count[..., None]).to(log_mel.dtype), sums[..., -1, :], restart
-
-    def _running_sums(
-        self, log_mel: torch.Tensor, prior: torch.Tensor, total: torch.Tensor | None, done: int, running: torch.Tensor | None, restart: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """:meth:`running_channel_mean`'s numerator ``(B, T, n_mels)`` and denominator ``(B, T)``
-        (float64) at each frame, with ``prior`` as the mean's starting point, and the restart
-        state after the frames."""
+            count = torch.full(log_mel.shape[:1], float(done), dtype=torch.float64) if isinstance(done, int) else done
+            return log_mel, total, count
+        sums, count = self.running_mean_sums(log_mel, self.cmn_prior.double(), total, done)
         n0 = self.config.running_cmn_frames
-        T = log_mel.shape[-2]
-        sums = torch.cumsum(log_mel.double(), dim=-2)
-        carried = n0 * prior if total is None else total[:, None, :]
-        steps = torch.arange(1, T + 1, dtype=torch.float64, device=log_mel.device)
-        if not self.config.running_cmn_restart_db:
-            return sums + carried, n0 + done + steps.expand(sums.shape[:-1]), None
-        if running is None:
-            raise ValueError("running_cmn_restart_db: the running mean's restarts need the level tracker's running maximum (tracked_log_mel)")
-        running = running.double()
-        decay = self.config.level_decay_db * self.config.hop_length / self.config.sample_rate * NATS_PER_DB
-        if restart is None:  # as if the first frame's running level had held before it
-            held = running[:, :1] - decay * torch.arange(RESTART_WINDOW, 0, -1, dtype=torch.float64, device=running.device)
-            restart = torch.cat([running.new_zeros(running.shape[0], 2), held], dim=1)
-        since = restart[:, 1]
-        first, rising, recent = _restart_frames(running, restart, self.config.running_cmn_restart_db * NATS_PER_DB, decay)
-        # Frames before a row's first restart here go on from what was carried; later ones
-        # count from their restart: the sums up to the frame before it are taken off.
-        before = torch.cat([sums.new_zeros(sums.shape[0], 1, sums.shape[-1]), sums], dim=1)
-        restarted = first >= 0
-        index = first.clamp(min=0)
-        base = torch.gather(before, 1, index[..., None].expand(-1, -1, sums.shape[-1]))
-        sums = torch.where(restarted[..., None], sums - base + n0 * prior, sums + carried)
-        count = torch.where(restarted, n0 + steps - index, n0 + since[:, None] + steps)
-        return sums, count, torch.cat([rising[:, None], (count[:, -1] - n0)[:, None], recent], dim=1)
+        return log_mel - (sums / (n0 + count[..., None])).to(log_mel.dtype), sums[..., -1, :], count[..., -1]
+
+    def running_mean_sums(self, log_mel: torch.Tensor, prior: torch.Tensor, total: torch.Tensor | None, done: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`running_channel_mean`'s numerator ``(B, T, n_mels)`` at each frame with
+        ``prior`` as the mean's starting point, and the ``(B, T)`` frames in it (float64; the
+        denominator is ``n0`` more)."""
+        frames = log_mel.double()
+        gate = self.config.running_cmn_gate_db
+        if gate:
+            enters = (frame_levels(log_mel) >= -gate * NATS_PER_DB).double()  # (B, T)
+            frames = frames * enters[..., None]
+        else:
+            enters = torch.ones(log_mel.shape[:-1], dtype=torch.float64, device=log_mel.device)
+        sums = torch.cumsum(frames, dim=-2)
+        sums += self.config.running_cmn_frames * prior if total is None else total[:, None, :]
+        done = torch.as_tensor(done, dtype=torch.float64, device=log_mel.device)
+        return sums, torch.cumsum(enters, dim=-1) + (done[:, None] if done.ndim else done)
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""
@@ -361,8 +321,7 @@ class Frontend(nn.Module):
             ``(B, T, n_features)`` features and ``(B,)`` valid frames per row.
         """
         feat_lens = num_frames(wave_lens, self.config)
-        log_mel, running = self.tracked_log_mel(waves)
-        feats = self.normalize(self.transform(self.subtract_channel_mean(log_mel, feat_lens, running)))
+        feats = self.normalize(self.transform(self.subtract_channel_mean(self.log_mel(waves), feat_lens)))
         return feats, feat_lens
 
     @torch.no_grad()
@@ -372,7 +331,7 @@ class Frontend(nn.Module):
 
 
 def _track_level_numpy(log_mel: torch.Tensor, peak: torch.Tensor | None, start: int, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`Frontend.track_level` on the CPU (the running maximum at every frame): the same float64 arithmetic in NumPy, where a
+    """:meth:`Frontend.track_level` on the CPU: the same float64 arithmetic in NumPy, where a
     streaming chunk's few frames cost ATen's per-operator overhead several times over (about
     90 us per 100 ms chunk against 15 us here)."""
     x = log_mel.numpy().astype(np.float64)
@@ -384,29 +343,7 @@ def _track_level_numpy(log_mel: torch.Tensor, peak: torch.Tensor | None, start: 
     running = np.maximum.accumulate(lifted, axis=1)
     values = log_mel.numpy()
     level = (running - decay * frame).astype(values.dtype)
-    return torch.from_numpy(values - level[..., None]), torch.from_numpy(running)
-
-
-def _restart_frames(running: torch.Tensor, restart: torch.Tensor, rise: float, decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Where the running mean restarts, from ``(B, T)`` float64 running maxima of level
-    tracking (lifted: ``level + decay * frame``) and the ``restart`` state carried before them
-    (:meth:`Frontend.running_channel_mean`).
-
-    The running level at frame ``t`` is ``running[t] - decay * t``; a frame qualifies where it
-    is more than ``rise`` above the running level ``RESTART_WINDOW`` frames before, and the
-    mean restarts at the first frame of each run of qualifying frames.
-
-    Returns:
-        ``(B, T)`` for each frame the frame of the last restart at or before it (-1: none among
-        these), and to carry on: ``(B,)`` whether the last frame qualified and ``(B,
-        RESTART_WINDOW)`` the last running maxima.
-    """
-    padded = torch.cat([restart[:, 2:], running], dim=1)
-    qualifies = padded[:, RESTART_WINDOW:] - padded[:, :-RESTART_WINDOW] > rise + decay * RESTART_WINDOW
-    before = torch.cat([restart[:, :1].bool(), qualifies[:, :-1]], dim=1)
-    frames = torch.arange(running.shape[1], device=running.device).expand_as(running)
-    first = torch.cummax(torch.where(qualifies & ~before, frames, -1), dim=1).values
-    return first, qualifies[:, -1].double(), padded[:, -RESTART_WINDOW:]
+    return torch.from_numpy(values - level[..., None]), torch.from_numpy(running[:, -1].copy())
 
 
 def speech_level_db(waves: torch.Tensor, wave_lens: torch.Tensor, config: FrontendConfig) -> torch.Tensor:

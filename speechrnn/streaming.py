@@ -48,8 +48,7 @@ class StreamState:
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking and the running mean (None: the frontend has neither)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
     cmn_sum: torch.Tensor | None = None  # (B, n_mels) float64 the running channel mean's numerator: its prior's share and the frames since it started (None: no frame yet)
-    cmn_start: int = 0  # the feature frame where the running channel mean started
-    cmn_restart: torch.Tensor | None = None  # (B, 2 + RESTART_WINDOW) float64 with restarts of the running mean, what Frontend.running_channel_mean carries (None: no frame yet, or no restarts)
+    cmn_count: torch.Tensor | None = None  # (B,) float64 the frames in that numerator (None: no frame yet)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -103,7 +102,7 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     if n == 0:
         return state.frames.new_zeros(buffer.shape[0], 0, config.n_mels), dataclasses.replace(state, samples=buffer)
     energies = model.frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
-    log_mel, level, cmn_sum, cmn_restart = _causal_normalized(model, energies, state.level, state.cmn_sum, state.cmn_restart, state.features_done, state.cmn_start)
+    log_mel, level, cmn_sum, cmn_count = _causal_normalized(model, energies, state.level, state.cmn_sum, state.cmn_count, state.features_done)
     frames_log_mel = state.frames_log_mel
     if config.level_decay_db or config.running_cmn_frames:
         # The frames that forward_chunk will hold back unstacked, as they were before level
@@ -121,32 +120,22 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
         level=level,
         frames_log_mel=frames_log_mel,
         cmn_sum=cmn_sum,
-        cmn_restart=cmn_restart,
+        cmn_count=cmn_count,
     )
 
 
 def _causal_normalized(
-    model: SpeechModel,
-    energies: torch.Tensor,
-    level: torch.Tensor | None,
-    cmn_sum: torch.Tensor | None,
-    cmn_restart: torch.Tensor | None,
-    start: int,
-    cmn_start: int,
+    model: SpeechModel, energies: torch.Tensor, level: torch.Tensor | None, cmn_sum: torch.Tensor | None, cmn_count: torch.Tensor | None, start: int
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """``(B, T, n_mels)`` log-mel energies of frames ``start`` onwards through the frontend's
-    causal normalisations (level tracking, then the running channel mean begun at frame
-    ``cmn_start``), from the state carried before them (None: they start afresh); returns the
-    frames and the state to carry on."""
+    causal normalisations (level tracking, then the running channel mean, whose numerator and
+    count of frames ``cmn_sum`` and ``cmn_count`` carry), from the state carried before them
+    (None: they start afresh); returns the frames and the state to carry on."""
     frontend = model.frontend
-    if not frontend.config.running_cmn_restart_db:
-        log_mel, level = frontend.track_level(energies, level, start)
-        if frontend.config.running_cmn_frames:
-            log_mel, cmn_sum, _ = frontend.running_channel_mean(log_mel, cmn_sum, start - cmn_start)
-        return log_mel, level, cmn_sum, None
-    log_mel, running = frontend.track_level(energies, level, start, every_frame=True)
-    log_mel, cmn_sum, cmn_restart = frontend.running_channel_mean(log_mel, cmn_sum, start - cmn_start, running, cmn_restart)
-    return log_mel, running[:, -1], cmn_sum, cmn_restart
+    log_mel, level = frontend.track_level(energies, level, start)
+    if frontend.config.running_cmn_frames:
+        log_mel, cmn_sum, cmn_count = frontend.running_channel_mean(log_mel, cmn_sum, 0 if cmn_count is None else cmn_count)
+    return log_mel, level, cmn_sum, cmn_count
 
 
 def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
@@ -160,8 +149,7 @@ def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
         level=other.level,
         frames_log_mel=other.frames_log_mel,
         cmn_sum=other.cmn_sum,
-        cmn_start=other.cmn_start,
-        cmn_restart=other.cmn_restart,
+        cmn_count=other.cmn_count,
     )
 
 
@@ -276,7 +264,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         shapes = {tuple(getattr(s, name).shape[1:]) for s in states}
         if len(shapes) > 1:
             raise ValueError(f"cannot stack streams whose {name} caches differ in shape: {sorted(shapes)}")
-    if len({(s.frames_done, s.features_done, s.cmn_start) for s in states}) > 1:  # (equal counts: all have a level or none)
+    if len({(s.frames_done, s.features_done) for s in states}) > 1:  # (equal counts: all have a level or none)
         raise ValueError("cannot stack streams at different frame counts")
     return StreamState(
         samples=torch.cat([s.samples for s in states]),
@@ -291,8 +279,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
         cmn_sum=None if states[0].cmn_sum is None else torch.cat([s.cmn_sum for s in states]),
-        cmn_start=states[0].cmn_start,
-        cmn_restart=None if states[0].cmn_restart is None else torch.cat([s.cmn_restart for s in states]),
+        cmn_count=None if states[0].cmn_count is None else torch.cat([s.cmn_count for s in states]),
         conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
         held=torch.cat([s.held for s in states]),
     )
@@ -314,8 +301,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             level=None if state.level is None else state.level[b : b + 1],
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
             cmn_sum=None if state.cmn_sum is None else state.cmn_sum[b : b + 1],
-            cmn_start=state.cmn_start,
-            cmn_restart=None if state.cmn_restart is None else state.cmn_restart[b : b + 1],
+            cmn_count=None if state.cmn_count is None else state.cmn_count[b : b + 1],
             conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
             held=state.held[b : b + 1],
         )
@@ -331,13 +317,13 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
     # A level carried over from the speech before left the fresh RNN facing the pause at
     # that level, which it often read as a letter ("p", "x"); see the README's Status.
     frames, level = state.frames, None  # level None: the tracking restarts at the next frame
-    cmn_sum, cmn_restart, cmn_start = None, None, state.features_done
+    cmn_sum = cmn_count = None
     if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
         # A frame held back for stacking was normalised by the old level, so the fresh RNN
         # would meet a pause far below its level, then the same pause at its own level, and
         # read that jump as a letter ("s"); it is normalised again as a new stream would.
-        cmn_start = state.features_done - state.frames_log_mel.shape[1]
-        log_mel, level, cmn_sum, cmn_restart = _causal_normalized(model, state.frames_log_mel, None, None, None, cmn_start, cmn_start)
+        start = state.features_done - state.frames_log_mel.shape[1]
+        log_mel, level, cmn_sum, cmn_count = _causal_normalized(model, state.frames_log_mel, None, None, None, start)
         frames = normalized(model, log_mel)
     return dataclasses.replace(
         init_state(model, search=search, time_offset=time_offset),
@@ -348,8 +334,7 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         level=level,
         frames_log_mel=state.frames_log_mel,
         cmn_sum=cmn_sum,
-        cmn_start=cmn_start,
-        cmn_restart=cmn_restart,
+        cmn_count=cmn_count,
     )
 
 

@@ -87,15 +87,15 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 
     subset = statistics_subset(len(waves), seed)
     if frontend.config.running_cmn_frames:
         moments = _RunningMeanMoments(frontend)
-        for log_mel, running in _statistics_log_mel(frontend, waves, subset):
-            moments.update(log_mel, running)
+        for log_mel in _statistics_log_mel(frontend, waves, subset):
+            moments.update(log_mel)
         prior, mean, std = moments.stats()
         frontend.cmn_prior.copy_(prior)
         frontend.set_cmvn(mean, std)
         return
     acc = CMVNAccumulator(frontend.config.n_features)
-    for log_mel, running in _statistics_log_mel(frontend, waves, subset):
-        log_mel = frontend.subtract_channel_mean(log_mel, torch.tensor([log_mel.shape[1]]), running)
+    for log_mel in _statistics_log_mel(frontend, waves, subset):
+        log_mel = frontend.subtract_channel_mean(log_mel, torch.tensor([log_mel.shape[1]]))
         acc.update(frontend.transform(log_mel)[0])
     frontend.set_cmvn(*acc.stats())
 
@@ -107,8 +107,8 @@ class _RunningMeanMoments:
 
     With ``n0 = running_cmn_frames``, frame ``t`` of an utterance is left as
     ``z_t - c_t * prior``, where ``z_t`` is the frame less the running mean a zero prior gives
-    and ``c_t = n0 / (n0 + t + 1)``, ``t`` counted from the mean's last restart
-    (:meth:`Frontend.running_channel_mean`); the feature
+    and ``c_t = n0 / (n0 + t + 1)`` (``t + 1`` the frames that entered the mean, fewer with
+    its gate: :meth:`Frontend.running_channel_mean`); the feature
     transform is linear, so the feature is ``g_t - c_t * q`` with ``g_t = transform(z_t)`` and
     ``q = transform(prior)``. Its sum and sum of squares follow from the sums of ``g``, ``g**2``,
     ``c * g``, ``c`` and ``c**2`` (float64) once ``prior``, the mean log-mel frame, is known."""
@@ -120,15 +120,15 @@ class _RunningMeanMoments:
         self.c_g = torch.zeros(frontend.config.n_features, dtype=torch.float64)
         self.c = self.c_sq = 0.0
 
-    def update(self, log_mel: torch.Tensor, running: torch.Tensor | None = None) -> None:
-        """Add one utterance's ``(1, T, n_mels)`` log-mel frames (before any mean is removed;
-        ``running``: the level tracker's running maximum at each frame, for restarts)."""
+    def update(self, log_mel: torch.Tensor) -> None:
+        """Add one utterance's ``(1, T, n_mels)`` log-mel frames (before any mean is removed)."""
         frontend = self.frontend
         n0 = frontend.config.running_cmn_frames
         zero = torch.zeros(frontend.config.n_mels, dtype=torch.float64)
-        sums, count, _ = frontend._running_sums(log_mel, zero, None, 0, running, None)
-        g = frontend.transform(log_mel - (sums / count[..., None]).to(log_mel.dtype))[0].double()
-        c = n0 / count[0]
+        sums, count = frontend.running_mean_sums(log_mel, zero, None, 0)
+        denominator = n0 + count[0]
+        g = frontend.transform(log_mel[0] - (sums[0] / denominator[:, None]).to(log_mel.dtype)).double()
+        c = n0 / denominator
         self.log_mel.update(log_mel[0])
         self.g.update(g)
         self.c_g += (c[:, None] * g).sum(0)
@@ -145,10 +145,9 @@ class _RunningMeanMoments:
         return prior, mean.float(), var.sqrt().float()
 
 
-def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[torch.Tensor]:
     """``(1, T, n_mels)`` log-mel frames of each of ``waves[subset]`` that can be read (those
-    that cannot are named on stderr), with the level tracker's running maximum at each frame
-    (:meth:`Frontend.tracked_log_mel`)."""
+    that cannot are named on stderr)."""
     with torch.no_grad():
         for i in subset:
             try:
@@ -156,7 +155,7 @@ def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subse
             except AudioError as error:  # from disk: training leaves it out too
                 print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
                 continue
-            yield frontend.tracked_log_mel(wave[None])
+            yield frontend.log_mel(wave[None])
 
 
 def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance], seed: int = 0) -> None:
@@ -290,8 +289,7 @@ def batch_features(
     if augment.vtlp is not None:
         fb = frontend.mel.mel_scale.fb
         banks = torch.stack([vtlp_filterbank(fb, rng.uniform(*augment.vtlp), frontend.config.sample_rate) for _ in range(padded.shape[0])])
-    log_mel, running = frontend.tracked_log_mel(padded.to(device), banks)
-    log_mel = frontend.subtract_channel_mean(log_mel, feat_lens, running)
+    log_mel = frontend.subtract_channel_mean(frontend.log_mel(padded.to(device), banks), feat_lens)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))

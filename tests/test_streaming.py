@@ -34,19 +34,25 @@ TINY = dict(n_hidden=48, n_proj=48, n_layers=2, dropout=0.0, bidirectional=False
     params=[
         (0, 0.0, None, None, 0, 0), (2, 0.0, None, None, 0, 0), (2, 10.0, None, None, 0, 0), (2, 10.0, 40.0, None, 0, 0), (2, 10.0, 40.0, 5.0, 0, 0),
         (2, 10.0, 40.0, 5.0, 4, 0), (0, 10.0, 40.0, 5.0, 0, 3), (2, 10.0, 40.0, 5.0, 4, 3), (2, 10.0, 40.0, 5.0, 4, 3, 50.0),
+        (2, 10.0, 40.0, 5.0, 4, 3, 50.0, 15.0),
     ],
     ids=[
         "no-lookahead", "lookahead-2", "lookahead-2-level-tracking", "lookahead-2-level-tracking-start-level", "lookahead-2-level-tracking-start-level-lead",
         "lookahead-2-level-tracking-start-level-lead-causal-conv", "input-lookahead-3-level-tracking-start-level-lead",
         "input-lookahead-3-lookahead-2-level-tracking-start-level-lead-causal-conv",
         "input-lookahead-3-lookahead-2-level-tracking-start-level-lead-causal-conv-running-cmn",
+        "input-lookahead-3-lookahead-2-level-tracking-start-level-lead-causal-conv-running-cmn-gate",
     ],
 )
 def model(request):
     torch.manual_seed(0)
     lookahead, level_decay_db, level_start_db, level_start_lead_db, conv_channels, input_lookahead, *running_cmn = request.param
     frontend = FrontendConfig(
-        level_decay_db=level_decay_db, level_start_db=level_start_db, level_start_lead_db=level_start_lead_db, running_cmn_frames=running_cmn[0] if running_cmn else 0.0
+        level_decay_db=level_decay_db,
+        level_start_db=level_start_db,
+        level_start_lead_db=level_start_lead_db,
+        running_cmn_frames=running_cmn[0] if running_cmn else 0.0,
+        running_cmn_gate_db=running_cmn[1] if len(running_cmn) > 1 else 0.0,
     )
     model = SpeechModel(ModelConfig(lookahead=lookahead, frontend=frontend, conv_channels=conv_channels, input_lookahead=input_lookahead, **TINY)).eval()
     n = model.config.frontend.n_features
@@ -88,6 +94,25 @@ def test_any_chunking_gives_the_offline_frames_and_log_probs(model, tone):
         torch.testing.assert_close(feats, whole_feats[0], atol=1e-4, rtol=1e-4)
         assert log_probs.shape == reference.shape
         torch.testing.assert_close(log_probs, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_a_gated_running_mean_streams_as_it_reads_whole(tone):
+    """With faint noise before a tone, which stays out of a gated running mean, a stream fed in
+    any chunks reads as the whole signal does, and carries the count of frames in the mean."""
+    torch.manual_seed(0)
+    config = FrontendConfig(level_decay_db=10.0, level_start_db=40.0, level_start_lead_db=30.0, running_cmn_frames=50.0, running_cmn_gate_db=15.0)
+    model = SpeechModel(ModelConfig(frontend=config, **TINY)).eval()
+    model.frontend.cmn_prior.copy_(torch.randn(config.n_mels) * 3 - 5)
+    quiet = 1e-3 * np.random.default_rng(1).standard_normal(16000).astype(np.float32)
+    wave = torch.from_numpy(np.concatenate([quiet, tone, quiet, tone]))
+    for sizes in ([len(wave)], [160] * 300 + [len(wave)], random_chunks(len(wave), random.Random(3))):
+        _, log_probs = stream(model, wave, sizes)
+        torch.testing.assert_close(log_probs, offline(model, wave), atol=1e-4, rtol=0)
+    state = init_state(model)
+    for start in range(0, len(wave), 1600):
+        _, state = extract_chunk(model, wave[None, start : start + 1600], state)
+    entered = float(state.cmn_count[0])
+    assert 2 * 90 <= entered <= state.features_done - 2 * 90  # the tones' frames, not the lead-in's
 
 
 @pytest.mark.parametrize("cut", [6400, 6560])  # 38 and 39 frames: two held back for stacking (of 3), or none

@@ -354,11 +354,12 @@ def test_cmvn_comes_from_a_seeded_subset_of_a_large_corpus(monkeypatch):
     torch.testing.assert_close(model.frontend.cmvn_std, subset.frontend.cmvn_std)
 
 
-@pytest.mark.parametrize("kind", ["logmel", "mfcc"])
-def test_a_running_channel_mean_gets_its_prior_and_the_statistics_in_one_pass(kind):
+@pytest.mark.parametrize("kind, gate_db", [("logmel", 0.0), ("mfcc", 0.0), ("logmel", 15.0)])
+def test_a_running_channel_mean_gets_its_prior_and_the_statistics_in_one_pass(kind, gate_db):
     """The prior is the mean log-mel frame of the training audio; the statistics are those of
     the features the running mean leaves with that prior, though they are gathered in the same
-    single reading of each file (the moments of `_RunningMeanMoments`)."""
+    single reading of each file (the moments of `_RunningMeanMoments`), with a gate too (each
+    file is faint noise, which it keeps out, then louder)."""
     from speechrnn.features import FrontendConfig
     from speechrnn.model import SpeechModel
 
@@ -369,16 +370,20 @@ def test_a_running_channel_mean_gets_its_prior_and_the_statistics_in_one_pass(ki
             Waves.reads += 1
             return super().__getitem__(i)
 
-    config = dataclasses.replace(TINY, frontend=FrontendConfig(kind=kind, running_cmn_frames=30.0))
+    tracking = dict(level_decay_db=10.0, level_start_db=40.0, level_start_lead_db=30.0, running_cmn_gate_db=gate_db) if gate_db else {}
+    config = dataclasses.replace(TINY, frontend=FrontendConfig(kind=kind, running_cmn_frames=30.0, **tracking))
     generator = torch.Generator().manual_seed(0)
-    waves = Waves(torch.randn(4000 + 800 * i, generator=generator) * (i + 1) for i in range(4))
+    waves = Waves(torch.cat([1e-3 * torch.randn(3200, generator=generator), torch.randn(4000 + 800 * i, generator=generator) * (i + 1)]) for i in range(4))
     model = SpeechModel(config)
     compute_cmvn(model, waves)
     assert Waves.reads == len(waves)
     frontend = model.frontend
     log_mel = [frontend.log_mel(w[None])[0] for w in list.__iter__(waves)]
     torch.testing.assert_close(frontend.cmn_prior, torch.cat(log_mel).mean(0), atol=1e-4, rtol=0)
-    feats = torch.cat([frontend.transform(frontend.running_channel_mean(x[None])[0])[0] for x in log_mel])
+    normalised = [frontend.running_channel_mean(x[None]) for x in log_mel]
+    if gate_db:  # each file's faint start stayed out of its mean
+        assert all(float(count[0]) < x.shape[0] - 10 for x, (_, _, count) in zip(log_mel, normalised))
+    feats = torch.cat([frontend.transform(out)[0] for out, _, _ in normalised])
     torch.testing.assert_close(frontend.cmvn_mean, feats.mean(0), atol=1e-4, rtol=0)
     torch.testing.assert_close(frontend.cmvn_std, feats.std(0, unbiased=False), atol=1e-4, rtol=1e-4)
 

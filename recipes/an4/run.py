@@ -437,8 +437,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="subtract a causal running mean of the log-mel energies per channel in the frontend (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
     )
     parser.add_argument(
-        "--running-cmn-restart", type=float, default=0.0, metavar="DB",
-        help="with --running-cmn and level tracking: restart the running mean from its prior where the tracked level rises more than DB dB within 0.2 s, as at speech after a long quiet stretch (default: off)",
+        "--running-cmn-gate", type=float, default=0.0, metavar="DB",
+        help="with --running-cmn and level tracking: only frames within DB dB of the tracked running level enter the running mean, not the quiet before speech or its pauses (default: off, every frame)",
     )
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added white noise in the robust stage (--dither-db is set apart)")
     parser.add_argument(
@@ -592,7 +592,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             log_offset=args.log_offset,
             utterance_cmn=args.utterance_cmn,
             running_cmn_frames=args.running_cmn,
-            running_cmn_restart_db=args.running_cmn_restart,
+            running_cmn_gate_db=args.running_cmn_gate,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,

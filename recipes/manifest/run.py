@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="subtract a causal running mean of the log-mel energies per channel (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
     )
     model.add_argument(
-        "--running-cmn-restart", type=float, default=0.0, metavar="DB",
-        help="with --running-cmn and level tracking: restart the running mean from its prior where the tracked level rises more than DB dB within 0.2 s, as at speech after a long quiet stretch (default: off)",
+        "--running-cmn-gate", type=float, default=0.0, metavar="DB",
+        help="with --running-cmn and level tracking: only frames within DB dB of the tracked running level enter the running mean, not the quiet before speech or its pauses (default: off, every frame)",
     )
     model.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
     training = parser.add_argument_group("training")
@@ -144,7 +144,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             log_offset=args.log_offset,
             utterance_cmn=args.utterance_cmn,
             running_cmn_frames=args.running_cmn,
-            running_cmn_restart_db=args.running_cmn_restart,
+            running_cmn_gate_db=args.running_cmn_gate,
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
