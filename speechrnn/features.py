@@ -61,10 +61,12 @@ class FrontendConfig:
     # are taken relative to typical speech and later ones ever more relative to their own
     # channel (see Frontend.running_channel_mean).
     running_cmn_frames: float = 0.0
-    # With the running mean and level tracking: only frames within this many dB of the running
-    # level enter the mean (0: every frame does), so the quiet before speech and the pauses in
-    # it never become the mean the speech is taken relative to, and are themselves taken
-    # relative to speech's mean, as they are at an utterance's start.
+    # With the running mean and level tracking: only frames within this many dB of the loudest
+    # frame so far (level tracking's start level counting as one just before the first) enter
+    # the mean (0: every frame does), so the quiet before speech and the pauses in it never
+    # become the mean the speech is taken relative to, and are themselves taken relative to
+    # speech's mean, as at an utterance's start. Against the loudest frame, not the tracked
+    # running level, which falls: after 2.3 s of quiet that let the quiet in (session 62).
     running_cmn_gate_db: float = 0.0
 
     def __post_init__(self):
@@ -87,7 +89,7 @@ class FrontendConfig:
         if self.running_cmn_gate_db < 0:
             raise ValueError(f"running_cmn_gate_db must be >= 0, got {self.running_cmn_gate_db}")
         if self.running_cmn_gate_db and not (self.running_cmn_frames and self.level_decay_db):
-            raise ValueError("running_cmn_gate_db gates the running mean by the tracked level: it needs running_cmn_frames and level_decay_db")
+            raise ValueError("running_cmn_gate_db gates the running mean by level, from level tracking's start: it needs running_cmn_frames and level_decay_db")
         if self.level_start_db is not None and not self.level_decay_db:
             raise ValueError("level_start_db needs level tracking (level_decay_db > 0)")
         if self.level_start_lead_db is not None and self.level_start_db is None:
@@ -149,6 +151,14 @@ class Frontend(nn.Module):
             # frontends have it, so files saved before it load as they were.
             self.register_buffer("cmn_prior", torch.zeros(config.n_mels))
 
+    def log_mel_and_levels(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`log_mel`, and with ``config.running_cmn_gate_db`` each frame's ``(B, T)``
+        float64 level before level tracking (:func:`frame_levels`), which the gate reads (None
+        without it)."""
+        energies = self.mel_energies(waves, filterbank)
+        levels = frame_levels(energies) if self.config.running_cmn_gate_db else None
+        return self.track_level(energies)[0], levels
+
     def log_mel(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, N)`` samples, each from its signal's start -> ``(B, T, n_mels)`` log-mel energies
         (level-normalised when ``config.level_decay_db`` is set); ``filterbank`` as for
@@ -209,11 +219,7 @@ class Frontend(nn.Module):
         # dB per second -> natural-log power units per frame.
         decay = config.level_decay_db * config.hop_length / config.sample_rate * NATS_PER_DB
         if peak is None and config.level_start_db is not None:
-            start_level = torch.full(log_mel.shape[:-2], config.level_start_db * NATS_PER_DB, dtype=torch.float64, device=log_mel.device)
-            if config.level_start_lead_db is not None:
-                first = frame_levels(log_mel[..., :1, :])[..., 0]
-                start_level = torch.minimum(start_level, first + config.level_start_lead_db * NATS_PER_DB)
-            peak = start_level + decay * (start - 1)
+            peak = self.start_level(frame_levels(log_mel[..., :1, :])[..., 0]) + decay * (start - 1)
         if log_mel.device.type == "cpu" and not log_mel.requires_grad:
             return _track_level_numpy(log_mel, peak, start, decay)
         frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
@@ -229,11 +235,25 @@ class Frontend(nn.Module):
         (10 log10 of the sum of its mel energies, the log's fixed offset included)."""
         return frame_levels(self.mel_energies(waves)) / NATS_PER_DB
 
-    def subtract_channel_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+    def start_level(self, first: torch.Tensor) -> torch.Tensor:
+        """The level of the loudest frame level tracking assumes before a signal's first, from
+        the first's ``(B,)`` float64 level (:func:`frame_levels`): ``config.level_start_db``,
+        at most ``config.level_start_lead_db`` above the first frame, or the first frame's own
+        level when no start level is set."""
+        config = self.config
+        if config.level_start_db is None:
+            return first
+        start = torch.full_like(first, config.level_start_db * NATS_PER_DB)
+        if config.level_start_lead_db is not None:
+            start = torch.minimum(start, first + config.level_start_lead_db * NATS_PER_DB)
+        return start
+
+    def subtract_channel_mean(self, log_mel: torch.Tensor, feat_lens: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, n_mels)`` log-mel frames, each signal's from its first frame, less each
         channel's mean: over each row's ``feat_lens`` valid frames with ``config.utterance_cmn``
         (rows past their length stay as they are), the running mean of
-        :meth:`running_channel_mean` with ``config.running_cmn_frames``; unchanged otherwise.
+        :meth:`running_channel_mean` with ``config.running_cmn_frames`` (``levels``: its gate's,
+        :meth:`log_mel_and_levels`); unchanged otherwise.
 
         Cepstral mean normalisation, done on log-mel energies: a fixed gain or channel response
         multiplies each mel energy by a constant, which is a constant added to its log, so it
@@ -247,22 +267,27 @@ class Frontend(nn.Module):
             mean, valid = utterance_mean(log_mel, feat_lens)
             return log_mel - mean[:, None, :] * valid[..., None]
         if config.running_cmn_frames:
-            return self.running_channel_mean(log_mel)[0]
+            return self.running_channel_mean(log_mel, levels=levels)[0]
         return log_mel
 
     def running_channel_mean(
-        self, log_mel: torch.Tensor, total: torch.Tensor | None = None, done: int | torch.Tensor = 0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        log_mel: torch.Tensor,
+        total: torch.Tensor | None = None,
+        done: int | torch.Tensor = 0,
+        levels: torch.Tensor | None = None,
+        loudest: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Causal mean normalisation of ``(B, T, n_mels)`` log-mel frames following ``done`` earlier ones.
 
         Frame ``t`` less ``(n0 * prior + sum of frames 0..t) / (n0 + t + 1)`` per channel, where
         ``n0`` is ``config.running_cmn_frames`` and ``prior`` the ``cmn_prior`` buffer: the
         mean starts at the training speech's and moves to the signal's own as its frames
         arrive. With ``config.running_cmn_gate_db`` the sum and the count take only the frames
-        within that many dB of the running level (:meth:`track_level`'s frames are relative to
-        it). Sums are kept in float64, so a stream fed in chunks gets the frames of the whole
-        signal. Written here: torchaudio's ``SlidingWindowCmn`` reads frames ahead of the first
-        ones (see :meth:`track_level`) and has no prior.
+        within that many dB of the loudest frame so far. Sums are kept in float64, so a stream
+        fed in chunks gets the frames of the whole signal. Written here: torchaudio's
+        ``SlidingWindowCmn`` reads frames ahead of the first ones (see :meth:`track_level`)
+        and has no prior.
 
         Args:
             log_mel: ``(B, T, n_mels)`` (level-tracked) log-mel frames.
@@ -270,33 +295,47 @@ class Frontend(nn.Module):
                 frames before these that entered it (None: the prior's alone, at a signal's start).
             done: the frames before these that entered the mean: an int, or ``(B,)`` float64
                 when the gate makes it differ between rows.
+            levels: with the gate, ``(B, T)`` float64 the frames' levels before level tracking
+                (:meth:`log_mel_and_levels`).
+            loudest: with the gate, ``(B,)`` float64 the loudest level before these frames
+                (None: at a signal's start, level tracking's start level).
 
         Returns:
-            the normalised frames, and the numerator and the ``(B,)`` float64 count of frames
-            in it to carry to the next chunk (as given when there are no frames).
+            the normalised frames, and to carry to the next chunk the numerator, the ``(B,)``
+            float64 count of frames in it and the loudest level (None without the gate; all
+            as given when there are no frames).
         """
         if log_mel.shape[-2] == 0:
             count = torch.full(log_mel.shape[:1], float(done), dtype=torch.float64) if isinstance(done, int) else done
-            return log_mel, total, count
-        sums, count = self.running_mean_sums(log_mel, self.cmn_prior.double(), total, done)
+            return log_mel, total, count, loudest
+        sums, count, loudest = self.running_mean_sums(log_mel, self.cmn_prior.double(), total, done, levels, loudest)
         n0 = self.config.running_cmn_frames
-        return log_mel - (sums / (n0 + count[..., None])).to(log_mel.dtype), sums[..., -1, :], count[..., -1]
+        return log_mel - (sums / (n0 + count[..., None])).to(log_mel.dtype), sums[..., -1, :], count[..., -1], loudest
 
-    def running_mean_sums(self, log_mel: torch.Tensor, prior: torch.Tensor, total: torch.Tensor | None, done: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def running_mean_sums(
+        self, log_mel: torch.Tensor, prior: torch.Tensor, total: torch.Tensor | None, done: int | torch.Tensor, levels: torch.Tensor | None = None, loudest: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`running_channel_mean`'s numerator ``(B, T, n_mels)`` at each frame with
-        ``prior`` as the mean's starting point, and the ``(B, T)`` frames in it (float64; the
-        denominator is ``n0`` more)."""
+        ``prior`` as the mean's starting point, the ``(B, T)`` frames in it (float64; the
+        denominator is ``n0`` more) and the loudest level to carry on (None without the gate)."""
         frames = log_mel.double()
         gate = self.config.running_cmn_gate_db
         if gate:
-            enters = (frame_levels(log_mel) >= -gate * NATS_PER_DB).double()  # (B, T)
+            if levels is None:
+                raise ValueError("running_cmn_gate_db: the gate needs the frames' levels (Frontend.log_mel_and_levels)")
+            levels = levels.double()
+            if loudest is None:
+                loudest = self.start_level(levels[:, 0])
+            top = torch.maximum(torch.cummax(levels, dim=-1).values, loudest[:, None])
+            enters = (levels >= top - gate * NATS_PER_DB).double()  # (B, T)
             frames = frames * enters[..., None]
+            loudest = top[:, -1]
         else:
             enters = torch.ones(log_mel.shape[:-1], dtype=torch.float64, device=log_mel.device)
         sums = torch.cumsum(frames, dim=-2)
         sums += self.config.running_cmn_frames * prior if total is None else total[:, None, :]
         done = torch.as_tensor(done, dtype=torch.float64, device=log_mel.device)
-        return sums, torch.cumsum(enters, dim=-1) + (done[:, None] if done.ndim else done)
+        return sums, torch.cumsum(enters, dim=-1) + (done[:, None] if done.ndim else done), loudest
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""
@@ -321,7 +360,8 @@ class Frontend(nn.Module):
             ``(B, T, n_features)`` features and ``(B,)`` valid frames per row.
         """
         feat_lens = num_frames(wave_lens, self.config)
-        feats = self.normalize(self.transform(self.subtract_channel_mean(self.log_mel(waves), feat_lens)))
+        log_mel, levels = self.log_mel_and_levels(waves)
+        feats = self.normalize(self.transform(self.subtract_channel_mean(log_mel, feat_lens, levels)))
         return feats, feat_lens
 
     @torch.no_grad()

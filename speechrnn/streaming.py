@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from .audio import SAMPLE_RATE, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
-from .features import num_frames
+from .features import frame_levels, num_frames
 from .model import SpeechModel, load_model
 from .numpy_model import NumpyModel, numpy_model
 from .rescoring import RESCORE_GROWTH, final_hypothesis
@@ -49,6 +49,7 @@ class StreamState:
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
     cmn_sum: torch.Tensor | None = None  # (B, n_mels) float64 the running channel mean's numerator: its prior's share and the frames since it started (None: no frame yet)
     cmn_count: torch.Tensor | None = None  # (B,) float64 the frames in that numerator (None: no frame yet)
+    cmn_loudest: torch.Tensor | None = None  # (B,) float64 with a gated running mean, the loudest frame's level so far (None: no frame yet, or no gate)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -102,7 +103,7 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     if n == 0:
         return state.frames.new_zeros(buffer.shape[0], 0, config.n_mels), dataclasses.replace(state, samples=buffer)
     energies = model.frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
-    log_mel, level, cmn_sum, cmn_count = _causal_normalized(model, energies, state.level, state.cmn_sum, state.cmn_count, state.features_done)
+    log_mel, level, cmn = _causal_normalized(model, energies, state.level, (state.cmn_sum, state.cmn_count, state.cmn_loudest), state.features_done)
     frames_log_mel = state.frames_log_mel
     if config.level_decay_db or config.running_cmn_frames:
         # The frames that forward_chunk will hold back unstacked, as they were before level
@@ -119,23 +120,29 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
         features_done=state.features_done + n,
         level=level,
         frames_log_mel=frames_log_mel,
-        cmn_sum=cmn_sum,
-        cmn_count=cmn_count,
+        cmn_sum=cmn[0],
+        cmn_count=cmn[1],
+        cmn_loudest=cmn[2],
     )
 
 
+RunningMeanState = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # StreamState's cmn_sum, cmn_count, cmn_loudest
+
+
 def _causal_normalized(
-    model: SpeechModel, energies: torch.Tensor, level: torch.Tensor | None, cmn_sum: torch.Tensor | None, cmn_count: torch.Tensor | None, start: int
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    model: SpeechModel, energies: torch.Tensor, level: torch.Tensor | None, cmn: RunningMeanState, start: int
+) -> tuple[torch.Tensor, torch.Tensor | None, RunningMeanState]:
     """``(B, T, n_mels)`` log-mel energies of frames ``start`` onwards through the frontend's
-    causal normalisations (level tracking, then the running channel mean, whose numerator and
-    count of frames ``cmn_sum`` and ``cmn_count`` carry), from the state carried before them
-    (None: they start afresh); returns the frames and the state to carry on."""
+    causal normalisations (level tracking, then the running channel mean, whose numerator,
+    count of frames and, with its gate, loudest level ``cmn`` carries), from the state carried
+    before them (None: they start afresh); returns the frames and the state to carry on."""
     frontend = model.frontend
     log_mel, level = frontend.track_level(energies, level, start)
     if frontend.config.running_cmn_frames:
-        log_mel, cmn_sum, cmn_count = frontend.running_channel_mean(log_mel, cmn_sum, 0 if cmn_count is None else cmn_count)
-    return log_mel, level, cmn_sum, cmn_count
+        total, count, loudest = cmn
+        levels = frame_levels(energies) if frontend.config.running_cmn_gate_db else None
+        log_mel, *cmn = frontend.running_channel_mean(log_mel, total, 0 if count is None else count, levels, loudest)
+    return log_mel, level, tuple(cmn)
 
 
 def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
@@ -150,6 +157,7 @@ def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
         frames_log_mel=other.frames_log_mel,
         cmn_sum=other.cmn_sum,
         cmn_count=other.cmn_count,
+        cmn_loudest=other.cmn_loudest,
     )
 
 
@@ -280,6 +288,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
         cmn_sum=None if states[0].cmn_sum is None else torch.cat([s.cmn_sum for s in states]),
         cmn_count=None if states[0].cmn_count is None else torch.cat([s.cmn_count for s in states]),
+        cmn_loudest=None if states[0].cmn_loudest is None else torch.cat([s.cmn_loudest for s in states]),
         conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
         held=torch.cat([s.held for s in states]),
     )
@@ -302,6 +311,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
             cmn_sum=None if state.cmn_sum is None else state.cmn_sum[b : b + 1],
             cmn_count=None if state.cmn_count is None else state.cmn_count[b : b + 1],
+            cmn_loudest=None if state.cmn_loudest is None else state.cmn_loudest[b : b + 1],
             conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
             held=state.held[b : b + 1],
         )
@@ -317,13 +327,13 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
     # A level carried over from the speech before left the fresh RNN facing the pause at
     # that level, which it often read as a letter ("p", "x"); see the README's Status.
     frames, level = state.frames, None  # level None: the tracking restarts at the next frame
-    cmn_sum = cmn_count = None
+    cmn = (None, None, None)
     if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
         # A frame held back for stacking was normalised by the old level, so the fresh RNN
         # would meet a pause far below its level, then the same pause at its own level, and
         # read that jump as a letter ("s"); it is normalised again as a new stream would.
         start = state.features_done - state.frames_log_mel.shape[1]
-        log_mel, level, cmn_sum, cmn_count = _causal_normalized(model, state.frames_log_mel, None, None, None, start)
+        log_mel, level, cmn = _causal_normalized(model, state.frames_log_mel, None, cmn, start)
         frames = normalized(model, log_mel)
     return dataclasses.replace(
         init_state(model, search=search, time_offset=time_offset),
@@ -333,8 +343,9 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         features_done=state.features_done,
         level=level,
         frames_log_mel=state.frames_log_mel,
-        cmn_sum=cmn_sum,
-        cmn_count=cmn_count,
+        cmn_sum=cmn[0],
+        cmn_count=cmn[1],
+        cmn_loudest=cmn[2],
     )
 
 

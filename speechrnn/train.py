@@ -87,15 +87,15 @@ def compute_cmvn(model: SpeechModel, waves: Sequence[torch.Tensor], seed: int = 
     subset = statistics_subset(len(waves), seed)
     if frontend.config.running_cmn_frames:
         moments = _RunningMeanMoments(frontend)
-        for log_mel in _statistics_log_mel(frontend, waves, subset):
-            moments.update(log_mel)
+        for log_mel, levels in _statistics_log_mel(frontend, waves, subset):
+            moments.update(log_mel, levels)
         prior, mean, std = moments.stats()
         frontend.cmn_prior.copy_(prior)
         frontend.set_cmvn(mean, std)
         return
     acc = CMVNAccumulator(frontend.config.n_features)
-    for log_mel in _statistics_log_mel(frontend, waves, subset):
-        log_mel = frontend.subtract_channel_mean(log_mel, torch.tensor([log_mel.shape[1]]))
+    for log_mel, levels in _statistics_log_mel(frontend, waves, subset):
+        log_mel = frontend.subtract_channel_mean(log_mel, torch.tensor([log_mel.shape[1]]), levels)
         acc.update(frontend.transform(log_mel)[0])
     frontend.set_cmvn(*acc.stats())
 
@@ -120,12 +120,13 @@ class _RunningMeanMoments:
         self.c_g = torch.zeros(frontend.config.n_features, dtype=torch.float64)
         self.c = self.c_sq = 0.0
 
-    def update(self, log_mel: torch.Tensor) -> None:
-        """Add one utterance's ``(1, T, n_mels)`` log-mel frames (before any mean is removed)."""
+    def update(self, log_mel: torch.Tensor, levels: torch.Tensor | None = None) -> None:
+        """Add one utterance's ``(1, T, n_mels)`` log-mel frames (before any mean is removed;
+        ``levels``: the gate's, :meth:`Frontend.log_mel_and_levels`)."""
         frontend = self.frontend
         n0 = frontend.config.running_cmn_frames
         zero = torch.zeros(frontend.config.n_mels, dtype=torch.float64)
-        sums, count = frontend.running_mean_sums(log_mel, zero, None, 0)
+        sums, count, _ = frontend.running_mean_sums(log_mel, zero, None, 0, levels)
         denominator = n0 + count[0]
         g = frontend.transform(log_mel[0] - (sums[0] / denominator[:, None]).to(log_mel.dtype)).double()
         c = n0 / denominator
@@ -145,9 +146,10 @@ class _RunningMeanMoments:
         return prior, mean.float(), var.sqrt().float()
 
 
-def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[torch.Tensor]:
+def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subset: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """``(1, T, n_mels)`` log-mel frames of each of ``waves[subset]`` that can be read (those
-    that cannot are named on stderr)."""
+    that cannot are named on stderr), with their levels where a gated running mean needs them
+    (:meth:`Frontend.log_mel_and_levels`)."""
     with torch.no_grad():
         for i in subset:
             try:
@@ -155,7 +157,7 @@ def _statistics_log_mel(frontend: Frontend, waves: Sequence[torch.Tensor], subse
             except AudioError as error:  # from disk: training leaves it out too
                 print(f"warning: left out of the feature statistics: {error}", file=sys.stderr, flush=True)
                 continue
-            yield frontend.log_mel(wave[None])
+            yield frontend.log_mel_and_levels(wave[None])
 
 
 def calibrate_level(model_path: str | os.PathLike, train_set: Sequence[Utterance], seed: int = 0) -> None:
@@ -289,7 +291,8 @@ def batch_features(
     if augment.vtlp is not None:
         fb = frontend.mel.mel_scale.fb
         banks = torch.stack([vtlp_filterbank(fb, rng.uniform(*augment.vtlp), frontend.config.sample_rate) for _ in range(padded.shape[0])])
-    log_mel = frontend.subtract_channel_mean(frontend.log_mel(padded.to(device), banks), feat_lens)
+    log_mel, levels = frontend.log_mel_and_levels(padded.to(device), banks)
+    log_mel = frontend.subtract_channel_mean(log_mel, feat_lens, levels)
     rows = []
     for b in range(log_mel.shape[0]):
         masked = frontend.normalize(frontend.transform(mask_frequencies(log_mel[b], int(feat_lens[b]), augment, rng)))

@@ -221,7 +221,7 @@ def test_running_cmn_moves_from_the_prior_to_the_signals_own_mean(tone):
     frontend.cmn_prior.copy_(torch.linspace(-12.0, -6.0, frontend.config.n_mels))
     noisy = torch.from_numpy(tone + 0.05 * np.random.default_rng(2).standard_normal(len(tone)).astype(np.float32))
     log_mel = Frontend(FrontendConfig(kind="logmel")).log_mel(noisy[None])
-    out, total, count = frontend.running_channel_mean(log_mel)
+    out, total, count, _ = frontend.running_channel_mean(log_mel)
     t = torch.arange(log_mel.shape[1], dtype=torch.float64)[:, None]
     expected = log_mel[0].double() - (50.0 * frontend.cmn_prior.double() + log_mel[0].double().cumsum(0)) / (50.0 + t + 1)
     torch.testing.assert_close(out[0].double(), expected, atol=1e-5, rtol=0)
@@ -230,7 +230,7 @@ def test_running_cmn_moves_from_the_prior_to_the_signals_own_mean(tone):
     offset = torch.linspace(-3.0, 3.0, frontend.config.n_mels)  # a fixed response: a constant per channel
     shifted = frontend.running_channel_mean(log_mel + offset)[0]
     torch.testing.assert_close((shifted - out)[0].double(), offset.double() * 50.0 / (50.0 + t + 1), atol=1e-4, rtol=0)
-    head, carried, _ = frontend.running_channel_mean(log_mel[:, :7])  # (with no gate, the int count serves)
+    head, carried, _, _ = frontend.running_channel_mean(log_mel[:, :7])  # (with no gate, the int count serves)
     tail = frontend.running_channel_mean(log_mel[:, 7:], carried, 7)[0]
     torch.testing.assert_close(torch.cat([head, tail], 1), out, atol=1e-5, rtol=0)
     # The frontend applies it after level tracking, for streaming and offline models alike.
@@ -247,29 +247,31 @@ def _gated_frontend(gate_db: float) -> Frontend:
     return frontend
 
 
-def test_only_frames_near_the_running_level_enter_a_gated_running_mean(tone):
-    """Faint noise before a tone stays out of the mean: its frames are taken relative to the
-    prior alone, and the tone's relative to the prior and the tone's frames so far, as if
-    the noise had not been; chunks carry the numerator and the count exactly."""
-    quiet = torch.from_numpy(1e-3 * np.random.default_rng(1).standard_normal(16000).astype(np.float32))
+def test_only_frames_near_the_loudest_enter_a_gated_running_mean(tone):
+    """Faint noise before a tone stays out of the mean however long it lasts (4 s: level
+    tracking's running level has long fallen to it): its frames are taken relative to the
+    prior alone, and the tone's relative to the prior and the tone's frames so far, as if the
+    noise had not been; chunks carry the numerator, the count and the loudest level exactly."""
+    quiet = torch.from_numpy(1e-3 * np.random.default_rng(1).standard_normal(64000).astype(np.float32))
     frontend = _gated_frontend(15.0)
-    log_mel = frontend.log_mel(torch.cat([quiet, torch.from_numpy(tone)])[None])
+    log_mel, levels = frontend.log_mel_and_levels(torch.cat([quiet, torch.from_numpy(tone)])[None])
     onset = (len(quiet) - 400) // 160 + 1  # the first frame with tone in it
-    enters = frame_levels(log_mel)[0] >= -15.0 * np.log(10) / 10
-    assert not enters[:onset].any() and enters[onset + 2 :].all()
-    out, total, count = frontend.running_channel_mean(log_mel)
+    out, total, count, loudest = frontend.running_channel_mean(log_mel, levels=levels)
+    entered = (out - (log_mel - frontend.cmn_prior)).abs().amax(-1)[0] > 1e-4  # frames whose mean moved off the prior
+    first = int(torch.nonzero(entered)[0])
+    assert onset <= first <= onset + 1 and entered[first:].all()
+    enters = (torch.arange(log_mel.shape[1]) >= first).double()[:, None]  # every frame from the tone's on
     x = log_mel[0].double()
-    prior = 50.0 * frontend.cmn_prior.double()
-    torch.testing.assert_close(out[0, :onset].double(), x[:onset] - frontend.cmn_prior.double(), atol=1e-5, rtol=0)
-    entered = enters.double()[:, None]
-    expected = x - (prior + (x * entered).cumsum(0)) / (50.0 + entered.cumsum(0))
+    expected = x - (50.0 * frontend.cmn_prior.double() + (x * enters).cumsum(0)) / (50.0 + enters.cumsum(0))
     torch.testing.assert_close(out[0].double(), expected, atol=1e-4, rtol=0)
-    assert float(count[0]) == float(enters.sum())
-    head, carried, done = frontend.running_channel_mean(log_mel[:, : onset + 5])
-    tail = frontend.running_channel_mean(log_mel[:, onset + 5 :], carried, done)[0]
+    assert float(count[0]) == float(enters.sum()) and float(loudest[0]) == float(levels[0].max())
+    head, carried, done, top = frontend.running_channel_mean(log_mel[:, : onset + 5], levels=levels[:, : onset + 5])
+    tail = frontend.running_channel_mean(log_mel[:, onset + 5 :], carried, done, levels[:, onset + 5 :], top)[0]
     torch.testing.assert_close(torch.cat([head, tail], 1), out, atol=1e-5, rtol=0)
     ungated = _gated_frontend(0.0).running_channel_mean(log_mel)[0]
     assert (ungated - out)[0, onset + 2 :].abs().amax() > 1.0  # (the noise in the mean moves the tone's frames)
+    with pytest.raises(ValueError, match="levels"):
+        frontend.running_channel_mean(log_mel)
 
 
 def test_running_cmn_options_are_checked_and_old_files_have_no_prior():
