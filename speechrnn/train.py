@@ -111,7 +111,8 @@ class _RunningMeanMoments:
     its gate: :meth:`Frontend.running_channel_mean`); the feature
     transform is linear, so the feature is ``g_t - c_t * q`` with ``g_t = transform(z_t)`` and
     ``q = transform(prior)``. Its sum and sum of squares follow from the sums of ``g``, ``g**2``,
-    ``c * g``, ``c`` and ``c**2`` (float64) once ``prior``, the mean log-mel frame, is known."""
+    ``c * g``, ``c`` and ``c**2`` (float64) once ``prior``, the mean log-mel frame, is known
+    (with the gate, the mean of the frames it lets in: the speech's, which the mean then holds)."""
 
     def __init__(self, frontend: Frontend):
         self.frontend = frontend
@@ -130,17 +131,19 @@ class _RunningMeanMoments:
         denominator = n0 + count[0]
         g = frontend.transform(log_mel[0] - (sums[0] / denominator[:, None]).to(log_mel.dtype)).double()
         c = n0 / denominator
-        self.log_mel.update(log_mel[0])
+        entered = torch.diff(count[0], prepend=count.new_zeros(1)).bool()  # (all frames without the gate)
+        self.log_mel.update(log_mel[0, entered])
         self.g.update(g)
         self.c_g += (c[:, None] * g).sum(0)
         self.c += float(c.sum())
         self.c_sq += float((c**2).sum())
 
     def stats(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The prior (mean log-mel frame), and the features' mean and standard deviation."""
+        """The prior (mean log-mel frame, of the frames the gate lets in), and the features'
+        mean and standard deviation."""
         prior = self.log_mel.stats()[0]
         q = self.frontend.transform(prior).double()
-        count = self.log_mel.count
+        count = self.g.count
         mean = (self.g.total - q * self.c) / count
         var = torch.clamp((self.g.total_sq - 2 * q * self.c_g + q**2 * self.c_sq) / count - mean**2, min=1e-10)
         return prior, mean.float(), var.sqrt().float()

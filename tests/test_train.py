@@ -356,7 +356,8 @@ def test_cmvn_comes_from_a_seeded_subset_of_a_large_corpus(monkeypatch):
 
 @pytest.mark.parametrize("kind, gate_db", [("logmel", 0.0), ("mfcc", 0.0), ("logmel", 15.0)])
 def test_a_running_channel_mean_gets_its_prior_and_the_statistics_in_one_pass(kind, gate_db):
-    """The prior is the mean log-mel frame of the training audio; the statistics are those of
+    """The prior is the mean log-mel frame of the training audio (with a gate, of the frames it
+    lets in); the statistics are those of
     the features the running mean leaves with that prior, though they are gathered in the same
     single reading of each file (the moments of `_RunningMeanMoments`), with a gate too (each
     file is faint noise, which it keeps out, then louder)."""
@@ -380,7 +381,15 @@ def test_a_running_channel_mean_gets_its_prior_and_the_statistics_in_one_pass(ki
     frontend = model.frontend
     pairs = [frontend.log_mel_and_levels(w[None]) for w in list.__iter__(waves)]
     log_mel = [x[0] for x, _ in pairs]
-    torch.testing.assert_close(frontend.cmn_prior, torch.cat(log_mel).mean(0), atol=1e-4, rtol=0)
+    if gate_db:  # the prior is the mean of the frames the gate lets in: those near the loudest so far
+        kept = []
+        for x, levels in pairs:
+            top = torch.maximum(levels[0].cummax(0).values, frontend.start_level(levels[:, 0]))
+            kept.append(x[0, levels[0] >= top - gate_db * math.log(10) / 10])
+        assert sum(len(k) for k in kept) < sum(len(x) for x in log_mel) - 40
+        torch.testing.assert_close(frontend.cmn_prior, torch.cat(kept).mean(0), atol=1e-4, rtol=0)
+    else:
+        torch.testing.assert_close(frontend.cmn_prior, torch.cat(log_mel).mean(0), atol=1e-4, rtol=0)
     normalised = [frontend.running_channel_mean(x, levels=levels) for x, levels in pairs]
     if gate_db:  # each file's faint start stayed out of its mean
         assert all(float(count[0]) < x.shape[0] - 10 for x, (_, _, count, _) in zip(log_mel, normalised))

@@ -438,7 +438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--running-cmn-gate", type=float, default=0.0, metavar="DB",
-        help="with --running-cmn and level tracking: only frames within DB dB of the tracked running level enter the running mean, not the quiet before speech or its pauses (default: off, every frame)",
+        help="with --running-cmn and level tracking: only frames within DB dB of the loudest frame so far (level tracking's start level first) enter the running mean, and its prior is the mean of such frames: not the quiet before speech, however long, nor its pauses (default: off, every frame)",
     )
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added white noise in the robust stage (--dither-db is set apart)")
     parser.add_argument(

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--running-cmn-gate", type=float, default=0.0, metavar="DB",
-        help="with --running-cmn and level tracking: only frames within DB dB of the tracked running level enter the running mean, not the quiet before speech or its pauses (default: off, every frame)",
+        help="with --running-cmn and level tracking: only frames within DB dB of the loudest frame so far (level tracking's start level first) enter the running mean, and its prior is the mean of such frames: not the quiet before speech, however long, nor its pauses (default: off, every frame)",
     )
     model.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
     training = parser.add_argument_group("training")
