@@ -157,13 +157,13 @@ class Frontend(nn.Module):
         without it)."""
         energies = self.mel_energies(waves, filterbank)
         levels = frame_levels(energies) if self.config.running_cmn_gate_db else None
-        return self.track_level(energies)[0], levels
+        return self.track_level(energies, levels=levels)[0], levels
 
     def log_mel(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, N)`` samples, each from its signal's start -> ``(B, T, n_mels)`` log-mel energies
         (level-normalised when ``config.level_decay_db`` is set); ``filterbank`` as for
         :meth:`mel_energies`."""
-        return self.track_level(self.mel_energies(waves, filterbank))[0]
+        return self.log_mel_and_levels(waves, filterbank)[0]
 
     def mel_energies(self, waves: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, N)`` samples -> ``(B, T, n_mels)`` log-mel energies, each frame from its own samples only.
@@ -182,7 +182,9 @@ class Frontend(nn.Module):
         bank = self.mel.mel_scale.fb if filterbank is None else filterbank
         return torch.log(power @ bank + config.log_offset)
 
-    def track_level(self, log_mel: torch.Tensor, peak: torch.Tensor | None = None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def track_level(
+        self, log_mel: torch.Tensor, peak: torch.Tensor | None = None, start: int = 0, levels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Causal level normalisation of ``(B, T, n_mels)`` log-mel frames ``start`` onwards.
 
         A frame's level is the log of its total mel power. The running level at frame ``t`` is
@@ -208,6 +210,8 @@ class Frontend(nn.Module):
             peak: ``(B,)`` float64 running maximum carried from the frames before ``start``
                 (None: ``start`` is the signal's first frame).
             start: the number of frames before these.
+            levels: ``(B, T)`` float64 the frames' :func:`frame_levels`, where the caller has
+                them already (a gated running mean reads them too); None: computed here.
 
         Returns:
             the normalised frames and the running maximum to carry to the next chunk (both
@@ -219,11 +223,12 @@ class Frontend(nn.Module):
         # dB per second -> natural-log power units per frame.
         decay = config.level_decay_db * config.hop_length / config.sample_rate * NATS_PER_DB
         if peak is None and config.level_start_db is not None:
-            peak = self.start_level(frame_levels(log_mel[..., :1, :])[..., 0]) + decay * (start - 1)
+            first = frame_levels(log_mel[..., :1, :])[..., 0] if levels is None else levels[..., 0]
+            peak = self.start_level(first) + decay * (start - 1)
         if log_mel.device.type == "cpu" and not log_mel.requires_grad:
-            return _track_level_numpy(log_mel, peak, start, decay)
+            return _track_level_numpy(log_mel, peak, start, decay, levels)
         frame = torch.arange(start, start + log_mel.shape[-2], dtype=torch.float64, device=log_mel.device)
-        lifted = frame_levels(log_mel) + decay * frame  # (B, T)
+        lifted = (frame_levels(log_mel) if levels is None else levels) + decay * frame  # (B, T)
         if peak is not None:
             lifted = torch.cat([peak[:, None], lifted], dim=1)
         running = torch.cummax(lifted, dim=1).values[:, -log_mel.shape[-2] :]
@@ -370,14 +375,17 @@ class Frontend(nn.Module):
         self.cmvn_std.copy_(torch.clamp(std, min=1e-5))
 
 
-def _track_level_numpy(log_mel: torch.Tensor, peak: torch.Tensor | None, start: int, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _track_level_numpy(log_mel: torch.Tensor, peak: torch.Tensor | None, start: int, decay: float, levels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:meth:`Frontend.track_level` on the CPU: the same float64 arithmetic in NumPy, where a
     streaming chunk's few frames cost ATen's per-operator overhead several times over (about
     90 us per 100 ms chunk against 15 us here)."""
-    x = log_mel.numpy().astype(np.float64)
-    top = x.max(axis=-1)
-    frame = np.arange(start, start + x.shape[-2], dtype=np.float64)
-    lifted = top + np.log(np.exp(x - top[..., None]).sum(axis=-1)) + decay * frame  # (B, T) logsumexp + decay * frame
+    frame = np.arange(start, start + log_mel.shape[-2], dtype=np.float64)
+    if levels is None:
+        x = log_mel.numpy().astype(np.float64)
+        top = x.max(axis=-1)
+        lifted = top + np.log(np.exp(x - top[..., None]).sum(axis=-1)) + decay * frame  # (B, T) logsumexp + decay * frame
+    else:
+        lifted = levels.numpy() + decay * frame
     if peak is not None:
         np.maximum(lifted[:, 0], peak.numpy(), out=lifted[:, 0])
     running = np.maximum.accumulate(lifted, axis=1)

@@ -137,10 +137,10 @@ def _causal_normalized(
     count of frames and, with its gate, loudest level ``cmn`` carries), from the state carried
     before them (None: they start afresh); returns the frames and the state to carry on."""
     frontend = model.frontend
-    log_mel, level = frontend.track_level(energies, level, start)
+    levels = frame_levels(energies) if frontend.config.running_cmn_gate_db else None  # (read by both, computed once)
+    log_mel, level = frontend.track_level(energies, level, start, levels)
     if frontend.config.running_cmn_frames:
         total, count, loudest = cmn
-        levels = frame_levels(energies) if frontend.config.running_cmn_gate_db else None
         log_mel, *cmn = frontend.running_channel_mean(log_mel, total, 0 if count is None else count, levels, loudest)
     return log_mel, level, tuple(cmn)
 
