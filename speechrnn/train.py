@@ -470,6 +470,7 @@ def train(
     preload: bool | None = None,
     checkpoint_steps: int = 0,
     teacher: str | os.PathLike | None = None,
+    own_statistics: bool = False,
 ) -> Path:
     """Train a model and return the path of its model file, ``best.pt``.
 
@@ -481,7 +482,11 @@ def train(
     With ``resume`` and an existing ``checkpoint.pt``, training continues after the last
     finished epoch and reaches the same weights as an uninterrupted run. ``init_from`` (a model
     file or bundled model name with the same config) starts from its weights and CMVN
-    statistics instead of from scratch: fine-tuning.
+    statistics instead of from scratch: fine-tuning. With ``own_statistics`` the weights come
+    from it but the input statistics (and a running mean's prior) are computed from
+    ``train_set`` as a run from scratch computes them, for a start file whose frontend options
+    changed since its statistics were taken (``scripts/set_frontend.py``: a gated running mean's
+    prior is the mean of the frames its gate lets in, not of every frame).
 
     ``preload`` holds all training audio in memory (the default up to ``PRELOAD_HOURS`` of it,
     by the utterances' durations); otherwise each batch is read from its files while the batch
@@ -559,6 +564,8 @@ def train(
         if not start.config.matches_apart_from_level(model_config):
             raise ValueError(f"{init_from}: its model config differs from the one to train; fine-tune with the same model options (or a longer look-ahead, or more units)")
         model.load_state_dict(start.state_dict())
+        if own_statistics:
+            compute_cmvn(model, train_waves, config.seed)
     else:
         compute_cmvn(model, train_waves, config.seed)
 

@@ -515,6 +515,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --robust-epochs 0: the epoch that becomes the model, lowest dev WER or the last (default: best; two stages: the clean stage keeps its best, the robust stage its last)",
     )
     parser.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options, or a longer --lookahead or --input-lookahead, or a larger --hidden: the weights they add start at zero)")
+    parser.add_argument("--own-statistics", action="store_true", help="with --init-from: compute the input statistics (and a running mean's prior) from the training speech as a run from scratch does, not keep the start file's")
     parser.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     parser.add_argument("--evaluate-only", action="store_true", help="no training: evaluate (and bundle) the experiment's best.pt")
     parser.add_argument("--bundle", action="store_true", help="copy the best model into speechrnn/models/NAME.pt (float16 if it reads dev as float32 does; see --half)")
@@ -567,6 +568,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--cycles repeats the clean and robust stages: it needs --robust-epochs above 0")
     if args.half_restarts and args.cycles == 1 and not args.room_epochs:
         parser.error("--half-restarts rounds the start of later cycles and the room stage: give --cycles 2 or more, or --room-epochs")
+    if args.own_statistics and not args.init_from:
+        parser.error("--own-statistics recomputes a start file's statistics: give --init-from (a run from scratch computes its own)")
     if args.keep is not None and args.robust_epochs != 0:
         parser.error("--keep is for a one-stage run (--robust-epochs 0); two stages keep the clean stage's best and the robust stage's last epoch")
     if args.partner and (not args.bundle or 0 in args.lm_order):
@@ -672,13 +675,13 @@ def main() -> None:
             exp.mkdir(parents=True, exist_ok=True)
             (exp / "command.txt").write_text(" ".join([".venv/bin/python", "recipes/an4/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
         start = args.init_from
-        for stage in stages:
+        for index, stage in enumerate(stages):
             if stage.name:
                 print(f"{stage.name} stage: {len(stage.data)} utterances, {stage.train_config.epochs} epochs", file=sys.stderr)
             metadata = {"recipe": "an4", "name": args.name, "stage": stage.name}
             if stage.half_start:
                 start = save_half_copy(start, stage.exp / "start-float16.pt")  # each DDP rank writes the same bytes, atomically
-            best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep, teacher=args.distill_from)
+            best = train(config, stage.data, dev, stage.exp, stage.train_config, stage.augment, resume=args.resume, metadata=metadata, init_from=start, keep=stage.keep, teacher=args.distill_from, own_statistics=args.own_statistics and index == 0)
             start = best
         if args.clean_mix > 0 and len(stages) > 1 and int(os.environ.get("RANK", "0")) == 0:
             mix_into(best, [stage for stage in stages if stage.name.startswith("clean")][-1].exp / "best.pt", args.clean_mix)

@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--resume", action="store_true", help="continue from the experiment's checkpoint")
     training.add_argument("--checkpoint-steps", type=int, default=500, help="also checkpoint every this many batches within an epoch, 0: at epoch ends only (default: %(default)s)")
     training.add_argument("--init-from", default=None, help="start from this model file's weights (fine-tuning; same model options, or a larger --hidden: the weights it adds start at zero)")
+    training.add_argument("--own-statistics", action="store_true", help="with --init-from: compute the input statistics (and a running mean's prior) from the training speech as a run from scratch does, not keep the start file's")
     add_noise_options(training)
     training.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"), help="random gain range in dB (default: -10 6, streaming -30 15)")
     training.add_argument("--concat-prob", type=float, default=0.0, help="share of examples that join 2-3 utterances (default: %(default)s)")
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     exp = Path(args.exp)
+    if args.own_statistics and not args.init_from:
+        parser.error("--own-statistics recomputes a start file's statistics: give --init-from (a run from scratch computes its own)")
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
         gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
         exp.mkdir(parents=True, exist_ok=True)
         write_atomic(exp / "command.txt", " ".join([".venv/bin/python", "recipes/manifest/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
-    best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from, checkpoint_steps=args.checkpoint_steps, teacher=args.distill_from)
+    best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from, own_statistics=args.own_statistics, checkpoint_steps=args.checkpoint_steps, teacher=args.distill_from)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     model = load_model(best)
