@@ -23,6 +23,28 @@ NATS_PER_DB = math.log(10) / 10  # natural-log power units in one decibel
 
 
 @dataclass(frozen=True)
+class RunningMean:
+    """A running channel mean after some frames of a signal (:meth:`Frontend.running_channel_mean`),
+    what a stream carries from one chunk to the next."""
+
+    total: torch.Tensor  # (B, n_mels) float64 the numerator: the prior's share and the frames that entered
+    count: torch.Tensor  # (B,) float64 the frames that entered
+    loudest: torch.Tensor | None = None  # (B,) float64 with the gate, the loudest frame's level so far (None: no gate)
+
+    @staticmethod
+    def cat(means: list[RunningMean | None]) -> RunningMean | None:
+        """One batch of the streams' means, in order (None: no frame yet)."""
+        if means[0] is None:
+            return None
+        loudest = None if means[0].loudest is None else torch.cat([m.loudest for m in means])
+        return RunningMean(torch.cat([m.total for m in means]), torch.cat([m.count for m in means]), loudest)
+
+    def row(self, b: int) -> RunningMean:
+        """Stream ``b``'s mean, as a batch of one."""
+        return RunningMean(self.total[b : b + 1], self.count[b : b + 1], None if self.loudest is None else self.loudest[b : b + 1])
+
+
+@dataclass(frozen=True)
 class FrontendConfig:
     sample_rate: int = SAMPLE_RATE
     n_fft: int = N_FFT  # window length in samples (25 ms)
@@ -275,15 +297,8 @@ class Frontend(nn.Module):
             return self.running_channel_mean(log_mel, levels=levels)[0]
         return log_mel
 
-    def running_channel_mean(
-        self,
-        log_mel: torch.Tensor,
-        total: torch.Tensor | None = None,
-        done: int | torch.Tensor = 0,
-        levels: torch.Tensor | None = None,
-        loudest: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Causal mean normalisation of ``(B, T, n_mels)`` log-mel frames following ``done`` earlier ones.
+    def running_channel_mean(self, log_mel: torch.Tensor, carried: RunningMean | None = None, levels: torch.Tensor | None = None) -> tuple[torch.Tensor, RunningMean | None]:
+        """Causal mean normalisation of ``(B, T, n_mels)`` log-mel frames following the ones ``carried`` holds.
 
         Frame ``t`` less ``(n0 * prior + sum of frames 0..t) / (n0 + t + 1)`` per channel, where
         ``n0`` is ``config.running_cmn_frames`` and ``prior`` the ``cmn_prior`` buffer: the
@@ -296,51 +311,49 @@ class Frontend(nn.Module):
 
         Args:
             log_mel: ``(B, T, n_mels)`` (level-tracked) log-mel frames.
-            total: ``(B, n_mels)`` float64 numerator of the mean so far: ``n0 * prior`` plus the
-                frames before these that entered it (None: the prior's alone, at a signal's start).
-            done: the frames before these that entered the mean: an int, or ``(B,)`` float64
-                when the gate makes it differ between rows.
+            carried: the mean after the frames before these (None: at a signal's start).
             levels: with the gate, ``(B, T)`` float64 the frames' levels before level tracking
                 (:meth:`log_mel_and_levels`).
-            loudest: with the gate, ``(B,)`` float64 the loudest level before these frames
-                (None: at a signal's start, level tracking's start level).
 
         Returns:
-            the normalised frames, and to carry to the next chunk the numerator, the ``(B,)``
-            float64 count of frames in it and the loudest level (None without the gate; all
-            as given when there are no frames).
+            the normalised frames, and the mean after them to carry to the next chunk
+            (``carried`` as given when there are no frames).
         """
         if log_mel.shape[-2] == 0:
-            count = torch.full(log_mel.shape[:1], float(done), dtype=torch.float64) if isinstance(done, int) else done
-            return log_mel, total, count, loudest
-        sums, count, loudest = self.running_mean_sums(log_mel, self.cmn_prior.double(), total, done, levels, loudest)
+            return log_mel, carried
+        sums, count, _, loudest = self.running_mean_sums(log_mel, self.cmn_prior.double(), carried, levels)
         n0 = self.config.running_cmn_frames
-        return log_mel - (sums / (n0 + count[..., None])).to(log_mel.dtype), sums[..., -1, :], count[..., -1], loudest
+        return log_mel - (sums / (n0 + count[..., None])).to(log_mel.dtype), RunningMean(sums[..., -1, :], count[..., -1], loudest)
 
     def running_mean_sums(
-        self, log_mel: torch.Tensor, prior: torch.Tensor, total: torch.Tensor | None, done: int | torch.Tensor, levels: torch.Tensor | None = None, loudest: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self, log_mel: torch.Tensor, prior: torch.Tensor, carried: RunningMean | None, levels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`running_channel_mean`'s numerator ``(B, T, n_mels)`` at each frame with
-        ``prior`` as the mean's starting point, the ``(B, T)`` frames in it (float64; the
-        denominator is ``n0`` more) and the loudest level to carry on (None without the gate)."""
+        ``prior`` as the mean's starting point (unless ``carried`` goes on from earlier frames),
+        the ``(B, T)`` frames in it (float64; the denominator is ``n0`` more), which of these
+        frames entered it (``(B, T)`` bool) and the loudest level to carry on (None without the gate)."""
         frames = log_mel.double()
         gate = self.config.running_cmn_gate_db
+        loudest = None
         if gate:
             if levels is None:
                 raise ValueError("running_cmn_gate_db: the gate needs the frames' levels (Frontend.log_mel_and_levels)")
             levels = levels.double()
-            if loudest is None:
-                loudest = self.start_level(levels[:, 0])
-            top = torch.maximum(torch.cummax(levels, dim=-1).values, loudest[:, None])
-            enters = (levels >= top - gate * NATS_PER_DB).double()  # (B, T)
+            before = self.start_level(levels[:, 0]) if carried is None else carried.loudest
+            top = torch.maximum(torch.cummax(levels, dim=-1).values, before[:, None])
+            enters = levels >= top - gate * NATS_PER_DB  # (B, T)
             frames = frames * enters[..., None]
             loudest = top[:, -1]
         else:
-            enters = torch.ones(log_mel.shape[:-1], dtype=torch.float64, device=log_mel.device)
+            enters = torch.ones(log_mel.shape[:-1], dtype=torch.bool, device=log_mel.device)
         sums = torch.cumsum(frames, dim=-2)
-        sums += self.config.running_cmn_frames * prior if total is None else total[:, None, :]
-        done = torch.as_tensor(done, dtype=torch.float64, device=log_mel.device)
-        return sums, torch.cumsum(enters, dim=-1) + (done[:, None] if done.ndim else done), loudest
+        count = torch.cumsum(enters, dim=-1, dtype=torch.float64)
+        if carried is None:
+            sums += self.config.running_cmn_frames * prior
+        else:
+            sums += carried.total[:, None, :]
+            count += carried.count[:, None]
+        return sums, count, enters, loudest
 
     def mfcc(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(..., n_mels)`` log-mel -> ``(..., n_mfcc)`` MFCC (orthonormal DCT-II)."""

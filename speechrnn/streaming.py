@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from .audio import SAMPLE_RATE, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
-from .features import frame_levels, num_frames
+from .features import RunningMean, frame_levels, num_frames
 from .model import SpeechModel, load_model
 from .numpy_model import NumpyModel, numpy_model
 from .rescoring import RESCORE_GROWTH, final_hypothesis
@@ -47,9 +47,7 @@ class StreamState:
     level: torch.Tensor | None = None  # (B,) float64 running maximum of the frontend's level tracking (None: no frame yet)
     frames_log_mel: torch.Tensor | None = None  # (B, R, n_mels) ``frames`` before level tracking and the running mean (None: the frontend has neither)
     conv_context: tuple[torch.Tensor, ...] | None = None  # per convolution layer, (B, C_in, 2, F_in) its last input frames (None: no convolution frontend)
-    cmn_sum: torch.Tensor | None = None  # (B, n_mels) float64 the running channel mean's numerator: its prior's share and the frames since it started (None: no frame yet)
-    cmn_count: torch.Tensor | None = None  # (B,) float64 the frames in that numerator (None: no frame yet)
-    cmn_loudest: torch.Tensor | None = None  # (B,) float64 with a gated running mean, the loudest frame's level so far (None: no frame yet, or no gate)
+    cmn: RunningMean | None = None  # the frontend's running channel mean so far (None: no frame yet, or none in the frontend)
 
 
 def init_state(model: SpeechModel, batch_size: int = 1, search: BeamSearch | None = None, time_offset: float = 0.0) -> StreamState:
@@ -103,7 +101,7 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
     if n == 0:
         return state.frames.new_zeros(buffer.shape[0], 0, config.n_mels), dataclasses.replace(state, samples=buffer)
     energies = model.frontend.mel_energies(buffer[:, : (n - 1) * config.hop_length + config.n_fft])
-    log_mel, level, cmn = _causal_normalized(model, energies, state.level, (state.cmn_sum, state.cmn_count, state.cmn_loudest), state.features_done)
+    log_mel, level, cmn = _causal_normalized(model, energies, state.level, state.cmn, state.features_done)
     frames_log_mel = state.frames_log_mel
     if config.level_decay_db or config.running_cmn_frames:
         # The frames that forward_chunk will hold back unstacked, as they were before level
@@ -120,29 +118,22 @@ def chunk_log_mel(model: SpeechModel, samples: torch.Tensor, state: StreamState)
         features_done=state.features_done + n,
         level=level,
         frames_log_mel=frames_log_mel,
-        cmn_sum=cmn[0],
-        cmn_count=cmn[1],
-        cmn_loudest=cmn[2],
+        cmn=cmn,
     )
 
 
-RunningMeanState = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # StreamState's cmn_sum, cmn_count, cmn_loudest
-
-
 def _causal_normalized(
-    model: SpeechModel, energies: torch.Tensor, level: torch.Tensor | None, cmn: RunningMeanState, start: int
-) -> tuple[torch.Tensor, torch.Tensor | None, RunningMeanState]:
+    model: SpeechModel, energies: torch.Tensor, level: torch.Tensor | None, cmn: RunningMean | None, start: int
+) -> tuple[torch.Tensor, torch.Tensor | None, RunningMean | None]:
     """``(B, T, n_mels)`` log-mel energies of frames ``start`` onwards through the frontend's
-    causal normalisations (level tracking, then the running channel mean, whose numerator,
-    count of frames and, with its gate, loudest level ``cmn`` carries), from the state carried
+    causal normalisations (level tracking, then the running channel mean ``cmn``), from the state carried
     before them (None: they start afresh); returns the frames and the state to carry on."""
     frontend = model.frontend
     levels = frame_levels(energies) if frontend.config.running_cmn_gate_db else None  # (read by both, computed once)
     log_mel, level = frontend.track_level(energies, level, start, levels)
     if frontend.config.running_cmn_frames:
-        total, count, loudest = cmn
-        log_mel, *cmn = frontend.running_channel_mean(log_mel, total, 0 if count is None else count, levels, loudest)
-    return log_mel, level, tuple(cmn)
+        log_mel, cmn = frontend.running_channel_mean(log_mel, cmn, levels)
+    return log_mel, level, cmn
 
 
 def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
@@ -155,9 +146,7 @@ def with_frontend_of(state: StreamState, other: StreamState) -> StreamState:
         features_done=other.features_done,
         level=other.level,
         frames_log_mel=other.frames_log_mel,
-        cmn_sum=other.cmn_sum,
-        cmn_count=other.cmn_count,
-        cmn_loudest=other.cmn_loudest,
+        cmn=other.cmn,
     )
 
 
@@ -286,9 +275,7 @@ def stack_states(states: Sequence[StreamState]) -> StreamState:
         features_done=states[0].features_done,
         level=None if states[0].level is None else torch.cat([s.level for s in states]),
         frames_log_mel=None if any(s.frames_log_mel is None for s in states) else torch.cat([s.frames_log_mel for s in states]),
-        cmn_sum=None if states[0].cmn_sum is None else torch.cat([s.cmn_sum for s in states]),
-        cmn_count=None if states[0].cmn_count is None else torch.cat([s.cmn_count for s in states]),
-        cmn_loudest=None if states[0].cmn_loudest is None else torch.cat([s.cmn_loudest for s in states]),
+        cmn=RunningMean.cat([s.cmn for s in states]),
         conv_context=None if states[0].conv_context is None else tuple(torch.cat(layer) for layer in zip(*(s.conv_context for s in states))),
         held=torch.cat([s.held for s in states]),
     )
@@ -309,9 +296,7 @@ def unstack_state(state: StreamState) -> list[StreamState]:
             features_done=state.features_done,
             level=None if state.level is None else state.level[b : b + 1],
             frames_log_mel=None if state.frames_log_mel is None else state.frames_log_mel[b : b + 1],
-            cmn_sum=None if state.cmn_sum is None else state.cmn_sum[b : b + 1],
-            cmn_count=None if state.cmn_count is None else state.cmn_count[b : b + 1],
-            cmn_loudest=None if state.cmn_loudest is None else state.cmn_loudest[b : b + 1],
+            cmn=None if state.cmn is None else state.cmn.row(b),
             conv_context=None if state.conv_context is None else tuple(layer[b : b + 1] for layer in state.conv_context),
             held=state.held[b : b + 1],
         )
@@ -327,7 +312,7 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
     # A level carried over from the speech before left the fresh RNN facing the pause at
     # that level, which it often read as a letter ("p", "x"); see the README's Status.
     frames, level = state.frames, None  # level None: the tracking restarts at the next frame
-    cmn = (None, None, None)
+    cmn = None
     if state.frames_log_mel is not None and state.frames_log_mel.shape[1]:
         # A frame held back for stacking was normalised by the old level, so the fresh RNN
         # would meet a pause far below its level, then the same pause at its own level, and
@@ -343,9 +328,7 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         features_done=state.features_done,
         level=level,
         frames_log_mel=state.frames_log_mel,
-        cmn_sum=cmn[0],
-        cmn_count=cmn[1],
-        cmn_loudest=cmn[2],
+        cmn=cmn,
     )
 
 

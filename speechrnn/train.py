@@ -127,12 +127,11 @@ class _RunningMeanMoments:
         frontend = self.frontend
         n0 = frontend.config.running_cmn_frames
         zero = torch.zeros(frontend.config.n_mels, dtype=torch.float64)
-        sums, count, _ = frontend.running_mean_sums(log_mel, zero, None, 0, levels)
+        sums, count, entered, _ = frontend.running_mean_sums(log_mel, zero, None, levels)
         denominator = n0 + count[0]
         g = frontend.transform(log_mel[0] - (sums[0] / denominator[:, None]).to(log_mel.dtype)).double()
         c = n0 / denominator
-        entered = torch.diff(count[0], prepend=count.new_zeros(1)).bool()  # (all frames without the gate)
-        self.log_mel.update(log_mel[0, entered])
+        self.log_mel.update(log_mel[0, entered[0]])
         self.g.update(g)
         self.c_g += (c[:, None] * g).sum(0)
         self.c += float(c.sum())

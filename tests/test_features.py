@@ -221,17 +221,18 @@ def test_running_cmn_moves_from_the_prior_to_the_signals_own_mean(tone):
     frontend.cmn_prior.copy_(torch.linspace(-12.0, -6.0, frontend.config.n_mels))
     noisy = torch.from_numpy(tone + 0.05 * np.random.default_rng(2).standard_normal(len(tone)).astype(np.float32))
     log_mel = Frontend(FrontendConfig(kind="logmel")).log_mel(noisy[None])
-    out, total, count, _ = frontend.running_channel_mean(log_mel)
+    out, carried = frontend.running_channel_mean(log_mel)
     t = torch.arange(log_mel.shape[1], dtype=torch.float64)[:, None]
     expected = log_mel[0].double() - (50.0 * frontend.cmn_prior.double() + log_mel[0].double().cumsum(0)) / (50.0 + t + 1)
     torch.testing.assert_close(out[0].double(), expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(total[0], 50.0 * frontend.cmn_prior.double() + log_mel[0].double().sum(0))  # the numerator carried on
-    assert count.tolist() == [log_mel.shape[1]]  # and the frames in it
+    torch.testing.assert_close(carried.total[0], 50.0 * frontend.cmn_prior.double() + log_mel[0].double().sum(0))  # the numerator carried on
+    assert carried.count.tolist() == [log_mel.shape[1]] and carried.loudest is None  # and the frames in it
     offset = torch.linspace(-3.0, 3.0, frontend.config.n_mels)  # a fixed response: a constant per channel
     shifted = frontend.running_channel_mean(log_mel + offset)[0]
     torch.testing.assert_close((shifted - out)[0].double(), offset.double() * 50.0 / (50.0 + t + 1), atol=1e-4, rtol=0)
-    head, carried, _, _ = frontend.running_channel_mean(log_mel[:, :7])  # (with no gate, the int count serves)
-    tail = frontend.running_channel_mean(log_mel[:, 7:], carried, 7)[0]
+    head, carried = frontend.running_channel_mean(log_mel[:, :7])
+    assert frontend.running_channel_mean(log_mel[:, :0], carried)[1] is carried  # no frames: the mean as it was
+    tail = frontend.running_channel_mean(log_mel[:, 7:], carried)[0]
     torch.testing.assert_close(torch.cat([head, tail], 1), out, atol=1e-5, rtol=0)
     # The frontend applies it after level tracking, for streaming and offline models alike.
     tracked = Frontend(FrontendConfig(kind="logmel", running_cmn_frames=50.0, level_decay_db=10.0))
@@ -256,7 +257,7 @@ def test_only_frames_near_the_loudest_enter_a_gated_running_mean(tone):
     frontend = _gated_frontend(15.0)
     log_mel, levels = frontend.log_mel_and_levels(torch.cat([quiet, torch.from_numpy(tone)])[None])
     onset = (len(quiet) - 400) // 160 + 1  # the first frame with tone in it
-    out, total, count, loudest = frontend.running_channel_mean(log_mel, levels=levels)
+    out, carried = frontend.running_channel_mean(log_mel, levels=levels)
     entered = (out - (log_mel - frontend.cmn_prior)).abs().amax(-1)[0] > 1e-4  # frames whose mean moved off the prior
     first = int(torch.nonzero(entered)[0])
     assert onset <= first <= onset + 1 and entered[first:].all()
@@ -264,9 +265,9 @@ def test_only_frames_near_the_loudest_enter_a_gated_running_mean(tone):
     x = log_mel[0].double()
     expected = x - (50.0 * frontend.cmn_prior.double() + (x * enters).cumsum(0)) / (50.0 + enters.cumsum(0))
     torch.testing.assert_close(out[0].double(), expected, atol=1e-4, rtol=0)
-    assert float(count[0]) == float(enters.sum()) and float(loudest[0]) == float(levels[0].max())
-    head, carried, done, top = frontend.running_channel_mean(log_mel[:, : onset + 5], levels=levels[:, : onset + 5])
-    tail = frontend.running_channel_mean(log_mel[:, onset + 5 :], carried, done, levels[:, onset + 5 :], top)[0]
+    assert float(carried.count[0]) == float(enters.sum()) and float(carried.loudest[0]) == float(levels[0].max())
+    head, carried = frontend.running_channel_mean(log_mel[:, : onset + 5], levels=levels[:, : onset + 5])
+    tail = frontend.running_channel_mean(log_mel[:, onset + 5 :], carried, levels[:, onset + 5 :])[0]
     torch.testing.assert_close(torch.cat([head, tail], 1), out, atol=1e-5, rtol=0)
     ungated = _gated_frontend(0.0).running_channel_mean(log_mel)[0]
     assert (ungated - out)[0, onset + 2 :].abs().amax() > 1.0  # (the noise in the mean moves the tone's frames)

@@ -275,6 +275,35 @@ def test_partner_is_refused_where_nothing_would_record_it(capsys):
         assert f"--partner {argv[-1]}: {reason}" in capsys.readouterr().err
 
 
+def test_own_statistics_reach_the_first_stage_only_and_need_a_start_file(an4_root, tmp_path, monkeypatch, capsys):
+    """`--own-statistics` recomputes the start file's statistics for the stage that starts from
+    it; later stages start from the stage before, whose statistics are this run's already."""
+    for module in (recipe, manifest_recipe):
+        argv = ["--streaming", "--own-statistics"] + ([] if module is recipe else ["--train", "x.jsonl", "--dev", "y.jsonl", "--exp", str(tmp_path / "m")])
+        with pytest.raises(SystemExit):
+            module.parse_args(argv) if module is recipe else module.main(argv)
+        assert "--own-statistics recomputes a start file's statistics: give --init-from" in capsys.readouterr().err
+    calls = []
+
+    class Trained(Exception):
+        pass
+
+    def recorded_train(*args, **kwargs):
+        calls.append((kwargs["init_from"], kwargs["own_statistics"]))
+        return tmp_path / f"stage{len(calls)}.pt"
+
+    def stop(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(recipe, "train", recorded_train)
+    monkeypatch.setattr(recipe, "synthetic_speech", lambda *args: [])
+    monkeypatch.setattr(recipe, "evaluate_sets", stop)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--an4", str(an4_root), "--streaming", "--exp", str(tmp_path / "exp"), "--init-from", "start.pt", "--own-statistics", "--room-epochs", "1"])
+    with pytest.raises(Trained):
+        recipe.main()
+    assert calls == [("start.pt", True), (tmp_path / "stage1.pt", False), (tmp_path / "stage2.pt", False)]
+
+
 def test_bundle_reads_settings_files_or_names_the_broken_one(tmp_path):
     """--bundle reads the settings it replaces (before it ships anything) and those beside it
     for their partners: a broken one stops it with the file's name."""

@@ -112,7 +112,7 @@ def test_a_gated_running_mean_streams_as_it_reads_whole(tone):
     state = init_state(model)
     for start in range(0, len(wave), 1600):
         _, state = extract_chunk(model, wave[None, start : start + 1600], state)
-    entered = float(state.cmn_count[0])
+    entered = float(state.cmn.count[0])
     assert 2 * 95 <= entered <= 2 * 102  # frames with tone in them (up to 102 a tone), not the quiet's
 
 

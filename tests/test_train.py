@@ -392,8 +392,8 @@ def test_a_running_channel_mean_gets_its_prior_and_the_statistics_in_one_pass(ki
         torch.testing.assert_close(frontend.cmn_prior, torch.cat(log_mel).mean(0), atol=1e-4, rtol=0)
     normalised = [frontend.running_channel_mean(x, levels=levels) for x, levels in pairs]
     if gate_db:  # each file's faint start stayed out of its mean
-        assert all(float(count[0]) < x.shape[0] - 10 for x, (_, _, count, _) in zip(log_mel, normalised))
-    feats = torch.cat([frontend.transform(out)[0] for out, *_ in normalised])
+        assert all(float(mean.count[0]) < x.shape[0] - 10 for x, (_, mean) in zip(log_mel, normalised))
+    feats = torch.cat([frontend.transform(out)[0] for out, _ in normalised])
     torch.testing.assert_close(frontend.cmvn_mean, feats.mean(0), atol=1e-4, rtol=0)
     torch.testing.assert_close(frontend.cmvn_std, feats.std(0, unbiased=False), atol=1e-4, rtol=1e-4)
 
@@ -423,6 +423,32 @@ def test_a_streaming_model_trains_with_a_running_channel_mean_and_its_file_keeps
     model = load_model(train(config, tiny_set, tiny_set[:2], tmp_path / "rcmn", TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1), augment))
     assert model.config.frontend.running_cmn_frames == 30.0
     assert model.frontend.cmn_prior.abs().min() > 0  # set from the training audio before the statistics
+
+
+def test_fine_tuning_with_own_statistics_keeps_the_weights_and_computes_the_statistics(tiny_set, tmp_path):
+    """A start file set to a gated running mean (scripts/set_frontend.py) still holds the prior
+    of every frame; ``own_statistics`` computes the prior and statistics from the training
+    speech as a run from scratch would, and takes the weights from the file."""
+    from conftest import load_script
+    from speechrnn.features import FrontendConfig
+
+    frontend = FrontendConfig(kind="logmel", level_decay_db=10.0, level_start_db=40.0, level_start_lead_db=30.0, running_cmn_frames=30.0)
+    config = dataclasses.replace(TINY, bidirectional=False, frontend=frontend)
+    first = load_model(train(config, tiny_set, tiny_set, tmp_path / "first", TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1), None))
+    gated = load_script("scripts/set_frontend.py", "set_frontend").with_frontend(first, running_cmn_gate_db=6.0)
+    save_model(tmp_path / "gated.pt", gated)
+    still = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1, lr=1e-12, weight_decay=0.0)
+    kept = load_model(train(gated.config, tiny_set[:2], tiny_set[:2], tmp_path / "kept", still, None, init_from=tmp_path / "gated.pt"))
+    own = load_model(train(gated.config, tiny_set[:2], tiny_set[:2], tmp_path / "own", still, None, init_from=tmp_path / "gated.pt", own_statistics=True))
+    expected = SpeechModel(gated.config)
+    compute_cmvn(expected, load_waves(tiny_set[:2]))
+    for name in ("cmn_prior", "cmvn_mean", "cmvn_std"):
+        assert torch.equal(getattr(kept.frontend, name), getattr(gated.frontend, name)), name  # without it: the file's
+        assert torch.equal(getattr(own.frontend, name), getattr(expected.frontend, name)), name
+        assert not torch.allclose(getattr(own.frontend, name), getattr(gated.frontend, name)), name  # the check above can fail
+    for key, value in gated.state_dict().items():
+        if not key.startswith("frontend."):
+            torch.testing.assert_close(own.state_dict()[key], value, atol=1e-6, rtol=0, msg=key)
 
 
 def test_a_run_killed_within_an_epoch_resumes_to_the_same_weights(tiny_set, tmp_path, monkeypatch):
