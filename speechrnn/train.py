@@ -140,6 +140,12 @@ class _RunningMeanMoments:
     def stats(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The prior (mean log-mel frame, of the frames the gate lets in), and the features'
         mean and standard deviation."""
+        config = self.frontend.config
+        if self.log_mel.count == 0 and config.running_cmn_gate_db and self.g.count:
+            raise ValueError(
+                f"running_cmn_gate_db={config.running_cmn_gate_db:g}: no frame of the training audio came within that many dB of the "
+                f"loudest before it (level tracking's start level {config.level_start_db} dB counting as one): lower level_start_db or widen the gate"
+            )
         prior = self.log_mel.stats()[0]
         q = self.frontend.transform(prior).double()
         count = self.g.count

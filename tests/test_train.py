@@ -432,12 +432,18 @@ def test_fine_tuning_with_own_statistics_keeps_the_weights_and_computes_the_stat
     from conftest import load_script
     from speechrnn.features import FrontendConfig
 
-    frontend = FrontendConfig(kind="logmel", level_decay_db=10.0, level_start_db=40.0, level_start_lead_db=30.0, running_cmn_frames=30.0)
+    frontend = FrontendConfig(kind="logmel", level_decay_db=10.0, level_start_db=30.0, level_start_lead_db=30.0, running_cmn_frames=30.0)
     config = dataclasses.replace(TINY, bidirectional=False, frontend=frontend)
     first = load_model(train(config, tiny_set, tiny_set, tmp_path / "first", TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1), None))
-    gated = load_script("scripts/set_frontend.py", "set_frontend").with_frontend(first, running_cmn_gate_db=6.0)
+    set_frontend = load_script("scripts/set_frontend.py", "set_frontend")
+    gated = set_frontend.with_frontend(first, running_cmn_gate_db=8.0)
     save_model(tmp_path / "gated.pt", gated)
     still = TrainConfig(epochs=1, batch_size=2, warmup_steps=2, threads=1, lr=1e-12, weight_decay=0.0)
+    # A start level above all of this speech (espeak-ng's loudest frames here: about 29-33 dB) lets no frame in: said so.
+    shut = set_frontend.with_frontend(first, running_cmn_gate_db=6.0, level_start_db=40.0)
+    save_model(tmp_path / "shut.pt", shut)
+    with pytest.raises(ValueError, match="running_cmn_gate_db=6: no frame of the training audio came within"):
+        train(shut.config, tiny_set[:2], tiny_set[:2], tmp_path / "shut", still, None, init_from=tmp_path / "shut.pt", own_statistics=True)
     kept = load_model(train(gated.config, tiny_set[:2], tiny_set[:2], tmp_path / "kept", still, None, init_from=tmp_path / "gated.pt"))
     own = load_model(train(gated.config, tiny_set[:2], tiny_set[:2], tmp_path / "own", still, None, init_from=tmp_path / "gated.pt", own_statistics=True))
     expected = SpeechModel(gated.config)
