@@ -321,17 +321,18 @@ class Frontend(nn.Module):
         """
         if log_mel.shape[-2] == 0:
             return log_mel, carried
-        sums, count, _, loudest = self.running_mean_sums(log_mel, self.cmn_prior.double(), carried, levels)
+        sums, count, _, loudest = self.running_mean_sums(log_mel, carried, levels)
         n0 = self.config.running_cmn_frames
         return log_mel - (sums / (n0 + count[..., None])).to(log_mel.dtype), RunningMean(sums[..., -1, :], count[..., -1], loudest)
 
     def running_mean_sums(
-        self, log_mel: torch.Tensor, prior: torch.Tensor, carried: RunningMean | None, levels: torch.Tensor | None = None
+        self, log_mel: torch.Tensor, carried: RunningMean | None, levels: torch.Tensor | None = None, prior: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """:meth:`running_channel_mean`'s numerator ``(B, T, n_mels)`` at each frame with
-        ``prior`` as the mean's starting point (unless ``carried`` goes on from earlier frames),
-        the ``(B, T)`` frames in it (float64; the denominator is ``n0`` more), which of these
-        frames entered it (``(B, T)`` bool) and the loudest level to carry on (None without the gate)."""
+        """:meth:`running_channel_mean`'s numerator ``(B, T, n_mels)`` at each frame, going on
+        from ``carried`` or, at a signal's start, from ``prior`` (default the ``cmn_prior``
+        buffer, read only there), the ``(B, T)`` frames in it (float64; the denominator is
+        ``n0`` more), which of these frames entered it (``(B, T)`` bool) and the loudest level
+        to carry on (None without the gate)."""
         frames = log_mel.double()
         gate = self.config.running_cmn_gate_db
         loudest = None
@@ -349,7 +350,7 @@ class Frontend(nn.Module):
         sums = torch.cumsum(frames, dim=-2)
         count = torch.cumsum(enters, dim=-1, dtype=torch.float64)
         if carried is None:
-            sums += self.config.running_cmn_frames * prior
+            sums += self.config.running_cmn_frames * (self.cmn_prior if prior is None else prior).double()
         else:
             sums += carried.total[:, None, :]
             count += carried.count[:, None]

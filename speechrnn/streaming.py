@@ -318,7 +318,7 @@ def restarted(model: SpeechModel, state: StreamState, search: BeamSearch | None,
         # would meet a pause far below its level, then the same pause at its own level, and
         # read that jump as a letter ("s"); it is normalised again as a new stream would.
         start = state.features_done - state.frames_log_mel.shape[1]
-        log_mel, level, cmn = _causal_normalized(model, state.frames_log_mel, None, cmn, start)
+        log_mel, level, cmn = _causal_normalized(model, state.frames_log_mel, None, None, start)
         frames = normalized(model, log_mel)
     return dataclasses.replace(
         init_state(model, search=search, time_offset=time_offset),

@@ -127,7 +127,7 @@ class _RunningMeanMoments:
         frontend = self.frontend
         n0 = frontend.config.running_cmn_frames
         zero = torch.zeros(frontend.config.n_mels, dtype=torch.float64)
-        sums, count, entered, _ = frontend.running_mean_sums(log_mel, zero, None, levels)
+        sums, count, entered, _ = frontend.running_mean_sums(log_mel, None, levels, prior=zero)
         denominator = n0 + count[0]
         g = frontend.transform(log_mel[0] - (sums[0] / denominator[:, None]).to(log_mel.dtype)).double()
         c = n0 / denominator

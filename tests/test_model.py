@@ -313,9 +313,13 @@ def test_differing_weights_names_what_differs_and_half_compares_as_shipped(tmp_p
     assert differing_weights(load_model(tmp_path / "a.pt"), load_model(tmp_path / "changed.pt")) == [name]  # loaded models too
     script = Path(__file__).resolve().parents[1] / "scripts" / "compare_weights.py"
     same = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "half.pt"), "--half"], capture_output=True, text=True)
-    changed = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "changed.pt")], capture_output=True, text=True)
+    changed = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "changed.pt"), "--difference", name], capture_output=True, text=True)
     assert (same.returncode, json.loads(same.stdout)["differing"]) == (0, 0)
     assert (changed.returncode, json.loads(changed.stdout)["names"]) == (1, [name])
+    moved = json.loads(changed.stdout)["differences"][name]  # one element up by 1, the rest as they were
+    assert (moved["min"], moved["max"]) == (0.0, 1.0) and moved["mean"] == pytest.approx(1 / value.numel(), abs=1e-4)
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "a.pt"), str(tmp_path / "same.pt"), "--difference", "no.such.tensor"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "--difference no.such.tensor: not a tensor of the same shape in both files" in missing.stderr
 
 
 @pytest.mark.parametrize("lookahead, input_lookahead", [(0, 0), (2, 0), (2, 1)])

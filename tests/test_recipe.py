@@ -275,14 +275,17 @@ def test_partner_is_refused_where_nothing_would_record_it(capsys):
         assert f"--partner {argv[-1]}: {reason}" in capsys.readouterr().err
 
 
-def test_own_statistics_reach_the_first_stage_only_and_need_a_start_file(an4_root, tmp_path, monkeypatch, capsys):
-    """`--own-statistics` recomputes the start file's statistics for the stage that starts from
-    it; later stages start from the stage before, whose statistics are this run's already."""
+def test_own_statistics_need_a_start_file_in_both_recipes(tmp_path, capsys):
     for module in (recipe, manifest_recipe):
         argv = ["--streaming", "--own-statistics"] + ([] if module is recipe else ["--train", "x.jsonl", "--dev", "y.jsonl", "--exp", str(tmp_path / "m")])
         with pytest.raises(SystemExit):
             module.parse_args(argv) if module is recipe else module.main(argv)
         assert "--own-statistics recomputes a start file's statistics: give --init-from" in capsys.readouterr().err
+
+
+def test_own_statistics_reach_the_first_stage_only(an4_root, tmp_path, monkeypatch):
+    """`--own-statistics` recomputes the start file's statistics for the stage that starts from
+    it; later stages start from the stage before, whose statistics are this run's already."""
     calls = []
 
     class Trained(Exception):
