@@ -54,13 +54,14 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             raise AudioError(source, "no such file")
         if os.path.isdir(source):
             raise AudioError(source, "is a directory, not an audio file")
-        if os.path.getsize(source) == 0:
+        if os.path.isfile(source) and os.path.getsize(source) == 0:  # (a pipe's size says nothing)
             raise AudioError(source, "file is empty (0 bytes)")
         name, file = source, source
     try:
         samples, file_rate = sf.read(file, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioError(name, f"not a readable audio file ({error})") from None
+        reason = str(error).replace(f"Error opening {file!r}: ", "") if not isinstance(file, str) else str(error)  # not the buffer's repr
+        raise AudioError(name, f"not a readable audio file ({reason})") from None
     except OSError as error:
         raise AudioError(name, f"cannot read file ({error.strerror or error})") from None
     return prepare_samples(samples, file_rate, sample_rate, source=name)
@@ -134,11 +135,24 @@ def to_float32(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32, copy=False)
 
 
+# torchaudio's windowed-sinc kernel has a row of taps for each of the reduced ratio's output
+# phases, so its size grows with the product of the reduced rates: for the usual rates (44.1,
+# 48, 22.05, 8 kHz: reduced 441/160, 3/1, 441/320, 1/2) it is small, but a rate sharing no
+# factor with 16 kHz (11127 Hz, 44101 Hz) would need gigabytes. Beyond this reduced rate, soxr
+# (the streaming path's resampler) does it in constant memory.
+MAX_KERNEL_RATE = 1000
+
+
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-limited (windowed-sinc) resampling with torchaudio."""
+    """Band-limited resampling: torchaudio's windowed sinc, or soxr for rates whose reduced
+    ratio would make that kernel huge (:data:`MAX_KERNEL_RATE`)."""
     if orig_rate == new_rate:
         return np.ascontiguousarray(samples, dtype=np.float32)
     kernel_rates = _reduced_rates(int(orig_rate), int(new_rate))
+    if max(kernel_rates) > MAX_KERNEL_RATE:
+        import soxr
+
+        return soxr.resample(np.ascontiguousarray(samples, dtype=np.float32), orig_rate, new_rate).astype(np.float32, copy=False)
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), *kernel_rates)
     return out.numpy().astype(np.float32, copy=False)
 

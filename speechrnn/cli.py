@@ -17,7 +17,7 @@ from .audio import STDIN
 from .decoding import HOT_WORD_BOOST, parse_hot_word, read_hot_words
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
-from .segment import SegmentConfig
+from .segment import MIN_SEGMENT_SECONDS, SegmentConfig
 from .transcribe import BATCH_SIZE
 from .tuning import LM_WEIGHTS, RESCORE_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_hot_word_options(p, tuning=True)
     p.add_argument("--rescore-model", help="also tune a second pass: this model re-ranks the n best (name or file; weight 0 chosen: none)")
     p.add_argument("--rescore-weights", default=",".join(map(str, RESCORE_WEIGHTS)), help="rescoring weights to try (default: %(default)s)")
-    p.add_argument("-o", "--output", help="settings file (default: MODEL.lm.json beside the model file)")
+    p.add_argument("-o", "--output", help="settings file (default: MODEL.lm.json beside the model file; required for a bundled model)")
     p.set_defaults(func=cmd_lm_tune)
     return parser
 
@@ -223,8 +223,14 @@ def cmd_transcribe(args) -> int:
     from .model import load_model
     from .transcribe import expand_inputs, transcribe_files
 
-    if args.max_segment < 0:
-        print(f"speechrnn: error: --max-segment must be 0 (read files whole) or a positive number of seconds, got {args.max_segment:g}", file=sys.stderr)
+    if not (args.max_segment == 0 or MIN_SEGMENT_SECONDS <= args.max_segment < float("inf")):
+        print(f"speechrnn: error: --max-segment must be 0 (read files whole) or at least {MIN_SEGMENT_SECONDS:g} seconds, got {args.max_segment:g}", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"speechrnn: error: --batch-size must be 1 or more, got {args.batch_size}", file=sys.stderr)
+        return 2
+    if args.output_dir and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        print(f"speechrnn: error: --output-dir {args.output_dir}: is a file, not a folder", file=sys.stderr)
         return 2
     model = load_model(args.model)
     paths = expand_inputs(args.paths)
@@ -238,23 +244,37 @@ def cmd_transcribe(args) -> int:
     namer = OutputNamer(args.output_dir, args.format) if args.output_dir else None
     failed = 0
 
+    progress = not args.no_progress and len(paths) > 1 and sys.stderr.isatty()
+
+    def report(message: str) -> None:
+        if progress:  # above the progress bar, not into it
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
     def emit(result):
         nonlocal failed
         if result.error is not None:
             failed += 1
-            print(f"speechrnn: error: {result.error}", file=sys.stderr)
+            report(f"speechrnn: error: {result.error}")
             if args.format == "jsonl" and namer is None:
                 print(json.dumps(to_json(result)), flush=True)
             return
         text = render(result, args.format, nbest=bool(args.nbest and args.nbest > 1))
         if namer is not None:
-            write_atomic(namer(result.audio), text)
+            target = namer(result.audio)
+            try:
+                write_atomic(target, text)
+            except OSError as error:  # this output cannot be written (a name too long, a full disk): the others still are
+                failed += 1
+                report(f"speechrnn: error: {result.audio}: cannot write {target} ({error.strerror or error})")
         elif args.format == "text" and len(paths) > 1:
             print(f"{result.audio}\t{text}", end="", flush=True)
         else:
             print(text, end="", flush=True)
 
-    progress = not args.no_progress and len(paths) > 1 and sys.stderr.isatty()
     transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model), max_segment=args.max_segment)
     return 1 if failed else 0
 
@@ -265,7 +285,13 @@ def labelled_set(manifest: str | None, an4: str | None, split: str):
     from .data import DEFAULT_AN4, an4_dev_split, an4_utterances, read_manifest
 
     if manifest:
-        return read_manifest(manifest), manifest
+        utterances = read_manifest(manifest)
+        scored = [u for u in utterances if u.text]
+        if len(scored) < len(utterances):  # an error rate is per reference word: none, none to score
+            warnings.warn(f"{manifest}: {len(utterances) - len(scored)} of {len(utterances)} utterances have no words once normalised and are left out", stacklevel=2)
+        if not scored:
+            raise ValueError(f"{manifest}: no utterance with words to score")
+        return scored, manifest
     root = an4 or str(DEFAULT_AN4)
     if split == "dev":
         return an4_dev_split(root), f"AN4 dev split of train ({root})"
@@ -322,10 +348,12 @@ def cmd_lm_build(args) -> int:
 
 def cmd_lm_tune(args) -> int:
     from .decoding import tuning_path
-    from .model import load_model, resolve_model_path
+    from .model import BUNDLED_DIR, load_model, resolve_model_path
     from .tuning import choose_rescoring, search_configs, tune, with_rescoring, write_tuning
 
     model = load_model(args.model)
+    if args.output is None and Path(model.source).resolve().parent == BUNDLED_DIR.resolve():
+        raise ValueError(f"--model {args.model} is a bundled model: give -o FILE for the tuned settings (beside the model they would replace its shipped ones)")
     utterances, source = labelled_set(args.manifest, args.an4_dev, "dev")
     configs = search_configs(args.lm, args.lexicon, args.beam_size, hot_words_of(args, model.tokenizer))
     result = tune(model, utterances, configs, parse_floats(args.lm_weights), parse_floats(args.word_scores), log=sys.stderr)
@@ -343,9 +371,12 @@ def cmd_lm_tune(args) -> int:
 
 def parse_floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        numbers = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"not a comma-separated list of numbers: {text!r}") from None
+        numbers = []
+    if not numbers:
+        raise ValueError(f"not a comma-separated list of numbers: {text!r}")
+    return numbers
 
 
 def _warning_printer(python_shows):
@@ -364,7 +395,10 @@ def _warning_printer(python_shows):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be 1 or more, got {args.threads}")
     if args.threads:
         from .streaming import set_threads
 

@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import torchaudio.functional as AF
 
 from .audio import SAMPLE_RATE, load_audio
 from .reverb import response_bank, reverberate
-from .text import normalize_text
+from .text import normalize_text, unspellable
 
 DEFAULT_AN4 = Path(os.environ.get("SPEECHRNN_AN4", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "an4"))
 
@@ -42,36 +43,56 @@ class Utterance:
 
 
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:
-    """Read a JSON-lines manifest; bad lines raise ``ValueError`` naming the file and line."""
+    """Read a JSON-lines manifest: one ``{"audio": PATH, "text": WORDS, "duration": SECONDS}``
+    object a line (``duration`` optional, ``speaker`` too; a relative path is relative to the
+    manifest). A bad line (not such an object, a value of the wrong type, a missing audio
+    file, a duration that is not a number of seconds) raises ``ValueError`` naming the file
+    and line; transcripts with characters the models cannot spell (digits, "&", "東") are kept
+    without them, with a warning."""
     path = Path(path)
-    utterances, with_digits = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    utterances, unspelled = [], Counter()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(enumerate(f, 1))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    for line_no, line in lines:
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: not a JSON object ({error})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("audio"), str) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{where}: not a manifest line: a JSON object with 'audio' (a path) and 'text' (a string) is expected, got {line.strip()[:80]!r}")
+        unspelled.update(unspellable(row["text"]))
+        text = normalize_text(row["text"])
+        audio = Path(row["audio"])
+        if not audio.is_absolute():
+            audio = path.parent / audio
+        if not audio.is_file():
+            raise ValueError(f"{where}: no such audio file: {audio}")
+        duration = row.get("duration") or 0.0
+        try:  # a number, or a string of one; not true/false, a list or an object
+            duration = float(duration) if isinstance(duration, (int, float, str)) and not isinstance(duration, bool) else math.nan
+        except ValueError:
+            duration = math.nan
+        if not math.isfinite(duration) or duration < 0:
+            raise ValueError(f"{where}: duration {row.get('duration')!r} is not a number of seconds")
+        if not duration:
             try:
-                row = json.loads(line)
-                audio = Path(row["audio"])
-                with_digits += any(c.isdigit() for c in str(row["text"]))
-                text = normalize_text(str(row["text"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{line_no}: not a manifest line with 'audio' and 'text' ({error})") from None
-            if not audio.is_absolute():
-                audio = path.parent / audio
-            try:
-                duration = float(row.get("duration") or 0.0)
-            except (ValueError, TypeError):
-                raise ValueError(f"{path}:{line_no}: duration {row.get('duration')!r} is not a number of seconds") from None
-            if not math.isfinite(duration) or duration < 0:
-                raise ValueError(f"{path}:{line_no}: duration {duration} is not a number of seconds")
-            if not duration:
-                try:
-                    duration = sf.info(str(audio)).duration
-                except (RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
-                    raise ValueError(f"{path}:{line_no}: no duration given, and {audio} cannot be read for one ({error})") from None
-            utterances.append(Utterance(str(audio), text, duration, str(row.get("speaker", ""))))
-    if with_digits:
-        warnings.warn(f"{path}: {with_digits} transcripts hold digits, which the models cannot spell: they are left out of the text (write numbers as words)", stacklevel=2)
+                duration = sf.info(str(audio)).duration
+            except (RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
+                raise ValueError(f"{where}: no duration given, and {audio} cannot be read for one ({error})") from None
+        utterances.append(Utterance(str(audio), text, float(duration), str(row.get("speaker", ""))))
+    if unspelled:
+        shown = "".join(c for c, _ in unspelled.most_common(12))
+        warnings.warn(
+            f"{path}: transcripts hold characters the models cannot spell ({shown!r}: digits, symbols read as words, letters outside a-z): "
+            "they are left out of the text (write numbers and symbols as words)",
+            stacklevel=2,
+        )
     return utterances
 
 

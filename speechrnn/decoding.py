@@ -8,6 +8,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import warnings
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from . import lm as lm_module
-from .text import Tokenizer, fold_to_ascii
+from .text import Tokenizer, fold_to_ascii, unspellable
 
 
 class WordTiming(NamedTuple):
@@ -258,9 +259,12 @@ class BeamSearchConfig:
 
     def __post_init__(self):
         if self.beam_size < 1 or (self.beam_size_token is not None and self.beam_size_token < 1) or self.nbest < 1:
-            raise ValueError("beam_size, beam_size_token and nbest must be positive")
+            raise ValueError(f"the beam size, tokens per frame and n-best count must be 1 or more, got beam_size {self.beam_size}, beam_size_token {self.beam_size_token}, nbest {self.nbest}")
         # Settings files hold JSON lists; the config keeps hashable pairs.
         object.__setattr__(self, "hot_words", tuple((str(word), float(boost)) for word, boost in self.hot_words))
+        numbers = {"lm_weight": self.lm_weight, "word_score": self.word_score, "beam_threshold": self.beam_threshold, **{f"hot word {w!r}": b for w, b in self.hot_words}}
+        if not all(math.isfinite(v) for v in numbers.values()):
+            raise ValueError(f"beam search weights must be finite numbers, got {', '.join(f'{k} {v}' for k, v in numbers.items() if not math.isfinite(v))}")
         if any(boost for _, boost in self.hot_words) and self.lm_weight <= 0:
             raise ValueError(f"hot words' boosts are scored through the LM, so the LM weight must be positive (got {self.lm_weight})")
 
@@ -315,6 +319,16 @@ class BeamSearch:
         self.tokens = fl_dictionary.Dictionary([lm_module.WORD_BOUNDARY if token == space else token for token in tokenizer.vocab])
         self.silence = tokenizer.space
         self.arpa = lm_module.read_arpa(config.lm) if config.lm else None  # validates the file, names bad lines
+        if self.arpa is not None:
+            letters = lm_module.spelling_letters(tokenizer)
+            words = [w for w in self.arpa.vocabulary if w not in (lm_module.BOS, lm_module.EOS, lm_module.UNK)]
+            foreign = [w for w in words if set(w) - letters]
+            if words and len(foreign) > len(words) / 2:  # an upper-case LM, say: its words never match what the model spells
+                warnings.warn(
+                    f"{config.lm}: {len(foreign)} of its {len(words)} words are not spelled with the model's letters ({''.join(sorted(letters))}), "
+                    f"e.g. {' '.join(sorted(foreign)[:5])}: the LM cannot score them (write its words in lower case, as `speechrnn lm build` does)",
+                    stacklevel=2,
+                )
         self.hot_words = hot_word_boosts(config.hot_words, tokenizer)  # {word: boost}
         self.lexicon = self.reader = None
         if config.lexicon:
@@ -447,9 +461,12 @@ def parse_hot_word(text: str, boost: float) -> tuple[str, float]:
     if not colon:
         return text, boost
     try:
-        return words, float(value)
+        number = float(value)
     except ValueError:
-        raise ValueError(f"hot word {text!r}: {value!r} is not a number (expected WORDS or WORDS:BOOST)") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"hot word {text!r}: {value!r} is not a finite number (expected WORDS or WORDS:BOOST)")
+    return words, number
 
 
 def read_hot_words(path: str | os.PathLike, boost: float, tokenizer: Tokenizer) -> list[tuple[str, float]]:
@@ -485,7 +502,7 @@ def hot_word_boosts(pairs, tokenizer: Tokenizer) -> dict[str, float]:
         # Folded as normalize_text folds, whose dropping of the characters the model cannot
         # spell must be an error here, not a different word.
         words = fold_to_ascii(text).split()
-        if not words or any(not any(c.isalpha() for c in word) or set(word) - letters for word in words):
+        if not words or unspellable(text) or any(not any(c.isalpha() for c in word) or set(word) - letters for word in words):
             raise ValueError(f"hot word {text!r}: words of the model's letters ({''.join(sorted(letters))}) are expected")
         phrase = " ".join(words)
         if phrase in boosts:
@@ -1180,6 +1197,13 @@ def beam_search_for(
     if rescoring is not None and rescore_weight is not None:
         rescoring = dataclasses.replace(rescoring, weight=rescore_weight)
     settings_kind = config is not None and config.lexicon is not None  # a lexicon search, as tuned
+    if config is not None and str(lm) == "default":  # the settings' own files are read
+        for kind, path in [("LM", config.lm)] + ([("lexicon", config.lexicon)] if lexicon is None else []):
+            if path and not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"{tuned}: its {kind} {path} is missing (the settings name it relative to themselves: "
+                    "move a model, its .lm.json and its LM files together, or decode with --lm none or --lm FILE)"
+                )
     if str(lm) != "default":
         if not Path(lm).is_file():
             raise FileNotFoundError(f"no LM file {str(lm)!r}")

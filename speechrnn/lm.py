@@ -21,6 +21,7 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -29,7 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .text import BLANK, SPACE, Tokenizer, normalize_text
+from .text import BLANK, SPACE, Tokenizer, normalize_text, unspellable
 
 BOS = "<s>"
 EOS = "</s>"
@@ -57,6 +58,17 @@ class LMError(ValueError):
 # is C++ only and NLTK's language models have no ARPA export. Pure Python, so it suits
 # transcript-sized corpora (AN4: ~1k sentences; up to a few million words).
 # ---------------------------------------------------------------------------------------------
+
+
+def _text_lines(path: Path):
+    """``(line number, line)`` of a UTF-8 text file; a line that is not UTF-8 raises
+    :class:`LMError` naming the file and line."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise LMError(f"{path}:{line_no}: not UTF-8 text ({error.reason} at byte {error.start} of the line)") from None
 
 
 def modified_kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, float, float]:
@@ -149,6 +161,9 @@ def _estimate(sentences: Iterable[str], order: int) -> tuple[list[list[str]], di
             split.append(words)
     if not split:
         raise ValueError("no words to train a language model on (all sentences are empty)")
+    longest = max(map(len, split)) + 2  # with <s> and </s>
+    if order > longest:
+        raise ValueError(f"order {order}: the longest sentence has {longest - 2} word{'s' * (longest != 3)} ({longest} tokens with <s> and </s>), so it holds no {order}-grams; use an order of at most {longest}")
     return (split, *_kneser_ney(split, order))
 
 
@@ -179,7 +194,8 @@ def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
         (log10 probability -99).
 
     Raises:
-        ValueError: ``order < 1``, no words at all, or a sentence containing ``<s>``/``</s>``.
+        ValueError: ``order < 1`` or above the longest sentence's length with ``<s>`` and
+            ``</s>``, no words at all, or a sentence containing ``<s>``/``</s>``.
     """
     _, log_probs, backoffs = _estimate(sentences, order)
     return _format_arpa(log_probs, backoffs)
@@ -294,55 +310,54 @@ def read_arpa(path: str | os.PathLike) -> ArpaModel:
         if section and seen != declared[section]:
             raise LMError(f"{where}: \\{section}-grams: (line {section_line}) has {seen} entries, the header declares {declared[section]}")
 
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, 1):
-            line = raw.strip()
-            where = f"{path}:{line_no}"
-            if not line:
-                continue
-            if state == "start":
-                if line != "\\data\\":
-                    raise LMError(f"{where}: expected the \\data\\ header, found {line[:40]!r}")
-                state = "header"
-                continue
-            if line == "\\end\\":
-                close_section(where)
-                if not declared:
-                    raise LMError(f"{where}: \\end\\ with no 'ngram N=COUNT' lines in the header")
-                if section != len(declared):
-                    raise LMError(f"{where}: \\end\\ before the \\{section + 1}-grams: section the header declares")
-                state = "end"
-                break
-            match = _SECTION_LINE.fullmatch(line)
-            if match:
-                close_section(where)
-                k = int(match.group(1))
-                if k != section + 1 or k not in declared:
-                    raise LMError(f"{where}: expected \\{section + 1}-grams: (declared orders 1..{len(declared)}), found {line!r}")
-                section, seen, section_line, state = k, 0, line_no, "section"
-                continue
-            if state == "header":
-                match = _COUNT_LINE.fullmatch(line)
-                if not match or int(match.group(1)) != len(declared) + 1:
-                    raise LMError(f"{where}: expected 'ngram {len(declared) + 1}=COUNT', found {line[:40]!r}")
-                declared[int(match.group(1))] = int(match.group(2))
-                continue
-            fields = line.split()
-            n_fields = (section + 1, section + 2) if section < len(declared) else (section + 1,)
-            if len(fields) not in n_fields:
-                raise LMError(f"{where}: a {section}-gram line has {' or '.join(map(str, n_fields))} fields, found {len(fields)}")
-            log_prob = _parse_number(fields[0], "log10 probability", where)
-            if log_prob > 0:
-                raise LMError(f"{where}: log10 probability {log_prob} is positive")
-            ngram = tuple(fields[1 : section + 1])
-            if ngram in log_probs:
-                raise LMError(f"{where}: duplicate {section}-gram {' '.join(ngram)!r}")
-            seen += 1
-            if seen > declared[section]:
-                raise LMError(f"{where}: more {section}-grams than the {declared[section]} the header declares")
-            log_probs[ngram] = log_prob
-            if len(fields) == section + 2:
-                backoffs[ngram] = _parse_number(fields[-1], "log10 backoff", where)
+    for line_no, raw in _text_lines(path):
+        line = raw.strip()
+        where = f"{path}:{line_no}"
+        if not line:
+            continue
+        if state == "start":
+            if line != "\\data\\":
+                raise LMError(f"{where}: expected the \\data\\ header, found {line[:40]!r}")
+            state = "header"
+            continue
+        if line == "\\end\\":
+            close_section(where)
+            if not declared:
+                raise LMError(f"{where}: \\end\\ with no 'ngram N=COUNT' lines in the header")
+            if section != len(declared):
+                raise LMError(f"{where}: \\end\\ before the \\{section + 1}-grams: section the header declares")
+            state = "end"
+            break
+        match = _SECTION_LINE.fullmatch(line)
+        if match:
+            close_section(where)
+            k = int(match.group(1))
+            if k != section + 1 or k not in declared:
+                raise LMError(f"{where}: expected \\{section + 1}-grams: (declared orders 1..{len(declared)}), found {line!r}")
+            section, seen, section_line, state = k, 0, line_no, "section"
+            continue
+        if state == "header":
+            match = _COUNT_LINE.fullmatch(line)
+            if not match or int(match.group(1)) != len(declared) + 1:
+                raise LMError(f"{where}: expected 'ngram {len(declared) + 1}=COUNT', found {line[:40]!r}")
+            declared[int(match.group(1))] = int(match.group(2))
+            continue
+        fields = line.split()
+        n_fields = (section + 1, section + 2) if section < len(declared) else (section + 1,)
+        if len(fields) not in n_fields:
+            raise LMError(f"{where}: a {section}-gram line has {' or '.join(map(str, n_fields))} fields, found {len(fields)}")
+        log_prob = _parse_number(fields[0], "log10 probability", where)
+        if log_prob > 0:
+            raise LMError(f"{where}: log10 probability {log_prob} is positive")
+        ngram = tuple(fields[1 : section + 1])
+        if ngram in log_probs:
+            raise LMError(f"{where}: duplicate {section}-gram {' '.join(ngram)!r}")
+        seen += 1
+        if seen > declared[section]:
+            raise LMError(f"{where}: more {section}-grams than the {declared[section]} the header declares")
+        log_probs[ngram] = log_prob
+        if len(fields) == section + 2:
+            backoffs[ngram] = _parse_number(fields[-1], "log10 backoff", where)
     if state == "start":
         raise LMError(f"{path}:{max(line_no, 1)}: empty file, expected the \\data\\ header")
     if state != "end":
@@ -392,28 +407,30 @@ def write_lexicon(path: str | os.PathLike, words: Iterable[str], tokenizer: Toke
 def read_lexicon(path: str | os.PathLike, tokenizer: Tokenizer | None = None) -> dict[str, list[str]]:
     """Read a lexicon file: ``{word: spelling tokens}``.
 
-    Words spelt with tokens outside the tokenizer's vocabulary (other than ``|``) are skipped
-    with a warning naming the file and line; a repeated word keeps its first spelling, with a
-    warning. A line without a spelling raises :class:`LMError`.
+    Words spelt with tokens outside the tokenizer's vocabulary (other than ``|``), or not as
+    letters then one ``|``, are skipped with a warning naming the file and line; a repeated
+    word keeps its first spelling, with a warning. A line without a spelling, or one that is
+    not UTF-8, raises :class:`LMError`.
     """
     path = Path(path)
     allowed = spelling_letters(tokenizer) | {WORD_BOUNDARY}
     lexicon: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            word, spelling = fields[0], fields[1:]
-            if not spelling:
-                raise LMError(f"{path}:{line_no}: {word!r} has no spelling (expected 'word c h a r s |')")
-            outside = sorted(set(spelling) - allowed)
-            if outside:
-                warnings.warn(f"{path}:{line_no}: skipping {word!r}: tokens {outside} are not in the tokenizer's vocabulary", stacklevel=2)
-            elif word in lexicon:
-                warnings.warn(f"{path}:{line_no}: {word!r} repeats; keeping its first spelling", stacklevel=2)
-            else:
-                lexicon[word] = spelling
+    for line_no, line in _text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        word, spelling = fields[0], fields[1:]
+        if not spelling:
+            raise LMError(f"{path}:{line_no}: {word!r} has no spelling (expected 'word c h a r s |')")
+        outside = sorted(set(spelling) - allowed)
+        if outside:
+            warnings.warn(f"{path}:{line_no}: skipping {word!r}: tokens {outside} are not in the tokenizer's vocabulary", stacklevel=2)
+        elif spelling[-1] != WORD_BOUNDARY or WORD_BOUNDARY in spelling[:-1] or len(spelling) < 2:
+            warnings.warn(f"{path}:{line_no}: skipping {word!r}: a spelling is its letters, then one {WORD_BOUNDARY!r} at the end (got {' '.join(spelling)!r})", stacklevel=2)
+        elif word in lexicon:
+            warnings.warn(f"{path}:{line_no}: {word!r} repeats; keeping its first spelling", stacklevel=2)
+        else:
+            lexicon[word] = spelling
     return lexicon
 
 
@@ -423,24 +440,56 @@ def read_lexicon(path: str | os.PathLike, tokenizer: Tokenizer | None = None) ->
 
 
 def _read_transcripts(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Normalised non-empty lines of text files. AN4 ``.transcription`` lines
-    (``<s> WORDS </s> (utt-id)``) lose their tags and id: normalize_text strips that markup.
-    A file that is not UTF-8, or no words in any file, raise ValueError naming the files; a
-    file without words among others is skipped with a warning."""
-    sentences, wordless = [], []
+    """Normalised non-empty transcripts of text files, one a line; a JSON-lines manifest (its
+    first line a JSON object with a "text") gives its "text" fields. AN4 ``.transcription``
+    lines (``<s> WORDS </s> (utt-id)``) lose their tags and id: normalize_text strips that
+    markup. A file that is not UTF-8, or no words in any file, raise ValueError naming the
+    files; a file without words among others is skipped with a warning, and so are the
+    characters the models cannot spell (digits, "&", "東"), named in one."""
+    sentences, wordless, unspelled = [], [], Counter()
     for path in paths:
         try:
             with open(path, encoding="utf-8") as f:
-                found = [text for text in map(normalize_text, f) if text]
+                lines = f.read().splitlines()
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        if _is_manifest(lines):
+            lines = [_manifest_text(path, line_no, line) for line_no, line in enumerate(lines, 1) if line.strip()]
+        for line in lines:
+            unspelled.update(unspellable(line))
+        found = [text for text in map(normalize_text, lines) if text]
         sentences += found
         wordless += [] if found else [str(path)]
     if not sentences:
         raise ValueError(f"{', '.join(wordless)}: no words to train a language model on (every line is empty once normalised)")
     for path in wordless:
         warnings.warn(f"{path}: no words in it (every line is empty once normalised)", stacklevel=2)
+    if unspelled:
+        shown = "".join(c for c, _ in unspelled.most_common(12))
+        warnings.warn(f"{', '.join(map(str, paths))}: the transcripts hold characters the models cannot spell ({shown!r}): they are left out of the words (write numbers and symbols as words)", stacklevel=2)
     return sentences
+
+
+def _is_manifest(lines: list[str]) -> bool:
+    """Whether a file's first non-empty line is a manifest's JSON object with a "text"."""
+    first = next((line for line in lines if line.strip()), "")
+    if not first.lstrip().startswith("{"):
+        return False
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and "text" in row
+
+
+def _manifest_text(path, line_no: int, line: str) -> str:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{line_no}: not a JSON object, in a file whose first line is a manifest's ({error})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise ValueError(f"{path}:{line_no}: no 'text' string, in a file whose first line is a manifest's")
+    return row["text"]
 
 
 def build_lm_files(

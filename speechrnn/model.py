@@ -567,6 +567,8 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():
+        raise FileNotFoundError(f"{candidate}: is a directory, not a model file")
     bundled = BUNDLED_DIR / f"{name_or_path}.pt"
     if bundled.is_file():
         return bundled
@@ -581,7 +583,14 @@ def load_model(name_or_path: str | os.PathLike = "offline", device: str | torch.
     try:
         payload = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a bad file
-        raise ValueError(f"{path}: not a readable speechrnn model file ({error})") from None
+        # (The first line only: torch's advice for other files, to load with
+        # weights_only=False, would run code from a file that is not ours.)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in reason or "weights only" in reason.lower():
+            reason = "torch.load with weights_only=True cannot read it: not a file save_model wrote"
+        elif isinstance(error, EOFError):
+            reason = "empty or cut short"
+        raise ValueError(f"{path}: not a readable speechrnn model file ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a speechrnn model file")
     if payload["version"] > FORMAT_VERSION:

@@ -22,6 +22,10 @@ import numpy as np
 from .audio import HOP_LENGTH, SAMPLE_RATE
 
 
+# The shortest piece limit: a cut keeps a second of audio on each side of it.
+MIN_SEGMENT_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     # Longer recordings are cut into pieces of at most this many seconds. Chosen on AN4 dev
@@ -33,8 +37,8 @@ class SegmentConfig:
     frame_samples: int = HOP_LENGTH * 2  # cuts fall on multiples of this (the model's output step)
 
     def __post_init__(self):
-        if self.max_seconds <= 0 or self.top_db <= 0 or self.frame_samples <= 0:
-            raise ValueError("max_seconds, top_db and frame_samples must be positive")
+        if not MIN_SEGMENT_SECONDS <= self.max_seconds < float("inf") or not self.top_db > 0 or self.frame_samples <= 0:
+            raise ValueError(f"max_seconds must be finite and at least {MIN_SEGMENT_SECONDS:g}, top_db and frame_samples positive; got {self.max_seconds}, {self.top_db}, {self.frame_samples}")
 
 
 def split_at_pauses(wave: np.ndarray, config: SegmentConfig) -> list[tuple[int, int]]:

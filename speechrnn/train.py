@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -60,6 +60,15 @@ class TrainConfig:
     # bidirectional teacher: 3 frames, median, for the bundled pair on AN4 dev). 0: off.
     distill_weight: float = 0.0
     distill_shift: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.threads < 1:
+            raise ValueError(f"training needs at least 1 epoch, 1 utterance a batch and 1 thread, got epochs {self.epochs}, batch size {self.batch_size}, threads {self.threads}")
+        if not self.lr > 0 or self.warmup_steps < 0 or not self.grad_clip > 0 or self.weight_decay < 0 or not 0 <= self.final_lr_ratio <= 1:
+            raise ValueError(
+                f"training needs a learning rate and gradient clip above 0, warm-up steps and weight decay of 0 or more and a final learning-rate ratio in 0..1, "
+                f"got lr {self.lr}, grad_clip {self.grad_clip}, warmup_steps {self.warmup_steps}, weight_decay {self.weight_decay}, final_lr_ratio {self.final_lr_ratio}"
+            )
 
 
 # Training audio up to this many hours is read into memory before training (about 0.2 GB an
@@ -453,6 +462,18 @@ def load_teacher(teacher: str | os.PathLike | None, model_config: ModelConfig, c
     return model
 
 
+def _differences(saved: dict, given: dict, prefix: str = "") -> list[str]:
+    """``"name: saved -> given"`` for each config field that differs (nested dicts by dotted name)."""
+    found = []
+    for key in sorted(saved.keys() | given.keys()):
+        a, b = saved.get(key), given.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key} {a!r} in the checkpoint, {b!r} now")
+    return found
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -537,7 +558,15 @@ def train(
     model = SpeechModel(model_config)
     teacher_model = load_teacher(teacher, model_config, config, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Each process takes every world-th batch; the last few batches of an epoch's shuffled
+    # order that do not fill a round of all processes are left out (a different few each epoch).
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size) // world
+    if steps_per_epoch == 0:
+        n_batches = math.ceil(len(train_set) / config.batch_size)
+        raise ValueError(
+            f"{len(train_set)} training utterances in batches of {config.batch_size} are {n_batches} batch{'es' * (n_batches != 1)} an epoch, "
+            f"fewer than the {world} processes: lower the batch size or start fewer processes"
+        )
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config))
 
@@ -547,8 +576,10 @@ def train(
     resumed_states = None  # the checkpoint's optimizer, scheduler and average, loaded once the model is on its device
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if ModelConfig.from_dict(state["model_config"]) != model_config or TrainConfig(**state["train_config"]) != config:
-            raise ValueError(f"{checkpoint_path}: was written with another model or training config; resume with the same options")
+        saved_model, saved_train = ModelConfig.from_dict(state["model_config"]), TrainConfig(**state["train_config"])
+        if saved_model != model_config or saved_train != config:
+            changed = _differences(saved_model.to_dict(), model_config.to_dict()) + _differences(asdict(saved_train), asdict(config))
+            raise ValueError(f"{checkpoint_path}: was written with other options ({'; '.join(changed)}); resume with the same options")
         model.load_state_dict(state["model"])
         resumed_states = state
         start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
@@ -557,7 +588,8 @@ def train(
             raise ValueError(f"{checkpoint_path}: saved within epoch {partial['epoch']} by {partial['world']} processes; resume with as many (not {world})")
         if is_main:
             where = f" and {partial['position']} batches of epoch {partial['epoch']}" if partial else ""
-            print(f"resuming after epoch {state['epoch']}{where} (best dev WER {best_wer:.2f}%)", file=sys.stderr)
+            best = f"best dev WER {best_wer:.2f}%" if math.isfinite(best_wer) else "no epoch finished yet"
+            print(f"resuming after epoch {state['epoch']}{where} ({best})", file=sys.stderr)
     elif init_from is not None:
         start = load_model(init_from)
         if (start.config.lookahead, start.config.input_lookahead) != (model_config.lookahead, model_config.input_lookahead):

@@ -28,6 +28,15 @@ def test_stereo_8k_is_downmixed_and_resampled(tmp_path, tone):
     assert abs(np.argmax(spectrum) - 440) <= 1
 
 
+@pytest.mark.parametrize("rate", [11127, 44101])
+def test_a_rate_sharing_no_factor_with_16k_resamples_in_little_memory(tmp_path, rate):
+    # torchaudio's kernel for 11127 -> 16000 Hz would take gigabytes; soxr takes it instead.
+    t = np.arange(rate) / rate
+    samples = load_audio(write_wav(tmp_path / "odd.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate))
+    assert samples.shape == (16000,)
+    assert abs(np.argmax(np.abs(np.fft.rfft(samples))) - 440) <= 1
+
+
 def test_integer_scaling():
     assert to_float32(np.array([-32768, 0, 16384], dtype=np.int16)).tolist() == [-1.0, 0.0, 0.5]
     assert to_float32(np.array([0, 128, 255], dtype=np.uint8)).tolist() == pytest.approx([-1.0, 0.0, 127 / 128])

@@ -486,6 +486,11 @@ def test_cli_tunes_weights_on_a_dev_manifest(tmp_path, dev_manifest_and_lm, caps
     assert json.loads(settings.read_text())["hot_words"] == [["zebra crossing", 2.0], ["zulu", 0.0]]
     assert main(hot[: hot.index("--lm-weights")] + ["--lm-weights", "0", "-o", str(settings)]) == 2
     assert "need a positive one" in capsys.readouterr().err
+    # A bundled model's settings ship with it: tuning one needs -o, and a grid needs numbers.
+    assert main(args + ["--lm-weights", "0.5", "--word-scores", "1"]) == 2
+    assert "--model offline is a bundled model: give -o FILE" in capsys.readouterr().err
+    assert main(args + ["--lm-weights", "", "-o", str(settings)]) == 2
+    assert "not a comma-separated list of numbers: ''" in capsys.readouterr().err
 
 
 def test_lexicon_search_keeps_a_last_word_that_ends_without_a_space(tmp_path):

@@ -128,6 +128,30 @@ def test_unknown_model_is_a_clear_error(speech_dir):
     assert result.returncode == 2 and "no bundled model" in result.stderr
 
 
+def test_options_that_cannot_work_are_refused_before_any_file_is_read(speech_dir, tmp_path, capsys):
+    from speechrnn.cli import main
+
+    wav = str(speech_dir[0] / "yes.wav")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "not-a-model.pt").write_text("hello")
+    for argv, says in (
+        (["transcribe", "--batch-size", "0", wav], "--batch-size must be 1 or more"),
+        (["transcribe", "--output-dir", str(tmp_path / "a-file"), wav], "a-file: is a file, not a folder"),
+        (["transcribe", "--hot-word", "yes:nan", wav], "'nan' is not a finite number"),
+        (["transcribe", "--hot-word", "yes日", wav], "words of the model's letters"),
+        (["transcribe", "--lm-weight", "inf", wav], "beam search weights must be finite numbers, got lm_weight inf"),
+        (["transcribe", "--nbest", "0", wav], "n-best count must be 1 or more"),
+        (["transcribe", "--model", str(tmp_path), wav], "is a directory, not a model file"),
+        (["transcribe", "--model", str(tmp_path / "not-a-model.pt"), wav], "not a readable speechrnn model file ("),
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "weights_only=False" not in err, (argv, err)
+    with pytest.raises(SystemExit):
+        main(["--threads", "0", "transcribe", wav])
+    assert "--threads must be 1 or more" in capsys.readouterr().err
+
+
 def test_a_long_file_is_read_in_pieces_with_times_from_its_start(speech_dir, tmp_path):
     """Four phrases, each three times, with pauses: 30 s or so, over the 12 s limit."""
     from speechrnn.audio import load_audio
@@ -151,8 +175,9 @@ def test_a_long_file_is_read_in_pieces_with_times_from_its_start(speech_dir, tmp
     assert starts == sorted(starts) and starts[-1] > 20  # times run on across the pieces
     assert row["words"][-1]["end"] <= row["duration"] + 0.05
     assert jiwer.wer(reference, rows["0"]["text"]) <= 0.5  # read whole: still text, and allowed
-    bad = run_cli("transcribe", "--max-segment", "-1", str(path))
-    assert bad.returncode == 2 and "--max-segment" in bad.stderr
+    for limit in ("-1", "0.1", "nan", "inf"):  # none of these cuts a file into pieces
+        bad = run_cli("transcribe", "--max-segment", limit, str(path))
+        assert bad.returncode == 2 and "--max-segment must be 0 (read files whole) or at least 2 seconds" in bad.stderr, bad.stderr
 
 
 def test_subtitles_of_several_files_need_an_output_dir(jsonl):
@@ -167,10 +192,14 @@ def test_subtitles_of_several_files_need_an_output_dir(jsonl):
 def test_evaluate_a_manifest_with_details_and_an_lm_missing_words(speech_dir, tmp_path):
     folder, phrases = speech_dir
     manifest = tmp_path / "set.jsonl"
-    manifest.write_text("".join(json.dumps({"audio": f"{folder / name}.wav", "text": text}) + "\n" for name, text in phrases.items()))
+    lines = [json.dumps({"audio": f"{folder / name}.wav", "text": text}) + "\n" for name, text in phrases.items()]
+    # A reference with no words (here only a noise tag) has none to score: left out, counted.
+    manifest.write_text("".join(lines) + json.dumps({"audio": f"{folder / next(iter(phrases))}.wav", "text": "[noise]"}) + "\n")
     details = tmp_path / "details.jsonl"
     result = run_cli("evaluate", "--manifest", str(manifest), "--lm", "none", "--details", str(details))
     assert result.returncode == 0, result.stderr
+    assert f"warning: {manifest}: 1 of {len(phrases) + 1} utterances have no words once normalised and are left out" in result.stderr
+    manifest.write_text("".join(lines))
     summary = json.loads(result.stdout)
     assert summary["decoding"] == "greedy" and summary["n"] == len(phrases) and summary["data"] == str(manifest)
     rows = [json.loads(line) for line in details.read_text().splitlines()]

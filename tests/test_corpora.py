@@ -29,23 +29,34 @@ def noise(seconds: float, rate: int = 16000) -> np.ndarray:
 def test_manifest_paths_are_relative_to_it_and_transcripts_normalised(tmp_path):
     sf.write(str(tmp_path / "a.wav"), noise(0.5), 16000)
     manifest = tmp_path / "set.jsonl"
-    manifest.write_text(json.dumps({"audio": "a.wav", "text": "Hello, World! It's 'fine'."}) + "\n\n")
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "Hello, World! It's 'fine'.\tStraße"}) + "\n\n")
     (utterance,) = read_manifest(manifest)
     assert utterance.audio == str(tmp_path / "a.wav")
-    assert utterance.text == "hello world it's 'fine'"
+    assert utterance.text == "hello world it's fine strasse"  # quotes are not spelled; a tab parts words
     assert utterance.duration == pytest.approx(0.5)  # from the file, the manifest having none
-    manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok"}) + "\n" + json.dumps({"text": "no audio"}) + "\n")
-    with pytest.raises(ValueError, match=r"set.jsonl:2: not a manifest line"):
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok", "duration": "0.5"}) + "\n")
+    assert read_manifest(manifest)[0].duration == 0.5  # a number in a string is a number
+    bad_rows = [{"text": "no audio"}, {"audio": "a.wav", "text": None}, {"audio": "a.wav", "text": ["a", "b"]}, {"audio": 3, "text": "ok"}, ["a.wav", "ok"]]
+    for row in bad_rows:
+        manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok"}) + "\n" + json.dumps(row) + "\n")
+        with pytest.raises(ValueError, match=r"set.jsonl:2: not a manifest line"):
+            read_manifest(manifest)
+    manifest.write_text("{not json\n")
+    with pytest.raises(ValueError, match=r"set.jsonl:1: not a JSON object"):
         read_manifest(manifest)
-    manifest.write_text(json.dumps({"audio": "gone.wav", "text": "no file, no duration"}) + "\n")
-    with pytest.raises(ValueError, match=r"set.jsonl:1: no duration given, and .*gone.wav cannot be read"):
-        read_manifest(manifest)
-    for duration in ("2,3", float("nan"), -1.0):
+    for row in ({"audio": "gone.wav", "text": "no file"}, {"audio": "gone.wav", "text": "no file", "duration": 2.0}):
+        manifest.write_text(json.dumps(row) + "\n")
+        with pytest.raises(ValueError, match=r"set.jsonl:1: no such audio file: .*gone.wav"):
+            read_manifest(manifest)
+    for duration in ("2,3", float("nan"), -1.0, True, [1]):
         manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok", "duration": duration}) + "\n")
         with pytest.raises(ValueError, match=r"set.jsonl:1: duration .* is not a number of seconds"):
             read_manifest(manifest)
-    manifest.write_text(json.dumps({"audio": "a.wav", "text": "Room 101, please"}) + "\n")
-    with pytest.warns(UserWarning, match=r"set.jsonl: 1 transcripts hold digits"):
+    manifest.write_bytes(b'{"audio": "a.wav", "text": "caf\xe9"}\n')  # Latin-1, not UTF-8
+    with pytest.raises(ValueError, match=r"set.jsonl: not UTF-8"):
+        read_manifest(manifest)
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "Room 101 & 東京, please"}) + "\n")
+    with pytest.warns(UserWarning, match=r"set.jsonl: transcripts hold characters the models cannot spell \('[01&東京]{5}'"):
         assert read_manifest(manifest)[0].text == "room please"
 
 
@@ -75,7 +86,7 @@ def test_common_voice_splits_become_manifests_without_unspellable_sentences(tmp_
     rows = [
         ("u1", "a.mp3", "Café au lait, please."),
         ("u2", "b.mp3", "It was 1990."),
-        ("u3", "c.mp3", "Die Straße ist lang."),
+        ("u3", "c.mp3", "Tokyo is 東京."),
         ("u4", "d.mp3", "Fine!"),
         ("u5", "gone.mp3", "Nobody kept this clip."),
     ]
@@ -92,6 +103,9 @@ def test_common_voice_splits_become_manifests_without_unspellable_sentences(tmp_
     assert 0.4 < utterances[1].duration < 0.7  # from the MP3 itself
     not_cv = run_script(RECIPES / "commonvoice" / "prepare.py", tmp_path / "out", "--out", tmp_path / "x")
     assert not_cv.returncode == 2 and "not a Common Voice language folder" in not_cv.stderr
+    (root / "dev.tsv").write_text("client_id\tpath\n" "u1\ta.mp3\n")  # no sentence column
+    no_column = run_script(RECIPES / "commonvoice" / "prepare.py", root, "--out", tmp_path / "x", "--splits", "dev")
+    assert no_column.returncode == 2 and "dev.tsv: no column sentence" in no_column.stderr
 
 
 def test_manifest_recipe_trains_tunes_an_lm_and_reports(speech_dir, tmp_path):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -106,6 +107,10 @@ def test_build_arpa_rejects_bad_input():
         build_arpa(["", "  "])
     with pytest.raises(ValueError, match="<s>"):
         build_arpa(["<s> a b"])
+    # The longest sentence, "a b", is 4 tokens with <s> and </s>: no 5-grams to estimate.
+    assert "\\4-grams:" in build_arpa(["a b", "c"], order=4)
+    with pytest.raises(ValueError, match="order 5: the longest sentence has 2 words .* at most 4"):
+        build_arpa(["a b", "c"], order=5)
 
 
 def test_lm_build_names_the_text_files_it_cannot_use(tmp_path, capsys):
@@ -244,6 +249,32 @@ def test_lexicon_round_trip_and_out_of_vocabulary_words(tmp_path):
     path.write_text("yes y e s |\nno\n")
     with pytest.raises(LMError, match=f"{path}:2:"):
         read_lexicon(path)
+    # A spelling is letters, then one word boundary: others are skipped, not decoded as words.
+    path.write_text("one o n e\ntwo t | w o |\nthree t h r e e |\n")
+    with pytest.warns(UserWarning) as caught:
+        assert read_lexicon(path) == {"three": [*"three", "|"]}
+    assert [str(w.message).split(": a spelling")[0] for w in caught] == [f"{path}:1: skipping 'one'", f"{path}:2: skipping 'two'"]
+    # A file that is not UTF-8 is named with the line, as an ARPA file is.
+    path.write_bytes(b"yes y e s |\ncaf\xe9 c a f e |\n")
+    with pytest.raises(LMError, match=f"{path}:2: not UTF-8"):
+        read_lexicon(path)
+    (tmp_path / "bad.arpa").write_bytes(b"\\data\\\n\xff\n")
+    with pytest.raises(LMError, match=f"{tmp_path / 'bad.arpa'}:2: not UTF-8"):
+        read_arpa(tmp_path / "bad.arpa")
+
+
+def test_lm_build_reads_a_manifest_s_transcripts_and_names_unspellable_characters(tmp_path, capsys):
+    from speechrnn.cli import main
+
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": f"{i}.wav", "text": text}) + "\n" for i, text in enumerate(["Go back", "go\tforward 5 & ten"])))
+    arpa = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(manifest), "-o", str(arpa), "--order", "2"]) == 0
+    assert read_arpa(arpa).vocabulary == {"go", "back", "forward", "ten"}  # not "audio", "text" or file names
+    assert "cannot spell ('" in capsys.readouterr().err  # the digit and the ampersand, named
+    manifest.write_text(json.dumps({"audio": "0.wav", "text": "go"}) + "\nnot json\n")
+    assert main(["lm", "build", str(manifest), "-o", str(arpa)]) == 2
+    assert f"{manifest}:2: not a JSON object" in capsys.readouterr().err
 
 
 def test_build_lm_files_from_an4_transcription(tmp_path):

@@ -140,6 +140,8 @@ def test_a_synthesiser_that_is_not_installed_is_named_unless_its_speech_is_cache
         assert not (tmp_path / missing).exists()
     cached = tmp_path / "cached"
     cached.mkdir()
+    for utterance in utterances:  # a manifest's audio files must exist
+        sf.write(utterance.audio, torch.zeros(16000).numpy(), 16000)
     write_manifest(cached / "synth.jsonl", utterances)
     assert recipe.synthesize(utterances, cached, 1.0, seed=0, engine="flite") == utterances  # read back, flite or not
 
@@ -201,6 +203,38 @@ def test_vtlp_reaches_both_stages_of_the_an4_recipe_and_the_manifest_recipe(caps
     with pytest.raises(SystemExit):
         manifest_recipe.main(["--train", "missing.jsonl", "--dev", "missing.jsonl", "--exp", "x", "--vtlp", "1.1", "0.9"])
     assert "vtlp must be a range" in capsys.readouterr().err
+
+
+def test_the_manifest_recipe_refuses_what_would_fail_after_training(tmp_path, capsys):
+    import numpy as np
+
+    sf.write(str(tmp_path / "a.wav"), np.zeros(8000, np.float32), 16000)
+    sf.write(str(tmp_path / "short.wav"), np.zeros(1000, np.float32), 16000)
+    (tmp_path / "train.jsonl").write_text(
+        json.dumps({"audio": "a.wav", "text": "go back"}) + "\n" + json.dumps({"audio": "short.wav", "text": "go"}) + "\n"
+    )
+    (tmp_path / "test.jsonl").write_text(json.dumps({"audio": "gone.wav", "text": "go", "duration": 1.0}) + "\n")
+    data = ["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "train.jsonl"), "--exp", str(tmp_path / "exp")]
+    cases = [
+        (["--test", str(tmp_path / "test.jsonl")], "test.jsonl:1: no such audio file"),  # a test set read only after training
+        (["--lm-order", "5"], "--lm-order 5: the longest training transcript has 2 words, so at most 4-grams exist"),
+        (["--beam-size", "0"], "--beam-size sizes of 1 or more"),
+        (["--batch-size", "0"], "training needs at least 1 epoch, 1 utterance a batch"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit):
+            manifest_recipe.main([*data, *extra])
+        err = capsys.readouterr().err
+        assert message in err, err
+        if extra[0] == "--lm-order":  # the manifests were read: the clip too short to train on is left out, counted
+            assert "1 of 2 utterances left out (1 under 0.25 s)" in err
+    assert not (tmp_path / "exp").exists()  # refused before anything was written
+    # A folder that holds a run is continued with --resume, not overwritten by a new one.
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        manifest_recipe.main(data)
+    assert "holds a run already (checkpoint.pt): --resume continues it" in capsys.readouterr().err
 
 
 def test_rooms_reach_the_robust_stage_only():

@@ -41,6 +41,15 @@ def test_resume_after_a_kill_reaches_the_same_weights(tiny_set, tmp_path, augmen
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert (tmp_path / "resumed" / "curve.png").stat().st_size > 1000
     load_model(tmp_path / "resumed" / "best.pt")
+    # Resumed with other options: refused, naming what changed.
+    with pytest.raises(ValueError, match=r"checkpoint.pt: was written with other options \(epochs 3 in the checkpoint, 4 now; lr "):
+        train(TINY, tiny_set, tiny_set[:2], tmp_path / "resumed", dataclasses.replace(config, epochs=4, lr=1e-3), augment, resume=True)
+
+
+def test_train_config_refuses_what_cannot_train():
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"threads": 0}, {"lr": 0.0}, {"warmup_steps": -1}, {"grad_clip": 0.0}, {"final_lr_ratio": 2.0}):
+        with pytest.raises(ValueError, match="training needs"):
+            TrainConfig(**bad)
 
 
 def test_fine_tuning_starts_from_the_given_model(tiny_set, tmp_path):
@@ -255,7 +264,8 @@ def test_ddp_with_two_cpu_processes(tiny_set, tmp_path):
         "        os._exit(1)\n"
         "train_module.atomic_torch_save = save_then_maybe_die\n"
         "config = ModelConfig(n_hidden=32, n_proj=32, n_layers=2, dropout=0.3)\n"
-        "train(config, utts, utts[:2], sys.argv[1], TrainConfig(epochs=2, batch_size=1, warmup_steps=1, threads=1), resume=sys.argv[3] == 'resume', checkpoint_steps=1)\n"
+        "batch_size = len(utts) if sys.argv[3] == 'one-batch' else 1\n"
+        "train(config, utts, utts[:2], sys.argv[1], TrainConfig(epochs=2, batch_size=batch_size, warmup_steps=1, threads=1), resume=sys.argv[3] == 'resume', checkpoint_steps=1)\n"
     )
     utts = json.dumps([u.__dict__ for u in tiny_set])
 
@@ -279,6 +289,10 @@ def test_ddp_with_two_cpu_processes(tiny_set, tmp_path):
     assert resumed["epoch"] == 2 and "partial" not in resumed
     for key, value in state["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+    # One batch for two processes: an error saying so, not epochs of no steps.
+    result = torchrun("one", "one-batch")
+    assert result.returncode != 0 and "are 1 batch an epoch, fewer than the 2 processes" in result.stderr
+    assert not (tmp_path / "one" / "best.pt").exists()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ where the release has it, else from the MP3 files. Writes ``OUT/SPLIT.jsonl``.
 
 Left out, counted on stdout: sentences with digits or symbols read as words (their spoken
 form is unknown: "1990" may be "nineteen ninety" or "one nine nine oh"; "&" "and" or "ampersand"), with letters that are not a-z once accents are
-stripped (the models spell English letters only), or with nothing left after normalisation;
+stripped and letters such as "ß" spelled in a-z (the models spell English letters only;
+:func:`speechrnn.text.unspellable`), or with nothing left after normalisation;
 and clips that are missing or unreadable (named in a warning). Nothing is downloaded.
 """
 from __future__ import annotations
@@ -21,24 +22,11 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import unicodedata
 from collections import Counter
 from pathlib import Path
 
 from speechrnn.data import Utterance, read_durations, write_manifest
-from speechrnn.text import normalize_text
-
-
-def spellable(sentence: str) -> bool:
-    """Whether a sentence can be spelled with the models' letters: no digits or symbols read as
-    words ("&", "%", "$", ...), and every letter a to z once accents are stripped ("café" yes,
-    "straße" and "東京" no)."""
-    for char in unicodedata.normalize("NFKD", sentence):
-        if unicodedata.combining(char):
-            continue
-        if char.isdigit() or char in "&%$@+=#" or (char.isalpha() and not ("a" <= char.lower() <= "z")):
-            return False
-    return True
+from speechrnn.text import normalize_text, unspellable
 
 
 def clip_durations(root: Path) -> dict[str, float]:
@@ -64,7 +52,7 @@ def split_utterances(root: Path, split: str, durations: dict[str, float]) -> tup
         for row in rows:
             sentence = row["sentence"] or ""
             text = normalize_text(sentence)
-            if not spellable(sentence):
+            if unspellable(sentence):
                 left_out["digits, symbols or letters outside a-z"] += 1
             elif not text:
                 left_out["empty transcript"] += 1
@@ -90,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     durations = clip_durations(root)
     for split in args.splits:
-        utterances, left_out = split_utterances(root, split, durations)
+        try:
+            utterances, left_out = split_utterances(root, split, durations)
+        except (ValueError, UnicodeDecodeError) as error:  # a TSV without the columns, or not UTF-8
+            print(f"error: {root / (split + '.tsv')}: {error}" if isinstance(error, UnicodeDecodeError) else f"error: {error}", file=sys.stderr)
+            return 2
         target = Path(args.out) / f"{split}.jsonl"
         write_manifest(target, utterances)
         hours = sum(u.duration for u in utterances) / 3600

@@ -17,7 +17,8 @@ telephone-band audio from the start. (The AN4 recipe trains a clean stage first 
 AN4's 869 utterances the robustness data slowed learning; on a large corpus that has not been
 measured here.) The epoch with the lowest dev WER is kept as ``EXP/best.pt``, and a
 bidirectional model is given the training speech's median level, to which it scales every
-input. ``EXP/checkpoint.pt`` is written at every epoch's end and every 500 batches within one
+input. Every manifest line is checked before training starts (test manifests too), and a folder
+that holds a run is only continued with ``--resume``. ``EXP/checkpoint.pt`` is written at every epoch's end and every 500 batches within one
 (``--checkpoint-steps``), so ``--resume`` after a kill loses at most those batches and goes
 on with the same batches and random draws (on the CPU to the weights of an uninterrupted run,
 bit for bit). With several machines, EXP must be on a filesystem they share. Then word LMs are built from the training transcripts and
@@ -38,11 +39,13 @@ import os
 import random
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from speechrnn import machine
+from speechrnn.audio import MIN_DURATION
 from speechrnn.data import AugmentConfig, Utterance, read_manifest
 from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
@@ -53,12 +56,18 @@ from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
 def read_set(paths: list[str], max_duration: float | None = None) -> list[Utterance]:
-    """The utterances of manifests; those with no text left after normalisation, or longer
-    than ``max_duration`` seconds, are left out (counted on stderr)."""
+    """The utterances of manifests; those with no text left after normalisation, shorter than
+    the shortest audio speechrnn reads (0.25 s) or longer than ``max_duration`` seconds are
+    left out (counted on stderr by reason)."""
     utterances = [u for path in paths for u in read_manifest(path)]
-    kept = [u for u in utterances if u.text and (max_duration is None or u.duration <= max_duration)]
-    if len(kept) < len(utterances):
-        print(f"{', '.join(paths)}: {len(utterances) - len(kept)} of {len(utterances)} utterances left out (empty transcript or over {max_duration} s)", file=sys.stderr)
+    reasons = Counter(
+        "empty transcript" if not u.text else f"under {MIN_DURATION} s" if u.duration < MIN_DURATION else f"over {max_duration:g} s"
+        for u in utterances
+        if not u.text or u.duration < MIN_DURATION or (max_duration is not None and u.duration > max_duration)
+    )
+    kept = [u for u in utterances if u.text and u.duration >= MIN_DURATION and (max_duration is None or u.duration <= max_duration)]
+    if reasons:
+        print(f"{', '.join(paths)}: {sum(reasons.values())} of {len(utterances)} utterances left out ({', '.join(f'{n} {why}' for why, n in reasons.items())})", file=sys.stderr)
     if not kept:
         raise ValueError(f"{', '.join(paths)}: no usable utterances")
     return kept
@@ -192,6 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     exp = Path(args.exp)
     if args.own_statistics and not args.init_from:
         parser.error("--own-statistics recomputes a start file's statistics: give --init-from (a run from scratch computes its own)")
+    if not args.resume and (held := [name for name in ("checkpoint.pt", "best.pt") if (exp / name).exists()]):
+        parser.error(f"{exp} holds a run already ({', '.join(held)}): --resume continues it; give another --exp for a new one")
+    if any(order < 0 for order in args.lm_order) or min(args.beam_size) < 1 or args.lm_tune_utterances < 1:
+        parser.error("--lm-order takes orders of 1 or more (or 0: no LM), --beam-size sizes of 1 or more, --lm-tune-utterances 1 or more")
     try:
         config = model_config(args)  # the model's own checks (e.g. --conv-channels must not be negative), before any data is read
         gain = tuple(args.gain_db) if args.gain_db else ((-30.0, 15.0) if args.streaming else AugmentConfig.gain_db)
@@ -203,18 +216,29 @@ def main(argv: list[str] | None = None) -> None:
         train_set = read_set(args.train, args.max_duration)
         dev = read_set(args.dev)
         tests = {result_name(path, args.test): read_set([path]) for path in args.test}
-    except (OSError, ValueError) as error:  # a bad model option or a missing or malformed manifest: no traceback
+        train_config = TrainConfig(  # and the training's (e.g. --batch-size at least 1)
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
+            **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
+            **distill_options(args.distill_from, args.distill_weight, args.distill_shift),
+        )
+        longest = max(len(u.text.split()) for u in train_set) + 2  # with <s> and </s>
+        if 0 not in args.lm_order and max(args.lm_order) > longest:
+            raise ValueError(f"--lm-order {max(args.lm_order)}: the longest training transcript has {longest - 2} words, so at most {longest}-grams exist")
+    except (OSError, ValueError) as error:  # a bad option or a missing or malformed manifest: no traceback, before any training
         parser.error(str(error))
     print(f"train {len(train_set)} utterances ({sum(u.duration for u in train_set) / 3600:.1f} h), dev {len(dev)}, test {', '.join(f'{k} {len(v)}' for k, v in tests.items()) or 'none'}", file=sys.stderr)
 
-    train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, threads=args.threads, seed=args.seed,
-        **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
-        **distill_options(args.distill_from, args.distill_weight, args.distill_shift),
-    )
     if not (args.resume and (exp / "command.txt").exists()) and int(os.environ.get("RANK", "0")) == 0:
         exp.mkdir(parents=True, exist_ok=True)
         write_atomic(exp / "command.txt", " ".join([".venv/bin/python", "recipes/manifest/run.py"] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n")
+    try:
+        run(args, exp, config, train_config, augment, train_set, dev, tests)
+    except ValueError as error:  # an unreadable audio file (AudioError), or options that do not fit the checkpoint or the processes
+        parser.exit(2, f"{parser.prog}: error: {error}\n(the checkpoints written so far are kept: mend the cause and rerun with --resume)\n")
+
+
+def run(args: argparse.Namespace, exp: Path, config: ModelConfig, train_config: TrainConfig, augment: AugmentConfig, train_set: list[Utterance], dev: list[Utterance], tests: dict[str, list[Utterance]]) -> None:
+    """Train, then (on the first process) evaluate, build and tune the LM, and write the results."""
     best = train(config, train_set, dev, exp, train_config, augment, resume=args.resume, metadata={"recipe": "manifest", "train": args.train}, init_from=args.init_from, own_statistics=args.own_statistics, checkpoint_steps=args.checkpoint_steps, teacher=args.distill_from)
     if int(os.environ.get("RANK", "0")) != 0:
         return
