@@ -18,6 +18,7 @@ import torchaudio.functional as AF
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms analysis window
 HOP_LENGTH = 160  # 10 ms between frames
+MAX_CHANNELS = 64  # more, and a (C, N) array was passed for (N, C)
 MIN_DURATION = 0.25  # seconds; shorter clips cannot hold a word and are rejected
 STDIN = "-"  # the path that names standard input (e.g. ``ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -``)
 STDIN_NAME = "- (standard input)"  # how errors name it
@@ -116,6 +117,9 @@ def prepare_samples(
 def to_mono_float32(samples) -> np.ndarray:
     """``(N,)`` or ``(N, C)`` samples of any numeric type -> ``(N,)`` float32 (channels averaged)."""
     samples = to_float32(np.asarray(samples))
+    if samples.ndim == 2 and samples.shape[1] > MAX_CHANNELS:
+        # (C, N), as torchaudio.load returns, would be read as C samples of N channels.
+        raise ValueError(f"expected samples of shape (N,) or (N, C), got {samples.shape}: {samples.shape[1]} channels? (channel-first samples need transposing)")
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
     if samples.ndim != 1:

@@ -191,10 +191,25 @@ def cmd_live(args) -> int:
     if args.rescore_growth < 0:
         raise ValueError(f"--rescore-growth must be 0 or more, got {args.rescore_growth}")
     if args.raw_rate is not None and args.from_file != STDIN:
-        raise ValueError(f"--raw-rate is the rate of headerless samples on standard input (--from-file -); got it with --from-file {args.from_file}")
-    # Standard input's header (or --raw-rate) is checked here, before the model loads.
-    stdin = live.stdin_chunks(args.chunk_ms, args.raw_rate) if args.from_file == STDIN else None
+        raise ValueError(f"--raw-rate is the rate of headerless samples on standard input: give it with --from-file -{f', not --from-file {args.from_file}' if args.from_file else ''}")
+    if args.realtime and not args.from_file:
+        raise ValueError("--realtime paces a file (--from-file F); a microphone is real time already")
+    if args.from_file and (args.device is not None or args.sample_rate is not None):
+        print("speechrnn: warning: --device and --sample-rate choose how a microphone records; with --from-file they are not used", file=sys.stderr)
     endpoint = None if args.no_endpoint else EndpointConfig(args.trailing_silence, args.no_speech, args.max_utterance)
+    # The source is opened before the model loads, so that a bad file, standard input that is
+    # not audio or a device that cannot record is reported at once.
+    if args.from_file == STDIN:
+        chunks = live.stdin_chunks(args.chunk_ms, args.raw_rate)
+    elif args.from_file:
+        chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)
+    else:
+        device = int(args.device) if args.device and args.device.isdigit() else (args.device or None)
+        try:
+            chunks = live.Microphone(device, args.chunk_ms, sample_rate=args.sample_rate)
+        except Exception as error:  # PortAudio reports device problems with its own exception type
+            hint = " (is a sound server or card there? speechrnn live --list-devices)" if "-1" in str(error) else ""
+            raise ValueError(f"cannot open input device {args.device or '(default)'}: {error}{hint}") from None
     from .model import load_model
 
     model = load_model(args.model)
@@ -202,19 +217,13 @@ def cmd_live(args) -> int:
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
-    if stdin is not None:  # a pipe arrives at its own pace: --realtime has nothing to pace
-        return live.run(recognizer, stdin, printer)
+    if args.from_file == STDIN:  # a pipe arrives at its own pace: --realtime has nothing to pace
+        return live.run(recognizer, chunks, printer)
     if args.from_file:
-        chunks = live.file_chunks(args.from_file, args.chunk_ms, args.realtime)
         # Like a microphone, a real-time stream says when it starts.
         started = f"speechrnn: streaming {args.from_file} in real time; Ctrl-C to stop" if args.realtime else ""
         return live.run(recognizer, chunks, printer, started=started)
-    device = int(args.device) if args.device and args.device.isdigit() else args.device
-    try:
-        microphone = live.Microphone(device, args.chunk_ms, sample_rate=args.sample_rate)
-    except Exception as error:  # PortAudio reports device problems with its own exception type
-        raise ValueError(f"cannot open input device {args.device or '(default)'}: {error}") from None
-    with microphone:
+    with chunks as microphone:
         started = f"speechrnn: listening on {microphone.name!r} ({microphone.sample_rate} Hz, {microphone.channels} ch); Ctrl-C to stop"
         return live.run(recognizer, microphone, printer, started=started)
 

@@ -41,16 +41,21 @@ class Chunk:
 
 def file_chunks(path: str, chunk_ms: int, realtime: bool) -> Iterator[Chunk]:
     """A file read as the offline path reads it (16 kHz mono), cut into ``chunk_ms`` chunks,
-    optionally paced at real time."""
+    optionally paced at real time. The file is read before this returns, so a bad one is an
+    ``AudioError`` here, not once the session has started."""
     samples = load_audio(path)
     step = max(1, 16000 * chunk_ms // 1000)
-    started = time.monotonic()
-    for start in range(0, len(samples), step):
-        if realtime:
-            delay = started + (start + step) / 16000 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        yield Chunk(samples[start : start + step], 16000)
+
+    def chunks() -> Iterator[Chunk]:
+        started = time.monotonic()
+        for start in range(0, len(samples), step):
+            if realtime:
+                delay = started + (start + step) / 16000 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield Chunk(samples[start : start + step], 16000)
+
+    return chunks()
 
 
 def stdin_chunks(chunk_ms: int, raw_rate: int | None = None, stream: BinaryIO | None = None) -> Iterator[Chunk]:
@@ -70,6 +75,11 @@ def stdin_chunks(chunk_ms: int, raw_rate: int | None = None, stream: BinaryIO | 
         try:
             wav = wave.open(stream, "rb")
         except (wave.Error, EOFError) as error:
+            if str(error).startswith("unknown format"):  # (Python's wave reads plain PCM headers only)
+                raise ValueError(
+                    f"{STDIN_NAME}: a WAV stream of {error} (3: float samples; 65534: the extended header that sox and ffmpeg "
+                    "write for more than 2 channels or 16 bits); a stream must be 16-bit PCM with a plain header (ffmpeg: -f wav -acodec pcm_s16le -ac 1)"
+                ) from None
             raise ValueError(f"{STDIN_NAME}: not a WAV stream ({str(error) or 'it ended before a WAV header did'}); for headerless 16-bit samples give --raw-rate HZ") from None
         if wav.getsampwidth() != 2:
             raise ValueError(f"{STDIN_NAME}: {8 * wav.getsampwidth()}-bit WAV samples; a stream must be 16-bit PCM (ffmpeg: -f wav -acodec pcm_s16le)")
@@ -110,7 +120,7 @@ class Microphone:
         self.sample_rate = sample_rate or int(info["default_samplerate"])
         self.channels = max(1, min(2, int(info["max_input_channels"])))
         self.blocksize = max(1, self.sample_rate * chunk_ms // 1000)
-        self.stall_seconds = stall_seconds
+        self.stall_seconds = max(stall_seconds, 2 * chunk_ms / 1000)  # (a block arrives every chunk_ms)
         self.overflows = 0
         self._queue: queue.Queue[np.ndarray] = queue.Queue()
         self._stream = sd.InputStream(
@@ -144,9 +154,14 @@ class Microphone:
 
     def __iter__(self) -> Iterator[Chunk]:
         while True:
+            waited = time.monotonic()
             try:
                 block = self._queue.get(timeout=self.stall_seconds)
             except queue.Empty:
+                if self._stream.active and time.monotonic() - waited > 1.5 * self.stall_seconds:
+                    # The wait outlasted its timeout by far: this process was stopped (Ctrl-Z,
+                    # then fg), not the device. It gets another wait to deliver in.
+                    continue
                 state = "stopped" if not self._stream.active else f"silent for {self.stall_seconds:.0f} s"
                 raise SourceLost(f"input device {self.name!r} {state}: no audio is arriving") from None
             yield Chunk(block, self.sample_rate)
@@ -155,10 +170,10 @@ class Microphone:
 class Printer:
     """Writes events: JSON lines, or text with the partial rewritten in place on a terminal."""
 
-    def __init__(self, fmt: str, out: TextIO = sys.stdout):
+    def __init__(self, fmt: str, out: TextIO | None = None):
         self.fmt = fmt
-        self.out = out
-        self.tty = out.isatty()
+        self.out = out if out is not None else sys.stdout  # (the stdout of the call, not of the import)
+        self.tty = self.out.isatty()
         self._last_partial = ""
 
     def __call__(self, event: Result) -> None:

@@ -86,13 +86,21 @@ def _block_power(wave: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / HOP_LENGTH
 
 
+def voiced_blocks(wave: np.ndarray, top_db: float = SegmentConfig.top_db) -> np.ndarray:
+    """Whether each whole 10 ms block of ``wave`` is voiced: within ``top_db`` of the
+    90th-percentile block power (the recording's speech level)."""
+    power = _block_power(np.asarray(wave, dtype=np.float32))
+    if len(power) == 0:
+        return np.zeros(0, dtype=bool)
+    return power > np.percentile(power, 90) * 10 ** (-top_db / 10)
+
+
 def _pauses(wave: np.ndarray, top_db: float) -> list[tuple[int, int]]:
     """``(middle sample, length in samples)`` of each pause between two voiced 10 ms blocks
     (voiced: within ``top_db`` of the 90th-percentile block power)."""
-    power = _block_power(wave)
-    if len(power) == 0:
+    voiced = np.flatnonzero(voiced_blocks(wave, top_db))
+    if len(voiced) == 0:
         return []
-    voiced = np.flatnonzero(power > np.percentile(power, 90) * 10 ** (-top_db / 10))
     # Between voiced blocks a and b > a + 1, the blocks a + 1 .. b - 1 are pause.
     before, after = voiced[:-1], voiced[1:]
     apart = after > before + 1

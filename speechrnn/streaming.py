@@ -353,6 +353,11 @@ def streams_beside(model: SpeechModel, partner: SpeechModel) -> bool:
     )
 
 
+# Endpointing is read after each this many seconds of audio, however long a chunk is (the
+# live command's chunks are 0.1 s by default).
+ENDPOINT_STEP = 0.1
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     trailing_silence: float = 0.8  # seconds without a new character after speech that end an utterance
@@ -446,7 +451,7 @@ class StreamingRecognizer:
         partner = self.rescorer.partner if self.rescorer is not None else None
         self._partner_streams = partner is not None and streams_beside(self.model, partner)
         self._partner_shares_frontend = self._partner_streams and shares_frontend(self.model, partner)
-        self.invalid_samples = 0  # NaN or infinite input samples, replaced by zeros
+        self.invalid_samples = 0  # NaN or infinite input samples replaced by zeros, since the recognizer was made (reset() keeps the count)
         self.reset()
 
     def reset(self) -> None:
@@ -487,38 +492,49 @@ class StreamingRecognizer:
             The finals completed in this chunk (endpointing), then the current partial.
         """
         samples = self._to_model_rate(samples, sample_rate, last=False)
-        self._decode(samples)
         events = []
-        reason = self._endpoint_reason()
-        if reason == "final":
-            events.append(self._end_utterance())
-        elif reason == "restart":
-            self._end_utterance()
+        # Endpointing reads the stream every ENDPOINT_STEP seconds of audio however long the
+        # chunk, so a call with seconds of audio ends its utterances (and cuts at
+        # max_utterance) where a microphone's 100 ms chunks would; the frames are the same
+        # either way (chunk-exact features).
+        step = samples.shape[1] if self.endpoint is None else round(ENDPOINT_STEP * self.sample_rate)
+        for start in range(0, max(1, samples.shape[1]), max(1, step)):
+            self._decode(samples[:, start : start + step])
+            reason = self._endpoint_reason()
+            if reason == "final":
+                events.append(self._end_utterance())
+            elif reason == "restart":
+                self._end_utterance()
         events.append(self._result("partial"))
         return events
 
     def finalize(self) -> Result:
         """End of stream: decode everything left and return the last utterance's final."""
-        samples = self._to_model_rate(np.zeros(0, dtype=np.float32), self._input_rate or self.sample_rate, last=True)
-        self._decode(samples)  # the resampler's tail; no endpoint check, the stream ends here anyway
-        log_probs, self.state = flush(self.model, self.state)
-        self.decoder.step(log_probs[0])
-        self.decoder.finish()
+        # A search already finished: Ctrl-C (or SIGTERM) landed while endpointing was closing an
+        # utterance, after its search ended and before the next began. That utterance is the
+        # stream's last, and its final is returned rather than lost.
+        if not getattr(self.decoder, "finished", False):
+            samples = self._to_model_rate(np.zeros(0, dtype=np.float32), self._input_rate or self.sample_rate, last=True)
+            self._decode(samples)  # the resampler's tail; no endpoint check, the stream ends here anyway
+            log_probs, self.state = flush(self.model, self.state)
+            self.decoder.step(log_probs[0])
+            self.decoder.finish()
         self._flush_partner()
         result = self._result("final")
         self.reset()
         return result
 
     def _to_model_rate(self, samples, sample_rate: int, last: bool) -> torch.Tensor:
+        if not sample_rate > 0:
+            raise ValueError(f"sample rate must be a positive number of Hz, got {sample_rate}")
+        if self._input_rate is not None and sample_rate != self._input_rate:
+            raise ValueError(f"sample rate changed mid-stream from {self._input_rate} to {sample_rate} Hz; call reset() first")
         samples = to_mono_float32(samples)
         bad = ~np.isfinite(samples)
         if bad.any():
             self.invalid_samples += int(bad.sum())
             samples = np.where(bad, 0.0, samples).astype(np.float32)
-        if self._input_rate is None:
-            self._input_rate = int(sample_rate)
-        elif sample_rate != self._input_rate:
-            raise ValueError(f"sample rate changed mid-stream from {self._input_rate} to {sample_rate} Hz; call reset() first")
+        self._input_rate = int(sample_rate)
         if sample_rate != self.sample_rate:
             import soxr
 
@@ -658,6 +674,8 @@ class StreamingRecognizer:
         rescored = self._rescored_partial() if kind == "partial" and self.rescore_partials and self.rescorer is not None else None
         if rescored is not None:
             text, words = rescored.text, rescored.words
+            if self.tentative and ahead is not None:  # (it read them too: a partial's end never steps back)
+                n_frames += ahead.shape[1]
         elif kind == "partial" and self.tentative and ahead is not None and ahead.shape[1]:
             (text, words), n_frames = decoder.peek(ahead[0]), n_frames + ahead.shape[1]
         elif kind == "final" and self.rescorer is not None:

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 
-from .audio import AudioError, load_audio
+from .audio import HOP_LENGTH, AudioError, load_audio
 from .decoding import BeamSearch, Hypothesis, new_decoder
 from .data import pad_waves
 from .model import SpeechModel
 from .rescoring import final_hypothesis
-from .segment import SegmentConfig, split_at_pauses
+from .segment import SegmentConfig, split_at_pauses, voiced_blocks
 
 BATCH_SIZE = 16  # utterances per forward pass in whole-file recognition
 
@@ -143,8 +144,33 @@ def recognize(
     parts: list[list[tuple[int, Hypothesis]]] = [[] for _ in waves]
     for i, log_probs in emissions(model, pieces, batch_size):
         k, start = owners[i]
-        parts[k].append((start, decode(model, log_probs, search, time_offset=start / sample_rate, partner_log_probs=partner.get(i))))
+        hyp = decode(model, log_probs, search, time_offset=start / sample_rate, partner_log_probs=partner.get(i))
+        if model.config.bidirectional:
+            hyp = starts_in_speech(hyp, pieces[i].numpy(), start / sample_rate, model.config.frame_shift, sample_rate)
+        parts[k].append((start, hyp))
     return [join_hypotheses(model, sorted(p, key=lambda part: part[0])) for p in parts]
+
+
+def starts_in_speech(hyp: Hypothesis, wave: np.ndarray, offset: float, frame_shift: float, sample_rate: int) -> Hypothesis:
+    """``hyp`` with each word that starts in a pause starting where its speech does.
+
+    A bidirectional model sees the whole input and may emit a word's first letter at its very
+    first frame, seconds before the word is spoken, when the input starts with silence (each
+    piece of a long recording does: it is cut in a pause), so subtitles would show the word
+    early. A word's start is moved to the output frame of its first voiced 10 ms block
+    (:func:`speechrnn.segment.voiced_blocks`); a word with none before its end keeps its start.
+    ``wave`` is the decoded input, whose first sample is ``offset`` seconds into the recording."""
+    voiced = voiced_blocks(wave)
+    block = HOP_LENGTH / sample_rate
+    words = []
+    for w in hyp.words:
+        first, last = int((w.start - offset) / block + 1e-6), int((w.end - offset) / block + 1e-6)
+        ahead = np.flatnonzero(voiced[first:last])
+        if len(ahead) and ahead[0] > 0:
+            frame = int((first + ahead[0]) * block / frame_shift + 1e-6)
+            w = w._replace(start=round(offset + frame * frame_shift, 3))
+        words.append(w)
+    return hyp._replace(words=words)
 
 
 @dataclass

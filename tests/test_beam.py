@@ -240,11 +240,12 @@ def test_a_reweighted_hot_word_search_equals_a_fresh_one(lm_files, hot_words):
 def test_bad_hot_words_are_refused_by_name():
     assert parse_hot_word("Yes:2.5", HOT_WORD_BOOST) == ("Yes", 2.5)
     assert parse_hot_word("yes", 1.5) == ("yes", 1.5)
-    with pytest.raises(ValueError, match="'yes:x'.*not a number"):
-        parse_hot_word("yes:x", 0.0)
+    for bad in ("yes:x", "yes:nan", "yes:inf", "yes:1e400"):
+        with pytest.raises(ValueError, match=f"{bad!r}.*not a finite number"):
+            parse_hot_word(bad, 0.0)
     assert parse_hot_word("New York:3", 0.0) == ("New York", 3.0)
     assert hot_word_boosts([("Café", 1), ("it's", -2), (" New  York ", 3)], TOK) == {"cafe": 1.0, "it's": -2.0, "new york": 3.0}
-    for word in ("r2d2", "new y0rk", "", " ", "yes.", "'", "yes '"):
+    for word in ("r2d2", "new y0rk", "", " ", "yes.", "'", "yes '", "five日"):
         with pytest.raises(ValueError, match=re.escape(repr(word))):
             hot_word_boosts([(word, 1.0)], TOK)
     with pytest.raises(ValueError, match="'YES' is given twice"):

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from conftest import write_wav
-from speechrnn.audio import resample
+from speechrnn.audio import load_audio, resample
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -150,6 +150,23 @@ def test_options_that_cannot_work_are_refused_before_any_file_is_read(speech_dir
     with pytest.raises(SystemExit):
         main(["--threads", "0", "transcribe", wav])
     assert "--threads must be 1 or more" in capsys.readouterr().err
+
+
+def test_a_word_after_silence_starts_where_its_speech_does(speech_dir):
+    # The bidirectional model emits the first letter at the input's first frame when the
+    # input starts with silence; the word's start is moved to its speech.
+    import torch
+
+    from speechrnn.model import load_model
+    from speechrnn.transcribe import recognize
+
+    model = load_model("offline")
+    speech = load_audio(speech_dir[0] / "yes.wav")
+    for silence in (0.0, 2.0):
+        wave = torch.from_numpy(np.concatenate([np.zeros(int(silence * 16000), np.float32), speech]))
+        (hyp,) = recognize(model, [wave])
+        assert hyp.text == "yes"
+        assert silence - 0.05 <= hyp.words[0].start <= silence + 0.3 < hyp.words[0].end
 
 
 def test_a_long_file_is_read_in_pieces_with_times_from_its_start(speech_dir, tmp_path):

@@ -75,7 +75,7 @@ def test_a_reader_that_goes_away_ends_the_session_quietly(tiny_streaming_model, 
     assert proc.stderr.read() == "speechrnn: streaming " + wav + " in real time; Ctrl-C to stop\n"
 
 
-def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model):
+def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model, speech_dir):
     proc = speechrnn("live", "--model", tiny_streaming_model, "--from-file", "/no/such.wav")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "/no/such.wav: no such file" in err
@@ -85,7 +85,7 @@ def test_bad_options_and_missing_file_are_clear_errors(tiny_streaming_model):
     proc = speechrnn("live", "--model", tiny_streaming_model, "--rescore-growth", "-1")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "--rescore-growth must be 0 or more, got -1.0" in err
-    proc = speechrnn("live", "--model", "offline", "--from-file", "/no/such.wav")
+    proc = speechrnn("live", "--model", "offline", "--from-file", str(speech_dir[0] / "yes.wav"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and ("bidirectional" in err or "no bundled model" in err)
 
@@ -386,9 +386,17 @@ def test_standard_input_streams_as_the_same_file_does(speech_dir, tmp_path):
         (None, ("--from-file", str(tmp_path / "enter16.wav"), "--raw-rate", "16000"), "--raw-rate is the rate of headerless samples on standard input"),
         (b"", ("--from-file", "-", "--raw-rate", "0"), "--raw-rate must be a positive rate in Hz, got 0"),
     ]
-    if shutil.which("sox"):  # sox makes the 8-bit stream
+    # A file that is not there, or --realtime without one: said before the model loads.
+    cases += [
+        (None, ("--from-file", str(tmp_path / "gone.wav"), "--realtime"), "gone.wav: no such file"),
+        (None, ("--realtime",), "--realtime paces a file"),
+    ]
+    if shutil.which("sox"):  # sox makes the 8-bit stream, and the 4-channel one with an extended header
         eight_bit = subprocess.run(["sox", str(folder / "enter.wav"), "-b", "8", "-t", "wav", "-"], capture_output=True, check=True).stdout
         cases.append((eight_bit, ("--from-file", "-"), "8-bit WAV samples"))
+        four = subprocess.run(["sox", str(folder / "enter.wav"), "-c", "4", "-t", "wav", "-"], capture_output=True, check=True).stdout
+        cases.append((four, ("--from-file", "-"), "65534: the extended header that sox and ffmpeg write"))
     for stdin, args, message in cases:
         failed = live(stdin, *args)
         assert failed.returncode == 2 and message in failed.stderr.decode(), failed.stderr
+        assert "in real time" not in failed.stderr.decode()  # (a session that never started does not say it did)

@@ -9,7 +9,7 @@ import torch
 
 from conftest import random_chunks
 from speechrnn.audio import load_audio
-from speechrnn.decoding import greedy_decode
+from speechrnn.decoding import BeamSearch, BeamSearchConfig, greedy_decode
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, SpeechModel
 from speechrnn.streaming import (
@@ -282,6 +282,49 @@ def test_endpointing_splits_utterances_with_absolute_times(model):
     # A long utterance is cut at max_utterance (1.2 s = 40 frames): 10 + 40 frames here.
     assert types[8] == ["final", "partial"] and events[8][0].end - events[8][0].start == pytest.approx(1.5)
     assert recognizer.finalize().text == "c"
+
+
+def test_endpointing_reads_a_long_chunk_every_tenth_of_a_second(model):
+    # One chunk of 0.3 s: 'go', then 12 blank frames (0.36 s >= 0.3 s), then 'ye'. Read in
+    # 0.1 s steps, 'go' ends within the chunk, as it would in three 0.1 s chunks.
+    recognizer = StreamingRecognizer(model, endpoint=EndpointConfig(trailing_silence=0.3, no_speech=0.6, max_utterance=20.0))
+    scripted(recognizer, ["_go_", "_" * 12, "_ye", ""])
+    events = recognizer.accept_waveform(np.zeros(3 * 1600, np.float32))
+    assert [(e.type, e.text) for e in events] == [("final", "go"), ("partial", "ye")]
+    assert events[1].start == pytest.approx(16 * 0.03)
+    assert recognizer.finalize().text == "ye"
+
+
+def test_an_interrupt_while_an_utterance_closes_keeps_its_final(model, monkeypatch):
+    # Ctrl-C lands after endpointing finished the utterance's search, before the next began:
+    # finalize() returns that utterance, not "the decoder has finished".
+    import speechrnn.streaming as streaming_module
+
+    search = BeamSearch(BeamSearchConfig(beam_size=4), model.tokenizer)
+    recognizer = StreamingRecognizer(model, endpoint=EndpointConfig(trailing_silence=0.3, no_speech=0.6, max_utterance=20.0), lm=search)
+    scripted(recognizer, ["_go_", "_" * 12, "_"])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streaming_module, "restarted", interrupted)
+    recognizer.accept_waveform(np.zeros(1, np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        recognizer.accept_waveform(np.zeros(1, np.float32))
+    monkeypatch.undo()
+    final = recognizer.finalize()
+    assert (final.type, final.text) == ("final", "go")
+    assert recognizer.accept_waveform(np.zeros(1600, np.float32))[-1].start == 0.0  # a new stream after it
+
+
+def test_channel_first_samples_and_a_bad_rate_are_refused_without_harm(model, tone):
+    recognizer = StreamingRecognizer(model, endpoint=None)
+    with pytest.raises(ValueError, match="channel-first samples need transposing"):
+        recognizer.accept_waveform(tone[None])  # (1, N), as torchaudio.load returns
+    with pytest.raises(ValueError, match="sample rate must be a positive number of Hz, got 0"):
+        recognizer.accept_waveform(tone, 0)
+    recognizer.accept_waveform(tone, 16000)  # the stream is as it was: no rate was fixed by the refusals
+    assert recognizer.finalize().end == pytest.approx(len(tone) / 16000, abs=0.05)
 
 
 def test_no_endpointing_keeps_one_utterance(model):
