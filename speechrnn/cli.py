@@ -64,6 +64,11 @@ def beam_search(args, model):
 
     if str(args.lm) == "none" and args.rescore not in ("default", "none"):
         print(f"speechrnn: warning: --rescore {args.rescore} re-ranks a beam search's n best; greedy decoding (--lm none) has none, so it is not used", file=sys.stderr)
+    search_options = {"--lexicon": args.lexicon, "--lm-weight": args.lm_weight, "--word-score": args.word_score, "--beam-size": args.beam_size}
+    if str(args.lm) == "none" and (given := [name for name, value in search_options.items() if value is not None]):
+        print(f"speechrnn: warning: {', '.join(given)} set a beam search; greedy decoding (--lm none) has none, so {'they are' if len(given) > 1 else 'it is'} not used", file=sys.stderr)
+    if str(args.lm) not in ("default", "none") and os.path.isdir(args.lm):
+        raise ValueError(f"--lm {args.lm}: is a directory, not an ARPA file")
     hot_words = hot_words_of(args, model.tokenizer)
     return beam_search_for(
         model,
@@ -238,6 +243,8 @@ def cmd_transcribe(args) -> int:
     if args.batch_size < 1:
         print(f"speechrnn: error: --batch-size must be 1 or more, got {args.batch_size}", file=sys.stderr)
         return 2
+    if args.nbest and args.nbest > 1 and args.format != "jsonl":
+        print(f"speechrnn: warning: --nbest lists transcripts in --format jsonl only; --format {args.format} shows the best", file=sys.stderr)
     if args.output_dir and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         print(f"speechrnn: error: --output-dir {args.output_dir}: is a file, not a folder", file=sys.stderr)
         return 2
@@ -279,7 +286,7 @@ def cmd_transcribe(args) -> int:
             except OSError as error:  # this output cannot be written (a name too long, a full disk): the others still are
                 failed += 1
                 report(f"speechrnn: error: {result.audio}: cannot write {target} ({error.strerror or error})")
-        elif args.format == "text" and len(paths) > 1:
+        elif args.format == "text" and (len(paths) > 1 or any(os.path.isdir(p) for p in args.paths)):  # (which file of a folder)
             print(f"{result.audio}\t{text}", end="", flush=True)
         else:
             print(text, end="", flush=True)

@@ -150,6 +150,11 @@ def test_options_that_cannot_work_are_refused_before_any_file_is_read(speech_dir
     with pytest.raises(SystemExit):
         main(["--threads", "0", "transcribe", wav])
     assert "--threads must be 1 or more" in capsys.readouterr().err
+    # Options greedy decoding has no use for are named in a warning, not silently dropped.
+    assert main(["transcribe", "--lm", "none", "--beam-size", "8", "--lm-weight", "2", "--nbest", "3", wav]) == 0
+    err = capsys.readouterr().err
+    assert "--lm-weight, --beam-size set a beam search; greedy decoding (--lm none) has none, so they are not used" in err
+    assert "--nbest lists transcripts in --format jsonl only" in err
 
 
 def test_a_word_after_silence_starts_where_its_speech_does(speech_dir):

@@ -10,7 +10,7 @@ from speechrnn.audio import load_audio
 from speechrnn.data import AugmentConfig, concatenation_groups
 from speechrnn.model import load_model
 from speechrnn.segment import SegmentConfig, split_at_pauses
-from speechrnn.transcribe import decode, emissions, recognize
+from speechrnn.transcribe import decode, emissions, recognize, starts_in_speech
 
 RATE = 16000
 
@@ -71,8 +71,8 @@ def test_a_long_recording_reads_as_its_pieces_joined(speech_dir):
     assert len(spans) >= 3
     pieces = [torch.from_numpy(wave[a:b].copy()) for a, b in spans]
     alone = [None] * len(pieces)
-    for i, log_probs in emissions(model, pieces):
-        alone[i] = decode(model, log_probs)
+    for i, log_probs in emissions(model, pieces):  # (each word's start in its speech, as recognize() places it)
+        alone[i] = starts_in_speech(decode(model, log_probs), pieces[i].numpy(), 0.0, model.config.frame_shift, RATE)
     assert joined.text == " ".join(h.text for h in alone if h.text)
     expected = [(w.word, w.start + a / RATE, w.end + a / RATE) for (a, _), h in zip(spans, alone) for w in h.words]
     assert [w.word for w in joined.words] == [word for word, _, _ in expected]
