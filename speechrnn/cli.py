@@ -257,7 +257,7 @@ def cmd_transcribe(args) -> int:
         # Subtitles of several files on one stream could not be told apart.
         print(f"speechrnn: error: --format {args.format} with {len(paths)} files needs --output-dir (one subtitle file per input)", file=sys.stderr)
         return 2
-    namer = OutputNamer(args.output_dir, args.format) if args.output_dir else None
+    namer = OutputNamer(args.output_dir, args.format, roots=[p for p in args.paths if os.path.isdir(p)]) if args.output_dir else None
     failed = 0
 
     progress = not args.no_progress and len(paths) > 1 and sys.stderr.isatty()

@@ -5,6 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 from .audio import STDIN
 from .decoding import WordTiming
@@ -84,16 +85,23 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class OutputNamer:
-    """Output file names in a folder: the input's stem plus the format's suffix, with
-    ``-2``, ``-3``... added when two inputs share a stem."""
+    """Output file names in a folder: an input found in a folder argument keeps its place
+    under it (``recordings/day1/a.wav`` given ``recordings`` -> ``FOLDER/day1/a.srt``), any
+    other input its stem, plus the format's suffix; ``-2``, ``-3``... are added where two
+    inputs would share a name."""
 
-    def __init__(self, folder: str | os.PathLike, fmt: str):
+    def __init__(self, folder: str | os.PathLike, fmt: str, roots: Iterable[str | os.PathLike] = ()):
         self.folder = Path(folder)
         self.suffix = SUFFIXES[fmt]
+        self.roots = [Path(root) for root in roots]  # the folder arguments the inputs were found in
         self.used: set[str] = set()
 
     def __call__(self, audio: str) -> Path:
         stem = "stdin" if audio == STDIN else Path(audio).stem or "audio"
+        for root in self.roots:
+            if Path(audio).is_relative_to(root):
+                stem = Path(audio).relative_to(root).with_suffix("").as_posix()
+                break
         name, n = stem, 1
         while name in self.used:
             n += 1

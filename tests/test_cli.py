@@ -307,6 +307,16 @@ def test_inputs_with_the_same_name_get_numbered_outputs(speech_dir, tmp_path):
     assert len(names) == 4 and {"take.txt", "take-2.txt", "take-3.txt"} < set(names)
     texts = [p.read_text().strip() for p in out.iterdir()]
     assert len(set(texts)) == 2 and sorted(texts.count(t) for t in set(texts)) == [1, 3]  # "enter" once, "yes" three times
+    # Found in a folder, an input keeps its place under it: names that do not depend on what
+    # else was given or failed.
+    (tmp_path / "c" / "day1").mkdir()
+    (tmp_path / "c" / "day1" / "take.wav").write_bytes((folder / "enter.wav").read_bytes())
+    (tmp_path / "c" / "day1" / "bad.wav").write_text("not audio")
+    mirrored = tmp_path / "mirrored"
+    result = run_cli("transcribe", "--format", "srt", "--output-dir", str(mirrored), str(tmp_path / "c"), str(folder / "yes.wav"))
+    assert result.returncode == 1 and "bad.wav" in result.stderr
+    assert sorted(p.relative_to(mirrored).as_posix() for p in mirrored.rglob("*.srt")) == ["day1/take.srt", "take-2.srt", "take.srt", "yes.srt"]
+    assert "enter" in (mirrored / "day1" / "take.srt").read_text()
 
 
 def test_version_names_the_package_and_the_torch_it_runs_on():
