@@ -13,6 +13,7 @@ import argparse
 import csv
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import random
@@ -462,6 +463,21 @@ def load_teacher(teacher: str | os.PathLike | None, model_config: ModelConfig, c
     return model
 
 
+def training_data_record(train_set: Sequence[Utterance]) -> dict:
+    """What a checkpoint records of its training set, so that ``--resume`` with another can be
+    refused: the number of utterances and a SHA-256 of each one's file name, transcript and
+    duration (file names, not paths: the same corpus may be reached from another folder)."""
+    digest = hashlib.sha256()
+    for u in train_set:
+        digest.update(f"{Path(u.audio).name}\t{u.text}\t{u.duration:.4f}\n".encode())
+    return {"utterances": len(train_set), "sha256": digest.hexdigest()}
+
+
+def _augment_record(augment: AugmentConfig | None) -> dict | None:
+    """An augmentation config as a checkpoint holds it (lists, not tuples: what torch.load gives back either way)."""
+    return None if augment is None else json.loads(json.dumps(asdict(augment)))
+
+
 def _differences(saved: dict, given: dict, prefix: str = "") -> list[str]:
     """``"name: saved -> given"`` for each config field that differs (nested dicts by dotted name)."""
     found = []
@@ -570,6 +586,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config))
 
+    data_record = training_data_record(train_set)
     start_epoch, best_wer, elapsed, history = 1, float("inf"), 0.0, []
     averaged = None
     partial = None  # where a mid-epoch checkpoint left its epoch
@@ -577,9 +594,16 @@ def train(
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         saved_model, saved_train = ModelConfig.from_dict(state["model_config"]), TrainConfig(**state["train_config"])
-        if saved_model != model_config or saved_train != config:
-            changed = _differences(saved_model.to_dict(), model_config.to_dict()) + _differences(asdict(saved_train), asdict(config))
+        changed = _differences(saved_model.to_dict(), model_config.to_dict()) + _differences(asdict(saved_train), asdict(config))
+        if "augment" in state:  # (checkpoints of session 64 on record the augmentation and the data too)
+            changed += _differences(state["augment"] or {}, _augment_record(augment) or {}, "augment.")
+        if changed:
             raise ValueError(f"{checkpoint_path}: was written with other options ({'; '.join(changed)}); resume with the same options")
+        if state.get("data", data_record) != data_record:
+            raise ValueError(
+                f"{checkpoint_path}: was written training on other data ({state['data']['utterances']} utterances, fingerprint {state['data']['sha256'][:12]}; "
+                f"now {data_record['utterances']}, {data_record['sha256'][:12]}); resume with the same training set"
+            )
         model.load_state_dict(state["model"])
         resumed_states = state
         start_epoch, best_wer, elapsed, history = state["epoch"] + 1, state["best_wer"], state["elapsed"], state["history"]
@@ -647,6 +671,8 @@ def train(
                 "history": history,
                 "model_config": model_config.to_dict(),
                 "train_config": dataclasses.asdict(config),
+                "augment": _augment_record(augment),
+                "data": data_record,
                 **({"averaged": averaged.state_dict()} if averaged is not None else {}),
                 **({"partial": within} if within is not None else {}),
             },

@@ -41,9 +41,13 @@ def test_resume_after_a_kill_reaches_the_same_weights(tiny_set, tmp_path, augmen
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert (tmp_path / "resumed" / "curve.png").stat().st_size > 1000
     load_model(tmp_path / "resumed" / "best.pt")
-    # Resumed with other options: refused, naming what changed.
+    # Resumed with other options, other augmentation or other data: refused, naming what changed.
     with pytest.raises(ValueError, match=r"checkpoint.pt: was written with other options \(epochs 3 in the checkpoint, 4 now; lr "):
         train(TINY, tiny_set, tiny_set[:2], tmp_path / "resumed", dataclasses.replace(config, epochs=4, lr=1e-3), augment, resume=True)
+    with pytest.raises(ValueError, match=r"other options \(augment.noise_prob 0.3 in the checkpoint, 0.5 now\)"):
+        train(TINY, tiny_set, tiny_set[:2], tmp_path / "resumed", config, dataclasses.replace(augment, noise_prob=0.5), resume=True)
+    with pytest.raises(ValueError, match=rf"training on other data \({len(tiny_set)} utterances, .* now {len(tiny_set) - 1}, "):
+        train(TINY, tiny_set[1:], tiny_set[:2], tmp_path / "resumed", config, augment, resume=True)
 
 
 def test_train_config_refuses_what_cannot_train():
