@@ -132,6 +132,11 @@ class Microphone:
             callback=self._callback,
         )
 
+    @property
+    def backlog_seconds(self) -> float:
+        """Audio recorded and not yet taken: how far recognition lags behind the microphone."""
+        return self._queue.qsize() * self.blocksize / self.sample_rate
+
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.overflows += 1
@@ -165,6 +170,10 @@ class Microphone:
                 state = "stopped" if not self._stream.active else f"silent for {self.stall_seconds:.0f} s"
                 raise SourceLost(f"input device {self.name!r} {state}: no audio is arriving") from None
             yield Chunk(block, self.sample_rate)
+
+
+# A microphone's audio waiting this long for recognition is reported (once, until it catches up).
+LAG_WARNING_SECONDS = 2.0
 
 
 class Printer:
@@ -212,7 +221,7 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
         raise _Terminate
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    status, warned = 0, 0
+    status, warned, lagging = 0, 0, False
     try:
         if started:
             print(started, file=log, flush=True)
@@ -222,6 +231,10 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
             if recognizer.invalid_samples > warned:
                 print(f"speechrnn: warning: {recognizer.invalid_samples - warned} NaN/infinite samples replaced by silence", file=log)
                 warned = recognizer.invalid_samples
+            backlog = getattr(chunks, "backlog_seconds", 0.0)
+            if backlog >= LAG_WARNING_SECONDS and not lagging:
+                print(f"speechrnn: warning: recognition is {backlog:.1f} s behind the microphone (a lighter search: --lm none, no --rescore-partials; or more --threads)", file=log)
+            lagging = backlog >= LAG_WARNING_SECONDS or (lagging and backlog > LAG_WARNING_SECONDS / 4)  # (warned again once it has caught up)
             overflows = getattr(chunks, "overflows", 0)
             if overflows:
                 print(f"speechrnn: warning: input overflow, {overflows} block(s) of audio lost", file=log)

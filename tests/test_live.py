@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -157,10 +158,11 @@ def test_live_transcribes_speech_played_into_the_microphone(virtual_mic, speech_
 
 
 class FakeMicrophone:
-    """Yields chunks of a file, reports overflows, then disappears."""
+    """Yields chunks of a file, reports overflows and a backlog, then disappears."""
 
-    def __init__(self, samples, n_chunks: int):
+    def __init__(self, samples, n_chunks: int, backlogs: dict | None = None):
         self.samples, self.n_chunks, self.overflows = samples, n_chunks, 0
+        self.backlogs, self.backlog_seconds = backlogs or {}, 0.0
 
     def __iter__(self):
         from speechrnn.live import Chunk, SourceLost
@@ -168,6 +170,7 @@ class FakeMicrophone:
         for i in range(self.n_chunks):
             if i == 2:
                 self.overflows += 1
+            self.backlog_seconds = self.backlogs.get(i, 0.0)
             yield Chunk(self.samples[i * 4410 : (i + 1) * 4410], 44100)
         raise SourceLost("input device 'fake' stopped: no audio is arriving")
 
@@ -181,9 +184,12 @@ def test_a_microphone_that_disappears_ends_the_session_with_the_utterance_kept(t
 
     samples = resample(load_audio(speech_dir[0] / "spell.wav"), 16000, 44100)
     out, log = io.StringIO(), io.StringIO()
-    status = run(StreamingRecognizer(tiny_streaming_model, endpoint=None), FakeMicrophone(samples, 10), Printer("jsonl", out), log)
+    # Recognition falls 2.5 s behind, stays behind, catches up, falls behind again: two warnings.
+    backlogs = {3: 2.5, 4: 3.0, 5: 1.0, 6: 0.2, 7: 2.2}
+    status = run(StreamingRecognizer(tiny_streaming_model, endpoint=None), FakeMicrophone(samples, 10, backlogs), Printer("jsonl", out), log)
     assert status == 1
     assert "input overflow, 1 block(s) of audio lost" in log.getvalue()
+    assert re.findall(r"recognition is (\S+) s behind the microphone", log.getvalue()) == ["2.5", "2.2"]
     assert "speechrnn: error: input device 'fake' stopped" in log.getvalue()
     final = events_of(out.getvalue())[-1]
     assert final["type"] == "final" and final["end"] == pytest.approx(1.0, abs=0.05)  # 10 chunks of 0.1 s
