@@ -339,6 +339,11 @@ def test_own_statistics_reach_the_first_stage_only(an4_root, tmp_path, monkeypat
     with pytest.raises(Trained):
         recipe.main()
     assert calls == [("start.pt", True), (tmp_path / "stage1.pt", False), (tmp_path / "stage2.pt", False)]
+    # Run again into a folder whose stage holds a checkpoint: refused before any data is read.
+    (tmp_path / "exp" / "robust").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "exp" / "robust" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"exp holds a run already \(.*checkpoint.pt\): --resume continues it"):
+        recipe.main()
 
 
 def test_bundle_reads_settings_files_or_names_the_broken_one(tmp_path):

@@ -658,6 +658,9 @@ def recipe_stages(args: argparse.Namespace, exp: Path, train_set: list[Utterance
 def main() -> None:
     args = parse_args()
     exp = Path(args.exp or HERE / "exp" / args.name)
+    held = sorted(exp.rglob("checkpoint.pt")) if exp.is_dir() and not (args.resume or args.evaluate_only) else []
+    if held:  # a run's checkpoints are continued, never trained over
+        raise SystemExit(f"{exp} holds a run already ({held[0]}): --resume continues it, --evaluate-only reads its model; give another --exp (or --name) for a new one")
     all_train = an4_utterances(args.an4, "train")
     test = an4_utterances(args.an4, "test")
     train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)
