@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .audio import AudioError, load_audio
 from .data import BABBLE_TALKERS, NOISE_TYPES, AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
-from .features import CMVNAccumulator, Frontend, num_frames, speech_level_db
+from .features import CMVNAccumulator, Frontend, FrontendConfig, num_frames, speech_level_db
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, resolve_model_path, save_model, valid_frames, widened_lookahead, widened_units
 from .transcribe import recognize
 
@@ -319,10 +319,12 @@ def batch_features(
 
 
 class ArgumentAdder(Protocol):
-    """What :func:`add_noise_options` needs of its ``parser``: an ``argparse`` parser or one of its
-    argument groups (argparse's group class is private)."""
+    """What :func:`add_noise_options` and :func:`add_frontend_options` need of their ``parser``:
+    an ``argparse`` parser or one of its argument groups (argparse's group class is private)."""
 
     def add_argument(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def add_mutually_exclusive_group(self, **kwargs: Any) -> Any: ...
 
 
 def add_noise_options(parser: ArgumentAdder, stage: str = "") -> None:
@@ -363,6 +365,30 @@ def noise_fields(args: argparse.Namespace) -> dict:
         "narrowband_prob": args.narrowband_prob, "vtlp": tuple(args.vtlp) if args.vtlp else None,
         "eq_prob": args.eq_prob, "eq_db": args.eq_db, "lead_in_prob": args.lead_in_prob, "lead_in_max": args.lead_in_max,
     }
+
+
+def add_frontend_options(parser: ArgumentAdder) -> None:
+    """Add the recipes' shared options for the frontend's log floor and channel mean
+    normalisation (read back by :func:`frontend_fields`)."""
+    parser.add_argument(
+        "--log-offset", type=float, default=FrontendConfig.log_offset,
+        help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)",
+    )
+    cmn = parser.add_mutually_exclusive_group()
+    cmn.add_argument("--utterance-cmn", action="store_true", help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)")
+    cmn.add_argument(
+        "--running-cmn", type=float, default=0.0, metavar="FRAMES",
+        help="subtract a causal running mean of the log-mel energies per channel in the frontend (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
+    )
+    parser.add_argument(
+        "--running-cmn-gate", type=float, default=0.0, metavar="DB",
+        help="with --running-cmn and level tracking: only frames within DB dB of the loudest frame so far (level tracking's start level first) enter the running mean, and its prior is the mean of such frames: not the quiet before speech, however long, nor its pauses (default: off, every frame)",
+    )
+
+
+def frontend_fields(args: argparse.Namespace) -> dict:
+    """The :class:`FrontendConfig` fields of a recipe's :func:`add_frontend_options`."""
+    return {"log_offset": args.log_offset, "utterance_cmn": args.utterance_cmn, "running_cmn_frames": args.running_cmn, "running_cmn_gate_db": args.running_cmn_gate}
 
 
 def inter_ctc_options(weight: float, layer: int | None, n_layers: int) -> dict:

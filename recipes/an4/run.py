@@ -44,7 +44,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.rescoring import Rescorer
 from speechrnn.tuning import RESCORE_WEIGHTS, TUNED_BEAM_SIZES, build_and_tune_lm, choose_rescoring
-from speechrnn.train import BLEND_PROVENANCE, DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_noise_options, calibrate_level, distill_options, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
+from speechrnn.train import BLEND_PROVENANCE, DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -427,19 +427,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--level-start-lead-db", type=float_or_none, default=None,
         help=f"with a start level: start at most this many dB above the first frame's level, so a quiet recording starts near its own level, or 'none': no bound (default: streaming {STREAMING_DEFAULTS['level_start_lead_db']}, AN4 train's median lead by scripts/level_stats.py)",
     )
-    parser.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
-    parser.add_argument(
-        "--utterance-cmn", action="store_true",
-        help="subtract each utterance's mean log-mel energies per channel in the frontend (offline models only)",
-    )
-    parser.add_argument(
-        "--running-cmn", type=float, default=0.0, metavar="FRAMES",
-        help="subtract a causal running mean of the log-mel energies per channel in the frontend (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
-    )
-    parser.add_argument(
-        "--running-cmn-gate", type=float, default=0.0, metavar="DB",
-        help="with --running-cmn and level tracking: only frames within DB dB of the loudest frame so far (level tracking's start level first) enter the running mean, and its prior is the mean of such frames: not the quiet before speech, however long, nor its pauses (default: off, every frame)",
-    )
+    add_frontend_options(parser)
     parser.add_argument("--no-level-augment", action="store_true", help="no random gain or added white noise in the robust stage (--dither-db is set apart)")
     parser.add_argument(
         "--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -592,10 +580,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             level_decay_db=args.level_decay_db,
             level_start_db=args.level_start_db,
             level_start_lead_db=args.level_start_lead_db,
-            log_offset=args.log_offset,
-            utterance_cmn=args.utterance_cmn,
-            running_cmn_frames=args.running_cmn,
-            running_cmn_gate_db=args.running_cmn_gate,
+            **frontend_fields(args),
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,

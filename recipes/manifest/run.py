@@ -51,7 +51,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, load_model
 from speechrnn.output import write_atomic
-from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_noise_options, calibrate_level, distill_options, inter_ctc_options, load_teacher, noise_fields, train
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, inter_ctc_options, load_teacher, noise_fields, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
@@ -106,17 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--level-start-lead-db", type=float, default=None,
         help="with --level-start-db: start at most this many dB above the first frame's level (default: no bound)",
     )
-    cmn = model.add_mutually_exclusive_group()
-    cmn.add_argument("--utterance-cmn", action="store_true", help="subtract each utterance's mean log-mel energies per channel (offline models only)")
-    cmn.add_argument(
-        "--running-cmn", type=float, default=0.0, metavar="FRAMES",
-        help="subtract a causal running mean of the log-mel energies per channel (streaming models too), starting from the training speech's mean weighted as FRAMES frames (default: off)",
-    )
-    model.add_argument(
-        "--running-cmn-gate", type=float, default=0.0, metavar="DB",
-        help="with --running-cmn and level tracking: only frames within DB dB of the loudest frame so far (level tracking's start level first) enter the running mean, and its prior is the mean of such frames: not the quiet before speech, however long, nor its pauses (default: off, every frame)",
-    )
-    model.add_argument("--log-offset", type=float, default=FrontendConfig.log_offset, help="the fixed floor added to the mel energies before the log (default: %(default)s); with level tracking a lower floor keeps far quieter input from sinking into it (recipes/an4/RESULTS.md, session 49)")
+    add_frontend_options(model)
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=30)
     training.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="utterances per batch and process (default: %(default)s)")
@@ -151,10 +141,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             level_decay_db=10.0 if streaming else 0.0,
             level_start_db=args.level_start_db if streaming else None,
             level_start_lead_db=args.level_start_lead_db if streaming else None,
-            log_offset=args.log_offset,
-            utterance_cmn=args.utterance_cmn,
-            running_cmn_frames=args.running_cmn,
-            running_cmn_gate_db=args.running_cmn_gate,
+            **frontend_fields(args),
         ),
         frame_stack=args.frame_stack,
         n_layers=args.layers,
