@@ -505,7 +505,8 @@ def _augment_record(augment: AugmentConfig | None) -> dict | None:
 
 
 def _differences(saved: dict, given: dict, prefix: str = "") -> list[str]:
-    """``"name: saved -> given"`` for each config field that differs (nested dicts by dotted name)."""
+    """``"NAME SAVED in the checkpoint, GIVEN now"`` for each config field that differs (nested
+    dicts' fields by dotted names)."""
     found = []
     for key in sorted(saved.keys() | given.keys()):
         a, b = saved.get(key), given.get(key)
