@@ -237,11 +237,11 @@ def cmd_transcribe(args) -> int:
     from .model import load_model
     from .transcribe import expand_inputs, transcribe_files
 
-    if not (args.max_segment == 0 or MIN_SEGMENT_SECONDS <= args.max_segment < float("inf")):
+    try:  # (SegmentConfig's own check, before any file is read)
+        if args.max_segment != 0:
+            SegmentConfig(max_seconds=args.max_segment)
+    except ValueError:
         print(f"speechrnn: error: --max-segment must be 0 (read files whole) or at least {MIN_SEGMENT_SECONDS:g} seconds, got {args.max_segment:g}", file=sys.stderr)
-        return 2
-    if args.batch_size < 1:
-        print(f"speechrnn: error: --batch-size must be 1 or more, got {args.batch_size}", file=sys.stderr)
         return 2
     if args.nbest and args.nbest > 1 and args.format != "jsonl":
         print(f"speechrnn: warning: --nbest lists transcripts in --format jsonl only; --format {args.format} shows the best", file=sys.stderr)

@@ -161,10 +161,16 @@ def _estimate(sentences: Iterable[str], order: int) -> tuple[list[list[str]], di
             split.append(words)
     if not split:
         raise ValueError("no words to train a language model on (all sentences are empty)")
-    longest = max(map(len, split)) + 2  # with <s> and </s>
+    longest = highest_order(split)
     if order > longest:
         raise ValueError(f"order {order}: the longest sentence has {longest - 2} word{'s' * (longest != 3)} ({longest} tokens with <s> and </s>), so it holds no {order}-grams; use an order of at most {longest}")
     return (split, *_kneser_ney(split, order))
+
+
+def highest_order(sentences: Iterable[Sequence[str]]) -> int:
+    """The highest n-gram order that sentences (lists of words) hold: the longest one's words
+    with ``<s>`` and ``</s>``; :func:`build_arpa` refuses a higher one."""
+    return max(map(len, sentences), default=0) + 2
 
 
 def _format_arpa(log_probs: dict[Ngram, float], backoffs: dict[Ngram, float]) -> str:

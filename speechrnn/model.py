@@ -567,11 +567,11 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
+    bundled = BUNDLED_DIR / f"{name_or_path}.pt"
+    if bundled.is_file():  # (before a folder of the same name: "offline" is the bundled model wherever one runs it)
+        return bundled
     if candidate.is_dir():
         raise FileNotFoundError(f"{candidate}: is a directory, not a model file")
-    bundled = BUNDLED_DIR / f"{name_or_path}.pt"
-    if bundled.is_file():
-        return bundled
     names = sorted(p.stem for p in BUNDLED_DIR.glob("*.pt"))
     raise FileNotFoundError(f"no model file {str(name_or_path)!r} and no bundled model of that name (bundled: {names})")
 

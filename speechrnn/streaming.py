@@ -353,7 +353,7 @@ def streams_beside(model: SpeechModel, partner: SpeechModel) -> bool:
     )
 
 
-# Endpointing is read after each this many seconds of audio, however long a chunk is (the
+# Endpointing is read after about this many seconds of audio, however long a chunk is (the
 # live command's chunks are 0.1 s by default).
 ENDPOINT_STEP = 0.1
 
@@ -447,6 +447,7 @@ class StreamingRecognizer:
             raise ValueError(f"rescore_growth must be >= 0, got {rescore_growth}")
         self.rescore_growth = rescore_growth
         self.sample_rate = self.model.config.frontend.sample_rate
+        self._endpoint_samples = round(ENDPOINT_STEP * self.sample_rate)
         self.frame_shift = self.model.config.frame_shift
         partner = self.rescorer.partner if self.rescorer is not None else None
         self._partner_streams = partner is not None and streams_beside(self.model, partner)
@@ -497,9 +498,14 @@ class StreamingRecognizer:
         # chunk, so a call with seconds of audio ends its utterances (and cuts at
         # max_utterance) where a microphone's 100 ms chunks would; the frames are the same
         # either way (chunk-exact features).
-        step = samples.shape[1] if self.endpoint is None else round(ENDPOINT_STEP * self.sample_rate)
-        for start in range(0, max(1, samples.shape[1]), max(1, step)):
-            self._decode(samples[:, start : start + step])
+        # A chunk is cut into equal pieces of about ENDPOINT_STEP (a 100 ms chunk that the
+        # resampler made a few samples longer stays whole); only the last piece's tentative
+        # frames are read, by the partial.
+        n = samples.shape[1]
+        n_pieces = 1 if self.endpoint is None else max(1, round(n / self._endpoint_samples))
+        bounds = [n * k // n_pieces for k in range(n_pieces + 1)]
+        for k in range(n_pieces):
+            self._decode(samples[:, bounds[k] : bounds[k + 1]], tentative=k == n_pieces - 1)
             reason = self._endpoint_reason()
             if reason == "final":
                 events.append(self._end_utterance())
@@ -544,10 +550,12 @@ class StreamingRecognizer:
             samples = self._resampler.resample_chunk(samples, last=last)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
 
-    def _decode(self, samples: torch.Tensor) -> None:
+    def _decode(self, samples: torch.Tensor, tentative: bool = True) -> None:
+        """Advance the stream over ``(1, N)`` samples; ``tentative``: the partial after them
+        will be read (False: their frames waiting for look-ahead are not read for one)."""
         self._keep_audio(samples[0])
         log_mel, self.state = chunk_log_mel(self.model, samples, self.state)
-        log_probs, self.state = forward_chunk(self.model, normalized(self.model, log_mel), self.state, tentative=self.tentative)
+        log_probs, self.state = forward_chunk(self.model, normalized(self.model, log_mel), self.state, tentative=self.tentative and tentative)
         self.decoder.step(log_probs[0])
         if self._partner_state is not None:
             partner = self.rescorer.partner
@@ -556,7 +564,7 @@ class StreamingRecognizer:
             else:
                 log_mel, self._partner_state = chunk_log_mel(partner, samples, self._partner_state)
             # (its tentative frames are read by re-ranked partials only)
-            log_probs, self._partner_state = forward_chunk(partner, normalized(partner, log_mel), self._partner_state, tentative=self.rescore_partials)
+            log_probs, self._partner_state = forward_chunk(partner, normalized(partner, log_mel), self._partner_state, tentative=self.rescore_partials and tentative)
             self._keep_partner_frames(log_probs[0])
 
     def _flush_partner(self) -> None:

@@ -489,6 +489,15 @@ def load_teacher(teacher: str | os.PathLike | None, model_config: ModelConfig, c
     return model
 
 
+def held_checkpoint(exp: str | os.PathLike) -> Path | None:
+    """A run's checkpoint or model file (``checkpoint.pt``, ``best.pt``) in an experiment
+    folder or its stages' subfolders (the first by name), or None: a folder that holds one is
+    a run to resume or evaluate, not to train over."""
+    exp = Path(exp)
+    held = [path for name in ("checkpoint.pt", "best.pt") for path in exp.rglob(name)] if exp.is_dir() else []
+    return min(held, default=None)
+
+
 def training_data_record(train_set: Sequence[Utterance]) -> dict:
     """What a checkpoint records of its training set, so that ``--resume`` with another can be
     refused: the number of utterances and a SHA-256 of each one's file name, transcript and

@@ -41,6 +41,8 @@ def emissions(
     each: a GRU's per-step matrix products are too small to share between threads well, so
     whole batches side by side use the cores better.
     """
+    if batch_size < 1:
+        raise ValueError(f"the batch size must be 1 or more, got {batch_size}")
     device = next(model.parameters()).device
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
     # Longest first: with several workers the short batches at the end even out their finishing times.

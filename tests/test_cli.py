@@ -128,14 +128,14 @@ def test_unknown_model_is_a_clear_error(speech_dir):
     assert result.returncode == 2 and "no bundled model" in result.stderr
 
 
-def test_options_that_cannot_work_are_refused_before_any_file_is_read(speech_dir, tmp_path, capsys):
+def test_options_that_cannot_work_are_refused_before_any_file_is_transcribed(speech_dir, tmp_path, capsys):
     from speechrnn.cli import main
 
     wav = str(speech_dir[0] / "yes.wav")
     (tmp_path / "a-file").write_text("")
     (tmp_path / "not-a-model.pt").write_text("hello")
     for argv, says in (
-        (["transcribe", "--batch-size", "0", wav], "--batch-size must be 1 or more"),
+        (["transcribe", "--batch-size", "0", wav], "the batch size must be 1 or more, got 0"),
         (["transcribe", "--output-dir", str(tmp_path / "a-file"), wav], "a-file: is a file, not a folder"),
         (["transcribe", "--hot-word", "yes:nan", wav], "'nan' is not a finite number"),
         (["transcribe", "--hot-word", "yes日", wav], "words of the model's letters"),

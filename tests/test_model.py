@@ -387,3 +387,14 @@ def test_widened_units_keep_every_output_and_their_outgoing_weights_learn(bidire
         widened_units(wide, h)
     with pytest.raises(ValueError, match="only a GRU"):
         widened_units(SpeechModel(ModelConfig(**{**TINY, "rnn_type": "lstm"})), h + 1)
+
+
+def test_a_bundled_name_is_not_shadowed_by_a_folder_of_that_name(tmp_path, monkeypatch):
+    from speechrnn.model import BUNDLED_DIR, resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "offline").mkdir()
+    (tmp_path / "mine").mkdir()
+    assert resolve_model_path("offline") == BUNDLED_DIR / "offline.pt"
+    with pytest.raises(FileNotFoundError, match="mine: is a directory, not a model file"):
+        resolve_model_path("mine")

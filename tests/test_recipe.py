@@ -231,10 +231,12 @@ def test_the_manifest_recipe_refuses_what_would_fail_after_training(tmp_path, ca
     assert not (tmp_path / "exp").exists()  # refused before anything was written
     # A folder that holds a run is continued with --resume, not overwritten by a new one.
     (tmp_path / "exp").mkdir()
-    (tmp_path / "exp" / "checkpoint.pt").write_bytes(b"")
-    with pytest.raises(SystemExit):
-        manifest_recipe.main(data)
-    assert "holds a run already (checkpoint.pt): --resume continues it" in capsys.readouterr().err
+    for held in ("best.pt", "checkpoint.pt"):  # a model file alone too: it is not trained over
+        (tmp_path / "exp" / held).write_bytes(b"")
+        with pytest.raises(SystemExit):
+            manifest_recipe.main(data)
+        assert f"holds a run already ({tmp_path / 'exp' / held}): --resume continues it" in capsys.readouterr().err
+        (tmp_path / "exp" / held).unlink()
 
 
 def test_rooms_reach_the_robust_stage_only():

@@ -249,7 +249,7 @@ def scripted(recognizer, chunks: list[str]):
     output frame ('_' blank), instead of running the network."""
     tok, script = recognizer.model.tokenizer, iter(chunks)
 
-    def decode(samples):
+    def decode(samples, tentative=True):
         path = next(script)
         log_probs = torch.full((len(path), len(tok)), -20.0)
         for t, symbol in enumerate(path):

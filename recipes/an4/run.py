@@ -44,7 +44,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.output import write_atomic
 from speechrnn.rescoring import Rescorer
 from speechrnn.tuning import RESCORE_WEIGHTS, TUNED_BEAM_SIZES, build_and_tune_lm, choose_rescoring
-from speechrnn.train import BLEND_PROVENANCE, DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
+from speechrnn.train import BLEND_PROVENANCE, DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, held_checkpoint, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -643,9 +643,9 @@ def recipe_stages(args: argparse.Namespace, exp: Path, train_set: list[Utterance
 def main() -> None:
     args = parse_args()
     exp = Path(args.exp or HERE / "exp" / args.name)
-    held = sorted(exp.rglob("checkpoint.pt")) if exp.is_dir() and not (args.resume or args.evaluate_only) else []
+    held = None if args.resume or args.evaluate_only else held_checkpoint(exp)
     if held:  # a run's checkpoints are continued, never trained over
-        raise SystemExit(f"{exp} holds a run already ({held[0]}): --resume continues it, --evaluate-only reads its model; give another --exp (or --name) for a new one")
+        raise SystemExit(f"{exp} holds a run already ({held}): --resume continues it, --evaluate-only reads its model; give another --exp (or --name) for a new one")
     all_train = an4_utterances(args.an4, "train")
     test = an4_utterances(args.an4, "test")
     train_set, dev = speaker_split(all_train, args.dev_speakers, seed=0)

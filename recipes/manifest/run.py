@@ -49,9 +49,10 @@ from speechrnn.audio import MIN_DURATION
 from speechrnn.data import AugmentConfig, Utterance, read_manifest
 from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
+from speechrnn.lm import highest_order
 from speechrnn.model import ModelConfig, load_model
 from speechrnn.output import write_atomic
-from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, inter_ctc_options, load_teacher, noise_fields, train
+from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, held_checkpoint, inter_ctc_options, load_teacher, noise_fields, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
 
@@ -59,13 +60,17 @@ def read_set(paths: list[str], max_duration: float | None = None) -> list[Uttera
     """The utterances of manifests; those with no text left after normalisation, shorter than
     the shortest audio speechrnn reads (0.25 s) or longer than ``max_duration`` seconds are
     left out (counted on stderr by reason)."""
+    def left_out(u: Utterance) -> str | None:
+        if not u.text:
+            return "empty transcript"
+        if u.duration < MIN_DURATION:
+            return f"under {MIN_DURATION} s"
+        return f"over {max_duration:g} s" if max_duration is not None and u.duration > max_duration else None
+
     utterances = [u for path in paths for u in read_manifest(path)]
-    reasons = Counter(
-        "empty transcript" if not u.text else f"under {MIN_DURATION} s" if u.duration < MIN_DURATION else f"over {max_duration:g} s"
-        for u in utterances
-        if not u.text or u.duration < MIN_DURATION or (max_duration is not None and u.duration > max_duration)
-    )
-    kept = [u for u in utterances if u.text and u.duration >= MIN_DURATION and (max_duration is None or u.duration <= max_duration)]
+    why = [left_out(u) for u in utterances]
+    reasons = Counter(reason for reason in why if reason)
+    kept = [u for u, reason in zip(utterances, why) if reason is None]
     if reasons:
         print(f"{', '.join(paths)}: {sum(reasons.values())} of {len(utterances)} utterances left out ({', '.join(f'{n} {why}' for why, n in reasons.items())})", file=sys.stderr)
     if not kept:
@@ -188,8 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     exp = Path(args.exp)
     if args.own_statistics and not args.init_from:
         parser.error("--own-statistics recomputes a start file's statistics: give --init-from (a run from scratch computes its own)")
-    if not args.resume and (held := [name for name in ("checkpoint.pt", "best.pt") if (exp / name).exists()]):
-        parser.error(f"{exp} holds a run already ({', '.join(held)}): --resume continues it; give another --exp for a new one")
+    if not args.resume and (held := held_checkpoint(exp)):
+        parser.error(f"{exp} holds a run already ({held}): --resume continues it; give another --exp for a new one")
     if any(order < 0 for order in args.lm_order) or min(args.beam_size) < 1 or args.lm_tune_utterances < 1:
         parser.error("--lm-order takes orders of 1 or more (or 0: no LM), --beam-size sizes of 1 or more, --lm-tune-utterances 1 or more")
     try:
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             **inter_ctc_options(args.inter_ctc_weight, args.inter_ctc_layer, args.layers),
             **distill_options(args.distill_from, args.distill_weight, args.distill_shift),
         )
-        longest = max(len(u.text.split()) for u in train_set) + 2  # with <s> and </s>
+        longest = highest_order(u.text.split() for u in train_set)
         if 0 not in args.lm_order and max(args.lm_order) > longest:
             raise ValueError(f"--lm-order {max(args.lm_order)}: the longest training transcript has {longest - 2} words, so at most {longest}-grams exist")
     except (OSError, ValueError) as error:  # a bad option or a missing or malformed manifest: no traceback, before any training
