@@ -48,6 +48,9 @@ at 10 dB (white, pink, brown, babble) where all four were run.
   seeded) before each utterance: a microphone's room before the talker starts. 2.4 s is the
   longest a live stream leaves before an utterance (`speechrnn live` restarts an utterance after
   `EndpointConfig.no_speech`, 2.4 s, without speech); a whole file may start with more.
+- dc offset (session 65; outside the mean too): 0.01 (-40 dB full scale) added to every sample,
+  as some sound cards record; with ``--remove-dc`` every condition's audio goes through
+  speechrnn.audio.remove_dc first, as `--remove-dc` of transcribe, evaluate and live does.
 """
 from __future__ import annotations
 
@@ -139,6 +142,7 @@ def conditions(
         makers["babble 10 dB"] = lambda: babbled(20261209)
     makers["microphones"] = lambda: microphones(20261210)
     makers["lead-in"] = lambda: lead_in(20261211)
+    makers["dc offset (0.01)"] = lambda: [w + DC_OFFSET for w in waves]
     makers.update({f"faint noise (-80 dBFS, draw {seed})": (lambda seed=seed: faint(seed)) for seed in range(3)})
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
@@ -153,6 +157,7 @@ def conditions(
 
 LEAD_IN_S = EndpointConfig().no_speech  # the lead-in condition's seconds of faint noise before each utterance
 LEAD_IN_LEVEL = 1e-3  # its noise's RMS: -60 dB full scale
+DC_OFFSET = 0.01  # the dc offset condition's constant
 MICROPHONE_DB = 12.0  # the microphones condition's largest gain per filter (the recipes' --eq-db default)
 NOISE_KINDS = ("noise 10 dB", "pink noise 10 dB", "brown noise 10 dB", "babble 10 dB")
 LATER_NOISES = NOISE_KINDS[1:]  # the kinds added in session 54
@@ -187,6 +192,7 @@ def main() -> None:
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
+    parser.add_argument("--remove-dc", action="store_true", help="take each input's DC offset out first (speechrnn.audio.remove_dc)")
     parser.add_argument("--conditions", nargs="+", metavar="PREFIX", help="only the conditions whose names start with one of these (e.g. clean faint quiet; default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -209,7 +215,7 @@ def main() -> None:
         search = beam_search_for(model, args.lm, rescore=args.rescore)
         report[name] = {}
         for condition, waves in sets.items():
-            hyps = [h.text for h in recognize(model, waves, search=search)]
+            hyps = [h.text for h in recognize(model, waves, search=search, remove_dc=args.remove_dc)]
             report[name][condition] = scores(texts, hyps)
             if condition == "flite":
                 by_voice[name] = wer_by_voice(texts, hyps, flite_voices)
@@ -219,7 +225,7 @@ def main() -> None:
     means = {
         name: round(sum(wers) / len(wers), 2)
         for name, rows in report.items()
-        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite", "microphones", "lead-in")) and condition not in LATER_NOISES])
+        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite", "microphones", "lead-in", "dc offset")) and condition not in LATER_NOISES])
     }
     noise_means = {
         name: round(sum(rows[kind]["wer"] for kind in NOISE_KINDS) / len(NOISE_KINDS), 2)
@@ -230,8 +236,9 @@ def main() -> None:
         "split": args.split,
         "utterances": len(texts),
         "lm": args.lm,
+        "remove_dc": args.remove_dc,
         "wer_cer": report,
-        "mean_wer_without_faint": means,  # (nor flite, pink, brown, babble, microphones or lead-in)
+        "mean_wer_without_faint": means,  # (nor flite, pink, brown, babble, microphones, lead-in or dc offset)
         "mean_wer_noise_kinds": noise_means,  # white, pink, brown and babble at 10 dB
         "flite_wer_by_voice": by_voice,
         "room_decay_s": {name: round(seconds, 3) for name, seconds in room_decays.items()},  # what the simulated rooms show (T20)

@@ -39,6 +39,13 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
         g.add_argument("--nbest", type=int, help="with --format jsonl, also list the N best transcripts and their scores")
 
 
+def add_remove_dc_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--remove-dc", action="store_true",
+        help="take a constant offset (DC) out of the audio first, as some sound cards add one (a high-pass at 2.5 Hz; a warning says when an input has one)",
+    )
+
+
 def add_hot_word_options(group, tuning: bool = False) -> None:
     group.add_argument(
         "--hot-word", action="append", default=[], metavar="WORD[:BOOST]",
@@ -101,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a bidirectional model reads longer files in pieces cut at pauses, at most this long (default: %(default)s; 0: read whole)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_remove_dc_option(p)
     add_decoding_options(p, nbest=True)
     p.set_defaults(func=cmd_transcribe)
 
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--an4", nargs="?", const="", default="", help="AN4 folder (default: ../shared/data/an4)")
     p.add_argument("--split", choices=("train", "dev", "test"), default="test", help="AN4 split; dev: the speaker-disjoint part of train that recipes/an4 holds out (default: %(default)s)")
     p.add_argument("--details", help="write each utterance's reference and hypothesis here (JSON lines)")
+    add_remove_dc_option(p)
     add_decoding_options(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -121,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="input device index or name (default: the system's default input)")
     p.add_argument("--sample-rate", type=int, help="record at this rate in Hz, resampled to 16 kHz (default: the device's own rate)")
     p.add_argument("--chunk-ms", type=int, default=100, help="audio per recognition step (default: %(default)s)")
-    p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone; - streams standard input as it arrives (a 16-bit PCM WAV stream, or raw samples with --raw-rate)")
+    p.add_argument("--from-file", metavar="F", help="stream this file instead of the microphone; - streams standard input as it arrives (a WAV stream, or raw 16-bit samples with --raw-rate)")
     p.add_argument("--raw-rate", type=int, metavar="HZ", help="with --from-file -: standard input is headerless 16-bit little-endian mono samples at this rate")
     p.add_argument("--realtime", action="store_true", help="with --from-file: feed at real-time pace")
     p.add_argument("--no-endpoint", action="store_true", help="one utterance for the whole stream")
@@ -145,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
     p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
     p.add_argument("--max-utterance", type=float, default=20.0, help="longest utterance in seconds")
+    add_remove_dc_option(p)
     add_decoding_options(p)
     p.set_defaults(func=cmd_live)
 
@@ -218,7 +228,7 @@ def cmd_live(args) -> int:
     from .model import load_model
 
     model = load_model(args.model)
-    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth)
+    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth, remove_dc=args.remove_dc)
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
@@ -272,6 +282,8 @@ def cmd_transcribe(args) -> int:
 
     def emit(result):
         nonlocal failed
+        for warning in result.warnings:
+            report(f"speechrnn: warning: {warning}")
         if result.error is not None:
             failed += 1
             report(f"speechrnn: error: {result.error}")
@@ -291,7 +303,7 @@ def cmd_transcribe(args) -> int:
         else:
             print(text, end="", flush=True)
 
-    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model), max_segment=args.max_segment)
+    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model), max_segment=args.max_segment, remove_dc=args.remove_dc)
     return 1 if failed else 0
 
 
@@ -323,14 +335,14 @@ def cmd_evaluate(args) -> int:
     search = beam_search(args, model)
     if search is not None and search.arpa is not None:
         warn_oov(search, utterances, source)
-    result = evaluate(model, utterances, search=search)
+    result = evaluate(model, utterances, search=search, remove_dc=args.remove_dc)
     if args.details:
         lines = [json.dumps({"audio": u.audio, "reference": u.text, "hypothesis": h.text}) for u, h in zip(utterances, result.hypotheses)]
         write_atomic(Path(args.details), "\n".join(lines) + "\n")
     decoding = "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"}
     if search is not None and search.rescorer is not None:
         decoding["rescore"] = search.rescorer.config.to_dict()
-    print(json.dumps({"model": model.source, "data": source, "decoding": decoding, **result.summary()}))
+    print(json.dumps({"model": model.source, "data": source, "decoding": decoding, **({"remove_dc": True} if args.remove_dc else {}), **result.summary()}))
     return 0
 
 

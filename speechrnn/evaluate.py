@@ -54,11 +54,14 @@ class Evaluation:
         return {"wer": round(self.wer, 2), "cer": round(self.cer, 2), "n": self.n_utterances, "rtf": round(self.rtf, 4)}
 
 
-def evaluate(model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None) -> Evaluation:
-    """Decode ``utterances`` (greedy, or with ``search``) and score them against their transcripts."""
+def evaluate(
+    model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None, remove_dc: bool = False
+) -> Evaluation:
+    """Decode ``utterances`` (greedy, or with ``search``; ``remove_dc`` as for
+    :func:`~speechrnn.transcribe.recognize`) and score them against their transcripts."""
     waves = load_waves(utterances)
     started = time.perf_counter()
-    hyps = recognize(model, waves, batch_size=batch_size, search=search)
+    hyps = recognize(model, waves, batch_size=batch_size, search=search, remove_dc=remove_dc)
     seconds = time.perf_counter() - started
     wer, cer = error_rates([u.text for u in utterances], [h.text for h in hyps])
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate

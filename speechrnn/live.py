@@ -10,13 +10,12 @@ import queue
 import signal
 import sys
 import time
-import wave
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
-from .audio import STDIN_NAME, load_audio
+from .audio import DC_WARNING, STDIN_NAME, load_audio
 from .streaming import Result, StreamingRecognizer
 
 
@@ -59,47 +58,55 @@ def file_chunks(path: str, chunk_ms: int, realtime: bool) -> Iterator[Chunk]:
 
 
 def stdin_chunks(chunk_ms: int, raw_rate: int | None = None, stream: BinaryIO | None = None) -> Iterator[Chunk]:
-    """Standard input (or ``stream``) as it arrives, in ``chunk_ms`` chunks: a WAV stream of
-    16-bit PCM (its header first; a length left unknown, as a tool writing to a pipe leaves it,
-    reads to the end), or with ``raw_rate`` headerless 16-bit little-endian mono samples at
-    that rate (``ffmpeg ... -f s16le -ac 1 -ar 16000 -``, ``arecord -f S16_LE``). The header is
-    read before this returns, so a stream that is not such audio is a ValueError here, not in
-    the middle of a session. Python's ``wave`` reads the header: it needs no seeking, which
-    libsndfile (soundfile) does for a WAV."""
+    """Standard input (or ``stream``) as it arrives, in ``chunk_ms`` chunks: a WAV stream (its
+    header first; integer or float samples, any channel count, the plain header or the extended
+    one that sox and ffmpeg write for more than 2 channels or 16 bits; a length left unknown, as
+    a tool writing to a pipe leaves it, reads to the end), or with ``raw_rate`` headerless 16-bit
+    little-endian mono samples at that rate (``ffmpeg ... -f s16le -ac 1 -ar 16000 -``,
+    ``arecord -f S16_LE``). The header is read before this returns, so a stream that is not
+    such audio is a ValueError here, not in the middle of a session. libsndfile (soundfile)
+    reads the WAV from the pipe's file descriptor, which it reads without seeking."""
     stream = stream if stream is not None else sys.stdin.buffer
     if raw_rate is not None:
         if raw_rate <= 0:
             raise ValueError(f"--raw-rate must be a positive rate in Hz, got {raw_rate}")
-        rate, channels, read = raw_rate, 1, stream.read
-    else:
+        step = max(1, raw_rate * chunk_ms // 1000) * 2
+
+        def raw_chunks() -> Iterator[Chunk]:
+            while True:
+                data = stream.read(step)  # a pipe's read waits for the whole chunk, or the end
+                usable = len(data) - len(data) % 2  # a sample cut off by the end is dropped
+                if usable:
+                    yield Chunk(np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0, raw_rate)
+                if len(data) < step:
+                    return
+
+        return raw_chunks()
+    import soundfile as sf
+
+    try:
         try:
-            wav = wave.open(stream, "rb")
-        except (wave.Error, EOFError) as error:
-            if str(error).startswith("unknown format"):  # (Python's wave reads plain PCM headers only)
-                raise ValueError(
-                    f"{STDIN_NAME}: a WAV stream of {error} (3: float samples; 65534: the extended header that sox and ffmpeg "
-                    "write for more than 2 channels or 16 bits); a stream must be 16-bit PCM with a plain header (ffmpeg: -f wav -acodec pcm_s16le -ac 1)"
-                ) from None
-            raise ValueError(f"{STDIN_NAME}: not a WAV stream ({str(error) or 'it ended before a WAV header did'}); for headerless 16-bit samples give --raw-rate HZ") from None
-        if wav.getsampwidth() != 2:
-            raise ValueError(f"{STDIN_NAME}: {8 * wav.getsampwidth()}-bit WAV samples; a stream must be 16-bit PCM (ffmpeg: -f wav -acodec pcm_s16le)")
-        rate, channels = wav.getframerate(), wav.getnchannels()
-
-        def read(n_bytes: int) -> bytes:
-            return wav.readframes(n_bytes // (2 * channels))
-
-    frame_bytes = 2 * channels
-    step = max(1, rate * chunk_ms // 1000) * frame_bytes
+            source = stream.fileno()  # (a pipe: libsndfile reads it as it arrives)
+        except (AttributeError, OSError):
+            source = stream  # (a file object of bytes in memory)
+        wav = sf.SoundFile(source, closefd=False) if isinstance(source, int) else sf.SoundFile(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = str(error).split(": ", 1)[-1] or "it ended before a WAV header did"
+        raise ValueError(f"{STDIN_NAME}: not a WAV stream ({reason}); for headerless 16-bit samples give --raw-rate HZ") from None
+    rate, frames = wav.samplerate, max(1, wav.samplerate * chunk_ms // 1000)
 
     def chunks() -> Iterator[Chunk]:
-        while True:
-            data = read(step)  # a pipe's read waits for the whole chunk, or the end
-            usable = len(data) - len(data) % frame_bytes  # a sample cut off by the end is dropped
-            if usable:
-                samples = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels)
-                yield Chunk(samples.astype(np.float32) / 32768.0, rate)
-            if len(data) < step:
-                return
+        with wav:
+            first = True
+            while True:
+                samples = wav.read(frames, dtype="float32", always_2d=True)  # waits for the whole chunk, or the end
+                if first and not len(samples):
+                    raise SourceLost(f"{STDIN_NAME}: the WAV stream holds no samples (its header may give its length as 0)")
+                first = False
+                if len(samples):
+                    yield Chunk(samples, rate)
+                if len(samples) < frames:
+                    return
 
     return chunks()
 
@@ -221,7 +228,7 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
         raise _Terminate
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    status, warned, lagging = 0, 0, False
+    status, warned, lagging, offset_told = 0, 0, False, False
     try:
         if started:
             print(started, file=log, flush=True)
@@ -231,6 +238,11 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
             if recognizer.invalid_samples > warned:
                 print(f"speechrnn: warning: {recognizer.invalid_samples - warned} NaN/infinite samples replaced by silence", file=log)
                 warned = recognizer.invalid_samples
+            if not (offset_told or recognizer.remove_dc) and recognizer.input_samples >= recognizer.sample_rate:
+                # (read once, over the first second or so: a sound card's offset is there from the start)
+                offset_told = True
+                if abs(recognizer.dc_offset) > DC_WARNING:
+                    print(f"speechrnn: warning: the input has a DC offset of {recognizer.dc_offset:+.4f} (full scale 1), which costs accuracy; --remove-dc takes it out", file=log)
             backlog = getattr(chunks, "backlog_seconds", 0.0)
             if backlog >= LAG_WARNING_SECONDS and not lagging:
                 print(f"speechrnn: warning: recognition is {backlog:.1f} s behind the microphone (a lighter search: --lm none, no --rescore-partials; or more --threads)", file=log)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .audio import SAMPLE_RATE, to_mono_float32
+from .audio import SAMPLE_RATE, DCBlocker, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import RunningMean, frame_levels, num_frames
 from .model import SpeechModel, load_model
@@ -411,6 +411,7 @@ class StreamingRecognizer:
         tentative: bool = True,
         rescore_partials: bool = False,
         rescore_growth: float = RESCORE_GROWTH,
+        remove_dc: bool = False,
     ):
         """
         Args:
@@ -437,6 +438,10 @@ class StreamingRecognizer:
                 choice where the search still holds an extension of it, else it is the usual
                 one. AN4 dev (session 32): 0 gives 93.2% of partials prefixes of their final
                 at RTF 0.34, 0.25 91.2% at 0.11, 1 88.0% at 0.06; without re-ranking 86.3%.
+            remove_dc: the stream (at the model's rate) goes through a
+                :class:`~speechrnn.audio.DCBlocker`, which takes out a constant offset some
+                sound cards add (:func:`~speechrnn.transcribe.recognize` with ``remove_dc``
+                filters a whole input the same way). :attr:`dc_offset` tells whether it is needed.
         """
         self.model = load_model(model) if isinstance(model, str) else model.eval()
         self.search = lm if isinstance(lm, BeamSearch) or lm is None else beam_search_for(self.model, lm)
@@ -446,6 +451,7 @@ class StreamingRecognizer:
         if rescore_growth < 0:
             raise ValueError(f"rescore_growth must be >= 0, got {rescore_growth}")
         self.rescore_growth = rescore_growth
+        self.remove_dc = remove_dc
         self.sample_rate = self.model.config.frontend.sample_rate
         self._endpoint_samples = round(ENDPOINT_STEP * self.sample_rate)
         self.frame_shift = self.model.config.frame_shift
@@ -459,6 +465,8 @@ class StreamingRecognizer:
         """Forget everything: a new stream starting at time 0."""
         self.state = init_state(self.model, search=self.search)
         self._resampler = None
+        self._dc_blocker = DCBlocker() if self.remove_dc else None
+        self._input_sum, self.input_samples = 0.0, 0  # of the stream's samples at the model's rate, before the DC blocker
         self._input_rate: int | None = None
         # The current utterance's audio for the rescoring model: chunks at the model's rate,
         # from stream sample _audio_start on; _too_long once the utterance outgrew its limit.
@@ -476,6 +484,13 @@ class StreamingRecognizer:
         # the tokens it chose where they were not the search's best (else None).
         self._reranked_at = 0
         self._partial_choice: list[int] | None = None
+
+    @property
+    def dc_offset(self) -> float:
+        """The mean of the stream's samples so far (at the model's rate, as they came): a DC
+        offset, which ``remove_dc`` takes out, where it is far from 0 (over
+        :data:`~speechrnn.audio.DC_WARNING`) after a second or so."""
+        return self._input_sum / self.input_samples if self.input_samples else 0.0
 
     @property
     def rescorer(self):
@@ -548,6 +563,10 @@ class StreamingRecognizer:
             if self._resampler is None:
                 self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
             samples = self._resampler.resample_chunk(samples, last=last)
+        self._input_sum += float(samples.sum(dtype=np.float64))
+        self.input_samples += samples.shape[0]
+        if self._dc_blocker is not None:
+            samples = self._dc_blocker(samples)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
 
     def _decode(self, samples: torch.Tensor, tentative: bool = True) -> None:

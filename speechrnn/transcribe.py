@@ -4,13 +4,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from . import audio
 from .audio import HOP_LENGTH, AudioError, load_audio
 from .decoding import BeamSearch, Hypothesis, new_decoder
 from .data import pad_waves
@@ -124,9 +125,13 @@ def recognize(
     batch_size: int = BATCH_SIZE,
     search: BeamSearch | None = None,
     max_segment: float | None = None,
+    remove_dc: bool = False,
 ) -> list[Hypothesis]:
     """Decode many ``(N,)`` 16 kHz waveforms (greedy, or with ``search``), batched by similar
-    length; returns hypotheses in the order of ``waves``.
+    length; returns hypotheses in the order of ``waves``. ``remove_dc``: each waveform first
+    goes through :func:`speechrnn.audio.remove_dc` (as a stream's chunks go through a
+    :class:`~speechrnn.audio.DCBlocker` in a :class:`~speechrnn.streaming.StreamingRecognizer`
+    made with ``remove_dc=True``).
 
     A whole-input model reads a recording longer than ``max_segment`` seconds (None: the
     default of :class:`SegmentConfig`; 0: never) in pieces cut at its longest pauses
@@ -134,6 +139,8 @@ def recognize(
     """
     segmenting = segment_config(model, max_segment)
     sample_rate = model.config.frontend.sample_rate
+    if remove_dc:
+        waves = [torch.from_numpy(audio.remove_dc(wave.numpy())) for wave in waves]
     pieces: list[torch.Tensor] = []
     owners: list[tuple[int, int]] = []  # (recording, start sample) of each piece
     for k, wave in enumerate(waves):
@@ -181,6 +188,7 @@ class FileResult:
     duration: float = 0.0
     hypothesis: Hypothesis | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the user should know of a file transcribed
 
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf", ".sph", ".nist"}
@@ -210,6 +218,7 @@ def transcribe_files(
     progress: bool = False,
     search: BeamSearch | None = None,
     max_segment: float | None = None,
+    remove_dc: bool = False,
 ) -> list[FileResult]:
     """Transcribe audio files; a file that fails gets an error and the rest go on.
 
@@ -218,6 +227,8 @@ def transcribe_files(
     cores better), each group run through the model in length-sorted batches and decoded greedily or with ``search``
     (files over ``max_segment`` seconds in pieces, as :func:`recognize` reads them). ``on_result``
     is called for every file in input order, as soon as that file and all before it are done.
+    ``remove_dc`` as for :func:`recognize`; without it, a file whose mean sample is over
+    :data:`~speechrnn.audio.DC_WARNING` gets a warning that says so.
 
     Returns:
         One :class:`FileResult` per path, in input order.
@@ -233,7 +244,7 @@ def transcribe_files(
     def flush():
         nonlocal group, group_seconds, next_to_emit
         if group:
-            hyps = recognize(model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment)
+            hyps = recognize(model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment, remove_dc=remove_dc)
             for (i, _), hyp in zip(group, hyps):
                 results[i].hypothesis = hyp
             bar.update(len(group))
@@ -254,6 +265,9 @@ def transcribe_files(
                 flush()
             continue
         results[i].duration = round(wave.shape[0] / sample_rate, 3)
+        offset = float(wave.mean(dtype=np.float64))
+        if not remove_dc and abs(offset) > audio.DC_WARNING:
+            results[i].warnings.append(f"{path}: a DC offset of {offset:+.4f} (full scale 1) costs accuracy; --remove-dc takes it out")
         group.append((i, torch.from_numpy(wave)))
         group_seconds += results[i].duration
         if group_seconds >= max_batch_seconds:

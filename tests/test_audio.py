@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import write_wav
-from speechrnn.audio import AudioError, load_audio, prepare_samples, resample, to_float32
+import random
+
+from conftest import random_chunks, write_wav
+from speechrnn.audio import AudioError, DCBlocker, load_audio, prepare_samples, remove_dc, resample, to_float32
 
 
 def test_formats_give_the_same_samples(tmp_path, tone):
@@ -79,3 +81,19 @@ def test_truncated_data_keeps_what_is_there(tmp_path, tone):
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: 44 + 2 * 8000])
     np.testing.assert_array_equal(load_audio(cut), load_audio(tmp_path / "full.wav")[:8000])
+
+
+def test_the_dc_blocker_takes_out_an_offset_in_any_chunking_and_keeps_the_speech_band(tone):
+    whole = remove_dc(tone)
+    blocker, position, pieces = DCBlocker(), 0, []
+    for size in random_chunks(len(tone), random.Random(0)):
+        pieces.append(blocker(tone[position : position + size]))
+        position += size
+    assert np.array_equal(np.concatenate(pieces), whole)
+    # A constant offset from the first sample on: a twentieth of it is left after 0.2 s, and
+    # nothing after 0.5 s (the filter is linear: offset and signal pass separately).
+    shifted = remove_dc(tone + 0.1)
+    assert np.abs(shifted - whole)[3200:].max() < 0.1 / 20
+    assert np.abs(shifted - whole)[8000:].max() < 1e-3
+    # The 440 Hz tone passes as it was (its power within 0.01 dB after the start).
+    assert 10 * np.log10((whole[3200:] ** 2).mean() / (tone[3200:] ** 2).mean()) == pytest.approx(0, abs=0.01)

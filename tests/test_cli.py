@@ -123,6 +123,26 @@ def test_narrowband_8k_audio_is_recognised(speech_dir, tmp_path):
         assert jiwer.wer(phrases["enter"], result.stdout.strip()) <= 0.34, (lm, result.stdout)
 
 
+def test_a_dc_offset_is_named_and_remove_dc_takes_it_out(speech_dir, tmp_path):
+    folder, _ = speech_dir
+    clean = [str(folder / f"{name}.wav") for name in ("enter", "erase")]
+    shifted = [str(write_wav(tmp_path / f"shifted{i}.wav", sf.read(path, dtype="float32")[0] + 0.05, sf.info(path).samplerate)) for i, path in enumerate(clean)]
+    as_they_are = run_cli("transcribe", *shifted)
+    assert as_they_are.returncode == 0
+    for path in shifted:
+        assert f"warning: {path}: a DC offset of +0.05" in as_they_are.stderr
+    expected = [line.split("\t")[1] for line in run_cli("transcribe", *clean).stdout.splitlines()]
+    without = run_cli("transcribe", "--remove-dc", *shifted)
+    assert without.returncode == 0 and "DC offset" not in without.stderr
+    assert [line.split("\t")[1] for line in without.stdout.splitlines()] == expected
+    # A stream says so after its first second, once; --remove-dc streams it as the file reads.
+    streamed = run_cli("live", "--from-file", shifted[0], "--no-endpoint", "--lm", "none")
+    assert streamed.stderr.count("warning: the input has a DC offset of +0.05") == 1
+    streamed = run_cli("live", "--from-file", shifted[0], "--no-endpoint", "--lm", "none", "--remove-dc")
+    assert "DC offset" not in streamed.stderr
+    assert streamed.stdout.strip() == run_cli("transcribe", "--model", "streaming", "--lm", "none", "--remove-dc", shifted[0]).stdout.strip()
+
+
 def test_unknown_model_is_a_clear_error(speech_dir):
     result = run_cli("transcribe", "--model", "nonexistent", str(speech_dir[0] / "yes.wav"))
     assert result.returncode == 2 and "no bundled model" in result.stderr

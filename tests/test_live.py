@@ -382,11 +382,15 @@ def test_standard_input_streams_as_the_same_file_does(speech_dir, tmp_path):
     assert from_file.returncode == 0, from_file.stderr
     expected = events_of(from_file.stdout.decode())
     assert expected[-1]["type"] == "final" and expected[-1]["text"]
-    for stdin, args in ((bytes(wav), ()), (samples.tobytes() + b"\x01", ("--raw-rate", "16000"))):  # raw: a stray byte at the end is dropped
+    streams = [(bytes(wav), ()), (samples.tobytes() + b"\x01", ("--raw-rate", "16000"))]  # raw: a stray byte at the end is dropped
+    if shutil.which("sox"):  # the extended header sox writes for 24 bits and 4 channels; float samples (the same values)
+        for options in (["-b", "24", "-c", "4"], ["-e", "float", "-b", "32", "-c", "2"]):
+            streams.append((subprocess.run(["sox", str(tmp_path / "enter16.wav"), *options, "-t", "wav", "-"], capture_output=True, check=True).stdout, ()))
+    for stdin, args in streams:
         piped = live(stdin, "--from-file", "-", *args)
         assert piped.returncode == 0, piped.stderr
         assert events_of(piped.stdout.decode()) == expected, args
-    # Not a WAV stream, not 16-bit, --raw-rate without standard input or not positive: a clear error, status 2.
+    # Not a WAV stream, --raw-rate without standard input or not positive: a clear error, status 2.
     cases = [
         (b"hello", ("--from-file", "-"), "- (standard input): not a WAV stream"),
         (None, ("--from-file", str(tmp_path / "enter16.wav"), "--raw-rate", "16000"), "--raw-rate is the rate of headerless samples on standard input"),
@@ -397,12 +401,11 @@ def test_standard_input_streams_as_the_same_file_does(speech_dir, tmp_path):
         (None, ("--from-file", str(tmp_path / "gone.wav"), "--realtime"), "gone.wav: no such file"),
         (None, ("--realtime",), "--realtime paces a file"),
     ]
-    if shutil.which("sox"):  # sox makes the 8-bit stream, and the 4-channel one with an extended header
-        eight_bit = subprocess.run(["sox", str(folder / "enter.wav"), "-b", "8", "-t", "wav", "-"], capture_output=True, check=True).stdout
-        cases.append((eight_bit, ("--from-file", "-"), "8-bit WAV samples"))
-        four = subprocess.run(["sox", str(folder / "enter.wav"), "-c", "4", "-t", "wav", "-"], capture_output=True, check=True).stdout
-        cases.append((four, ("--from-file", "-"), "65534: the extended header that sox and ffmpeg write"))
     for stdin, args, message in cases:
         failed = live(stdin, *args)
         assert failed.returncode == 2 and message in failed.stderr.decode(), failed.stderr
         assert "in real time" not in failed.stderr.decode()  # (a session that never started does not say it did)
+    # A header that gives the length as 0 holds nothing to stream: an error, not an empty session.
+    wav[4:8] = wav[40:44] = (0).to_bytes(4, "little")
+    failed = live(bytes(wav), "--from-file", "-")
+    assert failed.returncode == 1 and "the WAV stream holds no samples" in failed.stderr.decode(), failed.stderr

@@ -12,6 +12,7 @@ from speechrnn.audio import load_audio
 from speechrnn.decoding import BeamSearch, BeamSearchConfig, greedy_decode
 from speechrnn.features import FrontendConfig
 from speechrnn.model import ModelConfig, SpeechModel
+from speechrnn.transcribe import recognize
 from speechrnn.streaming import (
     EndpointConfig,
     StreamingRecognizer,
@@ -207,6 +208,21 @@ def test_recognizer_final_equals_offline_text_for_any_chunking(model, speech_dir
             assert [e.type for e in events] == ["partial"]
         final = recognizer.finalize()
         assert final.type == "final" and final.text == expected.text and final.words == expected.words
+
+
+def test_a_stream_without_its_dc_offset_reads_as_the_whole_input_without_it(model, speech_dir):
+    folder, _ = speech_dir
+    samples = load_audio(folder / "enter.wav") + np.float32(0.02)
+    expected = recognize(model, [torch.from_numpy(samples)], remove_dc=True)[0]
+    recognizer = StreamingRecognizer(model, endpoint=None, remove_dc=True)
+    position = 0
+    for size in random_chunks(len(samples), random.Random(1)):
+        recognizer.accept_waveform(samples[position : position + size])
+        position += size
+    assert recognizer.dc_offset == pytest.approx(0.02, abs=0.002)  # (what came in: the mean before the blocker)
+    final = recognizer.finalize()
+    assert final.text == expected.text and final.words == expected.words
+    assert recognizer.dc_offset == 0.0  # (a new stream)
 
 
 def test_tentative_partial_is_what_the_stream_would_finalize_to_now(model, speech_dir):
