@@ -27,7 +27,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import SAMPLE_RATE, AudioError, load_audio
 from .reverb import response_bank, reverberate
 from .text import normalize_text, unspellable
 
@@ -180,10 +180,26 @@ def an4_train_split(root: str | os.PathLike, n_dev_speakers: int = AN4_DEV_SPEAK
 
 
 def load_waves(utterances: Sequence[Utterance], progress: bool = False) -> list[torch.Tensor]:
-    """Read every utterance into memory as 16 kHz float32 tensors."""
+    """Read every utterance into memory as 16 kHz float32 tensors. Every file is tried: those
+    that cannot be read are named together in one :class:`AudioError` (the first few, and how
+    many), so that a set is mended in one go rather than a file per run."""
     from tqdm import tqdm
 
-    return [torch.from_numpy(load_audio(u.audio)) for u in tqdm(utterances, desc="loading audio", disable=not progress, leave=False)]
+    waves, failed = [], []
+    for u in tqdm(utterances, desc="loading audio", disable=not progress, leave=False):
+        try:
+            waves.append(torch.from_numpy(load_audio(u.audio)))
+        except AudioError as error:
+            failed.append(error)
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        shown = "; ".join(map(str, failed[:UNREADABLE_SHOWN])) + (f"; and {len(failed) - UNREADABLE_SHOWN} more" if len(failed) > UNREADABLE_SHOWN else "")
+        raise AudioError(f"{len(failed)} of {len(utterances)} audio files cannot be read", shown)
+    return waves
+
+
+UNREADABLE_SHOWN = 5  # unreadable files load_waves names one by one
 
 
 class DiskWaves:

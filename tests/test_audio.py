@@ -97,3 +97,17 @@ def test_the_dc_blocker_takes_out_an_offset_in_any_chunking_and_keeps_the_speech
     assert np.abs(shifted - whole)[8000:].max() < 1e-3
     # The 440 Hz tone passes as it was (its power within 0.01 dB after the start).
     assert 10 * np.log10((whole[3200:] ** 2).mean() / (tone[3200:] ** 2).mean()) == pytest.approx(0, abs=0.01)
+
+
+def test_loading_a_set_names_every_file_that_cannot_be_read(tmp_path, tone):
+    from speechrnn.data import Utterance, load_waves
+
+    good = str(write_wav(tmp_path / "good.wav", tone, 16000))
+    (tmp_path / "text.wav").write_text("not audio")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    utterances = [Utterance(path, "a") for path in (good, str(tmp_path / "text.wav"), good, str(tmp_path / "empty.wav"))]
+    with pytest.raises(AudioError, match=r"^2 of 4 audio files cannot be read: .*text\.wav: not a readable audio file.*; .*empty\.wav: file is empty"):
+        load_waves(utterances)
+    with pytest.raises(AudioError, match=r"^\S*text\.wav: not a readable audio file"):  # one: its own error
+        load_waves(utterances[:2])
+    assert len(load_waves(utterances[:1])) == 1
