@@ -2,6 +2,7 @@
 
 Usage:
     .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8 | --float32-kernels] [--profile N]
+        [--joined-minutes M]
 
 Times what `speechrnn transcribe --format jsonl` does after the interpreter has started and
 imported speechrnn: loading the model, reading and resampling every file, features, the model,
@@ -12,6 +13,11 @@ kernels, as `speechrnn transcribe` does; --float32-kernels times the float32 one
 ``cpu_s`` is the process's CPU time (all threads) in the fastest run. --profile N runs once
 more under cProfile (the main thread: the decoding, and the wait for the batches the worker
 threads compute) and prints its N most costly functions by own time to stderr.
+``--joined-minutes M`` (session 65) transcribes one recording instead: the test utterances
+joined end to end, over again until M minutes (a 16-bit WAV in a temporary folder, its
+reference their transcripts joined), as a user's long file; ``peak_rss_mb`` is the process's
+peak resident memory (model loading and the earlier runs included), which for a long file
+shows what reading it costs.
 """
 from __future__ import annotations
 
@@ -22,11 +28,15 @@ import os
 import pstats
 import resource
 import sys
+import tempfile
 import time
 
+import numpy as np
+import soundfile as sf
 import torch
 
 from speechrnn import machine
+from speechrnn.audio import load_audio
 from speechrnn.data import DEFAULT_AN4, an4_utterances
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
@@ -39,6 +49,22 @@ def cpu_seconds() -> float:
     """CPU time of this process so far, all threads, user and system."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def joined_recording(utterances, minutes: float, folder: str) -> tuple[list[str], list[str]]:
+    """One 16 kHz WAV in ``folder`` of ``utterances`` joined end to end, over again until it is
+    ``minutes`` long (cut there, at the end of an utterance), and its reference."""
+    waves, texts, total = [], [], 0
+    while total < minutes * 60 * 16000:
+        for u in utterances:
+            waves.append(load_audio(u.audio))
+            texts.append(u.text)
+            total += waves[-1].shape[0]
+            if total >= minutes * 60 * 16000:
+                break
+    path = os.path.join(folder, "joined.wav")
+    sf.write(path, np.concatenate(waves), 16000, subtype="PCM_16")
+    return [path], [" ".join(texts)]
 
 
 def main() -> None:
@@ -55,11 +81,16 @@ def main() -> None:
     parser.add_argument("--float32-kernels", action="store_true", help="run a half-precision file's RNN with float32 kernels (what speechrnn did before)")
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
+    parser.add_argument("--joined-minutes", type=float, default=0, metavar="M", help="one recording of the test utterances joined to M minutes instead of the 130 files")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the timed runs, one more under cProfile: its N costliest functions to stderr")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     utterances = an4_utterances(args.an4, "test")
     paths = [u.audio for u in utterances]
+    references = [u.text for u in utterances]
+    folder = tempfile.TemporaryDirectory()
+    if args.joined_minutes:
+        paths, references = joined_recording(utterances, args.joined_minutes, folder.name)
 
     def run(sink):
         model = load_model(args.model)
@@ -85,7 +116,8 @@ def main() -> None:
         sys.exit(f"{len(failed)} files failed: {failed[:3]}")
     audio_seconds = sum(r.duration for r in results)
     rnn_kind = "int8" if args.int8 else "float16 weights" if half_weight_rnn(model) is not None else "float32"
-    wer, cer = error_rates([u.text for u in utterances], [r.hypothesis.text for r in results])
+    wer, cer = error_rates(references, [r.hypothesis.text for r in results])
+    folder.cleanup()
     best, best_cpu = min(timings)
     print(json.dumps({
         "files": len(paths),
@@ -95,6 +127,7 @@ def main() -> None:
         "x_real_time": round(audio_seconds / best, 1),
         "test_wer": round(wer, 2),
         "test_cer": round(cer, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "model": args.model,
         "lm": args.lm,
         "rescore": search.rescorer.config.model if search is not None and search.rescorer is not None else None,

@@ -425,12 +425,13 @@ def _warning_printer(python_shows):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be 1 or more, got {args.threads}")
-    if args.threads:
+    if args.threads is not None:
         from .streaming import set_threads
 
-        set_threads(args.threads)
+        try:
+            set_threads(args.threads)
+        except ValueError as error:
+            parser.error(f"--threads: {error}")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(warnings.showwarning)

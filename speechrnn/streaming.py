@@ -209,6 +209,8 @@ def _run(model: SpeechModel, x: torch.Tensor, state: StreamState, arrays: NumpyM
 
 def set_threads(n: int) -> None:
     """Compute with ``n`` threads: torch's operators and the BLAS behind NumPy (the stream's GRU steps)."""
+    if not (isinstance(n, int) and n >= 1):  # (torch takes 0 and negative counts without a word)
+        raise ValueError(f"the thread count must be a whole number, 1 or more, got {n!r}")
     torch.set_num_threads(n)
     threadpool_limits(n, user_api="blas")
 

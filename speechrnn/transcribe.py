@@ -20,15 +20,37 @@ from .rescoring import final_hypothesis
 from .segment import SegmentConfig, split_at_pauses, voiced_blocks
 
 BATCH_SIZE = 16  # utterances per forward pass in whole-file recognition
+# A unidirectional model reads a recording longer than this (seconds) as a stream of chunks of
+# STREAMED_CHUNK seconds (chunk-exact, so the same frames as whole), its memory then bounded by
+# the chunk, not the recording (a whole pass held about 28 MB more per minute of audio).
+STREAMED_SECONDS = 60.0
+STREAMED_CHUNK = 10.0
 
 
 @torch.inference_mode()
 def _batch_emissions(model: SpeechModel, waves: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    sample_rate = model.config.frontend.sample_rate
+    if not model.config.bidirectional and max(w.shape[0] for w in waves) > STREAMED_SECONDS * sample_rate:
+        return [_streamed_emissions(model, wave.to(device), round(STREAMED_CHUNK * sample_rate)) for wave in waves]
     padded, lens = pad_waves(waves)
     feats, feat_lens = model.features(padded.to(device), lens.to(device))
     log_probs, out_lens = model(feats, feat_lens)
     log_probs = log_probs.cpu()
     return [log_probs[row, : int(out_lens[row])] for row in range(len(waves))]
+
+
+def _streamed_emissions(model: SpeechModel, wave: torch.Tensor, chunk: int) -> torch.Tensor:
+    """One ``(N,)`` waveform's ``(U, V)`` log-probabilities from a unidirectional ``model``, read
+    ``chunk`` samples at a time as a stream (:mod:`speechrnn.streaming`)."""
+    from .streaming import extract_chunk, flush, forward_chunk, init_state
+
+    state, parts = init_state(model), []
+    for start in range(0, wave.shape[0], chunk):
+        feats, state = extract_chunk(model, wave[None, start : start + chunk], state)
+        log_probs, state = forward_chunk(model, feats, state, tentative=False)
+        parts.append(log_probs[0])
+    parts.append(flush(model, state)[0][0])
+    return torch.cat(parts).cpu()
 
 
 def emissions(
@@ -126,12 +148,14 @@ def recognize(
     search: BeamSearch | None = None,
     max_segment: float | None = None,
     remove_dc: bool = False,
+    on_recognized: Callable[[int], None] | None = None,
 ) -> list[Hypothesis]:
     """Decode many ``(N,)`` 16 kHz waveforms (greedy, or with ``search``), batched by similar
     length; returns hypotheses in the order of ``waves``. ``remove_dc``: each waveform first
     goes through :func:`speechrnn.audio.remove_dc` (as a stream's chunks go through a
     :class:`~speechrnn.audio.DCBlocker` in a :class:`~speechrnn.streaming.StreamingRecognizer`
-    made with ``remove_dc=True``).
+    made with ``remove_dc=True``). ``on_recognized(k)`` is called as soon as recording ``k`` is
+    decoded (all its pieces), in the order they finish (a progress bar's step).
 
     A whole-input model reads a recording longer than ``max_segment`` seconds (None: the
     default of :class:`SegmentConfig`; 0: never) in pieces cut at its longest pauses
@@ -151,12 +175,18 @@ def recognize(
     rescorer = search.rescorer if search is not None else None
     partner = rescorer.partner_log_probs(pieces, batch_size) if rescorer is not None else {}  # piece -> log-probabilities
     parts: list[list[tuple[int, Hypothesis]]] = [[] for _ in waves]
+    pieces_left = [0] * len(waves)
+    for k, _ in owners:
+        pieces_left[k] += 1
     for i, log_probs in emissions(model, pieces, batch_size):
         k, start = owners[i]
         hyp = decode(model, log_probs, search, time_offset=start / sample_rate, partner_log_probs=partner.get(i))
         if model.config.bidirectional:
             hyp = starts_in_speech(hyp, pieces[i].numpy(), start / sample_rate, model.config.frame_shift, sample_rate)
         parts[k].append((start, hyp))
+        pieces_left[k] -= 1
+        if on_recognized is not None and not pieces_left[k]:
+            on_recognized(k)
     return [join_hypotheses(model, sorted(p, key=lambda part: part[0])) for p in parts]
 
 
@@ -244,10 +274,12 @@ def transcribe_files(
     def flush():
         nonlocal group, group_seconds, next_to_emit
         if group:
-            hyps = recognize(model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment, remove_dc=remove_dc)
+            hyps = recognize(
+                model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment, remove_dc=remove_dc,
+                on_recognized=lambda k: bar.update(1),  # (file by file, not a group of up to max_batch_seconds at once)
+            )
             for (i, _), hyp in zip(group, hyps):
                 results[i].hypothesis = hyp
-            bar.update(len(group))
         group, group_seconds = [], 0.0
         while next_to_emit < len(results) and (results[next_to_emit].hypothesis or results[next_to_emit].error):
             if on_result:

@@ -169,7 +169,11 @@ def test_options_that_cannot_work_are_refused_before_any_file_is_transcribed(spe
         assert says in err and "weights_only=False" not in err, (argv, err)
     with pytest.raises(SystemExit):
         main(["--threads", "0", "transcribe", wav])
-    assert "--threads must be 1 or more" in capsys.readouterr().err
+    assert "--threads: the thread count must be a whole number, 1 or more, got 0" in capsys.readouterr().err
+    from speechrnn.streaming import set_threads
+
+    with pytest.raises(ValueError, match="got -1"):  # (the library's own check, which the option's is)
+        set_threads(-1)
     # Options greedy decoding has no use for are named in a warning, not silently dropped.
     assert main(["transcribe", "--lm", "none", "--beam-size", "8", "--lm-weight", "2", "--nbest", "3", wav]) == 0
     err = capsys.readouterr().err
@@ -192,6 +196,24 @@ def test_a_word_after_silence_starts_where_its_speech_does(speech_dir):
         (hyp,) = recognize(model, [wave])
         assert hyp.text == "yes"
         assert silence - 0.05 <= hyp.words[0].start <= silence + 0.3 < hyp.words[0].end
+
+
+def test_each_recording_is_reported_once_when_all_its_pieces_are_decoded(speech_dir):
+    import torch
+
+    from speechrnn.model import load_model
+    from speechrnn.segment import split_at_pauses
+    from speechrnn.transcribe import recognize, segment_config
+
+    model = load_model("offline")
+    folder, phrases = speech_dir
+    pause = np.zeros(12000, np.float32)
+    long = np.concatenate([part for _ in range(3) for name in phrases for part in (load_audio(folder / f"{name}.wav"), pause)])
+    assert len(split_at_pauses(long, segment_config(model))) > 1  # (read in pieces)
+    waves = [torch.from_numpy(long), torch.from_numpy(load_audio(folder / "yes.wav"))]
+    done = []
+    hyps = recognize(model, waves, on_recognized=done.append)
+    assert sorted(done) == [0, 1] and [h.text for h in hyps] == [h.text for h in recognize(model, waves)]
 
 
 def test_a_long_file_is_read_in_pieces_with_times_from_its_start(speech_dir, tmp_path):

@@ -225,6 +225,21 @@ def test_a_stream_without_its_dc_offset_reads_as_the_whole_input_without_it(mode
     assert recognizer.dc_offset == 0.0  # (a new stream)
 
 
+def test_a_long_recording_is_read_as_a_stream_with_the_log_probs_of_a_whole_pass(model, speech_dir, monkeypatch):
+    import importlib
+
+    whole_file = importlib.import_module("speechrnn.transcribe")
+    folder, _ = speech_dir
+    waves = [torch.from_numpy(load_audio(folder / f"{name}.wav")) for name in ("enter", "erase")]
+    whole = whole_file.emissions_in_order(model, waves)
+    monkeypatch.setattr(whole_file, "STREAMED_SECONDS", 0.5)  # (the enter and erase phrases are longer)
+    monkeypatch.setattr(whole_file, "STREAMED_CHUNK", 0.37)
+    streamed = whole_file.emissions_in_order(model, waves)
+    for a, b in zip(whole, streamed):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
 def test_tentative_partial_is_what_the_stream_would_finalize_to_now(model, speech_dir):
     folder, phrases = speech_dir
     samples = load_audio(folder / "spell.wav")
