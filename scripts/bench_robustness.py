@@ -51,6 +51,9 @@ at 10 dB (white, pink, brown, babble) where all four were run.
 - dc offset (session 65; outside the mean too): 0.01 (-40 dB full scale) added to every sample,
   as some sound cards record; with ``--remove-dc`` every condition's audio goes through
   speechrnn.audio.remove_dc first, as `--remove-dc` of transcribe, evaluate and live does.
+- hum (session 65; outside the mean too): mains hum, a 50 Hz tone of amplitude 0.01 (-40 dB full
+  scale) with its third and fifth harmonics at half and a quarter of that, as a ground loop
+  adds to a recording.
 """
 from __future__ import annotations
 
@@ -143,6 +146,7 @@ def conditions(
     makers["microphones"] = lambda: microphones(20261210)
     makers["lead-in"] = lambda: lead_in(20261211)
     makers["dc offset (0.01)"] = lambda: [w + DC_OFFSET for w in waves]
+    makers["hum (50 Hz, -40 dBFS)"] = lambda: [w + mains_hum(w.shape[0]) for w in waves]
     makers.update({f"faint noise (-80 dBFS, draw {seed})": (lambda seed=seed: faint(seed)) for seed in range(3)})
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
@@ -158,6 +162,13 @@ def conditions(
 LEAD_IN_S = EndpointConfig().no_speech  # the lead-in condition's seconds of faint noise before each utterance
 LEAD_IN_LEVEL = 1e-3  # its noise's RMS: -60 dB full scale
 DC_OFFSET = 0.01  # the dc offset condition's constant
+
+
+def mains_hum(n: int, hz: float = 50.0, amplitude: float = 0.01, sample_rate: int = 16000) -> torch.Tensor:
+    """``n`` samples of mains hum: ``hz`` and its third and fifth harmonics, at ``amplitude``,
+    half and a quarter of it."""
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    return (amplitude * sum(gain * torch.sin(2 * torch.pi * k * hz * t) for k, gain in ((1, 1.0), (3, 0.5), (5, 0.25)))).float()
 MICROPHONE_DB = 12.0  # the microphones condition's largest gain per filter (the recipes' --eq-db default)
 NOISE_KINDS = ("noise 10 dB", "pink noise 10 dB", "brown noise 10 dB", "babble 10 dB")
 LATER_NOISES = NOISE_KINDS[1:]  # the kinds added in session 54
@@ -225,7 +236,7 @@ def main() -> None:
     means = {
         name: round(sum(wers) / len(wers), 2)
         for name, rows in report.items()
-        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite", "microphones", "lead-in", "dc offset")) and condition not in LATER_NOISES])
+        if (wers := [row["wer"] for condition, row in rows.items() if not condition.startswith(("faint", "flite", "microphones", "lead-in", "dc offset", "hum")) and condition not in LATER_NOISES])
     }
     noise_means = {
         name: round(sum(rows[kind]["wer"] for kind in NOISE_KINDS) / len(NOISE_KINDS), 2)
@@ -238,7 +249,7 @@ def main() -> None:
         "lm": args.lm,
         "remove_dc": args.remove_dc,
         "wer_cer": report,
-        "mean_wer_without_faint": means,  # (nor flite, pink, brown, babble, microphones, lead-in or dc offset)
+        "mean_wer_without_faint": means,  # (nor flite, pink, brown, babble, microphones, lead-in, dc offset or hum)
         "mean_wer_noise_kinds": noise_means,  # white, pink, brown and babble at 10 dB
         "flite_wer_by_voice": by_voice,
         "room_decay_s": {name: round(seconds, 3) for name, seconds in room_decays.items()},  # what the simulated rooms show (T20)

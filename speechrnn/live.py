@@ -90,7 +90,7 @@ def stdin_chunks(chunk_ms: int, raw_rate: int | None = None, stream: BinaryIO | 
         except (AttributeError, OSError):
             source = stream  # (a file object of bytes in memory)
         wav = sf.SoundFile(source, closefd=False) if isinstance(source, int) else sf.SoundFile(source)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+    except (RuntimeError, TypeError) as error:  # (libsndfile's errors are RuntimeErrors)
         reason = str(error).split(": ", 1)[-1] or "it ended before a WAV header did"
         raise ValueError(f"{STDIN_NAME}: not a WAV stream ({reason}); for headerless 16-bit samples give --raw-rate HZ") from None
     rate, frames = wav.samplerate, max(1, wav.samplerate * chunk_ms // 1000)
