@@ -37,9 +37,11 @@ from speechrnn.model import SpeechModel, load_model
 from speechrnn.transcribe import recognize
 
 
-def substitute_utterance_mean(frontend, log_mel: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+def substitute_utterance_mean(frontend, log_mel: torch.Tensor, feat_lens: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, T, n_mels)`` log-mel frames whose per-channel mean over each row's ``feat_lens``
-    frames is replaced by the frontend's global mean (a log-mel frontend's normalisation mean)."""
+    frames is replaced by the frontend's global mean (a log-mel frontend's normalisation mean);
+    in place of :meth:`Frontend.subtract_channel_mean`, whose arguments it takes (``levels``,
+    the running mean's gate, is not read: the models it reads have no running mean)."""
     mean, valid = utterance_mean(log_mel, feat_lens)
     return log_mel + (frontend.cmvn_mean - mean)[:, None, :] * valid[..., None]
 

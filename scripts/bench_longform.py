@@ -13,7 +13,7 @@ recording is read by `speechrnn.transcribe.recognize` as `speechrnn transcribe` 
 once for each ``--max-segment`` (0: read whole; N: recordings over N seconds cut at pauses into
 pieces of at most N seconds; ``default``: the library's default). Streaming models always read
 a recording as one utterance (``speechrnn transcribe --model streaming`` must match ``speechrnn
-live --no-endpoint``; since session 65 one over 60 s as a stream of 10 s chunks, which gives the
+live --no-endpoint``; since session 65 one over 5 minutes as a stream of 10 s chunks, which gives the
 same frames), so they get the row ``whole`` only;
 for them the row ``live`` also feeds each recording through a `StreamingRecognizer` with its
 default endpointing, in 100 ms chunks, and joins its finals: what ``speechrnn live`` shows;

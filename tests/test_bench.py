@@ -437,6 +437,13 @@ def test_channel_bench_substitution_removes_a_fixed_response_and_keeps_the_globa
     substituted = channel.substitute_utterance_mean(frontend, log_mel, feat_lens)
     torch.testing.assert_close(substituted[0], substituted[1], atol=1e-3, rtol=0)
     torch.testing.assert_close(substituted[0, : int(feat_lens[0])].mean(0), frontend.cmvn_mean, atol=1e-4, rtol=0)
+    # In a model, as the bench reads it: the frontend calls it as its own method.
+    from speechrnn.model import ModelConfig, SpeechModel
+    from speechrnn.transcribe import recognize
+
+    model = channel.with_mean_substituted(SpeechModel(ModelConfig(frontend=FrontendConfig(kind="logmel"), n_hidden=8, n_proj=8, n_layers=1)).eval())
+    model.frontend.set_cmvn(frontend.cmvn_mean, frontend.cmvn_std)
+    assert recognize(model, [wave])[0].text == recognize(model, [4 * wave])[0].text
 
 
 def test_the_robustness_bench_lead_in_puts_faint_noise_before_each_utterance(tmp_path):
