@@ -545,8 +545,9 @@ def differing_weights(a: str | os.PathLike | SpeechModel, b: str | os.PathLike |
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path`` (over the
+    file a symbolic link names, which stays a link)."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -1,8 +1,10 @@
 """Writers for transcripts: plain text, JSON lines, SRT and WebVTT."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -68,7 +70,21 @@ def render(result: FileResult, fmt: str, nbest: bool = False) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place. A symbolic
+    link is followed (the file it names is replaced, the link stays); a path that is there but
+    is not a file (``/dev/stdout``, a terminal, a named pipe) is written to directly, as there is
+    no file to keep whole and renaming over it would put a file in its place."""
+    try:
+        mode = os.stat(path).st_mode  # (of what a link names)
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     # (The name's first 40 characters only: a long output name plus the temporary suffix must
     # still fit the file system's 255.)

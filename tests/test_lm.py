@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
+import threading
 
 import pytest
 import torch
@@ -233,6 +235,27 @@ def test_write_arpa_is_atomic_and_overwrites(tmp_path):
     write_arpa(path, build_arpa(["a b"], order=2))
     assert os.listdir(path.parent) == ["lm.arpa"]  # no temporary files left behind
     assert read_arpa(path).vocabulary == {"a", "b"}
+
+
+def test_an_atomic_write_keeps_links_and_writes_into_what_is_not_a_file(tmp_path):
+    from speechrnn.output import write_atomic
+
+    (tmp_path / "real.txt").write_text("old")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    write_atomic(tmp_path / "link.txt", "new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    read = []  # (a named pipe's writer and reader wait for each other: the reader in a thread of its own)
+    reader = threading.Thread(target=lambda: read.append(fifo.read_text()), daemon=True)
+    reader.start()
+    write_atomic(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert read == ["through the pipe"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a pipe, not a file renamed over it
+    with pytest.raises(IsADirectoryError, match=str(tmp_path)):
+        write_atomic(tmp_path, "x")
+    assert sorted(os.listdir(tmp_path)) == ["link.txt", "pipe", "real.txt"]  # no temporary files left behind
 
 
 def test_lexicon_round_trip_and_out_of_vocabulary_words(tmp_path):
