@@ -18,6 +18,7 @@ from .decoding import HOT_WORD_BOOST, parse_hot_word, read_hot_words
 from .output import FORMATS, OutputNamer, render, to_json, write_atomic
 from .rescoring import RESCORE_GROWTH
 from .segment import MIN_SEGMENT_SECONDS, SegmentConfig
+from .streaming import EndpointConfig
 from .transcribe import BATCH_SIZE
 from .tuning import LM_WEIGHTS, RESCORE_WEIGHTS, TUNED_BEAM_SIZES, WORD_SCORES
 
@@ -116,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="offline", help="bundled model name or model file (default: %(default)s)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--manifest", help="JSON-lines manifest with 'audio' and 'text' per line")
-    source.add_argument("--an4", nargs="?", const="", default="", help="AN4 folder (default: ../shared/data/an4)")
-    p.add_argument("--split", choices=("train", "dev", "test"), default="test", help="AN4 split; dev: the speaker-disjoint part of train that recipes/an4 holds out (default: %(default)s)")
+    source.add_argument("--an4", nargs="?", const="", metavar="FOLDER", help="AN4 folder (the default source; FOLDER defaults to $SPEECHRNN_AN4, else ../shared/data/an4)")
+    p.add_argument("--split", choices=("train", "dev", "test"), help="AN4 split; dev: the speaker-disjoint part of train that recipes/an4 holds out (default: test)")
     p.add_argument("--details", help="write each utterance's reference and hypothesis here (JSON lines)")
     add_remove_dc_option(p)
     add_decoding_options(p)
@@ -151,16 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G",
         help="with --rescore-partials: re-rank once the utterance has grown by this share since the last re-ranking; lower shows the second pass's choice sooner and costs more, 0 re-ranks every partial (default: %(default)s)",
     )
-    p.add_argument("--trailing-silence", type=float, default=0.8, help="seconds of silence that end an utterance")
-    p.add_argument("--no-speech", type=float, default=2.4, help="seconds without speech that restart an utterance")
-    p.add_argument("--max-utterance", type=float, default=20.0, help="longest utterance in seconds")
+    p.add_argument("--trailing-silence", type=float, default=EndpointConfig.trailing_silence, help="seconds of silence that end an utterance (default: %(default)s)")
+    p.add_argument("--no-speech", type=float, default=EndpointConfig.no_speech, help="seconds without speech that restart an utterance (default: %(default)s)")
+    p.add_argument("--max-utterance", type=float, default=EndpointConfig.max_utterance, help="longest utterance in seconds (default: %(default)s)")
     add_remove_dc_option(p)
     add_decoding_options(p)
     p.set_defaults(func=cmd_live)
 
     lm = commands.add_parser("lm", help="word language models: build one, tune a model's decoding").add_subparsers(dest="lm_command", required=True)
     p = lm.add_parser("build", help="word n-gram LM (ARPA, modified Kneser-Ney) and lexicon from transcripts")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="transcript files: one utterance per line (AN4 .transcription files too)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="transcript files: one utterance per line (AN4 .transcription files too), or JSON-lines manifests (their 'text')")
     p.add_argument("--an4-train", nargs="?", const="", metavar="AN4", help="also the transcripts recipes/an4 trains on: AN4 train without its dev split")
     p.add_argument("-o", "--output", required=True, help="ARPA file to write")
     p.add_argument("--lexicon", help="lexicon file to write (default: beside the ARPA file, .lexicon.txt)")
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_live(args) -> int:
     from . import live
-    from .streaming import EndpointConfig, StreamingRecognizer
+    from .streaming import StreamingRecognizer
 
     if args.list_devices:
         devices = live.list_devices()
@@ -331,7 +332,9 @@ def cmd_evaluate(args) -> int:
     from .model import load_model
 
     model = load_model(args.model)
-    utterances, source = labelled_set(args.manifest, args.an4, args.split)
+    if args.manifest and args.split:
+        raise ValueError(f"--split chooses a part of AN4; a manifest ({args.manifest}) is scored whole")
+    utterances, source = labelled_set(args.manifest, args.an4, args.split or "test")
     search = beam_search(args, model)
     if search is not None and search.arpa is not None:
         warn_oov(search, utterances, source)

@@ -388,6 +388,8 @@ def add_frontend_options(parser: ArgumentAdder) -> None:
 
 def frontend_fields(args: argparse.Namespace) -> dict:
     """The :class:`FrontendConfig` fields of a recipe's :func:`add_frontend_options`."""
+    if args.utterance_cmn and getattr(args, "streaming", False):
+        raise ValueError("--utterance-cmn subtracts a whole utterance's mean, which a stream does not have: it is for offline models (a streaming model can take --running-cmn FRAMES)")
     return {"log_offset": args.log_offset, "utterance_cmn": args.utterance_cmn, "running_cmn_frames": args.running_cmn, "running_cmn_gate_db": args.running_cmn_gate}
 
 

@@ -74,6 +74,13 @@ def test_input_lookahead_is_for_streaming_models(capsys):
     assert "input_lookahead (4) needs a unidirectional" in capsys.readouterr().err
 
 
+def test_a_whole_utterance_mean_is_refused_for_a_streaming_model_in_the_options_words(capsys):
+    assert recipe.model_config(recipe.parse_args(["--utterance-cmn"])).frontend.utterance_cmn
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--streaming", "--utterance-cmn"])
+    assert "--utterance-cmn subtracts a whole utterance's mean, which a stream does not have" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not (engine_available("espeak-ng") and engine_available("flite")), reason="espeak-ng and flite are needed (bash scripts/setup.sh installs them as root)")
 def test_synthetic_voices_of_two_engines(tmp_path, monkeypatch):
     """`--synth-engines espeak-ng flite`: each engine speaks its own draw of the transcripts,
