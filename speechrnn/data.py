@@ -245,7 +245,8 @@ def pad_waves(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 
 # Additive noise: white, power-law (see coloured_noise) or babble.
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power falls as f ** -exponent
-NOISE_TYPES = (*NOISE_EXPONENTS, "babble")
+NOISE_TYPES = (*NOISE_EXPONENTS, "babble", "hum")
+HUM_HARMONICS = 8  # mains hum's tones: the mains frequency and its multiples up to this one
 BABBLE_TALKERS = (3, 6)  # babble is this many recordings at once (drawn uniformly)
 LEAD_IN_DB = (-75.0, -45.0)  # a lead-in's noise level, dB full scale RMS (drawn uniformly)
 
@@ -283,7 +284,8 @@ class AugmentConfig:
     # perturbation does. None: off, and no random draw, so earlier recipes repeat bit for bit.
     vtlp: tuple[float, float] | None = None
     # The kinds of noise ``noise_prob`` adds, one drawn per noisy example: white, pink, brown
-    # (NOISE_EXPONENTS) or babble (other recordings of the batch talking at once, see babble).
+    # (NOISE_EXPONENTS), babble (other recordings of the batch talking at once, see babble) or
+    # hum (mains hum, see mains_hum).
     # White alone draws nothing more, so earlier recipes repeat bit for bit.
     noise_types: tuple[str, ...] = ("white",)
     # Chance of hearing an utterance through a random microphone and channel (random_equalizer:
@@ -393,10 +395,26 @@ def _noise(like: torch.Tensor, kinds: tuple[str, ...], rng: random.Random, other
     kind = kinds[0] if len(kinds) == 1 else rng.choice(kinds)
     if kind == "babble" and others:
         return babble(others, like.shape[0], rng)
+    if kind == "hum":
+        return mains_hum(like.shape[0], rng)
     if kind in ("white", "babble"):
         return _white_noise(like, rng)
     generator = torch.Generator().manual_seed(rng.getrandbits(31))
     return coloured_noise(like.shape[0], NOISE_EXPONENTS[kind], generator)
+
+
+def mains_hum(n: int, rng: random.Random, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``n`` samples of unit-power mains hum, as a ground loop adds to a recording: 50 or 60 Hz
+    (give or take 0.5 Hz, as grids drift) and its multiples up to the HUM_HARMONICS-th, each of a
+    random gain (falling with its order, by a random power) and phase."""
+    hz = rng.choice((50.0, 60.0)) + rng.uniform(-0.5, 0.5)
+    fall = rng.uniform(0.0, 1.5)
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    hum = sum(
+        rng.uniform(0.2, 1.0) * k ** -fall * torch.sin(2 * torch.pi * k * hz * t + rng.uniform(0, 2 * torch.pi))
+        for k in range(1, HUM_HARMONICS + 1)
+    )
+    return (hum / hum.pow(2).mean().sqrt()).float()
 
 
 def with_lead_in(wave: torch.Tensor, seconds: float, rms: float, generator: torch.Generator) -> torch.Tensor:

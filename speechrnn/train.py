@@ -339,7 +339,7 @@ def add_noise_options(parser: ArgumentAdder, stage: str = "") -> None:
     low, high = BABBLE_TALKERS
     parser.add_argument(
         "--noise-types", nargs="+", choices=NOISE_TYPES, default=list(AugmentConfig.noise_types),
-        help=f"kinds of that noise, one drawn per noisy example: white, pink (1/f), brown (1/f^2) or babble ({low}-{high} other utterances of the batch at once) (default: %(default)s)",
+        help=f"kinds of that noise, one drawn per noisy example: white, pink (1/f), brown (1/f^2), babble ({low}-{high} other utterances of the batch at once) or hum (mains hum: 50 or 60 Hz and its harmonics) (default: %(default)s)",
     )
     parser.add_argument("--narrowband-prob", type=float, default=AugmentConfig.narrowband_prob, help=f"share of utterances sent through 8 kHz{stage} (default: %(default)s)")
     parser.add_argument(

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import load_script
-from speechrnn.data import NOISE_TYPES, AugmentConfig, babble, coloured_noise, perturb_wave, random_equalizer
+from speechrnn.data import HUM_HARMONICS, NOISE_TYPES, AugmentConfig, babble, coloured_noise, mains_hum, perturb_wave, random_equalizer
 from speechrnn.train import noise_fields, perturbed_batch
 
 bench_robustness = load_script("scripts/bench_robustness.py", "bench_robustness")
@@ -86,6 +86,25 @@ def test_white_alone_draws_what_it_always_drew_and_other_kinds_are_drawn_per_exa
     assert slopes == {"white", "brown"}
 
 
+def test_hum_is_the_mains_frequency_and_its_harmonics_at_the_snr_drawn():
+    freqs = torch.fft.rfftfreq(4 * RATE, d=1 / RATE)
+    mains = set()
+    for seed in range(8):
+        hum = mains_hum(4 * RATE, random.Random(seed))
+        assert float(hum.pow(2).mean()) == pytest.approx(1.0, rel=1e-4)
+        power = torch.fft.rfft(hum.double()).abs().pow(2)
+        band = (freqs > 40) & (freqs < 70)
+        fundamental = float(freqs[band][power[band].argmax()])
+        assert 49.4 <= fundamental <= 50.6 or 59.4 <= fundamental <= 60.6
+        mains.add(round(fundamental, -1))
+        near_harmonics = sum(power[(freqs - k * fundamental).abs() < 3].sum() for k in range(1, HUM_HARMONICS + 1))
+        assert near_harmonics / power.sum() > 0.95  # tones, nothing between them (but the leakage of tones off the FFT's bins)
+    assert mains == {50.0, 60.0}
+    wave = 0.1 * torch.randn(RATE, generator=torch.Generator().manual_seed(0))
+    noise = perturb_wave(wave, dataclasses.replace(NOISY, noise_types=("hum",)), random.Random(1)) - wave
+    assert 10 * torch.log10(wave.pow(2).mean() / noise.pow(2).mean()) == pytest.approx(10.0, abs=0.3)
+
+
 def test_babble_in_a_batch_is_the_other_recordings_of_the_batch_and_white_without_them():
     config = dataclasses.replace(NOISY, noise_types=("babble",))
     waves = [tone(300.0), tone(2000.0)]
@@ -114,7 +133,7 @@ def test_the_bench_counts_word_errors_by_kind():
 
 
 def test_unknown_noise_kinds_are_refused_by_the_config_and_both_recipes(capsys):
-    assert NOISE_TYPES == ("white", "pink", "brown", "babble")
+    assert NOISE_TYPES == ("white", "pink", "brown", "babble", "hum")
     for bad in ((), ("white", "purple")):
         with pytest.raises(ValueError, match="noise_types"):
             AugmentConfig(noise_types=bad)
