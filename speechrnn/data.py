@@ -47,7 +47,8 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     object a line (``duration`` optional, ``speaker`` too; a relative path is relative to the
     manifest). A bad line (not such an object, a value of the wrong type, a missing audio
     file, a duration that is not a number of seconds) raises ``ValueError`` naming the file
-    and line; transcripts with characters the models cannot spell (digits, "&", "東") are kept
+    and line (every line is read first: with more than one bad, the first few are named, and
+    how many); transcripts with characters the models cannot spell (digits, "&", "東") are kept
     without them, with a warning."""
     path = Path(path)
     utterances, unspelled = [], Counter()
@@ -56,36 +57,19 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             lines = list(enumerate(f, 1))
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    bad = []
     for line_no, line in lines:
         if not line.strip():
             continue
-        where = f"{path}:{line_no}"
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: not a JSON object ({error})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("audio"), str) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{where}: not a manifest line: a JSON object with 'audio' (a path) and 'text' (a string) is expected, got {line.strip()[:80]!r}")
-        unspelled.update(unspellable(row["text"]))
-        text = normalize_text(row["text"])
-        audio = Path(row["audio"])
-        if not audio.is_absolute():
-            audio = path.parent / audio
-        if not audio.is_file():
-            raise ValueError(f"{where}: no such audio file: {audio}")
-        duration = row.get("duration") or 0.0
-        try:  # a number, or a string of one; not true/false, a list or an object
-            duration = float(duration) if isinstance(duration, (int, float, str)) and not isinstance(duration, bool) else math.nan
-        except ValueError:
-            duration = math.nan
-        if not math.isfinite(duration) or duration < 0:
-            raise ValueError(f"{where}: duration {row.get('duration')!r} is not a number of seconds")
-        if not duration:
-            try:
-                duration = sf.info(str(audio)).duration
-            except (RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
-                raise ValueError(f"{where}: no duration given, and {audio} cannot be read for one ({error})") from None
-        utterances.append(Utterance(str(audio), text, float(duration), str(row.get("speaker", ""))))
+            utterances.append(_manifest_line(path, line_no, line, unspelled))
+        except ValueError as error:
+            bad.append(str(error))
+    if len(bad) == 1:
+        raise ValueError(bad[0])
+    if bad:  # every line is read, so that a manifest is mended in one go rather than a line per run
+        more = f"; and {len(bad) - UNREADABLE_SHOWN} more" if len(bad) > UNREADABLE_SHOWN else ""
+        raise ValueError(f"{path}: {len(bad)} bad lines: " + "; ".join(bad[:UNREADABLE_SHOWN]) + more)
     if unspelled:
         shown = "".join(c for c, _ in unspelled.most_common(12))
         warnings.warn(
@@ -94,6 +78,38 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             stacklevel=2,
         )
     return utterances
+
+
+def _manifest_line(path: Path, line_no: int, line: str, unspelled: Counter) -> Utterance:
+    """Line ``line_no`` of manifest ``path`` as an :class:`Utterance` (a ValueError naming the
+    file and line where it is bad); the characters it cannot spell are counted into ``unspelled``."""
+    where = f"{path}:{line_no}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not a JSON object ({error})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("audio"), str) or not isinstance(row.get("text"), str):
+        raise ValueError(f"{where}: not a manifest line: a JSON object with 'audio' (a path) and 'text' (a string) is expected, got {line.strip()[:80]!r}")
+    unspelled.update(unspellable(row["text"]))
+    text = normalize_text(row["text"])
+    audio = Path(row["audio"])
+    if not audio.is_absolute():
+        audio = path.parent / audio
+    if not audio.is_file():
+        raise ValueError(f"{where}: no such audio file: {audio}")
+    duration = row.get("duration") or 0.0
+    try:  # a number, or a string of one; not true/false, a list or an object
+        duration = float(duration) if isinstance(duration, (int, float, str)) and not isinstance(duration, bool) else math.nan
+    except ValueError:
+        duration = math.nan
+    if not math.isfinite(duration) or duration < 0:
+        raise ValueError(f"{where}: duration {row.get('duration')!r} is not a number of seconds")
+    if not duration:
+        try:
+            duration = sf.info(str(audio)).duration
+        except (RuntimeError, OSError) as error:  # soundfile's errors are RuntimeErrors
+            raise ValueError(f"{where}: no duration given, and {audio} cannot be read for one ({error})") from None
+    return Utterance(str(audio), text, float(duration), str(row.get("speaker", "")))
 
 
 def read_durations(paths: Sequence[str | os.PathLike], known: dict[str, float] | None = None, workers: int = 8) -> list[float | None]:
@@ -199,7 +215,7 @@ def load_waves(utterances: Sequence[Utterance], progress: bool = False) -> list[
     return waves
 
 
-UNREADABLE_SHOWN = 5  # unreadable files load_waves names one by one
+UNREADABLE_SHOWN = 5  # unreadable files (load_waves) or bad manifest lines (read_manifest) named one by one
 
 
 class DiskWaves:

@@ -52,6 +52,12 @@ def test_manifest_paths_are_relative_to_it_and_transcripts_normalised(tmp_path):
         manifest.write_text(json.dumps({"audio": "a.wav", "text": "ok", "duration": duration}) + "\n")
         with pytest.raises(ValueError, match=r"set.jsonl:1: duration .* is not a number of seconds"):
             read_manifest(manifest)
+    # Every bad line is found in one read: the first five named, and how many.
+    good = json.dumps({"audio": "a.wav", "text": "ok"})
+    lines = [good, "{not json", good, json.dumps({"audio": "gone.wav", "text": "x"})] + [json.dumps({"audio": "a.wav", "text": "ok", "duration": -1})] * 5
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"^\S*set.jsonl: 7 bad lines: \S*set.jsonl:2: not a JSON object .*; \S*set.jsonl:4: no such audio file: .*set.jsonl:7: duration -1 .*; and 2 more$"):
+        read_manifest(manifest)
     manifest.write_bytes(b'{"audio": "a.wav", "text": "caf\xe9"}\n')  # Latin-1, not UTF-8
     with pytest.raises(ValueError, match=r"set.jsonl: not UTF-8"):
         read_manifest(manifest)
