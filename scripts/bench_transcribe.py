@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python scripts/bench_transcribe.py [--an4 ../shared/data/an4] [--model offline] [--threads 2] [--repeat 3] [--int8 | --float32-kernels] [--profile N]
-        [--joined-minutes M]
+        [--joined-minutes M] [--streamed-seconds S]
 
 Times what `speechrnn transcribe --format jsonl` does after the interpreter has started and
 imported speechrnn: loading the model, reading and resampling every file, features, the model,
@@ -17,12 +17,15 @@ threads compute) and prints its N most costly functions by own time to stderr.
 joined end to end, over again until M minutes (a 16-bit WAV in a temporary folder, its
 reference their transcripts joined), as a user's long file; ``peak_rss_mb`` is the process's
 peak resident memory (model loading and the earlier runs included), which for a long file
-shows what reading it costs.
+shows what reading it costs. ``--streamed-seconds S`` sets the length over which a
+unidirectional model reads a recording as a stream of chunks (speechrnn.transcribe.STREAMED_SECONDS;
+1e9 reads every recording in one pass), to compare the two readings.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import json
 import os
 import pstats
@@ -42,7 +45,7 @@ from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_rates
 from speechrnn.model import half_weight_rnn, load_model
 from speechrnn.output import render
-from speechrnn.transcribe import BATCH_SIZE, transcribe_files
+from speechrnn.transcribe import BATCH_SIZE, STREAMED_SECONDS, transcribe_files
 
 
 def cpu_seconds() -> float:
@@ -82,9 +85,11 @@ def main() -> None:
     parser.add_argument("--lm", default="default", help="as `speechrnn transcribe --lm`: 'default' (the model's tuned LM), 'none' (greedy) or an ARPA path")
     parser.add_argument("--rescore", default="default", help="with the LM: 'default' (the model's tuned second pass, if any), 'none' (the first pass alone) or a model that re-ranks the n best")
     parser.add_argument("--joined-minutes", type=float, default=0, metavar="M", help="one recording of the test utterances joined to M minutes instead of the 130 files")
+    parser.add_argument("--streamed-seconds", type=float, default=STREAMED_SECONDS, metavar="S", help="a unidirectional model streams recordings longer than this (default: %(default)s)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the timed runs, one more under cProfile: its N costliest functions to stderr")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    importlib.import_module("speechrnn.transcribe").STREAMED_SECONDS = args.streamed_seconds  # (the module: the package's `transcribe` is a function)
     utterances = an4_utterances(args.an4, "test")
     paths = [u.audio for u in utterances]
     references = [u.text for u in utterances]
@@ -134,6 +139,7 @@ def main() -> None:
         "rnn": rnn_kind,
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "streamed_seconds": args.streamed_seconds,
         "machine": machine.describe(),
         "torch": torch.__version__,
     }))

@@ -238,8 +238,7 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
             if recognizer.invalid_samples > warned:
                 print(f"speechrnn: warning: {recognizer.invalid_samples - warned} NaN/infinite samples replaced by silence", file=log)
                 warned = recognizer.invalid_samples
-            if not (offset_told or recognizer.remove_dc) and recognizer.input_samples >= recognizer.sample_rate:
-                # (read once, over the first second or so: a sound card's offset is there from the start)
+            if not (offset_told or recognizer.remove_dc) and recognizer.dc_offset is not None:  # (once, after the first second)
                 offset_told = True
                 if abs(recognizer.dc_offset) > DC_WARNING:
                     print(f"speechrnn: warning: the input has a DC offset of {recognizer.dc_offset:+.4f} (full scale 1), which costs accuracy; --remove-dc takes it out", file=log)

@@ -468,7 +468,7 @@ class StreamingRecognizer:
         self.state = init_state(self.model, search=self.search)
         self._resampler = None
         self._dc_blocker = DCBlocker() if self.remove_dc else None
-        self._input_sum, self.input_samples = 0.0, 0  # of the stream's samples at the model's rate, before the DC blocker
+        self._first_sum, self._first_samples = 0.0, 0  # of the stream's first second at the model's rate, before the DC blocker
         self._input_rate: int | None = None
         # The current utterance's audio for the rescoring model: chunks at the model's rate,
         # from stream sample _audio_start on; _too_long once the utterance outgrew its limit.
@@ -488,11 +488,12 @@ class StreamingRecognizer:
         self._partial_choice: list[int] | None = None
 
     @property
-    def dc_offset(self) -> float:
-        """The mean of the stream's samples so far (at the model's rate, as they came): a DC
-        offset, which ``remove_dc`` takes out, where it is far from 0 (over
-        :data:`~speechrnn.audio.DC_WARNING`) after a second or so."""
-        return self._input_sum / self.input_samples if self.input_samples else 0.0
+    def dc_offset(self) -> float | None:
+        """The mean of the stream's first second of samples (at the model's rate, as they came),
+        None until a second has come: a DC offset, which ``remove_dc`` takes out, where it is
+        far from 0 (over :data:`~speechrnn.audio.DC_WARNING`). A sound card's offset is there
+        from the start, so later chunks are not summed."""
+        return self._first_sum / self._first_samples if self._first_samples >= self.sample_rate else None
 
     @property
     def rescorer(self):
@@ -565,8 +566,9 @@ class StreamingRecognizer:
             if self._resampler is None:
                 self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
             samples = self._resampler.resample_chunk(samples, last=last)
-        self._input_sum += float(samples.sum(dtype=np.float64))
-        self.input_samples += samples.shape[0]
+        if self._first_samples < self.sample_rate:
+            self._first_sum += float(samples.sum(dtype=np.float64))
+            self._first_samples += samples.shape[0]
         if self._dc_blocker is not None:
             samples = self._dc_blocker(samples)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]

@@ -22,10 +22,11 @@ from .segment import SegmentConfig, split_at_pauses, voiced_blocks
 BATCH_SIZE = 16  # utterances per forward pass in whole-file recognition
 # A unidirectional model reads a recording longer than this (seconds) as a stream of chunks of
 # STREAMED_CHUNK seconds (chunk-exact, so the same frames as whole), its memory then bounded by
-# the chunk, not the recording: a whole pass held about 26 MB more per minute of audio, but
-# runs about 1.5x faster (10 minutes: 977-994 MB and 4.0-4.7 s whole, 718-735 MB and 6.2-6.6 s
-# as a stream; `scripts/bench_transcribe.py --model streaming --lm none --joined-minutes 10`,
-# session 65, AMD EPYC, 2 threads), so only recordings this long are streamed.
+# the chunk, not the recording: a whole pass held about 27 MB more per minute of audio, but
+# runs about 1.6x faster (10 minutes: 970.2 MB and 4.66 s whole, 700.3 MB and 7.58 s as a
+# stream; `scripts/bench_transcribe.py --model streaming --lm none --repeat 2 --joined-minutes
+# 10 [--streamed-seconds 1e9]`, session 65, AMD EPYC, 2 threads), so only recordings this long
+# are streamed.
 STREAMED_SECONDS = 300.0
 STREAMED_CHUNK = 10.0
 
