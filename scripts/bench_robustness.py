@@ -69,7 +69,7 @@ import torchaudio
 
 from speechrnn import machine
 from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, random_equalizer, with_lead_in
+from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, harmonics, random_equalizer, with_lead_in
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_counts, error_rates
 from speechrnn.model import load_model
@@ -167,8 +167,9 @@ DC_OFFSET = 0.01  # the dc offset condition's constant
 def mains_hum(n: int, hz: float = 50.0, amplitude: float = 0.01, sample_rate: int = 16000) -> torch.Tensor:
     """``n`` samples of mains hum: ``hz`` and its third and fifth harmonics, at ``amplitude``,
     half and a quarter of it."""
-    t = torch.arange(n, dtype=torch.float64) / sample_rate
-    return (amplitude * sum(gain * torch.sin(2 * torch.pi * k * hz * t) for k, gain in ((1, 1.0), (3, 0.5), (5, 0.25)))).float()
+    return (amplitude * harmonics(n, hz, ((1, 1.0, 0.0), (3, 0.5, 0.0), (5, 0.25, 0.0)), sample_rate)).float()
+
+
 MICROPHONE_DB = 12.0  # the microphones condition's largest gain per filter (the recipes' --eq-db default)
 NOISE_KINDS = ("noise 10 dB", "pink noise 10 dB", "brown noise 10 dB", "babble 10 dB")
 LATER_NOISES = NOISE_KINDS[1:]  # the kinds added in session 54

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+# One pytest-xdist worker a core, at most 4 (each builds the session's fixtures: generated
+# speech, toy models); SPEECHRNN_TEST_WORKERS=0 runs the tests in this one process.
+exec .venv/bin/python -m pytest -n "${SPEECHRNN_TEST_WORKERS:-auto}" --maxprocesses 4 --dist worksteal "$@"

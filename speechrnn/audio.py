@@ -154,6 +154,14 @@ def remove_dc(samples: np.ndarray) -> np.ndarray:
     return DCBlocker()(samples)
 
 
+def dc_offset_warning(offset: float) -> str | None:
+    """What to tell of an input whose mean sample is ``offset`` (``None``: nothing, it is under
+    :data:`DC_WARNING`); files and live streams say it the same way, after their names."""
+    if abs(offset) <= DC_WARNING:
+        return None
+    return f"a DC offset of {offset:+.4f} (full scale 1) costs accuracy; --remove-dc takes it out"
+
+
 def to_mono_float32(samples) -> np.ndarray:
     """``(N,)`` or ``(N, C)`` samples of any numeric type -> ``(N,)`` float32 (channels averaged)."""
     samples = to_float32(np.asarray(samples))

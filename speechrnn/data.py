@@ -425,12 +425,19 @@ def mains_hum(n: int, rng: random.Random, sample_rate: int = SAMPLE_RATE) -> tor
     random gain (falling with its order, by a random power) and phase."""
     hz = rng.choice((50.0, 60.0)) + rng.uniform(-0.5, 0.5)
     fall = rng.uniform(0.0, 1.5)
-    t = torch.arange(n, dtype=torch.float64) / sample_rate
-    hum = sum(
-        rng.uniform(0.2, 1.0) * k ** -fall * torch.sin(2 * torch.pi * k * hz * t + rng.uniform(0, 2 * torch.pi))
-        for k in range(1, HUM_HARMONICS + 1)
-    )
+    partials = []
+    for k in range(1, HUM_HARMONICS + 1):
+        gain = rng.uniform(0.2, 1.0) * k ** -fall
+        partials.append((k, gain, rng.uniform(0, 2 * torch.pi)))
+    hum = harmonics(n, hz, partials, sample_rate)
     return (hum / hum.pow(2).mean().sqrt()).float()
+
+
+def harmonics(n: int, hz: float, partials, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``n`` samples (float64) of the sum of sines at multiples of ``hz``: ``partials`` are
+    ``(multiple, gain, phase)``; training's random hum and the robustness bench's fixed one."""
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    return sum(gain * torch.sin(2 * torch.pi * k * hz * t + phase) for k, gain, phase in partials)
 
 
 def with_lead_in(wave: torch.Tensor, seconds: float, rms: float, generator: torch.Generator) -> torch.Tensor:

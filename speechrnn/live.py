@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
-from .audio import DC_WARNING, STDIN_NAME, load_audio
+from .audio import STDIN_NAME, dc_offset_warning, load_audio
 from .streaming import Result, StreamingRecognizer
 
 
@@ -184,12 +185,18 @@ LAG_WARNING_SECONDS = 2.0
 
 
 class Printer:
-    """Writes events: JSON lines, or text with the partial rewritten in place on a terminal."""
+    """Writes events: JSON lines, or text with the partial rewritten in place on a terminal.
 
-    def __init__(self, fmt: str, out: TextIO | None = None):
+    A partial wider than the terminal shows its end only ("..." before it): a line the terminal
+    has wrapped cannot be taken back by rewriting it, so its head would stay on screen. The
+    final, printed once, is whole. ``columns`` is the width (the terminal's, asked at each
+    partial, so a resized window is followed)."""
+
+    def __init__(self, fmt: str, out: TextIO | None = None, columns: int | None = None):
         self.fmt = fmt
         self.out = out if out is not None else sys.stdout  # (the stdout of the call, not of the import)
         self.tty = self.out.isatty()
+        self.columns = columns
         self._last_partial = ""
 
     def __call__(self, event: Result) -> None:
@@ -200,13 +207,19 @@ class Printer:
             if self.fmt == "jsonl":
                 self._write(json.dumps(event.to_json()) + "\n")
             elif self.tty:
-                self._write("\r\033[K" + event.text)
+                self._write("\r\033[K" + self._fitted(event.text))
             return
         self._last_partial = ""
         if self.fmt == "jsonl":
             self._write(json.dumps(event.to_json()) + "\n")
         else:
             self._write(("\r\033[K" if self.tty else "") + event.text + "\n")
+
+    def _fitted(self, text: str) -> str:
+        """``text``'s end, short of the terminal's last column (where a cursor would wrap)."""
+        columns = self.columns or shutil.get_terminal_size().columns
+        room = max(columns - 1, 4)
+        return text if len(text) <= room else "..." + text[len(text) - room + 3:]
 
     def _write(self, text: str) -> None:
         self.out.write(text)
@@ -240,8 +253,9 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
                 warned = recognizer.invalid_samples
             if not (offset_told or recognizer.remove_dc) and recognizer.dc_offset is not None:  # (once, after the first second)
                 offset_told = True
-                if abs(recognizer.dc_offset) > DC_WARNING:
-                    print(f"speechrnn: warning: the input has a DC offset of {recognizer.dc_offset:+.4f} (full scale 1), which costs accuracy; --remove-dc takes it out", file=log)
+                told = dc_offset_warning(recognizer.dc_offset)
+                if told:
+                    print(f"speechrnn: warning: the input: {told}", file=log)
             backlog = getattr(chunks, "backlog_seconds", 0.0)
             if backlog >= LAG_WARNING_SECONDS and not lagging:
                 print(f"speechrnn: warning: recognition is {backlog:.1f} s behind the microphone (a lighter search: --lm none, no --rescore-partials; or more --threads)", file=log)

@@ -301,9 +301,9 @@ def transcribe_files(
                 flush()
             continue
         results[i].duration = round(wave.shape[0] / sample_rate, 3)
-        offset = float(wave.mean(dtype=np.float64))
-        if not remove_dc and abs(offset) > audio.DC_WARNING:
-            results[i].warnings.append(f"{audio.STDIN_NAME if path == audio.STDIN else path}: a DC offset of {offset:+.4f} (full scale 1) costs accuracy; --remove-dc takes it out")
+        told = None if remove_dc else audio.dc_offset_warning(float(wave.mean(dtype=np.float64)))
+        if told:
+            results[i].warnings.append(f"{audio.STDIN_NAME if path == audio.STDIN else path}: {told}")
         group.append((i, torch.from_numpy(wave)))
         group_seconds += results[i].duration
         if group_seconds >= max_batch_seconds:

@@ -20,6 +20,18 @@ from speechrnn.synth import espeak_available, speak
 if os.environ.get("SPEECHRNN_TEST_CUDA") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
+# scripts/test.sh runs the suite in pytest-xdist workers, one a core (the suite's time is
+# mostly single-threaded: interpreters starting, toy models, generated speech). Each worker,
+# and each process its tests start, then computes with its share of the cores rather than all
+# of them, so that the workers do not crowd each other's threads.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(share))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 @pytest.fixture(scope="session")
 def an4_root():

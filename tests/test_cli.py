@@ -137,7 +137,7 @@ def test_a_dc_offset_is_named_and_remove_dc_takes_it_out(speech_dir, tmp_path):
     assert [line.split("\t")[1] for line in without.stdout.splitlines()] == expected
     # A stream says so after its first second, once; --remove-dc streams it as the file reads.
     streamed = run_cli("live", "--from-file", shifted[0], "--no-endpoint", "--lm", "none")
-    assert streamed.stderr.count("warning: the input has a DC offset of +0.05") == 1
+    assert streamed.stderr.count("warning: the input: a DC offset of +0.05") == 1
     streamed = run_cli("live", "--from-file", shifted[0], "--no-endpoint", "--lm", "none", "--remove-dc")
     assert "DC offset" not in streamed.stderr
     assert streamed.stdout.strip() == run_cli("transcribe", "--model", "streaming", "--lm", "none", "--remove-dc", shifted[0]).stdout.strip()

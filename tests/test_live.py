@@ -364,6 +364,25 @@ def test_printer_rewrites_the_partial_in_place_on_a_terminal_and_prints_finals_a
         assert out.getvalue() == expected  # unchanged partials are not rewritten; a pipe gets finals only
 
 
+def test_a_partial_wider_than_the_terminal_shows_its_end_and_the_final_is_whole():
+    import io
+
+    from speechrnn.live import Printer
+    from speechrnn.streaming import Result
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    printer = Printer("text", out, columns=12)
+    for event in (Result("partial", "go to", 0.0, 0.5, []), Result("partial", "go to the next page", 0.0, 1.0, []),
+                  Result("final", "go to the next page", 0.0, 1.5, [])):
+        printer(event)
+    # 11 characters at most: a twelfth would put the cursor past the edge and wrap the line
+    assert out.getvalue() == "\r\033[Kgo to\r\033[K...ext page\r\033[Kgo to the next page\n"
+
+
 @pytest.mark.skipif(not HAS_STREAMING, reason="no bundled streaming model")
 def test_standard_input_streams_as_the_same_file_does(speech_dir, tmp_path):
     from speechrnn.audio import load_audio
