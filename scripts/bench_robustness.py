@@ -53,7 +53,12 @@ at 10 dB (white, pink, brown, babble) where all four were run.
   speechrnn.audio.remove_dc first, as `--remove-dc` of transcribe, evaluate and live does.
 - hum (session 65; outside the mean too): mains hum, a 50 Hz tone of amplitude 0.01 (-40 dB full
   scale) with its third and fifth harmonics at half and a quarter of that, as a ground loop
-  adds to a recording.
+  adds to a recording; session 66 added the same hum 10 and 20 dB quieter. With ``--remove-hum
+  HZ`` every condition's audio goes through notches at HZ and its multiples first, as
+  `--remove-hum` of transcribe, evaluate and live does.
+
+``warned`` (``--warnings``) counts, for each condition, the inputs that transcribe would warn of
+(speechrnn.audio.input_warnings: a DC offset, mains hum) without the options that mend them.
 """
 from __future__ import annotations
 
@@ -68,8 +73,8 @@ import torch
 import torchaudio
 
 from speechrnn import machine
-from speechrnn.audio import load_audio
-from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, harmonics, random_equalizer, with_lead_in
+from speechrnn.audio import input_warnings, load_audio
+from speechrnn.data import DEFAULT_AN4, NOISE_EXPONENTS, an4_eval_split, an4_train_split, babble, coloured_noise, random_equalizer, steady_hum, with_lead_in
 from speechrnn.decoding import beam_search_for
 from speechrnn.evaluate import error_counts, error_rates
 from speechrnn.model import load_model
@@ -146,7 +151,8 @@ def conditions(
     makers["microphones"] = lambda: microphones(20261210)
     makers["lead-in"] = lambda: lead_in(20261211)
     makers["dc offset (0.01)"] = lambda: [w + DC_OFFSET for w in waves]
-    makers["hum (50 Hz, -40 dBFS)"] = lambda: [w + mains_hum(w.shape[0]) for w in waves]
+    for level_db in (-40, -50, -60):
+        makers[f"hum (50 Hz, {level_db} dBFS)"] = lambda level_db=level_db: [w + steady_hum(w.shape[0], amplitude=10 ** (level_db / 20)) for w in waves]
     makers.update({f"faint noise (-80 dBFS, draw {seed})": (lambda seed=seed: faint(seed)) for seed in range(3)})
     for gain_db in (-40, -30, -20, -10, 10, 20):
         name = f"quiet ({gain_db} dB)" if gain_db < 0 else f"loud (+{gain_db} dB, clipped)"
@@ -162,14 +168,6 @@ def conditions(
 LEAD_IN_S = EndpointConfig().no_speech  # the lead-in condition's seconds of faint noise before each utterance
 LEAD_IN_LEVEL = 1e-3  # its noise's RMS: -60 dB full scale
 DC_OFFSET = 0.01  # the dc offset condition's constant
-
-
-def mains_hum(n: int, hz: float = 50.0, amplitude: float = 0.01, sample_rate: int = 16000) -> torch.Tensor:
-    """``n`` samples of mains hum: ``hz`` and its third and fifth harmonics, at ``amplitude``,
-    half and a quarter of it."""
-    return (amplitude * harmonics(n, hz, ((1, 1.0, 0.0), (3, 0.5, 0.0), (5, 0.25, 0.0)), sample_rate)).float()
-
-
 MICROPHONE_DB = 12.0  # the microphones condition's largest gain per filter (the recipes' --eq-db default)
 NOISE_KINDS = ("noise 10 dB", "pink noise 10 dB", "brown noise 10 dB", "babble 10 dB")
 LATER_NOISES = NOISE_KINDS[1:]  # the kinds added in session 54
@@ -205,6 +203,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--split", choices=["test", "dev"], default="test", help="AN4 test, or the recipe's dev split of AN4 train")
     parser.add_argument("--remove-dc", action="store_true", help="take each input's DC offset out first (speechrnn.audio.remove_dc)")
+    parser.add_argument("--remove-hum", type=float, metavar="HZ", help="take mains hum at HZ out of each input first (speechrnn.audio.HumFilter)")
+    parser.add_argument("--warnings", action="store_true", help="also count the inputs of each condition that transcribe warns of (a DC offset, mains hum)")
     parser.add_argument("--conditions", nargs="+", metavar="PREFIX", help="only the conditions whose names start with one of these (e.g. clean faint quiet; default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -227,8 +227,10 @@ def main() -> None:
         search = beam_search_for(model, args.lm, rescore=args.rescore)
         report[name] = {}
         for condition, waves in sets.items():
-            hyps = [h.text for h in recognize(model, waves, search=search, remove_dc=args.remove_dc)]
+            hyps = [h.text for h in recognize(model, waves, search=search, remove_dc=args.remove_dc, remove_hum=args.remove_hum)]
             report[name][condition] = scores(texts, hyps)
+            if args.warnings:
+                report[name][condition]["warned"] = sum(bool(input_warnings(w.numpy())) for w in waves)
             if condition == "flite":
                 by_voice[name] = wer_by_voice(texts, hyps, flite_voices)
     # The README's robustness mean: the twelve conditions of sessions 36-51, so it compares
@@ -249,6 +251,7 @@ def main() -> None:
         "utterances": len(texts),
         "lm": args.lm,
         "remove_dc": args.remove_dc,
+        "remove_hum": args.remove_hum,
         "wer_cer": report,
         "mean_wer_without_faint": means,  # (nor flite, pink, brown, babble, microphones, lead-in, dc offset or hum)
         "mean_wer_noise_kinds": noise_means,  # white, pink, brown and babble at 10 dB

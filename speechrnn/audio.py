@@ -26,6 +26,23 @@ MIN_DURATION = 0.25  # seconds; shorter clips cannot hold a word and are rejecte
 # LM went from 38 to 71, the offline model's from 33 to 47 (session 65, recipes/an4/RESULTS.md).
 DC_WARNING = 0.005
 DC_POLE = 0.999  # the DC blocker's pole: a corner at 2.5 Hz at 16 kHz, a time constant of 62 ms
+# --remove-hum's notch filters: the mains frequency and its multiples up to the HUM_NOTCHES-th
+# (the hum of training's noise kind has as many, speechrnn.data.HUM_HARMONICS), each HUM_Q
+# times narrower than its frequency (1.7 Hz wide at 50 Hz). Trial on AN4 dev (session 65): Q 30
+# took back most of the streaming model's loss to hum at a cost on clean speech; a constant
+# width did worse for it.
+HUM_NOTCHES = 8
+HUM_Q = 30.0
+MAINS_HZ = (50.0, 60.0)  # the mains frequencies a hum is looked for at
+# hum_level: how far a frequency's peak stands over its neighbourhood to count as a tone, and
+# how loud the tones must be for a warning. On AN4's 1020 recordings of a second or more
+# (scripts/bench_hum.py, session 66) the warning named none as they are, whole or by their
+# first second alone; with the robustness bench's hum added at -40 / -50 / -60 dB full scale,
+# 97.4-97.5 / 78-80 / under 1% of them, always at the right frequency. Hum at -60 dB costs the
+# bundled models nothing on AN4, at -50 the streaming model much (recipes/an4/RESULTS.md).
+HUM_PROMINENCE_DB = 20.0
+HUM_WARNING_DB = -60.0
+HUM_SECONDS = 30  # hum is steady: a recording's first 30 s tell (and a long one costs no more)
 STDIN = "-"  # the path that names standard input (e.g. ``ffmpeg -i talk.m4a -f wav - | speechrnn transcribe -``)
 STDIN_NAME = "- (standard input)"  # how errors name it
 
@@ -152,6 +169,144 @@ class DCBlocker:
 def remove_dc(samples: np.ndarray) -> np.ndarray:
     """``(N,)`` samples of a whole signal through a fresh :class:`DCBlocker`."""
     return DCBlocker()(samples)
+
+
+class HumFilter:
+    """Takes mains hum out of a stream of samples: notches at ``hz`` and its multiples up to the
+    ``notches``-th (below half the sample rate), each of quality factor ``q``
+    (scipy.signal.iirnotch), run as second-order sections in float64 (scipy.signal.sosfilt) with
+    their state carried from one chunk to the next, so a stream cut anywhere gives the samples
+    of the whole signal through it, as :class:`DCBlocker` does.
+
+    Example:
+        >>> t = np.arange(32000) / 16000
+        >>> hum = HumFilter(50.0)
+        >>> out = np.concatenate([hum(0.01 * np.sin(2 * np.pi * 150 * t[i:i + 1600])) for i in range(0, 32000, 1600)])
+        >>> bool(np.abs(out[-8000:]).max() < 1e-4)
+        True
+    """
+
+    def __init__(self, hz: float, sample_rate: int = SAMPLE_RATE, notches: int = HUM_NOTCHES, q: float = HUM_Q):
+        from scipy.signal import iirnotch, tf2sos
+
+        if not (isinstance(hz, (int, float)) and 0 < hz < sample_rate / 2):
+            raise ValueError(f"the mains frequency must be a number of Hz between 0 and {sample_rate / 2:g}, got {hz!r}")
+        self.hz = float(hz)
+        self._sos = np.concatenate([tf2sos(*iirnotch(k * hz, q, fs=sample_rate)) for k in range(1, notches + 1) if k * hz < sample_rate / 2])
+        self._state = np.zeros((self._sos.shape[0], 2))
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """``(N,)`` float samples, the stream's next -> ``(N,)`` float32 without the hum."""
+        from scipy.signal import sosfilt
+
+        if samples.size == 0:
+            return np.asarray(samples, dtype=np.float32)
+        out, self._state = sosfilt(self._sos, np.asarray(samples, dtype=np.float64), zi=self._state)
+        return out.astype(np.float32)
+
+
+class InputFilter:
+    """The clean-up a recording may be asked for before recognition, as one stream filter:
+    its DC offset out (:class:`DCBlocker`, ``remove_dc``), then mains hum at ``remove_hum`` Hz
+    (:class:`HumFilter`; None: left). ``filter(samples)`` of a fresh one reads a whole signal;
+    a stream calls one with its chunks in order."""
+
+    def __init__(self, remove_dc: bool = False, remove_hum: float | None = None, sample_rate: int = SAMPLE_RATE):
+        self._steps = ([DCBlocker()] if remove_dc else []) + ([HumFilter(remove_hum, sample_rate)] if remove_hum is not None else [])
+
+    def __bool__(self) -> bool:
+        return bool(self._steps)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        for step in self._steps:
+            samples = step(samples)
+        return samples
+
+
+def hum_level(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[float, float] | None:
+    """The mains hum in ``(N,)`` samples: ``(hz, db)``, its frequency (of :data:`MAINS_HZ`) and
+    the RMS level of its tones (the fundamental and its multiples up to the
+    :data:`HUM_NOTCHES`-th that stand out as tones) in dB full scale; None where neither
+    fundamental stands out, or for less than a second. (Speech stands out at a multiple now and
+    then, a voice's pitch held at 100 or 150 Hz; on AN4, never at 50 or 60 Hz.) A frequency
+    stands out where the peak of its band of the averaged 1 Hz spectrum (Welch's, of 1 s segments) is
+    :data:`HUM_PROMINENCE_DB` over the median of the band's neighbourhood: a steady tone does,
+    speech, whose pitch moves, and noise do not. A tone's power is what its band holds over that
+    median; of the two frequencies, the one with the more powerful tones is named."""
+    samples = np.asarray(samples[: HUM_SECONDS * sample_rate], dtype=np.float64)
+    if samples.size < sample_rate:
+        return None
+    frequencies, band, in_band, ring = _hum_bins()
+    density = _low_spectrum(samples, sample_rate, int(ring.max()) + 1)
+    floor = np.median(density[ring], axis=1, keepdims=True)
+    tone = (np.where(in_band, density[band], 0.0).max(axis=1, keepdims=True) >= floor * 10 ** (HUM_PROMINENCE_DB / 10))[:, 0]
+    excess = np.sum(np.where(in_band, density[band] - floor, 0.0), axis=1)
+    fundamental = np.array([k == 0 for _ in MAINS_HZ for k in range(HUM_NOTCHES)])
+    powers = {hz: float(excess[tone & (frequencies == hz)].sum()) for hz in MAINS_HZ if (tone & fundamental & (frequencies == hz)).any()}
+    if not powers:
+        return None
+    hz = max(powers, key=powers.get)
+    return hz, float(10 * np.log10(max(powers[hz], 1e-30)))
+
+
+@lru_cache(maxsize=1)
+def _hum_bins() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each multiple (up to the HUM_NOTCHES-th) of each of MAINS_HZ, a row of
+    :func:`hum_level`'s 1 Hz bins: its mains frequency, its band's bins (padded; ``in_band``
+    marks the real ones) and the ten bins each side of the band, two bins out, its neighbourhood."""
+    rows = []
+    for hz in MAINS_HZ:
+        for k in range(1, HUM_NOTCHES + 1):
+            centre, half = round(k * hz), 1 + (k + 1) // 2  # (a grid's drift of 0.5 Hz moves the k-th multiple by k / 2)
+            ring = [*range(centre - half - 12, centre - half - 2), *range(centre + half + 3, centre + half + 13)]
+            rows.append((hz, list(range(centre - half, centre + half + 1)), ring))
+    width = max(len(band) for _, band, _ in rows)
+    band = np.array([b + [b[0]] * (width - len(b)) for _, b, _ in rows])
+    in_band = np.array([[i < len(b) for i in range(width)] for _, b, _ in rows])
+    return np.array([hz for hz, _, _ in rows]), band, in_band, np.array([r for _, _, r in rows])
+
+
+@lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    """scipy's periodic Hann window of ``n`` points (made once: making it costs as much as the FFTs)."""
+    from scipy.signal import get_window
+
+    return get_window("hann", n)
+
+
+def _low_spectrum(samples: np.ndarray, sample_rate: int, top: int) -> np.ndarray:
+    """The first ``top`` bins (bin i: i Hz) of the power spectral density of ``(N,)`` float64
+    samples, N at least ``sample_rate``, as ``scipy.signal.welch(samples, sample_rate,
+    nperseg=sample_rate, noverlap=0)`` gives it: one-second Hann segments end to end, each less
+    its mean. Written here because welch's own overhead (3 ms for a 3 s recording) would have
+    been most of what the warning costs a short file, against well under a millisecond for the
+    FFTs themselves; tests/test_audio.py checks it against welch."""
+    from scipy.fft import rfft
+
+    window = _hann(sample_rate)
+    segments = samples[: samples.size // sample_rate * sample_rate].reshape(-1, sample_rate)
+    segments = segments - segments.mean(axis=1, keepdims=True)
+    power = np.mean(np.abs(rfft(segments * window, axis=1)[:, :top]) ** 2, axis=0)
+    power[1:] *= 2  # (one-sided: the negative frequencies' half; bin 0 has none)
+    return power / (sample_rate * np.sum(window ** 2))
+
+
+def hum_warning(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str | None:
+    """What to tell of an input with mains hum at :data:`HUM_WARNING_DB` or louder (None:
+    nothing), as :func:`dc_offset_warning` does of an offset."""
+    hum = hum_level(samples, sample_rate)
+    if hum is None or hum[1] < HUM_WARNING_DB:
+        return None
+    hz, db = hum
+    return f"mains hum at {hz:g} Hz ({db:.0f} dB full scale) costs accuracy; --remove-hum {hz:g} takes it out"
+
+
+def input_warnings(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, remove_dc: bool = False, remove_hum: float | None = None) -> list[str]:
+    """What to tell of ``(N,)`` samples that an :class:`InputFilter` of these options would
+    not mend: a DC offset (:func:`dc_offset_warning`), mains hum (:func:`hum_warning`)."""
+    told = [] if remove_dc else [dc_offset_warning(float(np.mean(samples, dtype=np.float64)))]
+    told += [] if remove_hum is not None else [hum_warning(samples, sample_rate)]
+    return [t for t in told if t]
 
 
 def dc_offset_warning(offset: float) -> str | None:

@@ -45,6 +45,21 @@ def add_remove_dc_option(p: argparse.ArgumentParser) -> None:
         "--remove-dc", action="store_true",
         help="take a constant offset (DC) out of the audio first, as some sound cards add one (a high-pass at 2.5 Hz; a warning says when an input has one)",
     )
+    p.add_argument(
+        "--remove-hum", type=mains_frequency, metavar="HZ",
+        help="take mains hum at HZ (50 or 60) out of the audio first, as a ground loop adds it (notches at HZ and its multiples up to the 8th; a warning says when an input has hum)",
+    )
+
+
+def mains_frequency(text: str) -> float:
+    """--remove-hum's value: a frequency in Hz, of a mains hum's range (40-70 Hz)."""
+    try:
+        hz = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of Hz (50 or 60)") from None
+    if not 40 <= hz <= 70:
+        raise argparse.ArgumentTypeError(f"{text} Hz is no mains frequency (50 or 60)")
+    return hz
 
 
 def add_hot_word_options(group, tuning: bool = False) -> None:
@@ -229,7 +244,7 @@ def cmd_live(args) -> int:
     from .model import load_model
 
     model = load_model(args.model)
-    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth, remove_dc=args.remove_dc)
+    recognizer = StreamingRecognizer(model, endpoint=endpoint, lm=beam_search(args, model), tentative=not args.no_tentative, rescore_partials=args.rescore_partials, rescore_growth=args.rescore_growth, remove_dc=args.remove_dc, remove_hum=args.remove_hum)
     if args.rescore_partials and recognizer.rescorer is None:
         print("speechrnn: warning: --rescore-partials re-ranks partials by a second pass; there is none (give --rescore MODEL with the LM), so it is not used", file=sys.stderr)
     printer = live.Printer(args.format)
@@ -304,7 +319,7 @@ def cmd_transcribe(args) -> int:
         else:
             print(text, end="", flush=True)
 
-    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model), max_segment=args.max_segment, remove_dc=args.remove_dc)
+    transcribe_files(model, paths, batch_size=args.batch_size, on_result=emit, progress=progress, search=beam_search(args, model), max_segment=args.max_segment, remove_dc=args.remove_dc, remove_hum=args.remove_hum)
     return 1 if failed else 0
 
 
@@ -338,14 +353,14 @@ def cmd_evaluate(args) -> int:
     search = beam_search(args, model)
     if search is not None and search.arpa is not None:
         warn_oov(search, utterances, source)
-    result = evaluate(model, utterances, search=search, remove_dc=args.remove_dc)
+    result = evaluate(model, utterances, search=search, remove_dc=args.remove_dc, remove_hum=args.remove_hum)
     if args.details:
         lines = [json.dumps({"audio": u.audio, "reference": u.text, "hypothesis": h.text}) for u, h in zip(utterances, result.hypotheses)]
         write_atomic(Path(args.details), "\n".join(lines) + "\n")
     decoding = "greedy" if search is None else {k: v for k, v in search.config.to_dict().items() if k != "nbest"}
     if search is not None and search.rescorer is not None:
         decoding["rescore"] = search.rescorer.config.to_dict()
-    print(json.dumps({"model": model.source, "data": source, "decoding": decoding, **({"remove_dc": True} if args.remove_dc else {}), **result.summary()}))
+    print(json.dumps({"model": model.source, "data": source, "decoding": decoding, **({"remove_dc": True} if args.remove_dc else {}), **({"remove_hum": args.remove_hum} if args.remove_hum is not None else {}), **result.summary()}))
     return 0
 
 

@@ -433,6 +433,12 @@ def mains_hum(n: int, rng: random.Random, sample_rate: int = SAMPLE_RATE) -> tor
     return (hum / hum.pow(2).mean().sqrt()).float()
 
 
+def steady_hum(n: int, hz: float = 50.0, amplitude: float = 0.01, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``n`` samples of one fixed mains hum, the robustness benches': ``hz`` and its third and
+    fifth multiples, at ``amplitude`` (0.01: -40 dB full scale), half and a quarter of it."""
+    return (amplitude * harmonics(n, hz, ((1, 1.0, 0.0), (3, 0.5, 0.0), (5, 0.25, 0.0)), sample_rate)).float()
+
+
 def harmonics(n: int, hz: float, partials, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """``n`` samples (float64) of the sum of sines at multiples of ``hz``: ``partials`` are
     ``(multiple, gain, phase)``; training's random hum and the robustness bench's fixed one."""

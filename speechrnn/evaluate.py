@@ -55,13 +55,14 @@ class Evaluation:
 
 
 def evaluate(
-    model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None, remove_dc: bool = False
+    model: SpeechModel, utterances: Sequence[Utterance], batch_size: int = BATCH_SIZE, search: BeamSearch | None = None, remove_dc: bool = False,
+    remove_hum: float | None = None,
 ) -> Evaluation:
-    """Decode ``utterances`` (greedy, or with ``search``; ``remove_dc`` as for
+    """Decode ``utterances`` (greedy, or with ``search``; ``remove_dc``, ``remove_hum`` as for
     :func:`~speechrnn.transcribe.recognize`) and score them against their transcripts."""
     waves = load_waves(utterances)
     started = time.perf_counter()
-    hyps = recognize(model, waves, batch_size=batch_size, search=search, remove_dc=remove_dc)
+    hyps = recognize(model, waves, batch_size=batch_size, search=search, remove_dc=remove_dc, remove_hum=remove_hum)
     seconds = time.perf_counter() - started
     wer, cer = error_rates([u.text for u in utterances], [h.text for h in hyps])
     audio_seconds = sum(w.shape[0] for w in waves) / model.config.frontend.sample_rate

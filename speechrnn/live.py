@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
-from .audio import STDIN_NAME, dc_offset_warning, load_audio
+from .audio import STDIN_NAME, input_warnings, load_audio
 from .streaming import Result, StreamingRecognizer
 
 
@@ -241,7 +241,7 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
         raise _Terminate
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    status, warned, lagging, offset_told = 0, 0, False, False
+    status, warned, lagging, first_told = 0, 0, False, False
     try:
         if started:
             print(started, file=log, flush=True)
@@ -251,10 +251,9 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
             if recognizer.invalid_samples > warned:
                 print(f"speechrnn: warning: {recognizer.invalid_samples - warned} NaN/infinite samples replaced by silence", file=log)
                 warned = recognizer.invalid_samples
-            if not (offset_told or recognizer.remove_dc) and recognizer.dc_offset is not None:  # (once, after the first second)
-                offset_told = True
-                told = dc_offset_warning(recognizer.dc_offset)
-                if told:
+            if not first_told and recognizer.first_second is not None:  # (once, after the first second)
+                first_told = True
+                for told in input_warnings(recognizer.first_second, recognizer.sample_rate, recognizer.remove_dc, recognizer.remove_hum):
                     print(f"speechrnn: warning: the input: {told}", file=log)
             backlog = getattr(chunks, "backlog_seconds", 0.0)
             if backlog >= LAG_WARNING_SECONDS and not lagging:

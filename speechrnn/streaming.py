@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .audio import SAMPLE_RATE, DCBlocker, to_mono_float32
+from .audio import SAMPLE_RATE, InputFilter, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import RunningMean, frame_levels, num_frames
 from .model import SpeechModel, load_model
@@ -414,6 +414,7 @@ class StreamingRecognizer:
         rescore_partials: bool = False,
         rescore_growth: float = RESCORE_GROWTH,
         remove_dc: bool = False,
+        remove_hum: float | None = None,
     ):
         """
         Args:
@@ -444,6 +445,9 @@ class StreamingRecognizer:
                 :class:`~speechrnn.audio.DCBlocker`, which takes out a constant offset some
                 sound cards add (:func:`~speechrnn.transcribe.recognize` with ``remove_dc``
                 filters a whole input the same way). :attr:`dc_offset` tells whether it is needed.
+            remove_hum: mains hum at this many Hz (50 or 60) is taken out of the stream after
+                that (:class:`~speechrnn.audio.HumFilter`: notches at it and its multiples);
+                :func:`speechrnn.audio.hum_warning` of :attr:`first_second` tells whether it is needed.
         """
         self.model = load_model(model) if isinstance(model, str) else model.eval()
         self.search = lm if isinstance(lm, BeamSearch) or lm is None else beam_search_for(self.model, lm)
@@ -454,6 +458,7 @@ class StreamingRecognizer:
             raise ValueError(f"rescore_growth must be >= 0, got {rescore_growth}")
         self.rescore_growth = rescore_growth
         self.remove_dc = remove_dc
+        self.remove_hum = remove_hum
         self.sample_rate = self.model.config.frontend.sample_rate
         self._endpoint_samples = round(ENDPOINT_STEP * self.sample_rate)
         self.frame_shift = self.model.config.frame_shift
@@ -467,8 +472,9 @@ class StreamingRecognizer:
         """Forget everything: a new stream starting at time 0."""
         self.state = init_state(self.model, search=self.search)
         self._resampler = None
-        self._dc_blocker = DCBlocker() if self.remove_dc else None
-        self._first_sum, self._first_samples = 0.0, 0  # of the stream's first second at the model's rate, before the DC blocker
+        self._input_filter = InputFilter(self.remove_dc, self.remove_hum, self.sample_rate)
+        self._first: list[np.ndarray] = []  # the stream's first second at the model's rate, before the input filter
+        self._first_samples = 0
         self._input_rate: int | None = None
         # The current utterance's audio for the rescoring model: chunks at the model's rate,
         # from stream sample _audio_start on; _too_long once the utterance outgrew its limit.
@@ -488,12 +494,20 @@ class StreamingRecognizer:
         self._partial_choice: list[int] | None = None
 
     @property
+    def first_second(self) -> np.ndarray | None:
+        """The stream's first second of samples (at the model's rate, as they came, before
+        ``remove_dc`` and ``remove_hum``), None until a second has come: what live reads for
+        a DC offset or mains hum, which are there from the start."""
+        if self._first_samples < self.sample_rate:
+            return None
+        return np.concatenate(self._first)[: self.sample_rate]
+
+    @property
     def dc_offset(self) -> float | None:
-        """The mean of the stream's first second of samples (at the model's rate, as they came),
-        None until a second has come: a DC offset, which ``remove_dc`` takes out, where it is
-        far from 0 (over :data:`~speechrnn.audio.DC_WARNING`). A sound card's offset is there
-        from the start, so later chunks are not summed."""
-        return self._first_sum / self._first_samples if self._first_samples >= self.sample_rate else None
+        """The mean of :attr:`first_second`, None until a second has come: a DC offset, which
+        ``remove_dc`` takes out, where it is far from 0 (over :data:`~speechrnn.audio.DC_WARNING`)."""
+        first = self.first_second
+        return float(first.mean(dtype=np.float64)) if first is not None else None
 
     @property
     def rescorer(self):
@@ -567,10 +581,10 @@ class StreamingRecognizer:
                 self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
             samples = self._resampler.resample_chunk(samples, last=last)
         if self._first_samples < self.sample_rate:
-            self._first_sum += float(samples.sum(dtype=np.float64))
-            self._first_samples += samples.shape[0]
-        if self._dc_blocker is not None:
-            samples = self._dc_blocker(samples)
+            self._first.append(samples[: self.sample_rate - self._first_samples].copy())
+            self._first_samples += self._first[-1].shape[0]
+        if self._input_filter:
+            samples = self._input_filter(samples)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
 
     def _decode(self, samples: torch.Tensor, tentative: bool = True) -> None:

@@ -153,12 +153,13 @@ def recognize(
     max_segment: float | None = None,
     remove_dc: bool = False,
     on_recognized: Callable[[int], None] | None = None,
+    remove_hum: float | None = None,
 ) -> list[Hypothesis]:
     """Decode many ``(N,)`` 16 kHz waveforms (greedy, or with ``search``), batched by similar
-    length; returns hypotheses in the order of ``waves``. ``remove_dc``: each waveform first
-    goes through :func:`speechrnn.audio.remove_dc` (as a stream's chunks go through a
-    :class:`~speechrnn.audio.DCBlocker` in a :class:`~speechrnn.streaming.StreamingRecognizer`
-    made with ``remove_dc=True``). ``on_recognized(k)`` is called as soon as recording ``k`` is
+    length; returns hypotheses in the order of ``waves``. ``remove_dc``, ``remove_hum``: each
+    waveform first goes through a fresh :class:`speechrnn.audio.InputFilter` of these options
+    (its DC offset out; mains hum at ``remove_hum`` Hz out), as a stream's chunks go through
+    one in a :class:`~speechrnn.streaming.StreamingRecognizer` made with them. ``on_recognized(k)`` is called as soon as recording ``k`` is
     decoded (all its pieces), in the order they finish (a progress bar's step).
 
     A whole-input model reads a recording longer than ``max_segment`` seconds (None: the
@@ -167,8 +168,8 @@ def recognize(
     """
     segmenting = segment_config(model, max_segment)
     sample_rate = model.config.frontend.sample_rate
-    if remove_dc:
-        waves = [torch.from_numpy(audio.remove_dc(wave.numpy())) for wave in waves]
+    if audio.InputFilter(remove_dc, remove_hum, sample_rate):
+        waves = [torch.from_numpy(audio.InputFilter(remove_dc, remove_hum, sample_rate)(wave.numpy())) for wave in waves]
     pieces: list[torch.Tensor] = []
     owners: list[tuple[int, int]] = []  # (recording, start sample) of each piece
     for k, wave in enumerate(waves):
@@ -253,6 +254,7 @@ def transcribe_files(
     search: BeamSearch | None = None,
     max_segment: float | None = None,
     remove_dc: bool = False,
+    remove_hum: float | None = None,
 ) -> list[FileResult]:
     """Transcribe audio files; a file that fails gets an error and the rest go on.
 
@@ -261,8 +263,10 @@ def transcribe_files(
     cores better), each group run through the model in length-sorted batches and decoded greedily or with ``search``
     (files over ``max_segment`` seconds in pieces, as :func:`recognize` reads them). ``on_result``
     is called for every file in input order, as soon as that file and all before it are done.
-    ``remove_dc`` as for :func:`recognize`; without it, a file whose mean sample is over
-    :data:`~speechrnn.audio.DC_WARNING` gets a warning that says so.
+    ``remove_dc``, ``remove_hum`` as for :func:`recognize`; a file with what they would take out
+    and they do not gets a warning that says so (:func:`speechrnn.audio.input_warnings`: a
+    mean sample over :data:`~speechrnn.audio.DC_WARNING`, mains hum at
+    :data:`~speechrnn.audio.HUM_WARNING_DB` or louder).
 
     Returns:
         One :class:`FileResult` per path, in input order.
@@ -279,7 +283,7 @@ def transcribe_files(
         nonlocal group, group_seconds, next_to_emit
         if group:
             hyps = recognize(
-                model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment, remove_dc=remove_dc,
+                model, [w for _, w in group], batch_size=batch_size, search=search, max_segment=max_segment, remove_dc=remove_dc, remove_hum=remove_hum,
                 on_recognized=lambda k: bar.update(1),  # (file by file, not a group of up to max_batch_seconds at once)
             )
             for (i, _), hyp in zip(group, hyps):
@@ -301,8 +305,7 @@ def transcribe_files(
                 flush()
             continue
         results[i].duration = round(wave.shape[0] / sample_rate, 3)
-        told = None if remove_dc else audio.dc_offset_warning(float(wave.mean(dtype=np.float64)))
-        if told:
+        for told in audio.input_warnings(wave, sample_rate, remove_dc, remove_hum):
             results[i].warnings.append(f"{audio.STDIN_NAME if path == audio.STDIN else path}: {told}")
         group.append((i, torch.from_numpy(wave)))
         group_seconds += results[i].duration

@@ -461,3 +461,32 @@ def test_the_robustness_bench_lead_in_puts_faint_noise_before_each_utterance(tmp
     for wave, led in zip(waves, made["lead-in"]):
         assert led.shape[0] == lead + wave.shape[0] and torch.equal(led[lead:], wave)
         assert 0.9e-3 < float(led[:lead].pow(2).mean().sqrt()) < 1.1e-3
+
+
+def test_the_robustness_bench_hum_conditions_add_the_steady_hum_at_three_levels(tmp_path):
+    import torch
+
+    from speechrnn.data import steady_hum
+
+    bench = _script("bench_robustness")
+    waves = [torch.randn(20000, generator=torch.Generator().manual_seed(i)) * 0.1 for i in range(2)]
+    made = bench.conditions(waves, ["a", "b"], tmp_path, wanted=lambda name: name.startswith("hum"))
+    assert list(made) == [f"hum (50 Hz, {db} dBFS)" for db in (-40, -50, -60)]
+    for db, hummed in zip((-40, -50, -60), made.values()):
+        for wave, with_hum in zip(waves, hummed):
+            added = with_hum - wave
+            assert torch.allclose(added, steady_hum(20000, 50.0, 10 ** (db / 20)), atol=1e-7)
+        assert float(steady_hum(16000, 50.0, 10 ** (db / 20))[:320].max()) > 10 ** (db / 20)  # (the fundamental at that amplitude, its multiples on top)
+
+
+def test_the_hum_bench_counts_warnings_and_their_frequency():
+    hum_bench = _script("bench_hum")
+    t = np.arange(32000) / 16000
+    noise = 0.003 * np.random.default_rng(0).standard_normal(t.size)
+    sets = {
+        "clean": [noise, noise[:8000]],  # (the short one is not read)
+        "hum": [noise + 0.01 * np.sin(2 * np.pi * 60 * t), noise + 0.01 * np.sin(2 * np.pi * 50 * t), noise],
+    }
+    counts = hum_bench.tally(sets, {"clean": None, "hum": 60.0})
+    assert counts["clean"] == {"read": 1, "warned": 0, "warned_percent": 0.0}
+    assert counts["hum"] == {"read": 3, "warned": 2, "warned_percent": 66.7, "right_frequency": 1}

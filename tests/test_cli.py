@@ -123,6 +123,27 @@ def test_narrowband_8k_audio_is_recognised(speech_dir, tmp_path):
         assert jiwer.wer(phrases["enter"], result.stdout.strip()) <= 0.34, (lm, result.stdout)
 
 
+def test_mains_hum_is_named_and_remove_hum_takes_it_out(speech_dir, tmp_path):
+    folder, phrases = speech_dir
+    samples, rate = sf.read(folder / "enter.wav", dtype="float32")
+    t = np.arange(samples.size) / rate
+    hummed = str(write_wav(tmp_path / "hummed.wav", samples + sum(0.01 / k * np.sin(2 * np.pi * k * 60 * t) for k in (1, 2, 3)), rate))
+    as_it_is = run_cli("transcribe", hummed)
+    assert as_it_is.returncode == 0 and f"warning: {hummed}: mains hum at 60 Hz (" in as_it_is.stderr and "--remove-hum 60 takes it out" in as_it_is.stderr
+    assert "mains hum" not in run_cli("transcribe", str(folder / "enter.wav")).stderr
+    without = run_cli("transcribe", "--remove-hum", "60", hummed)
+    assert without.returncode == 0 and "mains hum" not in without.stderr
+    assert jiwer.wer(phrases["enter"], without.stdout.strip()) <= 0.34
+    # A stream says so after its first second, once; --remove-hum streams it as the file reads.
+    streamed = run_cli("live", "--from-file", hummed, "--no-endpoint", "--lm", "none")
+    assert streamed.stderr.count("warning: the input: mains hum at 60 Hz") == 1
+    streamed = run_cli("live", "--from-file", hummed, "--no-endpoint", "--lm", "none", "--remove-hum", "60", "--remove-dc")
+    assert "mains hum" not in streamed.stderr
+    assert streamed.stdout.strip() == run_cli("transcribe", "--model", "streaming", "--lm", "none", "--remove-hum", "60", "--remove-dc", hummed).stdout.strip()
+    bad = run_cli("transcribe", "--remove-hum", "400", hummed)
+    assert bad.returncode == 2 and "--remove-hum: 400 Hz is no mains frequency (50 or 60)" in bad.stderr
+
+
 def test_a_dc_offset_is_named_and_remove_dc_takes_it_out(speech_dir, tmp_path):
     folder, _ = speech_dir
     clean = [str(folder / f"{name}.wav") for name in ("enter", "erase")]

@@ -210,19 +210,23 @@ def test_recognizer_final_equals_offline_text_for_any_chunking(model, speech_dir
         assert final.type == "final" and final.text == expected.text and final.words == expected.words
 
 
-def test_a_stream_without_its_dc_offset_reads_as_the_whole_input_without_it(model, speech_dir):
+@pytest.mark.parametrize("remove_hum", [None, 60.0])
+def test_a_stream_without_its_dc_offset_or_hum_reads_as_the_whole_input_without_them(model, speech_dir, remove_hum):
     folder, _ = speech_dir
     samples = load_audio(folder / "enter.wav") + np.float32(0.02)
-    expected = recognize(model, [torch.from_numpy(samples)], remove_dc=True)[0]
-    recognizer = StreamingRecognizer(model, endpoint=None, remove_dc=True)
+    samples += (0.01 * np.sin(2 * np.pi * 60 * np.arange(samples.size) / 16000)).astype(np.float32)
+    expected = recognize(model, [torch.from_numpy(samples)], remove_dc=True, remove_hum=remove_hum)[0]
+    recognizer = StreamingRecognizer(model, endpoint=None, remove_dc=True, remove_hum=remove_hum)
     position = 0
     for size in random_chunks(len(samples), random.Random(1)):
         recognizer.accept_waveform(samples[position : position + size])
         position += size
-    assert recognizer.dc_offset == pytest.approx(0.02, abs=0.002)  # (what came in: the first second's mean, before the blocker)
+    # What came in: the first second, before the filters.
+    assert np.array_equal(recognizer.first_second, samples[:16000])
+    assert recognizer.dc_offset == pytest.approx(0.02, abs=0.002)
     final = recognizer.finalize()
     assert final.text == expected.text and final.words == expected.words
-    assert recognizer.dc_offset is None  # (a new stream, no second of it yet)
+    assert recognizer.dc_offset is None and recognizer.first_second is None  # (a new stream, no second of it yet)
 
 
 def test_a_long_recording_is_read_as_a_stream_with_the_log_probs_of_a_whole_pass(model, speech_dir, monkeypatch):

@@ -1,0 +1,80 @@
+"""How often the mains-hum warning speaks: on AN4's recordings as they are, and with hum added.
+
+Usage:
+    .venv/bin/python scripts/bench_hum.py [--an4 ../shared/data/an4] [--levels -40 -50 -60 -70]
+
+Every AN4 recording (train and test, 1078) is read whole and by its first second alone, as
+`speechrnn transcribe` and `speechrnn live` read them for the warning
+(speechrnn.audio.hum_warning). Printed, for each set: how many of the recordings of a second or
+more get the warning, and how many name the right frequency:
+- clean: as recorded (AN4 has no mains hum: every warning here is a false alarm);
+- steady hum at 50 and at 60 Hz, each level of --levels (dB full scale of the fundamental): the
+  robustness bench's hum (speechrnn.data.steady_hum: the fundamental and its third and fifth
+  multiples, at 1, 1/2 and 1/4 of its amplitude), added to every recording;
+- training's hum (speechrnn.data.mains_hum: 50 or 60 Hz, give or take 0.5 Hz, eight multiples
+  at random gains and phases, seeded) at an RMS of -43 dB full scale, the bench hum's at -40.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+import numpy as np
+
+from speechrnn import machine
+from speechrnn.audio import HUM_PROMINENCE_DB, HUM_WARNING_DB, SAMPLE_RATE, hum_level, hum_warning, load_audio
+from speechrnn.data import DEFAULT_AN4, an4_utterances, mains_hum, steady_hum
+
+TRAINING_HUM_RMS = 10 ** (-43 / 20)  # about the RMS of steady_hum at -40 dB full scale
+
+
+def tally(sets: dict[str, list[np.ndarray]], expected: dict[str, float | None]) -> dict:
+    """For each set of recordings: those read (a second or more), those warned of, and those
+    whose warning names the ``expected`` frequency."""
+    counts = {}
+    for name, recordings in sets.items():
+        read = [r for r in recordings if r.size >= SAMPLE_RATE]
+        warned = [r for r in read if hum_warning(r) is not None]
+        row = {"read": len(read), "warned": len(warned), "warned_percent": round(100 * len(warned) / max(len(read), 1), 1)}
+        if expected[name] is not None:
+            row["right_frequency"] = sum(hum_level(r)[0] == expected[name] for r in warned)
+        counts[name] = row
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--an4", default=str(DEFAULT_AN4))
+    parser.add_argument("--levels", type=float, nargs="+", default=[-40.0, -50.0, -60.0, -70.0], help="the steady hum's fundamental, dB full scale")
+    args = parser.parse_args()
+
+    waves = [load_audio(u.audio) for split in ("train", "test") for u in an4_utterances(args.an4, split)]
+    rng = random.Random(20261208)
+    report = {}
+    for span, cut in (("whole", None), ("first second", SAMPLE_RATE)):
+        sets: dict[str, list[np.ndarray]] = {"clean": [w[:cut] for w in waves]}
+        expected: dict[str, float | None] = {"clean": None}
+        for hz in (50.0, 60.0):
+            for level in args.levels:
+                name = f"steady hum {hz:g} Hz, {level:g} dBFS"
+                sets[name] = [(w + steady_hum(w.shape[0], hz, 10 ** (level / 20)).numpy())[:cut] for w in waves]
+                expected[name] = hz
+        drawn = []
+        for w in waves:
+            hum = mains_hum(w.shape[0], rng).numpy()  # (its frequency: the nearer of 50 and 60)
+            drawn.append((w + TRAINING_HUM_RMS * hum)[:cut])
+        sets["training's hum, -43 dB RMS"] = drawn
+        expected["training's hum, -43 dB RMS"] = None
+        report[span] = tally(sets, expected)
+    print(json.dumps({
+        "recordings": len(waves),
+        "hum_prominence_db": HUM_PROMINENCE_DB,
+        "hum_warning_db": HUM_WARNING_DB,
+        "sets": report,
+        "machine": machine.describe(),
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
