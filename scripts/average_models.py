@@ -19,7 +19,7 @@ from pathlib import Path
 
 from speechrnn.decoding import BeamSearchConfig, read_settings, tuning_path
 from speechrnn.model import resolve_model_path, save_model
-from speechrnn.output import write_atomic
+from speechrnn.files import write_atomic
 from speechrnn.train import average_models
 from speechrnn.tuning import settings_relative_to
 

@@ -15,7 +15,7 @@ import random
 import re
 from pathlib import Path
 
-from speechrnn.output import write_atomic
+from speechrnn.files import write_atomic
 
 WORD = re.compile(r"[a-z]{3,10}")
 

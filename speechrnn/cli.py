@@ -15,7 +15,8 @@ import torchaudio
 from . import __version__
 from .audio import STDIN
 from .decoding import HOT_WORD_BOOST, parse_hot_word, read_hot_words
-from .output import FORMATS, OutputNamer, render, to_json, write_atomic
+from .files import write_atomic
+from .output import FORMATS, OutputNamer, render, to_json
 from .rescoring import RESCORE_GROWTH
 from .segment import MIN_SEGMENT_SECONDS, SegmentConfig
 from .streaming import EndpointConfig

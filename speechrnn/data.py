@@ -28,6 +28,7 @@ import torch
 import torchaudio.functional as AF
 
 from .audio import SAMPLE_RATE, AudioError, load_audio
+from .files import write_atomic
 from .reverb import response_bank, reverberate
 from .text import normalize_text, unspellable
 
@@ -132,13 +133,8 @@ def read_durations(paths: Sequence[str | os.PathLike], known: dict[str, float] |
 
 
 def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for utt in utterances:
-            f.write(json.dumps(asdict(utt)) + "\n")
-    os.replace(tmp, path)
+    """A JSON-lines manifest of ``utterances``, as :func:`read_manifest` reads it (whole or not at all)."""
+    write_atomic(path, "".join(json.dumps(asdict(utt)) + "\n" for utt in utterances))
 
 
 def an4_utterances(root: str | os.PathLike, split: str) -> list[Utterance]:

@@ -214,7 +214,7 @@ def write_arpa(path: str | os.PathLike, text: str) -> None:
 
 def _write(path: str | os.PathLike, text: str) -> None:
     # Imported here: output imports the decoders, which import this module.
-    from .output import write_atomic
+    from .files import write_atomic
 
     write_atomic(Path(path), text)
 

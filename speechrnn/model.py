@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import tempfile
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .cpu_gru import gru_layer, torch_gru_layer
 from .features import Frontend, FrontendConfig, normalize_level
+from .files import replace_atomically
 from .text import VOCAB, Tokenizer
 
 FORMAT = "speechrnn-model"
@@ -545,22 +545,9 @@ def differing_weights(a: str | os.PathLike | SpeechModel, b: str | os.PathLike |
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path`` (over the
-    file a symbolic link names, which stays a link)."""
-    path = Path(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` whole or not at all (:func:`speechrnn.files.replace_atomically`, synced
+    to the disk before the rename)."""
+    replace_atomically(path, lambda f: torch.save(obj, f), binary=True, sync=True)
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:

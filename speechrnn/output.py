@@ -1,11 +1,8 @@
 """Writers for transcripts: plain text, JSON lines, SRT and WebVTT."""
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -67,37 +64,6 @@ def render(result: FileResult, fmt: str, nbest: bool = False) -> str:
         blocks = [f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{text}\n" for a, b, text in cues(result.hypothesis.words)]
         return "WEBVTT\n\n" + "\n".join(blocks)
     raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place. A symbolic
-    link is followed (the file it names is replaced, the link stays); a path that is there but
-    is not a file (``/dev/stdout``, a terminal, a named pipe) is written to directly, as there is
-    no file to keep whole and renaming over it would put a file in its place."""
-    try:
-        mode = os.stat(path).st_mode  # (of what a link names)
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if mode is not None and not stat.S_ISREG(mode):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
-    path = Path(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # (The name's first 40 characters only: a long output name plus the temporary suffix must
-    # still fit the file system's 255.)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a transcript is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class OutputNamer:

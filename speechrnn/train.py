@@ -35,6 +35,7 @@ from .audio import AudioError, load_audio
 from .data import BABBLE_TALKERS, NOISE_TYPES, AugmentConfig, DiskWaves, Utterance, concatenation_groups, length_batches, load_waves, mask_frequencies, mask_times, pad_waves, perturb_wave, vtlp_filterbank
 from .evaluate import error_rates
 from .features import CMVNAccumulator, Frontend, FrontendConfig, num_frames, speech_level_db
+from .files import replace_atomically
 from .model import ModelConfig, SpeechModel, atomic_torch_save, load_model, resolve_model_path, save_model, valid_frames, widened_lookahead, widened_units
 from .transcribe import recognize
 
@@ -868,12 +869,12 @@ def _read_batches(batches, train_waves, prefetch: bool):
 
 def write_log(out_dir: Path, history: list[dict]) -> None:
     """``log.csv`` and ``curve.png`` (loss and dev WER against wall time), both atomically."""
-    tmp = out_dir / ".log.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    def write_csv(f) -> None:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, out_dir / "log.csv")
+
+    replace_atomically(out_dir / "log.csv", write_csv)
 
     import matplotlib
 
@@ -890,6 +891,5 @@ def write_log(out_dir: Path, history: list[dict]) -> None:
     wer_axis.set_ylabel("dev WER (%)", color="tab:red")
     wer_axis.set_ylim(0, min(100, max(row["dev_wer"] for row in history) * 1.05 + 1))
     fig.tight_layout()
-    fig.savefig(out_dir / ".curve.tmp.png")
+    replace_atomically(out_dir / "curve.png", lambda f: fig.savefig(f, format="png"), binary=True)
     plt.close(fig)
-    os.replace(out_dir / ".curve.tmp.png", out_dir / "curve.png")

@@ -19,7 +19,7 @@ from .decoding import BeamSearch, BeamSearchConfig, tuning_path
 from .evaluate import error_rates
 from .lm import build_lm_files
 from .model import SpeechModel, load_model
-from .output import write_atomic
+from .files import write_atomic
 from .rescoring import RescoreConfig, Rescorer
 from .transcribe import decode, emissions_in_order
 

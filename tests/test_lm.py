@@ -238,7 +238,7 @@ def test_write_arpa_is_atomic_and_overwrites(tmp_path):
 
 
 def test_an_atomic_write_keeps_links_and_writes_into_what_is_not_a_file(tmp_path):
-    from speechrnn.output import write_atomic
+    from speechrnn.files import write_atomic
 
     (tmp_path / "real.txt").write_text("old")
     (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")

@@ -41,7 +41,7 @@ from speechrnn.synth import ENGINES, FLITE_VOICES, engine_available, random_engi
 from speechrnn.text import normalize_text
 from speechrnn.decoding import beam_search_for, partner_file, tuning_path
 from speechrnn.evaluate import evaluate
-from speechrnn.output import write_atomic
+from speechrnn.files import write_atomic
 from speechrnn.rescoring import Rescorer
 from speechrnn.tuning import RESCORE_WEIGHTS, TUNED_BEAM_SIZES, build_and_tune_lm, choose_rescoring
 from speechrnn.train import BLEND_PROVENANCE, DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, held_checkpoint, inter_ctc_options, load_teacher, mix_into, noise_fields, train, write_log

@@ -51,7 +51,7 @@ from speechrnn.evaluate import evaluate
 from speechrnn.features import FrontendConfig
 from speechrnn.lm import highest_order
 from speechrnn.model import ModelConfig, load_model
-from speechrnn.output import write_atomic
+from speechrnn.files import write_atomic
 from speechrnn.train import DISTILL_SHIFT, DISTILL_WEIGHT, TrainConfig, add_frontend_options, add_noise_options, calibrate_level, distill_options, frontend_fields, held_checkpoint, inter_ctc_options, load_teacher, noise_fields, train
 from speechrnn.tuning import TUNED_BEAM_SIZES, build_and_tune_lm
 
