@@ -301,12 +301,14 @@ def hum_warning(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str | No
     return f"mains hum at {hz:g} Hz ({db:.0f} dB full scale) costs accuracy; --remove-hum {hz:g} takes it out"
 
 
-def input_warnings(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, remove_dc: bool = False, remove_hum: float | None = None) -> list[str]:
+def input_warnings(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, remove_dc: bool = False, remove_hum: float | None = None) -> dict[str, str]:
     """What to tell of ``(N,)`` samples that an :class:`InputFilter` of these options would
-    not mend: a DC offset (:func:`dc_offset_warning`), mains hum (:func:`hum_warning`)."""
-    told = [] if remove_dc else [dc_offset_warning(float(np.mean(samples, dtype=np.float64)))]
-    told += [] if remove_hum is not None else [hum_warning(samples, sample_rate)]
-    return [t for t in told if t]
+    not mend, by kind: ``"dc offset"`` (:func:`dc_offset_warning`), ``"hum"`` (:func:`hum_warning`)."""
+    told = {
+        "dc offset": None if remove_dc else dc_offset_warning(float(np.mean(samples, dtype=np.float64))),
+        "hum": None if remove_hum is not None else hum_warning(samples, sample_rate),
+    }
+    return {kind: message for kind, message in told.items() if message}
 
 
 def dc_offset_warning(offset: float) -> str | None:

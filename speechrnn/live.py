@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator, TextIO
 
 import numpy as np
 
-from .audio import STDIN_NAME, input_warnings, load_audio
+from .audio import STDIN_NAME, load_audio
 from .streaming import Result, StreamingRecognizer
 
 
@@ -241,7 +241,7 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
         raise _Terminate
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    status, warned, lagging, first_told = 0, 0, False, False
+    status, warned, lagging, input_told = 0, 0, False, 0
     try:
         if started:
             print(started, file=log, flush=True)
@@ -251,10 +251,9 @@ def run(recognizer: StreamingRecognizer, chunks, printer: Printer, log: TextIO =
             if recognizer.invalid_samples > warned:
                 print(f"speechrnn: warning: {recognizer.invalid_samples - warned} NaN/infinite samples replaced by silence", file=log)
                 warned = recognizer.invalid_samples
-            if not first_told and recognizer.first_second is not None:  # (once, after the first second)
-                first_told = True
-                for told in input_warnings(recognizer.first_second, recognizer.sample_rate, recognizer.remove_dc, recognizer.remove_hum):
-                    print(f"speechrnn: warning: the input: {told}", file=log)
+            for told in recognizer.input_warnings[input_told:]:  # (each kind once: a DC offset after the first second, hum once heard)
+                print(f"speechrnn: warning: the input: {told}", file=log)
+            input_told = len(recognizer.input_warnings)
             backlog = getattr(chunks, "backlog_seconds", 0.0)
             if backlog >= LAG_WARNING_SECONDS and not lagging:
                 print(f"speechrnn: warning: recognition is {backlog:.1f} s behind the microphone (a lighter search: --lm none, no --rescore-partials; or more --threads)", file=log)

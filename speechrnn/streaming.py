@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .audio import SAMPLE_RATE, InputFilter, to_mono_float32
+from .audio import SAMPLE_RATE, InputFilter, input_warnings, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import RunningMean, frame_levels, num_frames
 from .model import SpeechModel, load_model
@@ -444,10 +444,10 @@ class StreamingRecognizer:
             remove_dc: the stream (at the model's rate) goes through a
                 :class:`~speechrnn.audio.DCBlocker`, which takes out a constant offset some
                 sound cards add (:func:`~speechrnn.transcribe.recognize` with ``remove_dc``
-                filters a whole input the same way). :attr:`dc_offset` tells whether it is needed.
+                filters a whole input the same way). :attr:`input_warnings` tells whether it is needed.
             remove_hum: mains hum at this many Hz (50 or 60) is taken out of the stream after
                 that (:class:`~speechrnn.audio.HumFilter`: notches at it and its multiples);
-                :func:`speechrnn.audio.hum_warning` of :attr:`first_second` tells whether it is needed.
+                :attr:`input_warnings` tells whether it is needed.
         """
         self.model = load_model(model) if isinstance(model, str) else model.eval()
         self.search = lm if isinstance(lm, BeamSearch) or lm is None else beam_search_for(self.model, lm)
@@ -473,8 +473,14 @@ class StreamingRecognizer:
         self.state = init_state(self.model, search=self.search)
         self._resampler = None
         self._input_filter = InputFilter(self.remove_dc, self.remove_hum, self.sample_rate)
-        self._first: list[np.ndarray] = []  # the stream's first second at the model's rate, before the input filter
-        self._first_samples = 0
+        # The stream's current second at the model's rate, before the input filter, for
+        # input_warnings; dc_offset is the first second's mean.
+        self._second: list[np.ndarray] = []
+        self._second_samples = 0
+        self._seconds_read = 0
+        self._first_mean: float | None = None
+        self.input_warnings: list[str] = []
+        self._warned_of: set[str] = set()
         self._input_rate: int | None = None
         # The current utterance's audio for the rescoring model: chunks at the model's rate,
         # from stream sample _audio_start on; _too_long once the utterance outgrew its limit.
@@ -494,20 +500,36 @@ class StreamingRecognizer:
         self._partial_choice: list[int] | None = None
 
     @property
-    def first_second(self) -> np.ndarray | None:
-        """The stream's first second of samples (at the model's rate, as they came, before
-        ``remove_dc`` and ``remove_hum``), None until a second has come: what live reads for
-        a DC offset or mains hum, which are there from the start."""
-        if self._first_samples < self.sample_rate:
-            return None
-        return np.concatenate(self._first)[: self.sample_rate]
-
-    @property
     def dc_offset(self) -> float | None:
-        """The mean of :attr:`first_second`, None until a second has come: a DC offset, which
-        ``remove_dc`` takes out, where it is far from 0 (over :data:`~speechrnn.audio.DC_WARNING`)."""
-        first = self.first_second
-        return float(first.mean(dtype=np.float64)) if first is not None else None
+        """The mean of the stream's first second of samples (at the model's rate, as they came),
+        None until a second has come: a DC offset, which ``remove_dc`` takes out, where it is
+        far from 0 (over :data:`~speechrnn.audio.DC_WARNING`)."""
+        return self._first_mean
+
+    def _read_input(self, samples: np.ndarray) -> None:
+        """Add samples (at the model's rate, before the input filter) to the current second;
+        each whole one is read for :attr:`input_warnings`, each kind told once a stream: a DC
+        offset on the first second (a sound card's is there from the start; later seconds of
+        speech may have means of their own), mains hum on every second until it is found (it
+        starts when a cable is plugged in); not what the recognizer's options take out."""
+        while samples.size:
+            piece = samples[: self.sample_rate - self._second_samples].copy()  # (a caller may reuse its buffer)
+            self._second.append(piece)
+            self._second_samples += piece.size
+            samples = samples[piece.size :]
+            if self._second_samples < self.sample_rate:
+                return
+            second = np.concatenate(self._second)
+            self._second, self._second_samples = [], 0
+            self._seconds_read += 1
+            if self._seconds_read == 1:
+                self._first_mean = float(second.mean(dtype=np.float64))
+            skip = {"dc offset"} if self._seconds_read > 1 else set()
+            found = input_warnings(second, self.sample_rate, self.remove_dc, self.remove_hum)
+            for kind, message in found.items():
+                if kind not in self._warned_of | skip:
+                    self._warned_of.add(kind)
+                    self.input_warnings.append(message)
 
     @property
     def rescorer(self):
@@ -580,9 +602,8 @@ class StreamingRecognizer:
             if self._resampler is None:
                 self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
             samples = self._resampler.resample_chunk(samples, last=last)
-        if self._first_samples < self.sample_rate:
-            self._first.append(samples[: self.sample_rate - self._first_samples].copy())
-            self._first_samples += self._first[-1].shape[0]
+        if self._seconds_read == 0 or (self.remove_hum is None and "hum" not in self._warned_of):
+            self._read_input(samples)
         if self._input_filter:
             samples = self._input_filter(samples)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]

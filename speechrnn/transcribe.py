@@ -305,7 +305,7 @@ def transcribe_files(
                 flush()
             continue
         results[i].duration = round(wave.shape[0] / sample_rate, 3)
-        for told in audio.input_warnings(wave, sample_rate, remove_dc, remove_hum):
+        for told in audio.input_warnings(wave, sample_rate, remove_dc, remove_hum).values():
             results[i].warnings.append(f"{audio.STDIN_NAME if path == audio.STDIN else path}: {told}")
         group.append((i, torch.from_numpy(wave)))
         group_seconds += results[i].duration

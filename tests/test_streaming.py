@@ -221,12 +221,33 @@ def test_a_stream_without_its_dc_offset_or_hum_reads_as_the_whole_input_without_
     for size in random_chunks(len(samples), random.Random(1)):
         recognizer.accept_waveform(samples[position : position + size])
         position += size
-    # What came in: the first second, before the filters.
-    assert np.array_equal(recognizer.first_second, samples[:16000])
-    assert recognizer.dc_offset == pytest.approx(0.02, abs=0.002)
+    # What came in, before the filters: the first second's mean; the hum is told where it is
+    # left in, the offset is not (it is taken out).
+    assert recognizer.dc_offset == pytest.approx(float(samples[:16000].mean()), abs=1e-6)
+    assert [w.split(" at ")[0] for w in recognizer.input_warnings] == ([] if remove_hum else ["mains hum"])
     final = recognizer.finalize()
     assert final.text == expected.text and final.words == expected.words
-    assert recognizer.dc_offset is None and recognizer.first_second is None  # (a new stream, no second of it yet)
+    assert recognizer.dc_offset is None  # (a new stream, no second of it yet)
+
+
+def test_a_stream_warns_of_a_dc_offset_from_the_start_and_of_hum_once_it_starts(model):
+    rng = np.random.default_rng(0)
+    quiet = (0.003 * rng.standard_normal(6 * 16000)).astype(np.float32)
+    hummed = quiet + (0.01 * np.sin(2 * np.pi * 50 * np.arange(quiet.size) / 16000) * (np.arange(quiet.size) >= 3 * 16000)).astype(np.float32)
+    recognizer = StreamingRecognizer(model, endpoint=None, lm="none")
+    told = []
+    for start in range(0, hummed.size, 1600):
+        recognizer.accept_waveform(hummed[start : start + 1600] + np.float32(0.02))
+        told.append(len(recognizer.input_warnings))
+    # The offset once its first second is in; the hum with the first whole second of it (the
+    # fourth), and each once however long they last.
+    assert told.index(1) == 9 and told.index(2) == 39 and told[-1] == 2
+    assert recognizer.input_warnings[0].startswith("a DC offset of +0.02")
+    assert recognizer.input_warnings[1].startswith("mains hum at 50 Hz")
+    for remove_dc, remove_hum, expected in ((True, None, 1), (False, 50.0, 1), (True, 50.0, 0)):
+        recognizer = StreamingRecognizer(model, endpoint=None, lm="none", remove_dc=remove_dc, remove_hum=remove_hum)
+        recognizer.accept_waveform(hummed + np.float32(0.02))
+        assert len(recognizer.input_warnings) == expected  # (what the options take out is not told)
 
 
 def test_a_long_recording_is_read_as_a_stream_with_the_log_probs_of_a_whole_pass(model, speech_dir, monkeypatch):
