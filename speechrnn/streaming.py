@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .audio import SAMPLE_RATE, InputFilter, input_warnings, to_mono_float32
+from .audio import SAMPLE_RATE, InputFilter, to_mono_float32
+from .audio import input_warnings as warnings_of
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import RunningMean, frame_levels, num_frames
 from .model import SpeechModel, load_model
@@ -525,7 +526,7 @@ class StreamingRecognizer:
             if self._seconds_read == 1:
                 self._first_mean = float(second.mean(dtype=np.float64))
             skip = {"dc offset"} if self._seconds_read > 1 else set()
-            found = input_warnings(second, self.sample_rate, self.remove_dc, self.remove_hum)
+            found = warnings_of(second, self.sample_rate, self.remove_dc, self.remove_hum)
             for kind, message in found.items():
                 if kind not in self._warned_of | skip:
                     self._warned_of.add(kind)

@@ -159,8 +159,9 @@ def recognize(
     length; returns hypotheses in the order of ``waves``. ``remove_dc``, ``remove_hum``: each
     waveform first goes through a fresh :class:`speechrnn.audio.InputFilter` of these options
     (its DC offset out; mains hum at ``remove_hum`` Hz out), as a stream's chunks go through
-    one in a :class:`~speechrnn.streaming.StreamingRecognizer` made with them. ``on_recognized(k)`` is called as soon as recording ``k`` is
-    decoded (all its pieces), in the order they finish (a progress bar's step).
+    one in a :class:`~speechrnn.streaming.StreamingRecognizer` made with them.
+    ``on_recognized(k)`` is called as soon as recording ``k`` is decoded (all its pieces), in
+    the order they finish (a progress bar's step).
 
     A whole-input model reads a recording longer than ``max_segment`` seconds (None: the
     default of :class:`SegmentConfig`; 0: never) in pieces cut at its longest pauses
