@@ -7,7 +7,7 @@ import torch
 
 from conftest import write_wav
 from speechrnn.audio import load_audio
-from speechrnn.features import CMVNAccumulator, Frontend, FrontendConfig, frame_levels, normalize_level, num_frames, speech_level_db
+from speechrnn.features import CMVNAccumulator, Frontend, FrontendConfig, normalize_level, num_frames, speech_level_db
 
 
 def raw_mfcc(frontend: Frontend, samples: np.ndarray) -> np.ndarray:
