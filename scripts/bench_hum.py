@@ -50,9 +50,9 @@ def main() -> None:
     args = parser.parse_args()
 
     waves = [load_audio(u.audio) for split in ("train", "test") for u in an4_utterances(args.an4, split)]
-    rng = random.Random(20261208)
     report = {}
     for span, cut in (("whole", None), ("first second", SAMPLE_RATE)):
+        rng = random.Random(20261208)  # (the same draws for both spans: the first second is the whole's)
         sets: dict[str, list[np.ndarray]] = {"clean": [w[:cut] for w in waves]}
         expected: dict[str, float | None] = {"clean": None}
         for hz in (50.0, 60.0):
@@ -62,8 +62,7 @@ def main() -> None:
                 expected[name] = hz
         drawn = []
         for w in waves:
-            hum = mains_hum(w.shape[0], rng).numpy()  # (its frequency: the nearer of 50 and 60)
-            drawn.append((w + TRAINING_HUM_RMS * hum)[:cut])
+            drawn.append((w + TRAINING_HUM_RMS * mains_hum(w.shape[0], rng).numpy())[:cut])
         sets["training's hum, -43 dB RMS"] = drawn
         expected["training's hum, -43 dB RMS"] = None
         report[span] = tally(sets, expected)

@@ -5,6 +5,7 @@ Everything downstream sees mono float32 samples at ``SAMPLE_RATE`` in [-1, 1].
 from __future__ import annotations
 
 import io
+import numbers
 import os
 import sys
 from functools import lru_cache
@@ -189,7 +190,7 @@ class HumFilter:
     def __init__(self, hz: float, sample_rate: int = SAMPLE_RATE, notches: int = HUM_NOTCHES, q: float = HUM_Q):
         from scipy.signal import iirnotch, tf2sos
 
-        if not (isinstance(hz, (int, float)) and 0 < hz < sample_rate / 2):
+        if isinstance(hz, bool) or not (isinstance(hz, numbers.Real) and 0 < hz < sample_rate / 2):
             raise ValueError(f"the mains frequency must be a number of Hz between 0 and {sample_rate / 2:g}, got {hz!r}")
         self.hz = float(hz)
         self._sos = np.concatenate([tf2sos(*iirnotch(k * hz, q, fs=sample_rate)) for k in range(1, notches + 1) if k * hz < sample_rate / 2])
@@ -236,13 +237,12 @@ def hum_level(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[floa
     samples = np.asarray(samples[: HUM_SECONDS * sample_rate], dtype=np.float64)
     if samples.size < sample_rate:
         return None
-    frequencies, band, in_band, ring = _hum_bins()
+    frequencies, multiples, band, in_band, ring = _hum_bins()
     density = _low_spectrum(samples, sample_rate, int(ring.max()) + 1)
-    floor = np.median(density[ring], axis=1, keepdims=True)
-    tone = (np.where(in_band, density[band], 0.0).max(axis=1, keepdims=True) >= floor * 10 ** (HUM_PROMINENCE_DB / 10))[:, 0]
-    excess = np.sum(np.where(in_band, density[band] - floor, 0.0), axis=1)
-    fundamental = np.array([k == 0 for _ in MAINS_HZ for k in range(HUM_NOTCHES)])
-    powers = {hz: float(excess[tone & (frequencies == hz)].sum()) for hz in MAINS_HZ if (tone & fundamental & (frequencies == hz)).any()}
+    floor = np.median(density[ring], axis=1)
+    tone = np.where(in_band, density[band], 0.0).max(axis=1) >= floor * 10 ** (HUM_PROMINENCE_DB / 10)
+    excess = np.sum(np.where(in_band, density[band] - floor[:, None], 0.0), axis=1)
+    powers = {hz: float(excess[tone & (frequencies == hz)].sum()) for hz in MAINS_HZ if (tone & (multiples == 1) & (frequencies == hz)).any()}
     if not powers:
         return None
     hz = max(powers, key=powers.get)
@@ -250,28 +250,29 @@ def hum_level(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[floa
 
 
 @lru_cache(maxsize=1)
-def _hum_bins() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _hum_bins() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each multiple (up to the HUM_NOTCHES-th) of each of MAINS_HZ, a row of
-    :func:`hum_level`'s 1 Hz bins: its mains frequency, its band's bins (padded; ``in_band``
-    marks the real ones) and the ten bins each side of the band, two bins out, its neighbourhood."""
+    :func:`hum_level`'s 1 Hz bins: its mains frequency, which multiple it is, its band's bins
+    (padded; ``in_band`` marks the real ones) and the ten bins each side of the band, two bins
+    out, its neighbourhood."""
     rows = []
     for hz in MAINS_HZ:
         for k in range(1, HUM_NOTCHES + 1):
             centre, half = round(k * hz), 1 + (k + 1) // 2  # (a grid's drift of 0.5 Hz moves the k-th multiple by k / 2)
             ring = [*range(centre - half - 12, centre - half - 2), *range(centre + half + 3, centre + half + 13)]
-            rows.append((hz, list(range(centre - half, centre + half + 1)), ring))
-    width = max(len(band) for _, band, _ in rows)
-    band = np.array([b + [b[0]] * (width - len(b)) for _, b, _ in rows])
-    in_band = np.array([[i < len(b) for i in range(width)] for _, b, _ in rows])
-    return np.array([hz for hz, _, _ in rows]), band, in_band, np.array([r for _, _, r in rows])
+            rows.append((hz, k, list(range(centre - half, centre + half + 1)), ring))
+    width = max(len(band) for _, _, band, _ in rows)
+    band = np.array([b + [b[0]] * (width - len(b)) for _, _, b, _ in rows])
+    in_band = np.array([[i < len(b) for i in range(width)] for _, _, b, _ in rows])
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), band, in_band, np.array([r[3] for r in rows])
 
 
 @lru_cache(maxsize=4)
 def _hann(n: int) -> np.ndarray:
-    """scipy's periodic Hann window of ``n`` points (made once: making it costs as much as the FFTs)."""
-    from scipy.signal import get_window
-
-    return get_window("hann", n)
+    """The periodic Hann window of ``n`` points, as ``scipy.signal.get_window("hann", n)`` makes
+    it (here in NumPy: importing scipy.signal would cost every `speechrnn transcribe` 0.8 s,
+    and only the hum check needs it)."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
 
 
 def _low_spectrum(samples: np.ndarray, sample_rate: int, top: int) -> np.ndarray:
@@ -281,21 +282,20 @@ def _low_spectrum(samples: np.ndarray, sample_rate: int, top: int) -> np.ndarray
     its mean. Written here because welch's own overhead (3 ms for a 3 s recording) would have
     been most of what the warning costs a short file, against well under a millisecond for the
     FFTs themselves; tests/test_audio.py checks it against welch."""
-    from scipy.fft import rfft
-
     window = _hann(sample_rate)
     segments = samples[: samples.size // sample_rate * sample_rate].reshape(-1, sample_rate)
     segments = segments - segments.mean(axis=1, keepdims=True)
-    power = np.mean(np.abs(rfft(segments * window, axis=1)[:, :top]) ** 2, axis=0)
+    power = np.mean(np.abs(np.fft.rfft(segments * window, axis=1)[:, :top]) ** 2, axis=0)
     power[1:] *= 2  # (one-sided: the negative frequencies' half; bin 0 has none)
     return power / (sample_rate * np.sum(window ** 2))
 
 
-def hum_warning(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str | None:
+def hum_warning(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, removed: float | None = None) -> str | None:
     """What to tell of an input with mains hum at :data:`HUM_WARNING_DB` or louder (None:
-    nothing), as :func:`dc_offset_warning` does of an offset."""
+    nothing), as :func:`dc_offset_warning` does of an offset; nothing where it is at
+    ``removed`` Hz, the frequency ``--remove-hum`` takes out (within 1 Hz)."""
     hum = hum_level(samples, sample_rate)
-    if hum is None or hum[1] < HUM_WARNING_DB:
+    if hum is None or hum[1] < HUM_WARNING_DB or (removed is not None and abs(hum[0] - removed) < 1):
         return None
     hz, db = hum
     return f"mains hum at {hz:g} Hz ({db:.0f} dB full scale) costs accuracy; --remove-hum {hz:g} takes it out"
@@ -303,10 +303,11 @@ def hum_warning(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str | No
 
 def input_warnings(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, remove_dc: bool = False, remove_hum: float | None = None) -> dict[str, str]:
     """What to tell of ``(N,)`` samples that an :class:`InputFilter` of these options would
-    not mend, by kind: ``"dc offset"`` (:func:`dc_offset_warning`), ``"hum"`` (:func:`hum_warning`)."""
+    not mend, by kind: ``"dc offset"`` (:func:`dc_offset_warning`), ``"hum"`` (:func:`hum_warning`:
+    hum at another frequency than ``remove_hum`` too)."""
     told = {
         "dc offset": None if remove_dc else dc_offset_warning(float(np.mean(samples, dtype=np.float64))),
-        "hum": None if remove_hum is not None else hum_warning(samples, sample_rate),
+        "hum": hum_warning(samples, sample_rate, removed=remove_hum),
     }
     return {kind: message for kind, message in told.items() if message}
 

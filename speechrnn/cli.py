@@ -44,11 +44,11 @@ def add_decoding_options(p: argparse.ArgumentParser, nbest: bool = False) -> Non
 def add_remove_dc_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--remove-dc", action="store_true",
-        help="take a constant offset (DC) out of the audio first, as some sound cards add one (a high-pass at 2.5 Hz; a warning says when an input has one)",
+        help="take a constant offset (DC) out of the audio first, as some sound cards add one (a high-pass at 2.5 Hz; transcribe and live warn of an input that has one)",
     )
     p.add_argument(
         "--remove-hum", type=mains_frequency, metavar="HZ",
-        help="take mains hum at HZ (50 or 60) out of the audio first, as a ground loop adds it (notches at HZ and its multiples up to the 8th; a warning says when an input has hum)",
+        help="take mains hum at HZ (50 or 60; 40-70 taken, for a grid off its nominal frequency) out of the audio first, as a ground loop adds it (notches at HZ and its multiples up to the 8th; transcribe and live warn of an input that has hum)",
     )
 
 

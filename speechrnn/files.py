@@ -18,7 +18,21 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[IO], None], bin
     """Call ``write`` with a temporary file beside ``path`` (opened for text in UTF-8, or for
     bytes), then rename it over ``path``; on any error the temporary file is removed and
     ``path`` is as it was. A symbolic link is followed (the file it names is replaced, the link
-    stays). ``sync``: the data reach the disk before the rename (a checkpoint, a model file)."""
+    stays; a loop of links is an error). A file replaced keeps its permissions; a new one gets
+    those ``open`` would give it (0666 less the umask). A path that is there but is not a file
+    (``/dev/stdout``, ``/dev/null``, a terminal, a named pipe) is written to directly, as there
+    is no file to keep whole and renaming over it would put a file in its place; a folder is an
+    error. ``sync``: the data reach the disk before the rename (a checkpoint, a model file)."""
+    try:
+        mode = os.stat(path).st_mode  # (of what a link names; a loop of links raises ELOOP)
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(path, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+        return
     path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     # (The name's first 40 characters only: a long name plus the temporary suffix must still
@@ -30,7 +44,7 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[IO], None], bin
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; what is saved is for everyone to read
+        os.chmod(tmp, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())  # (mkstemp makes it private)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -38,18 +52,13 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[IO], None], bin
         raise
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, and set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` with :func:`replace_atomically`; a path that is there but is
-    not a file (``/dev/stdout``, a terminal, a named pipe) is written to directly, as there is
-    no file to keep whole and renaming over it would put a file in its place."""
-    try:
-        mode = os.stat(path).st_mode  # (of what a link names)
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if mode is not None and not stat.S_ISREG(mode):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
+    """Write ``text`` to ``path`` with :func:`replace_atomically`."""
     replace_atomically(path, lambda f: f.write(text))

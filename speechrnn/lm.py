@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .files import write_atomic
 from .text import BLANK, SPACE, Tokenizer, normalize_text, unspellable
 
 BOS = "<s>"
@@ -209,14 +210,7 @@ def build_arpa(sentences: Iterable[str], order: int = 3) -> str:
 
 def write_arpa(path: str | os.PathLike, text: str) -> None:
     """Write ARPA text atomically (readers never see a half-written file)."""
-    _write(path, text)
-
-
-def _write(path: str | os.PathLike, text: str) -> None:
-    # Imported here: output imports the decoders, which import this module.
-    from .files import write_atomic
-
-    write_atomic(Path(path), text)
+    write_atomic(path, text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,7 +400,7 @@ def build_lexicon(words: Iterable[str], tokenizer: Tokenizer | None = None) -> d
 def write_lexicon(path: str | os.PathLike, words: Iterable[str], tokenizer: Tokenizer | None = None) -> dict[str, list[str]]:
     """Write the lexicon of ``words`` atomically, one ``word c h a r s |`` line each; returns it."""
     lexicon = build_lexicon(words, tokenizer)
-    _write(path, "".join(f"{word} {' '.join(spelling)}\n" for word, spelling in lexicon.items()))
+    write_atomic(path, "".join(f"{word} {' '.join(spelling)}\n" for word, spelling in lexicon.items()))
     return lexicon
 
 

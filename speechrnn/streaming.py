@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .audio import SAMPLE_RATE, InputFilter, to_mono_float32
-from .audio import input_warnings as warnings_of
+from .audio import SAMPLE_RATE, InputFilter, dc_offset_warning, hum_warning, to_mono_float32
 from .decoding import BeamSearch, BeamSearchDecoder, GreedyDecoder, WordTiming, beam_search_for, new_decoder
 from .features import RunningMean, frame_levels, num_frames
 from .model import SpeechModel, load_model
@@ -480,8 +479,12 @@ class StreamingRecognizer:
         self._second_samples = 0
         self._seconds_read = 0
         self._first_mean: float | None = None
+        # What the stream's input shows that the options do not mend, as warnings' words
+        # (:func:`speechrnn.audio.dc_offset_warning`, :func:`speechrnn.audio.hum_warning`), each
+        # kind once: a DC offset read on the first second, mains hum on every second until it
+        # is heard. Like everything else, reset() and finalize() clear it (a new stream).
         self.input_warnings: list[str] = []
-        self._warned_of: set[str] = set()
+        self._hum_told = False
         self._input_rate: int | None = None
         # The current utterance's audio for the rescoring model: chunks at the model's rate,
         # from stream sample _audio_start on; _too_long once the utterance outgrew its limit.
@@ -509,10 +512,10 @@ class StreamingRecognizer:
 
     def _read_input(self, samples: np.ndarray) -> None:
         """Add samples (at the model's rate, before the input filter) to the current second;
-        each whole one is read for :attr:`input_warnings`, each kind told once a stream: a DC
-        offset on the first second (a sound card's is there from the start; later seconds of
-        speech may have means of their own), mains hum on every second until it is found (it
-        starts when a cable is plugged in); not what the recognizer's options take out."""
+        each whole one is read for :attr:`input_warnings`: a DC offset on the first second
+        only (a sound card's is there from the start; later seconds of speech may have means
+        of their own), mains hum on every second until it is heard (it starts when a cable is
+        plugged in); not what the recognizer's options take out."""
         while samples.size:
             piece = samples[: self.sample_rate - self._second_samples].copy()  # (a caller may reuse its buffer)
             self._second.append(piece)
@@ -525,12 +528,13 @@ class StreamingRecognizer:
             self._seconds_read += 1
             if self._seconds_read == 1:
                 self._first_mean = float(second.mean(dtype=np.float64))
-            skip = {"dc offset"} if self._seconds_read > 1 else set()
-            found = warnings_of(second, self.sample_rate, self.remove_dc, self.remove_hum)
-            for kind, message in found.items():
-                if kind not in self._warned_of | skip:
-                    self._warned_of.add(kind)
-                    self.input_warnings.append(message)
+                told = None if self.remove_dc else dc_offset_warning(self._first_mean)
+                self.input_warnings += [told] if told else []
+            told = hum_warning(second, self.sample_rate, removed=self.remove_hum)
+            if told:
+                self._hum_told = True
+                self.input_warnings.append(told)
+                return
 
     @property
     def rescorer(self):
@@ -603,7 +607,7 @@ class StreamingRecognizer:
             if self._resampler is None:
                 self._resampler = soxr.ResampleStream(sample_rate, self.sample_rate, 1, dtype="float32")
             samples = self._resampler.resample_chunk(samples, last=last)
-        if self._seconds_read == 0 or (self.remove_hum is None and "hum" not in self._warned_of):
+        if not self._hum_told:
             self._read_input(samples)
         if self._input_filter:
             samples = self._input_filter(samples)

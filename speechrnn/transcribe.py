@@ -169,7 +169,7 @@ def recognize(
     """
     segmenting = segment_config(model, max_segment)
     sample_rate = model.config.frontend.sample_rate
-    if audio.InputFilter(remove_dc, remove_hum, sample_rate):
+    if remove_dc or remove_hum is not None:
         waves = [torch.from_numpy(audio.InputFilter(remove_dc, remove_hum, sample_rate)(wave.numpy())) for wave in waves]
     pieces: list[torch.Tensor] = []
     owners: list[tuple[int, int]] = []  # (recording, start sample) of each piece

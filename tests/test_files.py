@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import threading
 
 import pytest
 
@@ -21,7 +23,30 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["settings.json"]
     replace_atomically(path, lambda f: f.write(b"\x00new"), binary=True, sync=True)
     assert path.read_bytes() == b"\x00new" and os.listdir(tmp_path) == ["settings.json"]
-    assert os.stat(path).st_mode & 0o777 == 0o644  # (not mkstemp's private mode)
+    os.chmod(path, 0o600)  # a private file stays private, and a new one gets what open() would give it (not mkstemp's 0600)
+    replace_atomically(path, lambda f: f.write("newer"))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    mask = os.umask(0o022)
+    try:
+        replace_atomically(tmp_path / "new.txt", lambda f: f.write("x"))
+        assert os.stat(tmp_path / "new.txt").st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
+    (tmp_path / "new.txt").unlink()
+    os.mkfifo(tmp_path / "pipe")  # written into, not replaced by a file (as /dev/null would be)
+    reader = threading.Thread(target=lambda: read.append((tmp_path / "pipe").read_bytes()))
+    read: list[bytes] = []
+    reader.start()
+    replace_atomically(tmp_path / "pipe", lambda f: f.write(b"model"), binary=True, sync=True)
+    reader.join(timeout=10)
+    assert read == [b"model"] and stat.S_ISFIFO(os.stat(tmp_path / "pipe").st_mode)
+    (tmp_path / "pipe").unlink()
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        replace_atomically(tmp_path / "loop1", lambda f: f.write("x"))
+    for link in ("loop1", "loop2"):
+        (tmp_path / link).unlink()
     long_name = tmp_path / "deeper" / ("n" * 250)  # a folder made, and a temporary name that fits
     replace_atomically(long_name, lambda f: f.write("x"))
     assert long_name.read_text() == "x" and os.listdir(long_name.parent) == [long_name.name]

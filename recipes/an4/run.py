@@ -311,9 +311,7 @@ def write_results(path: Path, args, config: ModelConfig, stages: list[Stage], re
                     f"| {row['stage'] or '-'} | {row['epoch']} | {row['wall_s'] / 60:.1f} | {row['train_loss']:.3f} | {row['dev_wer']:.2f} | {row['dev_cer']:.2f} |"
                 )
     section = "\n".join(lines) + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(merge_section(path.read_text() if path.exists() else "", args.name, section))
-    tmp.replace(path)
+    write_atomic(path, merge_section(path.read_text() if path.exists() else "", args.name, section))
 
 
 RESULTS_HEADER = (
