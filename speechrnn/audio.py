@@ -298,7 +298,7 @@ def hum_warning(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, removed: fl
     if hum is None or hum[1] < HUM_WARNING_DB or (removed is not None and abs(hum[0] - removed) < 1):
         return None
     hz, db = hum
-    return f"mains hum at {hz:g} Hz ({db:.0f} dB full scale) costs accuracy; --remove-hum {hz:g} takes it out"
+    return f"mains hum at {hz:g} Hz ({db:.0f} dB full scale RMS) costs accuracy; --remove-hum {hz:g} takes it out"
 
 
 def input_warnings(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, remove_dc: bool = False, remove_hum: float | None = None) -> dict[str, str]:

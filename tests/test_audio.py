@@ -139,7 +139,7 @@ def test_hum_is_found_at_its_frequency_and_level_and_not_in_noise_or_short_input
         found_hz, db = hum_level(noise + hum)
         assert found_hz == hz
         assert db == pytest.approx(10 * np.log10(np.mean(hum ** 2)), abs=0.5)
-        assert hum_warning(noise + hum) == f"mains hum at {hz:g} Hz ({db:.0f} dB full scale) costs accuracy; --remove-hum {hz:g} takes it out"
+        assert hum_warning(noise + hum) == f"mains hum at {hz:g} Hz ({db:.0f} dB full scale RMS) costs accuracy; --remove-hum {hz:g} takes it out"
     assert hum_level(noise) is None and hum_warning(noise) is None
     quiet = noise / 10 + mains(noise.size, 50.0, 0.0003)  # found, but under HUM_WARNING_DB (-60)
     assert hum_level(quiet)[0] == 50.0 and hum_warning(quiet) is None
