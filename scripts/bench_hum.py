@@ -13,14 +13,20 @@ more get the warning, and how many name the right frequency:
   multiples, at 1, 1/2 and 1/4 of its amplitude), added to every recording;
 - training's hum (speechrnn.data.mains_hum: 50 or 60 Hz, give or take 0.5 Hz, eight multiples
   at random gains and phases, seeded) at an RMS of -43 dB full scale, the bench hum's at -40.
+Also printed: each level's RMS in dB full scale (the warning's scale: the levels above are the
+fundamental's amplitude), and what the check costs a recording, against scipy.signal.welch's
+spectrum alone (the check's own spectrum stands in for it: speechrnn.audio._low_spectrum),
+mean milliseconds over the clean recordings read whole.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import time
 
 import numpy as np
+from scipy.signal import welch
 
 from speechrnn import machine
 from speechrnn.audio import HUM_PROMINENCE_DB, HUM_WARNING_DB, SAMPLE_RATE, hum_level, hum_warning, load_audio
@@ -41,6 +47,15 @@ def tally(sets: dict[str, list[np.ndarray]], expected: dict[str, float | None]) 
             row["right_frequency"] = sum(hum_level(r)[0] == expected[name] for r in warned)
         counts[name] = row
     return counts
+
+
+def mean_ms(work, recordings: list[np.ndarray]) -> float:
+    """Mean milliseconds of ``work`` over ``recordings`` (after one call, which pays any imports)."""
+    work(recordings[0])
+    started = time.perf_counter()
+    for recording in recordings:
+        work(recording)
+    return 1000 * (time.perf_counter() - started) / len(recordings)
 
 
 def main() -> None:
@@ -66,7 +81,11 @@ def main() -> None:
         sets["training's hum, -43 dB RMS"] = drawn
         expected["training's hum, -43 dB RMS"] = None
         report[span] = tally(sets, expected)
+    read = [w.astype(np.float64) for w in waves if w.size >= SAMPLE_RATE]
     print(json.dumps({
+        "steady_hum_rms_db": {f"{level:g}": round(float(10 * np.log10(np.mean(steady_hum(SAMPLE_RATE, 50.0, 10 ** (level / 20)).double().numpy() ** 2))), 1) for level in args.levels},
+        "check_ms_per_recording": round(mean_ms(hum_warning, read), 3),
+        "welch_ms_per_recording": round(mean_ms(lambda w: welch(w, fs=SAMPLE_RATE, nperseg=SAMPLE_RATE, noverlap=0), read), 3),
         "recordings": len(waves),
         "hum_prominence_db": HUM_PROMINENCE_DB,
         "hum_warning_db": HUM_WARNING_DB,

@@ -222,6 +222,8 @@ def main() -> None:
     if not sets:
         parser.error(f"no condition starts with any of {args.conditions}")
     report, by_voice = {}, {}
+    # (the same for every model: what transcribe would warn of in each condition's inputs)
+    warned = {condition: sum(bool(input_warnings(w.numpy())) for w in waves) for condition, waves in sets.items()} if args.warnings else {}
     for name in args.model:
         model = load_model(name)
         search = beam_search_for(model, args.lm, rescore=args.rescore)
@@ -230,7 +232,7 @@ def main() -> None:
             hyps = [h.text for h in recognize(model, waves, search=search, remove_dc=args.remove_dc, remove_hum=args.remove_hum)]
             report[name][condition] = scores(texts, hyps)
             if args.warnings:
-                report[name][condition]["warned"] = sum(bool(input_warnings(w.numpy())) for w in waves)
+                report[name][condition]["warned"] = warned[condition]
             if condition == "flite":
                 by_voice[name] = wer_by_voice(texts, hyps, flite_voices)
     # The README's robustness mean: the twelve conditions of sessions 36-51, so it compares

@@ -271,7 +271,7 @@ def _hum_bins() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndar
 def _hann(n: int) -> np.ndarray:
     """The periodic Hann window of ``n`` points, as ``scipy.signal.get_window("hann", n)`` makes
     it (here in NumPy: importing scipy.signal would cost every `speechrnn transcribe` 0.8 s,
-    and only the hum check needs it)."""
+    by ``python -X importtime``, and only the hum check needs it)."""
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
 
 
@@ -279,9 +279,9 @@ def _low_spectrum(samples: np.ndarray, sample_rate: int, top: int) -> np.ndarray
     """The first ``top`` bins (bin i: i Hz) of the power spectral density of ``(N,)`` float64
     samples, N at least ``sample_rate``, as ``scipy.signal.welch(samples, sample_rate,
     nperseg=sample_rate, noverlap=0)`` gives it: one-second Hann segments end to end, each less
-    its mean. Written here because welch's own overhead (3 ms for a 3 s recording) would have
-    been most of what the warning costs a short file, against well under a millisecond for the
-    FFTs themselves; tests/test_audio.py checks it against welch."""
+    its mean. Written here because welch's own overhead would have been most of what the
+    warning costs (welch 3.2 ms an AN4 recording, the whole check 0.9 ms:
+    scripts/bench_hum.py, session 66); tests/test_audio.py checks it against welch."""
     window = _hann(sample_rate)
     segments = samples[: samples.size // sample_rate * sample_rate].reshape(-1, sample_rate)
     segments = segments - segments.mean(axis=1, keepdims=True)

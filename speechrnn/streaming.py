@@ -473,11 +473,10 @@ class StreamingRecognizer:
         self.state = init_state(self.model, search=self.search)
         self._resampler = None
         self._input_filter = InputFilter(self.remove_dc, self.remove_hum, self.sample_rate)
-        # The stream's current second at the model's rate, before the input filter, for
-        # input_warnings; dc_offset is the first second's mean.
-        self._second: list[np.ndarray] = []
-        self._second_samples = 0
-        self._seconds_read = 0
+        # The stream's current second at the model's rate, before the input filter (filled up
+        # to _second_filled), for input_warnings; dc_offset is the first second's mean.
+        self._second = np.empty(self.sample_rate, dtype=np.float32)
+        self._second_filled = 0
         self._first_mean: float | None = None
         # What the stream's input shows that the options do not mend, as warnings' words
         # (:func:`speechrnn.audio.dc_offset_warning`, :func:`speechrnn.audio.hum_warning`), each
@@ -517,20 +516,18 @@ class StreamingRecognizer:
         of their own), mains hum on every second until it is heard (it starts when a cable is
         plugged in); not what the recognizer's options take out."""
         while samples.size:
-            piece = samples[: self.sample_rate - self._second_samples].copy()  # (a caller may reuse its buffer)
-            self._second.append(piece)
-            self._second_samples += piece.size
-            samples = samples[piece.size :]
-            if self._second_samples < self.sample_rate:
+            n = min(samples.size, self.sample_rate - self._second_filled)
+            self._second[self._second_filled : self._second_filled + n] = samples[:n]
+            self._second_filled += n
+            samples = samples[n:]
+            if self._second_filled < self.sample_rate:
                 return
-            second = np.concatenate(self._second)
-            self._second, self._second_samples = [], 0
-            self._seconds_read += 1
-            if self._seconds_read == 1:
-                self._first_mean = float(second.mean(dtype=np.float64))
+            self._second_filled = 0
+            if self._first_mean is None:
+                self._first_mean = float(self._second.mean(dtype=np.float64))
                 told = None if self.remove_dc else dc_offset_warning(self._first_mean)
                 self.input_warnings += [told] if told else []
-            told = hum_warning(second, self.sample_rate, removed=self.remove_hum)
+            told = hum_warning(self._second, self.sample_rate, removed=self.remove_hum)
             if told:
                 self._hum_told = True
                 self.input_warnings.append(told)
